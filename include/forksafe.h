@@ -1,0 +1,284 @@
+/*
+ * forksafe.h: make fork() without exec() consistent in multi-threaded
+ * programs, and make it easy to avoid where it can be avoided.
+ *
+ * This header is the manual. Types come first, then the functions grouped by
+ * noun: registration, the fork wrapper, diagnostics, spawn, the fork server.
+ *
+ * Conventions (the same for every function unless its comment says
+ * otherwise):
+ *  - Registration and query functions return 0 or a positive errno value,
+ *    like the pthread functions, and never set errno.
+ *  - Fork-like calls return -1 and set errno on failure.
+ *  - Every function is thread-safe. None is async-signal-safe.
+ *  - Bad input changes nothing: EINVAL (NULL key or name, unknown flags,
+ *    non-zero reserved fields), EEXIST (key already registered), ENOENT
+ *    (unknown key), ENOMEM (out of memory; the registry is unchanged).
+ *
+ * The library installs exactly one pthread_atfork() triple from a
+ * constructor, so a plain fork() made by any code in the process runs the
+ * coordinated handlers too. See docs/semantics.md for the full contract.
+ */
+#ifndef FORKSAFE_H
+#define FORKSAFE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define FORKSAFE_API __attribute__((visibility("default")))
+#else
+#define FORKSAFE_API
+#endif
+
+#define FORKSAFE_VERSION_MAJOR 0
+#define FORKSAFE_VERSION_MINOR 1
+#define FORKSAFE_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------
+ * Ranks
+ *
+ * Prepare visits entries in ascending (rank, registration order); the parent
+ * and child handlers visit them in exactly the reverse order. A lower rank
+ * is an outer lock: if code ever takes B while holding A, then
+ * rank(A) < rank(B). Use a band and an offset inside it:
+ * FORKSAFE_RANK_LIBRARY + 10.
+ * ------------------------------------------------------------------------ */
+#define FORKSAFE_RANK_APP 1000u     /* application locks (outermost band) */
+#define FORKSAFE_RANK_LIBRARY 2000u /* third-party library locks */
+#define FORKSAFE_RANK_LEAF 3000u    /* locks under which nothing is taken */
+
+/* ------------------------------------------------------------------------
+ * Registration
+ *
+ * An entry is one registered lock or callback set. The key is the lock's
+ * address, or the ctx pointer of a callback set; the name is copied and
+ * shown in diagnostics and reports. The shared object that called the
+ * register function owns the entry (for callback sets: the object holding
+ * the callbacks); its entries disappear when it is unloaded with dlclose().
+ *
+ * Locks must be initialised before they are registered, must not be
+ * destroyed or re-initialised while registered, and must live in memory
+ * that stays mapped until they are unregistered.
+ *
+ * Calling any registration function from a forksafe callback on the forking
+ * thread fails with EDEADLK. From another thread during a fork, it waits
+ * until the fork has finished.
+ * ------------------------------------------------------------------------ */
+
+/* Register a pthread mutex of any type: normal, errorcheck, recursive,
+   adaptive, robust or priority-inheritance. After fork() it is in the same
+   state in parent and child as before: free, or held by the forking thread
+   with the same recursion depth; its type and robustness are kept.
+   Returns 0, EINVAL (m or name NULL), EEXIST, ENOMEM or EDEADLK. */
+FORKSAFE_API int forksafe_register_mutex(pthread_mutex_t *m, const char *name,
+                                         unsigned rank);
+
+/* Register a pthread rwlock. It is taken for writing in prepare, so no
+   writer is inside it at the fork; in the child it is rebuilt with its own
+   attributes (glibc cannot unlock it there). A write lock held by the
+   forking thread is preserved. A read lock held by the forking thread
+   cannot be told apart from other readers on glibc: forksafe_fork() then
+   fails with EDEADLK when the process is single-threaded, and with
+   ETIMEDOUT naming the lock otherwise.
+   Returns 0, EINVAL, EEXIST, ENOMEM or EDEADLK. */
+FORKSAFE_API int forksafe_register_rwlock(pthread_rwlock_t *l,
+                                          const char *name, unsigned rank);
+
+/* Register a pthread spinlock. Spinlocks record no owner: one held by the
+   forking thread is reported like a read lock above.
+   Returns 0, EINVAL, EEXIST, ENOMEM or EDEADLK. */
+FORKSAFE_API int forksafe_register_spinlock(pthread_spinlock_t *l,
+                                            const char *name, unsigned rank);
+
+/* A callback set, for resources that are not a single pthread lock. */
+struct forksafe_ops {
+    /* Acquire or quiesce before the fork. deadline is an absolute
+       CLOCK_MONOTONIC time, or NULL for none; honour it. Return 0, or a
+       positive errno value to abort a forksafe_fork() (under a plain
+       fork(), which cannot fail, the failure is recorded and this entry's
+       parent and child callbacks are skipped for that fork). */
+    int (*prepare)(void *ctx, const struct timespec *deadline);
+    /* After the fork, in the parent (also when fork() itself failed). */
+    void (*parent)(void *ctx);
+    /* After the fork, in the child: the only thread there. */
+    void (*child)(void *ctx);
+};
+
+/* Register a callback set keyed by ctx. Any callback may be NULL; *ops is
+   copied. Returns 0, EINVAL (ctx, name or ops NULL), EEXIST, ENOMEM or
+   EDEADLK. */
+FORKSAFE_API int forksafe_register_ops(void *ctx, const char *name,
+                                       unsigned rank,
+                                       const struct forksafe_ops *ops);
+
+/* Remove the entry for key (a lock address or a callback ctx).
+   Returns 0, EINVAL (key NULL), ENOENT or EDEADLK. */
+FORKSAFE_API int forksafe_unregister(const void *key);
+
+/* What the registry knows about one entry; strings stay valid until the
+   entry is unregistered. */
+struct forksafe_info {
+    const char *name;   /* as registered */
+    const char *kind;   /* "mutex", "rwlock", "spinlock" or "ops" */
+    unsigned rank;
+    unsigned long seq;  /* registration sequence number */
+};
+
+/* Look up the entry for key. info may be NULL to test membership only.
+   Returns 0, EINVAL (key NULL) or ENOENT. */
+FORKSAFE_API int forksafe_lookup(const void *key, struct forksafe_info *info);
+
+/* Adapters (libforksafe-<lib>) record themselves here, by library name
+   ("stdio", "openssl", ...), so that reports and forksafe-audit can say
+   which libraries are covered. Registering a name twice is harmless.
+   Returns 0, EINVAL (name NULL or empty) or ENOMEM. */
+FORKSAFE_API int forksafe_register_adapter(const char *name);
+
+/* 1 if an adapter of that name has been registered, 0 otherwise. */
+FORKSAFE_API int forksafe_adapter_installed(const char *name);
+
+/* ------------------------------------------------------------------------
+ * The safe fork wrapper
+ * ------------------------------------------------------------------------ */
+
+/* Refuse to fork (EBUSY) while any thread other than the caller is alive. */
+#define FORKSAFE_FORK_NO_THREADS 0x1u
+
+struct forksafe_fork_opts {
+    /* How long prepare may wait for registered locks and callbacks, in
+       milliseconds. 0 means the default: FORKSAFE_TIMEOUT_MS from the
+       environment when the library was loaded, else 5000. */
+    unsigned timeout_ms;
+    unsigned flags;        /* FORKSAFE_FORK_* */
+    unsigned reserved[6];  /* must be zero: room to grow the ABI */
+};
+
+/* Like fork(), but bounded and diagnosable. Runs the coordinated prepare
+   with a deadline; if it cannot finish, nothing the framework took stays
+   held, no child is created, and -1 is returned with errno:
+     ETIMEDOUT  a registered lock or callback did not yield in time;
+     EDEADLK    a registered lock is held by the calling thread in a way the
+                platform cannot preserve, or the call was made from a
+                forksafe callback;
+     EBUSY      FORKSAFE_FORK_NO_THREADS and other threads are alive;
+     EINVAL     unknown flags or non-zero reserved fields;
+     any errno  returned by a prepare callback, or set by fork() itself.
+   forksafe_last_error() then names the entry, its rank and, where the
+   platform can tell, the holder thread (TID and name). opts may be NULL.
+   Forks from several threads are serialised. */
+FORKSAFE_API pid_t forksafe_fork(const struct forksafe_fork_opts *opts);
+
+/* A description of the calling thread's last forksafe failure, or "" if
+   there was none. Thread-local; valid until the thread's next call. */
+FORKSAFE_API const char *forksafe_last_error(void);
+
+/* ------------------------------------------------------------------------
+ * Diagnostics
+ * ------------------------------------------------------------------------ */
+
+/* The number of threads alive in the process now, or -errno. */
+FORKSAFE_API int forksafe_thread_count(void);
+
+#define FORKSAFE_AUDIT_JSON 0x1u /* JSON instead of text; see docs/report.md */
+
+/* Write a report of every entry (name, rank, kind, owner object, holder
+   thread if held now), every installed adapter and every live thread (TID,
+   name) to fd. Returns 0, EINVAL (bad fd or unknown flags) or the errno of
+   a failed write. */
+FORKSAFE_API int forksafe_audit_write(int fd, unsigned flags);
+
+/* ------------------------------------------------------------------------
+ * Spawn: start a child that execs, without fork()
+ *
+ * Built on posix_spawn(): no copy of the parent's page tables, no fork
+ * handlers, no inherited locks.
+ * ------------------------------------------------------------------------ */
+
+/* Inherit every descriptor that is not close-on-exec (default: only 0, 1,
+   2 and those named in fd_map are inherited). */
+#define FORKSAFE_SPAWN_KEEP_FDS 0x1u
+/* Keep the caller's signal mask (default: empty mask in the child). */
+#define FORKSAFE_SPAWN_KEEP_SIGMASK 0x2u
+/* Keep ignored signals ignored (default: every disposition is reset). */
+#define FORKSAFE_SPAWN_KEEP_SIGDEFAULTS 0x4u
+/* file is a path, never searched in PATH. */
+#define FORKSAFE_SPAWN_NO_PATH_SEARCH 0x8u
+/* Start a new session (setsid) in the child. */
+#define FORKSAFE_SPAWN_SETSID 0x10u
+/* Put the child in process group pgroup (0: a new group led by it). */
+#define FORKSAFE_SPAWN_SETPGROUP 0x20u
+/* Return a pidfd for the child in *pidfd_out (ENOSYS where unsupported). */
+#define FORKSAFE_SPAWN_PIDFD 0x40u
+
+struct forksafe_fd_map {
+    int child_fd;  /* descriptor number in the child */
+    int parent_fd; /* descriptor in the caller */
+};
+
+struct forksafe_spawn_opts {
+    unsigned flags;                      /* FORKSAFE_SPAWN_* */
+    const char *cwd;                     /* NULL: inherit */
+    const struct forksafe_fd_map *fd_map;
+    size_t n_fd_map;
+    pid_t pgroup;                        /* with FORKSAFE_SPAWN_SETPGROUP */
+    int *pidfd_out;                      /* with FORKSAFE_SPAWN_PIDFD */
+    void *reserved[4];                   /* must be NULL */
+};
+
+/* Start file with argv and envp (NULL: the current environment) and store
+   the child's PID in *pid. Returns 0 or an errno value; failures to exec
+   (ENOENT, EACCES, ENOEXEC, ...) are returned here, not as exit status 127.
+   opts may be NULL for the safe defaults. */
+FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
+                                char *const argv[], char *const envp[],
+                                const struct forksafe_spawn_opts *opts);
+
+/* ------------------------------------------------------------------------
+ * The fork server (zygote)
+ *
+ * A small process forked before the program starts threads, holding a
+ * clean, thread-free copy of it. Workers are forked from it on request and
+ * run an entry point registered by name. See docs/zygote.md.
+ * ------------------------------------------------------------------------ */
+
+typedef int (*forksafe_zygote_fn)(const void *arg, size_t len, const int *fds,
+                                  size_t nfds);
+
+/* Register an entry point; must be called before forksafe_zygote_start().
+   Returns 0, EINVAL, EEXIST, ENOMEM, or EBUSY (the server has started). */
+FORKSAFE_API int forksafe_zygote_register(const char *name,
+                                          forksafe_zygote_fn fn);
+
+/* Start the fork server. Call it early in main(), before any thread is
+   started. Returns 0, EALREADY, EBUSY (other threads are alive), or the
+   errno of a failed socketpair()/fork(). */
+FORKSAFE_API int forksafe_zygote_start(void);
+
+/* Ask the server to fork a worker that runs the entry point name with a
+   copy of arg[0..len) and the descriptors fds[0..nfds), and exits with its
+   return value. Stores the worker's PID in *pid. Returns 0 or an errno
+   value: ENOENT (unknown name), EINVAL, E2BIG, ECHILD (no server). */
+FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
+                                       size_t len, const int *fds, size_t nfds,
+                                       pid_t *pid);
+
+/* Wait for a worker, like waitpid(pid, status, options) with options 0 or
+   WNOHANG. Returns the pid, 0 (WNOHANG and still running) or -1 with errno. */
+FORKSAFE_API pid_t forksafe_zygote_wait(pid_t pid, int *status, int options);
+
+/* Stop the fork server; running workers are not affected. Returns 0 or
+   ECHILD if none is running. */
+FORKSAFE_API int forksafe_zygote_stop(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FORKSAFE_H */
