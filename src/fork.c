@@ -312,3 +312,17 @@ unsigned long forksafe__plain_failures(const char **text)
     *text = plain_failure_text;
     return plain_failures;
 }
+
+#ifdef FORKSAFE_DEBUG
+/* Debug builds only: a broken internal invariant. Writes with write(2) so
+   it is usable in a child and from the fork handlers. */
+void forksafe__assert_fail(const char *what, const char *file, int line)
+{
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "forksafe: %s:%d: assertion failed: %s\n",
+                     file, line, what);
+    if (n > 0)
+        (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    abort();
+}
+#endif
