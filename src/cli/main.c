@@ -1,0 +1,346 @@
+/*
+ * main.c: forksafe-audit [--json FILE] [--fail-on warning|error]
+ * [--grace-ms MS] [--] PROGRAM [ARGS...]. Runs PROGRAM with
+ * libforksafe-audit.so preloaded and a private record directory, waits for
+ * it (and, as a child subreaper, for descendants it orphaned), merges the
+ * records, prints the report to stderr, writes JSON when asked, and exits
+ * with PROGRAM's status, or FORKSAFE_AUDIT_EXIT_HAZARDS when --fail-on
+ * matched and PROGRAM itself succeeded.
+ */
+#include "cli.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "forksafe.h"
+
+#ifndef FORKSAFE_AUDIT_INSTALLED_PRELOAD
+#define FORKSAFE_AUDIT_INSTALLED_PRELOAD \
+    "/usr/local/lib/forksafe/libforksafe-audit.so"
+#endif
+#ifndef FORKSAFE_AUDIT_LIBDIR
+#define FORKSAFE_AUDIT_LIBDIR "lib"
+#endif
+
+#define EXIT_USAGE 2   /* bad arguments or setup failure; PROGRAM not run */
+#define EXIT_HAZARDS 3 /* --fail-on matched and PROGRAM exited 0 */
+#define PRELOAD_NAME "libforksafe-audit.so"
+#define LINGER_MS 1000 /* wait for orphaned descendants after PROGRAM */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: forksafe-audit [--json FILE] [--fail-on warning|error] "
+            "[--grace-ms MS] [--] PROGRAM [ARGS...]\n"
+            "Run PROGRAM (and every process it starts) under the forksafe "
+            "fork-hazard interposer;\nprint the findings to stderr and exit "
+            "with PROGRAM's status.\n"
+            "  --json FILE      also write the report as JSON "
+            "(schema: docs/audit.md)\n"
+            "  --fail-on LEVEL  exit %d if PROGRAM succeeded but a finding "
+            "of LEVEL or worse was made\n"
+            "  --grace-ms MS    how long a child blocked on a lock held at "
+            "fork waits before it\n"
+            "                   is reported as child-deadlock and ended with "
+            "status 86 (default 2000)\n"
+            "Environment: FORKSAFE_AUDIT_PRELOAD overrides the interposer's "
+            "path.\n",
+            EXIT_HAZARDS);
+}
+
+static int readable(const char *p)
+{
+    return access(p, R_OK) == 0;
+}
+
+/* The interposer: $FORKSAFE_AUDIT_PRELOAD, else next to this program in
+   the build tree (../preload/), else relative to an installed bin/
+   (../lib/forksafe/), else the path baked in at build time. */
+static int find_preload(char *out, size_t len)
+{
+    const char *env = getenv("FORKSAFE_AUDIT_PRELOAD");
+    if (env && *env) {
+        if (!readable(env)) {
+            fprintf(stderr,
+                    "forksafe-audit: FORKSAFE_AUDIT_PRELOAD=%s: %s\n", env,
+                    strerror(errno));
+            return -1;
+        }
+        snprintf(out, len, "%s", env);
+        return 0;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            int w = snprintf(out, len, "%s/../preload/%s", exe,
+                             PRELOAD_NAME);
+            if (w > 0 && (size_t)w < len && readable(out))
+                return 0;
+            w = snprintf(out, len, "%s/../%s/forksafe/%s", exe,
+                         FORKSAFE_AUDIT_LIBDIR, PRELOAD_NAME);
+            if (w > 0 && (size_t)w < len && readable(out))
+                return 0;
+        }
+    }
+    snprintf(out, len, "%s", FORKSAFE_AUDIT_INSTALLED_PRELOAD);
+    if (readable(out))
+        return 0;
+    fprintf(stderr,
+            "forksafe-audit: cannot find %s (looked next to this program and "
+            "in %s); set FORKSAFE_AUDIT_PRELOAD\n",
+            PRELOAD_NAME, FORKSAFE_AUDIT_INSTALLED_PRELOAD);
+    return -1;
+}
+
+/* Identities of the descriptors this process passes on (no close-on-exec):
+   the program inherits them from outside, which is not its leak. */
+static size_t inherited_fds(struct forksafe_fdid *ids, size_t max)
+{
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < max) {
+        int fd = atoi(de->d_name);
+        struct stat st;
+        if (fd <= 2 || fd == dirfd(d))
+            continue;
+        int fl = fcntl(fd, F_GETFD);
+        if (fl < 0 || (fl & FD_CLOEXEC) || fstat(fd, &st) != 0)
+            continue;
+        ids[n].dev = (unsigned long)st.st_dev;
+        ids[n].ino = (unsigned long)st.st_ino;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            char p[PATH_MAX];
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* In the child: environment for the interposer, then exec. */
+static void run_child(char **argv, const char *preload, const char *dir,
+                      const char *grace)
+{
+    char buf[PATH_MAX * 2];
+    const char *old = getenv("LD_PRELOAD");
+    /* Existing preloads stay first: a sanitizer runtime must come first. */
+    if (old && *old)
+        snprintf(buf, sizeof buf, "%s:%s", old, preload);
+    else
+        snprintf(buf, sizeof buf, "%s", preload);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    if (setenv("LD_PRELOAD", buf, 1) != 0 ||
+        setenv("FORKSAFE_AUDIT_DIR", dir, 1) != 0 ||
+        setenv("FORKSAFE_AUDIT_ROOT", pid, 1) != 0 ||
+        (grace && setenv("FORKSAFE_AUDIT_GRACE_MS", grace, 1) != 0))
+        _exit(127);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGQUIT, SIG_DFL);
+    execvp(argv[0], argv);
+    int e = errno;
+    fprintf(stderr, "forksafe-audit: cannot run %s: %s\n", argv[0],
+            strerror(e));
+    _exit(e == ENOENT ? 127 : 126);
+}
+
+int main(int argc, char **argv)
+{
+    const char *json = NULL, *grace = NULL;
+    int fail_on = -1;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (a[0] != '-')
+            break;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("forksafe-audit %d.%d.%d (report schema %d)\n",
+                   FORKSAFE_VERSION_MAJOR, FORKSAFE_VERSION_MINOR,
+                   FORKSAFE_VERSION_PATCH, FORKSAFE_AUDIT_SCHEMA_VERSION);
+            return 0;
+        }
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--json") == 0 && val) {
+            json = val;
+            i++;
+        } else if (strcmp(a, "--fail-on") == 0 && val) {
+            fail_on = forksafe__sev_parse(val);
+            if (fail_on < FS_SEV_WARNING) {
+                fprintf(stderr, "forksafe-audit: --fail-on takes warning or "
+                                "error, not '%s'\n", val);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--grace-ms") == 0 && val) {
+            char *end;
+            long g = strtol(val, &end, 10);
+            if (*end || end == val || g < 0 || g > 3600000) {
+                fprintf(stderr, "forksafe-audit: --grace-ms takes a number "
+                                "of milliseconds, not '%s'\n", val);
+                return EXIT_USAGE;
+            }
+            grace = val;
+            i++;
+        } else {
+            fprintf(stderr, "forksafe-audit: unknown or incomplete option "
+                            "'%s'\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    char **prog = argv + i;
+
+    char preload[PATH_MAX];
+    if (find_preload(preload, sizeof preload) != 0)
+        return EXIT_USAGE;
+    /* Check the JSON destination before running anything, so a typo does
+       not cost a whole run. */
+    FILE *jf = NULL;
+    if (json) {
+        jf = fopen(json, "we");
+        if (!jf) {
+            fprintf(stderr, "forksafe-audit: cannot write the JSON report "
+                            "to '%s': %s\n", json, strerror(errno));
+            return EXIT_USAGE;
+        }
+    }
+    const char *tmp = getenv("TMPDIR");
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/forksafe-audit.XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        snprintf(dir, sizeof dir, "/tmp/forksafe-audit.XXXXXX");
+        if (!mkdtemp(dir)) {
+            fprintf(stderr, "forksafe-audit: cannot create a record "
+                            "directory: %s\n", strerror(errno));
+            return EXIT_USAGE;
+        }
+    }
+    struct forksafe_fdid ignore[256];
+    size_t nignore = inherited_fds(ignore, 256);
+
+    /* Orphaned descendants come back to us, so their records are complete
+       before we read them (bounded by LINGER_MS). */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    fflush(NULL);
+    pid_t child = fork();
+    if (child < 0) {
+        fprintf(stderr, "forksafe-audit: fork: %s\n", strerror(errno));
+        remove_dir(dir);
+        return EXIT_USAGE;
+    }
+    if (child == 0)
+        run_child(prog, preload, dir, grace);
+
+    /* Like system(): the terminal's ^C goes to the program; we stay to
+       report. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    int st = 0;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+        ;
+    long long end = now_ms() + LINGER_MS;
+    for (;;) {
+        int other;
+        pid_t r = waitpid(-1, &other, WNOHANG);
+        if (r > 0)
+            continue;
+        if (r < 0 && errno != EINTR)
+            break; /* ECHILD: no descendants left */
+        if (now_ms() >= end)
+            break;
+        struct timespec d = {0, 5 * 1000 * 1000};
+        nanosleep(&d, NULL);
+    }
+
+    struct forksafe_run run;
+    memset(&run, 0, sizeof run);
+    run.argv = prog;
+    if (WIFSIGNALED(st)) {
+        run.signal = WTERMSIG(st);
+        run.status = 128 + run.signal;
+    } else {
+        run.status = WEXITSTATUS(st);
+    }
+    int err = forksafe__records_load(&run, dir, ignore, nignore);
+    remove_dir(dir);
+    if (err)
+        fprintf(stderr, "forksafe-audit: reading records: %s\n",
+                strerror(err));
+    forksafe__report_text(stderr, &run);
+    int status = run.status;
+    if (jf) {
+        int werr = forksafe__report_json(jf, &run);
+        if (fclose(jf) != 0 && !werr)
+            werr = errno;
+        if (werr) {
+            fprintf(stderr, "forksafe-audit: writing '%s': %s\n", json,
+                    strerror(werr));
+            if (status == 0)
+                status = EXIT_USAGE;
+        }
+    }
+    if (fail_on >= 0 && status == 0) {
+        size_t hits = 0;
+        for (size_t k = 0; k < run.nfindings; k++)
+            hits += (int)run.findings[k].sev >= fail_on;
+        if (hits) {
+            fprintf(stderr, "forksafe-audit: failing (exit %d): %zu "
+                            "finding%s at or above %s\n",
+                    EXIT_HAZARDS, hits, hits == 1 ? "" : "s",
+                    forksafe__sev_name((enum forksafe_sev)fail_on));
+            status = EXIT_HAZARDS;
+        }
+    }
+    return status;
+}

@@ -1,0 +1,395 @@
+/*
+ * emit.c: how libforksafe-audit.so writes its records. Each process appends
+ * one line per record to <FORKSAFE_AUDIT_DIR>/<pid>.rec with a single
+ * write(), so records of parents, forked children and exec'd programs never
+ * interleave; forksafe-audit merges the files when the program has ended.
+ *
+ * DESIGN. This code runs in signal handlers and in children of
+ * multi-threaded forks, so it never allocates and never takes a lock:
+ * record buffers come from a static pool claimed with compare-and-swap, the
+ * per-process file descriptor is published with one atomic word, and code
+ * addresses are turned into (object, offset) from /proc/self/maps with raw
+ * system calls. A failure to write is silent: findings must never change
+ * the audited program's behaviour or output.
+ */
+#include "preload.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define POOL 4
+
+static struct forksafe__rec pool[POOL];
+static int pool_busy[POOL];
+
+static char out_dir[512];
+static int out_state; /* 0 unknown, 1 enabled, -1 disabled */
+/* pid << 32 | fd of the current record file, or 0. */
+static unsigned long long out_slot;
+/* Identity of that file, to notice that the program closed our descriptor
+   and reused its number (close-all loops before exec do that). */
+static dev_t out_dev;
+static ino_t out_ino;
+
+long forksafe__gettid(void)
+{
+    return syscall(SYS_gettid);
+}
+
+long forksafe__getpid(void)
+{
+    return syscall(SYS_getpid);
+}
+
+void forksafe__str_copy(char *dst, size_t len, const char *src)
+{
+    size_t i = 0;
+    if (!len)
+        return;
+    for (; src && src[i] && i + 1 < len; i++)
+        dst[i] = src[i];
+    dst[i] = '\0';
+}
+
+void forksafe__str_cat(char *dst, size_t len, const char *src)
+{
+    size_t n = strlen(dst);
+    if (n < len)
+        forksafe__str_copy(dst + n, len - n, src);
+}
+
+size_t forksafe__fmt_dec(char *out, long v)
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    unsigned long u = v < 0 ? 0ul - (unsigned long)v : (unsigned long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
+static size_t fmt_hex(char *out, uintptr_t v)
+{
+    char tmp[20];
+    size_t n = 0, len = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    out[len++] = '0';
+    out[len++] = 'x';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
+long forksafe__read_small(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n;
+    do
+        n = read(fd, buf, len - 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n < 0)
+        return -1;
+    while (n > 0 && buf[n - 1] == '\n')
+        n--;
+    buf[n] = '\0';
+    return n;
+}
+
+void forksafe__out_init(void)
+{
+    if (__atomic_load_n(&out_state, __ATOMIC_ACQUIRE) != 0)
+        return;
+    /* getenv only reads environ; it is called before threads exist (from
+       the constructor) or, at worst, racing with another first call that
+       computes the same answer. */
+    const char *d = getenv("FORKSAFE_AUDIT_DIR");
+    int state = -1;
+    if (d && *d && strlen(d) < sizeof out_dir - 32) {
+        forksafe__str_copy(out_dir, sizeof out_dir, d);
+        state = 1;
+    }
+    __atomic_store_n(&out_state, state, __ATOMIC_RELEASE);
+}
+
+int forksafe__out_enabled(void)
+{
+    forksafe__out_init();
+    return __atomic_load_n(&out_state, __ATOMIC_ACQUIRE) > 0;
+}
+
+/* The record file of this process, opened on first use. After fork() the
+   inherited slot names the parent's pid, so the child opens its own file. */
+static int out_fd(void)
+{
+    long pid = forksafe__getpid();
+    unsigned long long cur = __atomic_load_n(&out_slot, __ATOMIC_ACQUIRE);
+    if (cur && (long)(cur >> 32) == pid) {
+        struct stat st;
+        int fd = (int)(cur & 0xffffffffu);
+        if (fstat(fd, &st) == 0 && st.st_dev == out_dev &&
+            st.st_ino == out_ino)
+            return fd;
+        /* Not ours any more: forget it (never close it) and reopen. */
+        if (!__atomic_compare_exchange_n(&out_slot, &cur, 0, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return -1;
+        cur = 0;
+    }
+    char path[sizeof out_dir + 32];
+    forksafe__str_copy(path, sizeof path, out_dir);
+    forksafe__str_cat(path, sizeof path, "/");
+    char num[24];
+    forksafe__fmt_dec(num, pid);
+    forksafe__str_cat(path, sizeof path, num);
+    forksafe__str_cat(path, sizeof path, ".rec");
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        /* Unwritable directory: stop trying, stay silent. */
+        __atomic_store_n(&out_state, -1, __ATOMIC_RELEASE);
+        return -1;
+    }
+    if (fd < 10) {
+        /* Keep low descriptor numbers free for the program, which may
+           assume the next open() returns a particular number. */
+        int hi = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+        if (hi >= 0) {
+            close(fd);
+            fd = hi;
+        }
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return -1;
+    }
+    /* Every thread of this process opens the same path, so publishing the
+       identity before the descriptor is right whoever wins the race. */
+    out_dev = st.st_dev;
+    out_ino = st.st_ino;
+    unsigned long long want = ((unsigned long long)pid << 32) | (unsigned)fd;
+    if (!__atomic_compare_exchange_n(&out_slot, &cur, want, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        /* Another thread of this process won the race: use its file. */
+        close(fd);
+        if (cur && (long)(cur >> 32) == pid)
+            return (int)(cur & 0xffffffffu);
+        return -1;
+    }
+    return fd;
+}
+
+struct forksafe__rec *forksafe__rec_begin(const char *type)
+{
+    if (!forksafe__out_enabled())
+        return NULL;
+    for (int i = 0; i < POOL; i++) {
+        int expect = 0;
+        if (__atomic_compare_exchange_n(&pool_busy[i], &expect, 1, 0,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            struct forksafe__rec *r = &pool[i];
+            r->len = 0;
+            r->truncated = 0;
+            size_t n = strlen(type);
+            memcpy(r->buf, type, n);
+            r->len = n;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static void put(struct forksafe__rec *r, const char *s, size_t n)
+{
+    /* Keep two bytes for the newline and the terminator. */
+    if (r->len + n + 2 > sizeof r->buf) {
+        r->truncated = 1;
+        n = sizeof r->buf - 2 - r->len;
+    }
+    memcpy(r->buf + r->len, s, n);
+    r->len += n;
+}
+
+static void put_escaped(struct forksafe__rec *r, const char *s)
+{
+    for (; s && *s; s++) {
+        const char *e = NULL;
+        if (*s == '\t')
+            e = "\\t";
+        else if (*s == '\n')
+            e = "\\n";
+        else if (*s == '\\')
+            e = "\\\\";
+        if (e)
+            put(r, e, 2);
+        else
+            put(r, s, 1);
+    }
+}
+
+static void put_key(struct forksafe__rec *r, const char *key)
+{
+    put(r, "\t", 1);
+    put(r, key, strlen(key));
+    put(r, "=", 1);
+}
+
+void forksafe__rec_str(struct forksafe__rec *r, const char *key,
+                       const char *value)
+{
+    put_key(r, key);
+    put_escaped(r, value);
+}
+
+void forksafe__rec_int(struct forksafe__rec *r, const char *key, long value)
+{
+    char num[24];
+    put_key(r, key);
+    put(r, num, forksafe__fmt_dec(num, value));
+}
+
+void forksafe__rec_hex(struct forksafe__rec *r, const char *key,
+                       uintptr_t value)
+{
+    char num[24];
+    put_key(r, key);
+    put(r, num, fmt_hex(num, value));
+}
+
+void forksafe__rec_frame(struct forksafe__rec *r, const char *role, long tid,
+                         const char *name, const void *addr)
+{
+    char obj[300], num[24];
+    uintptr_t off = 0;
+    if (!addr || forksafe__maps_find(addr, obj, sizeof obj, &off) != 0) {
+        forksafe__str_copy(obj, sizeof obj, "?");
+        off = (uintptr_t)addr;
+    }
+    put_key(r, "frame");
+    put_escaped(r, role);
+    put(r, "|", 1);
+    put(r, num, forksafe__fmt_dec(num, tid));
+    put(r, "|", 1);
+    for (const char *s = name; s && *s; s++)
+        put(r, *s == '|' || *s == '\t' || *s == '\n' ? "_" : s, 1);
+    put(r, "|", 1);
+    put_escaped(r, obj);
+    put(r, "|", 1);
+    put(r, num, fmt_hex(num, off));
+}
+
+void forksafe__rec_end(struct forksafe__rec *r)
+{
+    if (!r)
+        return;
+    if (r->truncated)
+        put(r, "\ttruncated=1", 12);
+    r->buf[r->len++] = '\n';
+    int fd = out_fd();
+    if (fd >= 0) {
+        int saved = errno;
+        ssize_t w;
+        do
+            w = write(fd, r->buf, r->len);
+        while (w < 0 && errno == EINTR);
+        errno = saved;
+    }
+    __atomic_store_n(&pool_busy[r - pool], 0, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------ maps */
+
+static uintptr_t parse_hex(const char **p)
+{
+    uintptr_t v = 0;
+    for (;; (*p)++) {
+        char c = **p;
+        if (c >= '0' && c <= '9')
+            v = v * 16 + (uintptr_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v * 16 + (uintptr_t)(c - 'a' + 10);
+        else
+            return v;
+    }
+}
+
+/* Parse one maps line; returns 1 and fills obj/off if it contains addr. */
+static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
+                     uintptr_t *off)
+{
+    const char *p = line;
+    uintptr_t lo = parse_hex(&p);
+    if (*p++ != '-')
+        return 0;
+    uintptr_t hi = parse_hex(&p);
+    if (a < lo || a >= hi)
+        return 0;
+    /* perms, offset, dev, inode, path */
+    while (*p == ' ')
+        p++;
+    while (*p && *p != ' ')
+        p++;
+    while (*p == ' ')
+        p++;
+    uintptr_t fileoff = parse_hex(&p);
+    for (int field = 0; field < 2; field++) {
+        while (*p == ' ')
+            p++;
+        while (*p && *p != ' ')
+            p++;
+    }
+    while (*p == ' ')
+        p++;
+    forksafe__str_copy(obj, objlen, *p ? p : "[anon]");
+    *off = a - lo + fileoff;
+    return 1;
+}
+
+int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
+                        uintptr_t *off)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char chunk[1024], line[640];
+    size_t ll = 0;
+    int found = 0;
+    uintptr_t a = (uintptr_t)addr;
+    while (!found) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n && !found; i++) {
+            if (chunk[i] != '\n') {
+                if (ll + 1 < sizeof line)
+                    line[ll++] = chunk[i];
+                continue;
+            }
+            line[ll] = '\0';
+            found = maps_line(line, a, obj, objlen, off);
+            ll = 0;
+        }
+    }
+    close(fd);
+    return found ? 0 : -1;
+}

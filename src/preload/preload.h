@@ -1,0 +1,72 @@
+/*
+ * preload.h: internal interfaces of libforksafe-audit.so, the LD_PRELOAD
+ * interposer behind forksafe-audit. Everything declared here may run inside
+ * a signal handler or in the child of a multi-threaded fork, so none of it
+ * allocates or takes a lock: buffers come from a small static pool claimed
+ * with atomics, and all I/O is raw system calls.
+ */
+#ifndef FORKSAFE_PRELOAD_H
+#define FORKSAFE_PRELOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Exit status of a child ended by the audit after a child-deadlock. */
+#define FORKSAFE_AUDIT_DEADLOCK_STATUS 86
+
+/* One record being built: a line of tab-separated key=value fields. */
+struct forksafe__rec {
+    char buf[6144];
+    size_t len;
+    int truncated;
+};
+
+/* Claim a record buffer from the static pool and start a record of type
+   `type` ("finding", "lockinfo", "summary", ...). Returns NULL when the pool
+   is exhausted (the record is then dropped, never waited for). */
+struct forksafe__rec *forksafe__rec_begin(const char *type);
+
+/* Append key=value; the value is escaped (tab, newline, backslash). */
+void forksafe__rec_str(struct forksafe__rec *r, const char *key,
+                       const char *value);
+/* Append key=<decimal>. */
+void forksafe__rec_int(struct forksafe__rec *r, const char *key, long value);
+/* Append key=0x<hex>. */
+void forksafe__rec_hex(struct forksafe__rec *r, const char *key,
+                       uintptr_t value);
+/* Append a frame: frame=role|tid|thread-name|object|0xoffset, where object
+   and offset come from /proc/self/maps (offset is a file offset; the CLI
+   turns it into a symbol). tid 0 and name NULL mean "not applicable". */
+void forksafe__rec_frame(struct forksafe__rec *r, const char *role, long tid,
+                         const char *name, const void *addr);
+/* Write the record as one line with one write() to this process's record
+   file, and give the buffer back to the pool. Safe in a signal handler and
+   in a forked child. */
+void forksafe__rec_end(struct forksafe__rec *r);
+
+/* Read the output directory from the environment (FORKSAFE_AUDIT_DIR).
+   Called from the constructor; harmless to call again. */
+void forksafe__out_init(void);
+/* 1 if records are being collected (a usable directory was given). */
+int forksafe__out_enabled(void);
+
+/* Find the mapping that contains addr: copies the object's path (or
+   "[anon]") into obj and returns the file offset in *off. Returns 0, or -1
+   if no mapping contains addr. Reads /proc/self/maps with raw syscalls. */
+int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
+                        uintptr_t *off);
+
+/* Small async-signal-safe helpers. */
+long forksafe__gettid(void);
+long forksafe__getpid(void);
+/* Read the whole of a small file into buf (NUL-terminated, trailing newline
+   dropped). Returns the length or -1. */
+long forksafe__read_small(const char *path, char *buf, size_t len);
+/* Decimal formatting into a buffer; returns the length written. */
+size_t forksafe__fmt_dec(char *out, long v);
+/* Bounded string copy and append that always NUL-terminate. */
+void forksafe__str_copy(char *dst, size_t len, const char *src);
+void forksafe__str_cat(char *dst, size_t len, const char *src);
+
+#endif
