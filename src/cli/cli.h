@@ -76,9 +76,15 @@ struct forksafe_fdid {
 int forksafe__records_load(struct forksafe_run *run, const char *dir,
                            const struct forksafe_fdid *ignore, size_t nignore);
 
+/* Free everything records_load put in run. */
+void forksafe__run_free(struct forksafe_run *run);
+
 /* Resolve object + file offset: fills the frame's offset (ELF virtual
    address), function and func_delta when a symbol covers it. */
 void forksafe__symbols_resolve(struct forksafe_frame *f, uint64_t file_off);
+
+/* Unmap and free the symbol tables read so far. */
+void forksafe__symbols_free(void);
 
 /* Look up a detail of a finding or a summary; NULL if absent. */
 const char *forksafe__kv_get(const struct forksafe_kv *kv, size_t n,

@@ -342,5 +342,7 @@ int main(int argc, char **argv)
             status = EXIT_HAZARDS;
         }
     }
+    forksafe__run_free(&run);
+    forksafe__symbols_free();
     return status;
 }

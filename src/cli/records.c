@@ -88,6 +88,56 @@ static int parse_line(char *line, struct rec *r)
     return 0;
 }
 
+static void kv_free(struct forksafe_kv *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(kv[i].key);
+        free(kv[i].val);
+    }
+    free(kv);
+}
+
+static struct forksafe_kv *kv_dup(const struct forksafe_kv *kv, size_t n)
+{
+    struct forksafe_kv *c = calloc(n ? n : 1, sizeof *c);
+    for (size_t i = 0; c && i < n; i++) {
+        c[i].key = strdup(kv[i].key);
+        c[i].val = strdup(kv[i].val);
+    }
+    return c;
+}
+
+static void finding_free(struct forksafe_finding *f)
+{
+    free(f->kind);
+    free(f->exe);
+    free(f->message);
+    for (size_t i = 0; i < f->nframes; i++) {
+        free(f->frames[i].role);
+        free(f->frames[i].thread_name);
+        free(f->frames[i].object);
+        free(f->frames[i].function);
+    }
+    free(f->frames);
+    kv_free(f->details, f->ndetails);
+}
+
+void forksafe__run_free(struct forksafe_run *run)
+{
+    for (size_t i = 0; i < run->nfindings; i++)
+        finding_free(&run->findings[i]);
+    free(run->findings);
+    for (size_t i = 0; i < run->nprocs; i++) {
+        free(run->procs[i].exe);
+        free(run->procs[i].start);
+        kv_free(run->procs[i].summary, run->procs[i].nsummary);
+    }
+    free(run->procs);
+    run->findings = NULL;
+    run->procs = NULL;
+    run->nfindings = run->nprocs = 0;
+}
+
 static int read_file(const char *path, struct rec **recs, size_t *nrecs)
 {
     FILE *f = fopen(path, "re");
@@ -131,9 +181,8 @@ static void parse_frame(const char *v, struct forksafe_frame *f)
     char *p3 = p2 ? strchr(p2 + 1, '|') : NULL;
     char *p4 = strrchr(s, '|');
     if (!p3 || p4 <= p2) {
-        f->role = strdup(s);
+        f->role = s;
         f->object = strdup("?");
-        free(s);
         return;
     }
     *p1 = *p2 = *p3 = *p4 = '\0';
@@ -277,8 +326,9 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
         long pid = get_long(r, "pid");
         for (size_t k = run->nprocs; k-- > 0;)
             if (run->procs[k].pid == pid) {
-                run->procs[k].summary = r->kv;
-                run->procs[k].nsummary = r->n;
+                kv_free(run->procs[k].summary, run->procs[k].nsummary);
+                run->procs[k].summary = kv_dup(r->kv, r->n);
+                run->procs[k].nsummary = run->procs[k].summary ? r->n : 0;
                 break;
             }
     }
@@ -338,8 +388,10 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
         int dup = 0;
         for (size_t k = 0; k < run->nfindings && !dup; k++)
             dup = same_finding(&run->findings[k], &f);
-        if (dup)
-            continue; /* the fields are leaked: the CLI exits soon */
+        if (dup) {
+            finding_free(&f);
+            continue;
+        }
         build_message(&f);
         struct forksafe_finding *g =
             realloc(run->findings, (run->nfindings + 1) * sizeof *g);
@@ -348,6 +400,11 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
         run->findings = g;
         run->findings[run->nfindings++] = f;
     }
+    for (size_t i = 0; i < nrecs; i++) {
+        free(recs[i].type);
+        kv_free(recs[i].kv, recs[i].n);
+    }
+    free(recs);
     if (run->nfindings)
         qsort(run->findings, run->nfindings, sizeof *run->findings,
               cmp_finding);

@@ -240,3 +240,18 @@ void forksafe__symbols_resolve(struct forksafe_frame *f, uint64_t file_off)
             break;
     }
 }
+
+void forksafe__symbols_free(void)
+{
+    for (size_t i = 0; i < nobjs; i++) {
+        free(objs[i].path);
+        free(objs[i].syms);
+        if (objs[i].map)
+            munmap(objs[i].map, objs[i].maplen);
+        if (objs[i].dbgmap)
+            munmap(objs[i].dbgmap, objs[i].dbglen);
+    }
+    free(objs);
+    objs = NULL;
+    nobjs = 0;
+}

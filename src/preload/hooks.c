@@ -1181,6 +1181,35 @@ EXPORT void exit(int status)
     __builtin_unreachable();
 }
 
+/* The exit report must run before the dynamic loader's destructors
+   (_dl_fini), while libforksafe still answers lookups. An atexit handler
+   registered from our constructor would run after them: the loader
+   registers _dl_fini later, in __libc_start_main. So main() is wrapped and
+   the handler registered when it starts. */
+typedef int (*main_fn)(int, char **, char **);
+static main_fn real_main;
+int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
+                      void (*fini)(void), void (*rtld_fini)(void),
+                      void *stack_end);
+
+static int main_wrapper(int argc, char **argv, char **envp)
+{
+    atexit(audit_exit);
+    return real_main(argc, argv, envp);
+}
+
+EXPORT int __libc_start_main(main_fn main, int argc, char **argv,
+                             void (*init)(void), void (*fini)(void),
+                             void (*rtld_fini)(void), void *stack_end)
+{
+    int (*real)(main_fn, int, char **, void (*)(void), void (*)(void),
+                void (*)(void), void *) =
+        (int (*)(main_fn, int, char **, void (*)(void), void (*)(void),
+                 void (*)(void), void *))resolve("__libc_start_main");
+    real_main = main;
+    return real(main_wrapper, argc, argv, init, fini, rtld_fini, stack_end);
+}
+
 /* ------------------------------------------------------------ exec'd fds */
 
 static void describe_socket(int fd, char *out, size_t len)
@@ -1252,7 +1281,8 @@ __attribute__((constructor)) static void audit_init(void)
     REAL(calloc);
     REAL(realloc);
     rec_key_ok = pthread_key_create(&rec_key, rec_release) == 0;
-    /* Returning from main() calls exit() inside libc, past our hook. */
+    /* A fallback for programs whose main() we did not see start; see
+       main_wrapper for why that one is preferred. */
     atexit(audit_exit);
     self();
     const char *g = getenv("FORKSAFE_AUDIT_GRACE_MS");

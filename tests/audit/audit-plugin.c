@@ -1,0 +1,26 @@
+/* audit-plugin.c: a library that target-robust dlopen()s after start. Its
+   constructor registers raw fork handlers; plugin_count(which) says how
+   many times the prepare (0), parent (1) or child (2) handler ran, under
+   its own mutex. */
+#include <pthread.h>
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int counts[3];
+
+static void on_prepare(void) { counts[0]++; }
+static void on_parent(void) { counts[1]++; }
+static void on_child(void) { counts[2]++; }
+
+__attribute__((constructor)) static void plugin_init(void)
+{
+    pthread_atfork(on_prepare, on_parent, on_child);
+}
+
+int plugin_count(int which);
+int plugin_count(int which)
+{
+    pthread_mutex_lock(&mu);
+    int n = counts[which];
+    pthread_mutex_unlock(&mu);
+    return n;
+}

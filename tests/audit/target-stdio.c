@@ -1,0 +1,18 @@
+/* target-stdio.c: stdio-unflushed-at-fork only. Output is pending in the
+   stdout buffer at fork; the child leaves with _exit (so it is written
+   once, by the parent). */
+#include "target-util.h"
+
+#include <stdio.h>
+
+int main(void)
+{
+    /* Fully buffered whatever stdout is, so the bytes are still pending. */
+    static char buf[4096];
+    setvbuf(stdout, buf, _IOFBF, sizeof buf);
+    fputs("pending", stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    return target_wait(pid, 5000) == 0 ? 0 : 2;
+}
