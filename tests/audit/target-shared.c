@@ -5,7 +5,7 @@
 static pthread_mutex_t shared = PTHREAD_MUTEX_INITIALIZER;
 static int n;
 
-static void *bump(void *arg)
+__attribute__((noinline)) static void *bump(void *arg)
 {
     (void)arg;
     for (int i = 0; i < 100; i++) {
