@@ -136,6 +136,34 @@ int forksafe__out_enabled(void)
     return __atomic_load_n(&out_state, __ATOMIC_ACQUIRE) > 0;
 }
 
+/* The first line of every record file: who wrote it. It is written when
+   the file is opened, so processes that have nothing to say (the common
+   case for forked children that only exec or _exit) cost no file at all. */
+static void write_proc(int fd, long pid, const char *start)
+{
+    char line[900], num[24], exe[512];
+    long n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    forksafe__str_copy(line, sizeof line, "proc\tpid=");
+    forksafe__fmt_dec(num, pid);
+    forksafe__str_cat(line, sizeof line, num);
+    forksafe__str_cat(line, sizeof line, "\tppid=");
+    forksafe__fmt_dec(num, getppid());
+    forksafe__str_cat(line, sizeof line, num);
+    forksafe__str_cat(line, sizeof line, "\texe=");
+    for (char *c = exe; *c; c++)
+        if (*c == '\t' || *c == '\n' || *c == '\\')
+            *c = '?';
+    forksafe__str_cat(line, sizeof line, exe);
+    forksafe__str_cat(line, sizeof line, "\tstart=");
+    forksafe__str_cat(line, sizeof line, start);
+    forksafe__str_cat(line, sizeof line, "\n");
+    ssize_t w;
+    do
+        w = write(fd, line, strlen(line));
+    while (w < 0 && errno == EINTR);
+}
+
 /* The record file of this process, opened on first use. After fork() the
    inherited slot names the parent's pid, so the child opens its own file. */
 static int out_fd(void)
@@ -154,6 +182,9 @@ static int out_fd(void)
             return -1;
         cur = 0;
     }
+    /* An inherited slot means we are a forked child; a fresh image (after
+       exec) starts with none. */
+    const char *start = cur ? "fork" : "exec";
     char path[sizeof out_dir + 32];
     forksafe__str_copy(path, sizeof path, out_dir);
     forksafe__str_cat(path, sizeof path, "/");
@@ -185,6 +216,7 @@ static int out_fd(void)
        identity before the descriptor is right whoever wins the race. */
     out_dev = st.st_dev;
     out_ino = st.st_ino;
+    write_proc(fd, pid, start);
     unsigned long long want = ((unsigned long long)pid << 32) | (unsigned)fd;
     if (!__atomic_compare_exchange_n(&out_slot, &cur, want, 0,
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {

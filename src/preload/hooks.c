@@ -127,6 +127,7 @@ struct thread_rec {
 };
 
 static struct thread_rec threads[MAX_THREADS];
+static int threads_hwm; /* slots [0, hwm) have been used */
 static unsigned next_ident;
 static pthread_key_t rec_key;
 static int rec_key_ok;
@@ -154,6 +155,12 @@ static struct thread_rec *self(void)
             __atomic_compare_exchange_n(&threads[i].tid, &expect, tid, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
             r = &threads[i];
+            int hwm = LOAD(&threads_hwm);
+            while (hwm < i + 1 &&
+                   !__atomic_compare_exchange_n(&threads_hwm, &hwm, i + 1, 0,
+                                                __ATOMIC_ACQ_REL,
+                                                __ATOMIC_ACQUIRE))
+                ;
             r->ident = __atomic_add_fetch(&next_ident, 1, __ATOMIC_RELAXED);
             r->start = NULL;
             STORE(&r->nheld, 0);
@@ -429,7 +436,8 @@ static void rec_common(struct forksafe__rec *r, const char *kind,
 
 static struct thread_rec *rec_by_tid(int tid)
 {
-    for (int i = 0; i < MAX_THREADS; i++)
+    int hwm = LOAD(&threads_hwm);
+    for (int i = 0; i < hwm; i++)
         if (LOAD(&threads[i].tid) == tid)
             return &threads[i];
     return NULL;
@@ -496,21 +504,6 @@ static void report_stdio(void *site, FILE *f, const char *stream)
     forksafe__rec_end(r);
 }
 
-static void emit_proc(const char *how)
-{
-    struct forksafe__rec *r = forksafe__rec_begin("proc");
-    if (!r)
-        return;
-    char exe[512];
-    long n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
-    forksafe__rec_int(r, "pid", forksafe__getpid());
-    forksafe__rec_int(r, "ppid", getppid());
-    forksafe__rec_str(r, "exe", exe);
-    forksafe__rec_str(r, "start", how);
-    forksafe__rec_end(r);
-}
-
 /* Everything fork() must look at before the real fork: the thread census,
    locks held by other threads, pending stdio. Returns 1 if the process is
    multi-threaded; *snapped says whether this fork owns the snapshot. */
@@ -529,7 +522,8 @@ static int before_fork(void *site, const char *call, int *snapped)
         nsnap = 0;
     if (mt) {
         report_fork_threads(site, tids, n, me, call);
-        for (int i = 0; i < MAX_THREADS; i++) {
+        int hwm = LOAD(&threads_hwm);
+        for (int i = 0; i < hwm; i++) {
             struct thread_rec *t = &threads[i];
             if (t == mine || LOAD(&t->tid) == 0)
                 continue;
@@ -564,8 +558,11 @@ static void after_fork(pid_t pid, int mt, int snapped)
     if (mt) {
         STORE(&child_mt, 1);
         STORE(&child_has_threads, 0);
-        for (int i = 0; i < MAX_THREADS; i++)
-            if (&threads[i] != mine)
+        /* Only touch live slots: writing to every slot would copy
+           hundreds of pages after fork. */
+        int hwm = LOAD(&threads_hwm);
+        for (int i = 0; i < hwm; i++)
+            if (&threads[i] != mine && LOAD(&threads[i].tid) != 0)
                 rec_release(&threads[i]);
         if (!snapped)
             nsnap = 0;
@@ -578,7 +575,6 @@ static void after_fork(pid_t pid, int mt, int snapped)
     once_reset(&once_unsafe);
     once_reset(&once_stdio);
     forks = 0;
-    emit_proc("fork");
     errno = saved;
 }
 
@@ -1297,6 +1293,5 @@ __attribute__((constructor)) static void audit_init(void)
     const char *root = getenv("FORKSAFE_AUDIT_ROOT");
     if (root && strtol(root, NULL, 10) != forksafe__getpid())
         report_inherited_fds();
-    emit_proc("exec");
     errno = saved;
 }
