@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdio_ext.h>
@@ -67,6 +68,16 @@ static int (*real_pthread_rwlock_trywrlock)(pthread_rwlock_t *);
 static int (*real_pthread_rwlock_unlock)(pthread_rwlock_t *);
 static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *,
                                   void *(*)(void *), void *);
+static int (*real_pthread_cond_wait)(pthread_cond_t *, pthread_mutex_t *);
+static int (*real_pthread_cond_timedwait)(pthread_cond_t *, pthread_mutex_t *,
+                                          const struct timespec *);
+static int (*real_pthread_cond_clockwait)(pthread_cond_t *, pthread_mutex_t *,
+                                          clockid_t, const struct timespec *);
+static int (*real_sem_wait)(sem_t *);
+static int (*real_sem_trywait)(sem_t *);
+static int (*real_sem_timedwait)(sem_t *, const struct timespec *);
+static int (*real_sem_clockwait)(sem_t *, clockid_t, const struct timespec *);
+static int (*real_sem_post)(sem_t *);
 static pid_t (*real_fork)(void);
 static pid_t (*real__Fork)(void);
 static int (*real___register_atfork)(void (*)(void), void (*)(void),
@@ -105,7 +116,14 @@ static void *resolve(const char *name)
 
 /* ------------------------------------------------------------ threads */
 
-enum { KIND_MUTEX = 1, KIND_RWLOCK = 2 };
+enum { KIND_MUTEX = 1, KIND_RWLOCK = 2, KIND_SEMAPHORE = 3 };
+
+static const char *kind_name(int kind)
+{
+    return kind == KIND_RWLOCK ? "rwlock"
+           : kind == KIND_SEMAPHORE ? "semaphore"
+                                    : "mutex";
+}
 
 #define MAX_THREADS 1024
 #define MAX_HELD 16
@@ -297,6 +315,14 @@ static inline void note_acquire(void *lock, int kind, void *site)
     int n = r->nheld;
     if (n > 0 && r->held[n - 1].lock != lock)
         edge_note(&r->held[n - 1], lock, site, r);
+    if (n == MAX_HELD) {
+        /* Drop entries that other threads released (semaphores). */
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (r->held[i].lock)
+                r->held[k++] = r->held[i];
+        n = k;
+    }
     if (n < MAX_HELD) {
         r->held[n].lock = lock;
         r->held[n].site = site;
@@ -306,11 +332,12 @@ static inline void note_acquire(void *lock, int kind, void *site)
     lock_note(lock, kind, site, r);
 }
 
-static inline void note_release(void *lock)
+/* Remove lock from this thread's held stack; 1 if it was there. */
+static inline int note_release(void *lock)
 {
     struct thread_rec *r = self_rec;
     if (!r)
-        return;
+        return 0;
     int n = r->nheld;
     for (int i = n - 1; i >= 0; i--) {
         if (r->held[i].lock != lock)
@@ -318,7 +345,31 @@ static inline void note_release(void *lock)
         for (int j = i; j + 1 < n; j++)
             r->held[j] = r->held[j + 1];
         STORE(&r->nheld, n - 1);
-        return;
+        return 1;
+    }
+    return 0;
+}
+
+/* A semaphore posted by a thread that did not take it (a Python Lock
+   released by another thread, a Condition's waiter lock): clear it from
+   the taker's stack. Only the taker moves its own entries, so another
+   thread just swaps the pointer for NULL, which readers skip. */
+static void release_elsewhere(void *lock)
+{
+    int hwm = LOAD(&threads_hwm);
+    for (int i = 0; i < hwm; i++) {
+        struct thread_rec *t = &threads[i];
+        if (t == self_rec || LOAD(&t->tid) == 0)
+            continue;
+        int nh = LOAD(&t->nheld);
+        for (int j = 0; j < nh && j < MAX_HELD; j++) {
+            void *expect = lock;
+            if (LOAD(&t->held[j].lock) == lock &&
+                __atomic_compare_exchange_n(&t->held[j].lock, &expect, NULL,
+                                            0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED))
+                return;
+        }
     }
 }
 
@@ -478,8 +529,7 @@ static void report_held(void *site, const struct thread_rec *t,
         return;
     rec_common(r, "lock-held-at-fork", "warning");
     forksafe__rec_hex(r, "lock", (uintptr_t)h->lock);
-    forksafe__rec_str(r, "lock_kind", h->kind == KIND_RWLOCK ? "rwlock"
-                                                             : "mutex");
+    forksafe__rec_str(r, "lock_kind", kind_name(h->kind));
     forksafe__rec_int(r, "holder_tid", t->tid);
     char name[64];
     thread_name(t->tid, name, sizeof name);
@@ -532,6 +582,10 @@ static int before_fork(void *site, const char *call, int *snapped)
                 struct held h = t->held[j];
                 if (!h.lock)
                     continue;
+                int v;
+                if (h.kind == KIND_SEMAPHORE &&
+                    (sem_getvalue(h.lock, &v) != 0 || v > 0))
+                    continue; /* posted since: not held any more */
                 if (*snapped && nsnap < SNAP_MAX)
                     snap[nsnap++] = (struct snap){h.lock, h.site, t->tid,
                                                   h.kind};
@@ -631,13 +685,14 @@ static void note_unsafe(const char *fn, void *site)
             note_unsafe(fn, __builtin_return_address(0));                   \
     } while (0)
 
-static void deadlock_exit(pthread_mutex_t *m, void *site, int holder,
+static void deadlock_exit(void *m, int kind, void *site, int holder,
                           void *holder_site)
 {
     struct forksafe__rec *r = forksafe__rec_begin("finding");
     if (r) {
         rec_common(r, "child-deadlock", "error");
         forksafe__rec_hex(r, "lock", (uintptr_t)m);
+        forksafe__rec_str(r, "lock_kind", kind_name(kind));
         forksafe__rec_int(r, "holder_tid", holder);
         forksafe__rec_int(r, "grace_ms", grace_ms);
         forksafe__rec_int(r, "exit_status", FORKSAFE_AUDIT_DEADLOCK_STATUS);
@@ -647,6 +702,18 @@ static void deadlock_exit(pthread_mutex_t *m, void *site, int holder,
         forksafe__rec_end(r);
     }
     _exit(FORKSAFE_AUDIT_DEADLOCK_STATUS);
+}
+
+/* Now + the grace period, on CLOCK_MONOTONIC. */
+static void grace_deadline(struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += grace_ms / 1000;
+    ts->tv_nsec += (grace_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
 }
 
 /* In a child of a multi-threaded fork, a lock that another thread held at
@@ -676,16 +743,10 @@ static int child_lock(pthread_mutex_t *m, void *site)
     if (!holder)
         return -1;
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += grace_ms / 1000;
-    ts.tv_nsec += (grace_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    grace_deadline(&ts);
     r = REAL(pthread_mutex_clocklock)(m, CLOCK_MONOTONIC, &ts);
     if (r == ETIMEDOUT)
-        deadlock_exit(m, site, holder, holder_site);
+        deadlock_exit(m, KIND_MUTEX, site, holder, holder_site);
     return r;
 }
 
@@ -788,6 +849,103 @@ EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l)
     if (!in_hook)
         note_release(l);
     return REAL(pthread_rwlock_unlock)(l);
+}
+
+/* A condition wait releases the mutex while it sleeps: a thread parked in
+   pthread_cond_wait does not hold it, and must not be reported as if it
+   did. */
+EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+{
+    int tracked = !in_hook && note_release(m);
+    int r = REAL(pthread_cond_wait)(c, m);
+    if (tracked)
+        note_acquire(m, KIND_MUTEX, __builtin_return_address(0));
+    return r;
+}
+
+EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
+                                  const struct timespec *ts)
+{
+    int tracked = !in_hook && note_release(m);
+    int r = REAL(pthread_cond_timedwait)(c, m, ts);
+    if (tracked)
+        note_acquire(m, KIND_MUTEX, __builtin_return_address(0));
+    return r;
+}
+
+EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m,
+                                  clockid_t clk, const struct timespec *ts)
+{
+    int tracked = !in_hook && note_release(m);
+    int r = REAL(pthread_cond_clockwait)(c, m, clk, ts);
+    if (tracked)
+        note_acquire(m, KIND_MUTEX, __builtin_return_address(0));
+    return r;
+}
+
+/* Semaphores used as locks (CPython's threading.Lock is one): a successful
+   wait takes it, a post releases it, possibly from another thread. */
+EXPORT int sem_wait(sem_t *s)
+{
+    void *site = __builtin_return_address(0);
+    if (UNLIKELY(LOAD(&child_mt)) && !in_hook) {
+        note_unsafe("sem_wait", site);
+        int holder = 0;
+        void *holder_site = NULL;
+        for (int i = 0; i < nsnap; i++)
+            if (snap[i].lock == (void *)s) {
+                holder = snap[i].holder;
+                holder_site = snap[i].site;
+            }
+        int v;
+        if (holder && !LOAD(&child_has_threads) && sem_getvalue(s, &v) == 0 &&
+            v == 0) {
+            struct timespec ts;
+            grace_deadline(&ts);
+            int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);
+            if (r != 0 && errno == ETIMEDOUT)
+                deadlock_exit(s, KIND_SEMAPHORE, site, holder, holder_site);
+            if (r == 0)
+                note_acquire(s, KIND_SEMAPHORE, site);
+            return r;
+        }
+    }
+    int r = REAL(sem_wait)(s);
+    if (r == 0 && !in_hook)
+        note_acquire(s, KIND_SEMAPHORE, site);
+    return r;
+}
+
+EXPORT int sem_trywait(sem_t *s)
+{
+    int r = REAL(sem_trywait)(s);
+    if (r == 0 && !in_hook)
+        note_acquire(s, KIND_SEMAPHORE, __builtin_return_address(0));
+    return r;
+}
+
+EXPORT int sem_timedwait(sem_t *s, const struct timespec *ts)
+{
+    int r = REAL(sem_timedwait)(s, ts);
+    if (r == 0 && !in_hook)
+        note_acquire(s, KIND_SEMAPHORE, __builtin_return_address(0));
+    return r;
+}
+
+EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *ts)
+{
+    int r = REAL(sem_clockwait)(s, clk, ts);
+    if (r == 0 && !in_hook)
+        note_acquire(s, KIND_SEMAPHORE, __builtin_return_address(0));
+    return r;
+}
+
+EXPORT int sem_post(sem_t *s)
+{
+    /* sem_post is async-signal-safe: only our own bookkeeping here. */
+    if (!in_hook && !note_release(s))
+        release_elsewhere(s);
+    return REAL(sem_post)(s);
 }
 
 /* ------------------------------------------------------------ threads */
@@ -1066,8 +1224,7 @@ static void report_locks(lookup_fn lookup, long *shared_n, long *reg_n)
             continue;
         rec_common(r, "unregistered-shared-lock", "warning");
         forksafe__rec_hex(r, "lock", e->addr);
-        forksafe__rec_str(r, "lock_kind",
-                          e->kind == KIND_RWLOCK ? "rwlock" : "mutex");
+        forksafe__rec_str(r, "lock_kind", kind_name(e->kind));
         forksafe__rec_frame(r, "first-lock", e->tid1, NULL, e->site1);
         forksafe__rec_frame(r, "other-thread-lock", e->tid2, NULL, e->site2);
         forksafe__rec_end(r);

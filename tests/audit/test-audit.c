@@ -356,6 +356,9 @@ static void test_audit_python_fork_with_threads(void **state)
     assert_int_equal(audit(NULL, argv), 0);
     check("--has=fork-with-threads", "--thread-tid-file", out,
           "--frame=fork-with-threads:thread-start:object=python3.11");
+    /* threading.Lock is a semaphore in CPython: the holder is named. */
+    check("--detail=lock-held-at-fork:lock_kind~semaphore",
+          "--detail=lock-held-at-fork:registered~no", NULL, NULL);
 }
 
 static void test_audit_python_test_fork1_passes(void **state)
