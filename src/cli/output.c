@@ -35,6 +35,85 @@ static void frame_text(FILE *out, const struct forksafe_frame *f)
     fputc('\n', out);
 }
 
+/* Kinds that come in numbers (one per call site or per lock): the text
+   report shows each process's findings of such a kind as one block with a
+   line per finding. The JSON keeps one object per finding. */
+static int grouped(const char *kind)
+{
+    return strcmp(kind, "unsafe-call-in-child") == 0 ||
+           strcmp(kind, "unregistered-shared-lock") == 0;
+}
+
+#define GROUP_LINES 12
+
+static void site_text(FILE *out, const struct forksafe_frame *f)
+{
+    if (f->function)
+        fprintf(out, "%s+0x%llx", f->function,
+                (unsigned long long)f->func_delta);
+    else
+        fputc('?', out);
+    if (strcmp(f->object, "?") != 0)
+        fprintf(out, " (%s+0x%llx)", f->object,
+                (unsigned long long)f->offset);
+}
+
+static void group_text(FILE *out, const struct forksafe_run *run, size_t at)
+{
+    const struct forksafe_finding *first = &run->findings[at];
+    for (size_t i = 0; i < at; i++)
+        if (run->findings[i].pid == first->pid &&
+            strcmp(run->findings[i].kind, first->kind) == 0)
+            return; /* printed with the first of its group */
+    size_t n = 0;
+    for (size_t i = at; i < run->nfindings; i++)
+        n += run->findings[i].pid == first->pid &&
+             strcmp(run->findings[i].kind, first->kind) == 0;
+    int unsafe = strcmp(first->kind, "unsafe-call-in-child") == 0;
+    fprintf(out, "\n%s: %s  pid %ld (%s)\n", forksafe__sev_name(first->sev),
+            first->kind, first->pid, first->exe);
+    if (unsafe)
+        fprintf(out, "    the child of a multi-threaded parent called %zu "
+                     "function%s that %s not async-signal-safe before exec "
+                     "or _exit (first call per site):\n",
+                n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
+    else
+        fprintf(out, "    %zu lock%s used by two or more threads %s not "
+                     "registered with forksafe:\n",
+                n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
+    size_t shown = 0;
+    for (size_t i = at; i < run->nfindings; i++) {
+        const struct forksafe_finding *f = &run->findings[i];
+        if (f->pid != first->pid || strcmp(f->kind, first->kind) != 0)
+            continue;
+        if (++shown > GROUP_LINES)
+            continue;
+        if (unsafe) {
+            const char *fn = forksafe__kv_get(f->details, f->ndetails,
+                                              "function");
+            fprintf(out, "      %-19s ", fn ? fn : "?");
+            if (f->nframes)
+                site_text(out, &f->frames[0]);
+        } else {
+            const char *kind = forksafe__kv_get(f->details, f->ndetails,
+                                                "lock_kind");
+            const char *lock = forksafe__kv_get(f->details, f->ndetails,
+                                                "lock");
+            fprintf(out, "      %s %s, threads", kind ? kind : "lock",
+                    lock ? lock : "?");
+            for (size_t k = 0; k < f->nframes; k++)
+                fprintf(out, " %ld", f->frames[k].tid);
+            fputs(", first at ", out);
+            if (f->nframes)
+                site_text(out, &f->frames[0]);
+        }
+        fputc('\n', out);
+    }
+    if (shown > GROUP_LINES)
+        fprintf(out, "      ... and %zu more (all are in the JSON report)\n",
+                shown - GROUP_LINES);
+}
+
 static long sum_long(const struct forksafe_proc *p, const char *k)
 {
     const char *v = forksafe__kv_get(p->summary, p->nsummary, k);
@@ -64,13 +143,24 @@ void forksafe__report_text(FILE *out, const struct forksafe_run *run)
     fprintf(out, "forksafe-audit:");
     for (char **a = run->argv; *a; a++)
         fprintf(out, " %s", *a);
+    size_t npids = 0;
+    for (size_t i = 0; i < run->nprocs; i++) {
+        size_t k = 0;
+        while (k < i && run->procs[k].pid != run->procs[i].pid)
+            k++;
+        npids += k == i;
+    }
     fprintf(out, "\nforksafe-audit: %zu finding%s (%zu error%s, %zu "
-                 "warning%s, %zu info) in %zu process record%s\n",
+                 "warning%s, %zu info) from %zu process%s\n",
             run->nfindings, run->nfindings == 1 ? "" : "s", nsev[2],
             nsev[2] == 1 ? "" : "s", nsev[1], nsev[1] == 1 ? "" : "s",
-            nsev[0], run->nprocs, run->nprocs == 1 ? "" : "s");
+            nsev[0], npids, npids == 1 ? "" : "es");
     for (size_t i = 0; i < run->nfindings; i++) {
         const struct forksafe_finding *f = &run->findings[i];
+        if (grouped(f->kind)) {
+            group_text(out, run, i);
+            continue;
+        }
         fprintf(out, "\n%s: %s  pid %ld (%s)\n    %s\n",
                 forksafe__sev_name(f->sev), f->kind, f->pid, f->exe,
                 f->message);

@@ -1,29 +1,29 @@
 """A thread holds a threading.Lock while the main thread calls os.fork().
-Prints the holder's native TID first, so the test can find it in the
-report. The child leaves with os._exit(0); the script exits 0 when the
-child did."""
+The holder prints its native TID first (the test looks for it in the
+report), then blocks reading a pipe until the fork is done. The child
+leaves with os._exit(0); the script exits 0 when the child did."""
 import os
 import threading
+import time
 
 lock = threading.Lock()
-held = threading.Event()
-release = threading.Event()
+r, w = os.pipe()
 
 
 def holder():
     with lock:
         print(threading.get_native_id(), flush=True)
-        held.set()
-        release.wait(10)
+        os.read(r, 1)
 
 
-t = threading.Thread(target=holder, name="holder")
+t = threading.Thread(target=holder)
 t.start()
-held.wait(10)
+while not lock.locked():
+    time.sleep(0.001)
 pid = os.fork()
 if pid == 0:
     os._exit(0)
 _, status = os.waitpid(pid, 0)
-release.set()
+os.write(w, b"x")
 t.join()
 raise SystemExit(0 if status == 0 else 1)
