@@ -287,6 +287,11 @@ int forksafe__report_json(FILE *out, const struct forksafe_run *run)
             jstr(out, fr->thread_name);
             fputs(", \"function\": ", out);
             jstr(out, fr->function);
+            if (fr->function)
+                fprintf(out, ", \"function_offset\": \"0x%llx\"",
+                        (unsigned long long)fr->func_delta);
+            else
+                fputs(", \"function_offset\": null", out);
             fputs(", \"object\": ", out);
             jstr(out, fr->object);
             fprintf(out, ", \"offset\": \"0x%llx\"}",

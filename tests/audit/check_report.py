@@ -67,7 +67,7 @@ def validate(doc):
             if not off.startswith('0x'):
                 fail('%s: offset is not hex' % fw)
             for k, t in (('tid', int), ('thread_name', str),
-                         ('function', str)):
+                         ('function', str), ('function_offset', str)):
                 if k not in fr:
                     fail('%s: missing "%s"' % (fw, k))
                 if fr[k] is not None and not isinstance(fr[k], t):
