@@ -30,9 +30,20 @@ static size_t table_mask;             /* buckets - 1, or 0 when no table */
 static size_t count;
 
 static struct forksafe_entry *root;   /* treap */
-static struct forksafe_entry *head, *tail; /* fork order */
+static struct forksafe_entry *head; /* fork order */
 static unsigned long next_seq = 1;
 static uint32_t prio_state = 2463534242u;
+
+/* The fork handlers' view: slots in fork order, and the positions of the
+   slots that need work when single-threaded. Capacity is reserved at
+   registration so that rebuilding them at fork time never allocates. */
+static const void **slot_key;
+static unsigned char *slot_kind;
+static struct forksafe_entry **slot_entry;
+static uint32_t *single_idx;
+static struct forksafe_exception *exceptions;
+static size_t slot_cap, n_slots, n_single;
+static unsigned long generation = 1, slots_generation;
 
 static char **adapters;
 static size_t n_adapters;
@@ -68,9 +79,58 @@ struct forksafe_entry *forksafe__registry_first(void)
     return head;
 }
 
-struct forksafe_entry *forksafe__registry_last(void)
+/* Grow *p to cap elements of size sz; on failure *p is left as it was. */
+static int grow(void *p, size_t cap, size_t sz)
 {
-    return tail;
+    void *n = realloc(*(void **)p, cap * sz);
+    if (!n)
+        return ENOMEM;
+    *(void **)p = n;
+    return 0;
+}
+
+/* Make room for `need` slots. The arrays are grown one after the other; a
+   failure leaves all of them valid, with at least the old capacity. */
+static int reserve_slots(size_t need)
+{
+    if (need <= slot_cap)
+        return 0;
+    size_t cap = slot_cap ? slot_cap * 2 : 64;
+    while (cap < need)
+        cap *= 2;
+    if (grow(&slot_key, cap, sizeof *slot_key) ||
+        grow(&slot_kind, cap, sizeof *slot_kind) ||
+        grow(&slot_entry, cap, sizeof *slot_entry) ||
+        grow(&single_idx, cap, sizeof *single_idx) ||
+        grow(&exceptions, cap, sizeof *exceptions))
+        return ENOMEM;
+    slot_cap = cap;
+    return 0;
+}
+
+void forksafe__registry_snapshot(struct forksafe_snapshot *snap)
+{
+    if (slots_generation != generation) {
+        size_t i = 0, k = 0;
+        for (struct forksafe_entry *e = head; e; e = e->next, i++) {
+            FORKSAFE_ASSERT(i < slot_cap);
+            slot_key[i] = e->key;
+            slot_kind[i] = e->kind;
+            slot_entry[i] = e;
+            if (e->single)
+                single_idx[k++] = (uint32_t)i;
+        }
+        n_slots = i;
+        n_single = k;
+        slots_generation = generation;
+    }
+    snap->key = slot_key;
+    snap->kind = slot_kind;
+    snap->entry = slot_entry;
+    snap->single = single_idx;
+    snap->exc = exceptions;
+    snap->n = n_slots;
+    snap->n_single = n_single;
 }
 
 /* ------------------------------------------------------------ hashing */
@@ -219,8 +279,6 @@ static void link_entry(struct forksafe_entry *e)
     e->next = pred ? pred->next : head;
     if (e->next)
         e->next->prev = e;
-    else
-        tail = e;
     if (pred)
         pred->next = e;
     else
@@ -229,6 +287,7 @@ static void link_entry(struct forksafe_entry *e)
     e->hnext = *b;
     *b = e;
     count++;
+    generation++;
 }
 
 static void unlink_entry(struct forksafe_entry *e)
@@ -241,9 +300,8 @@ static void unlink_entry(struct forksafe_entry *e)
         head = e->next;
     if (e->next)
         e->next->prev = e->prev;
-    else
-        tail = e->prev;
     count--;
+    generation++;
 }
 
 /* The load address of the object that contains addr, or 0 if unknown.
@@ -283,12 +341,13 @@ static int add(const void *key, const char *name, unsigned rank,
             caller = code;
     }
     e->owner = object_of(caller);
+    e->single = (unsigned char)(forksafe__kinds[kind].single(key) != 0);
 
     forksafe__registry_lock();
     if (!table)
         maybe_grow();
-    if (!table || find(key)) {
-        int err = table ? EEXIST : ENOMEM;
+    int err = !table ? ENOMEM : find(key) ? EEXIST : reserve_slots(count + 1);
+    if (err) {
         forksafe__registry_unlock();
         free(e);
         return err;
