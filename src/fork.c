@@ -90,7 +90,7 @@ static void describe_failure(const struct forksafe_entry *e, int err,
 {
     const struct forksafe_kind_ops *k = &forksafe__kinds[e->kind];
     char obj[256], who[160] = "";
-    forksafe__object_name(e->owner, obj, sizeof obj);
+    forksafe__entry_object(e, obj, sizeof obj);
     if (e->kind == FS_KIND_OPS) {
         forksafe__set_error("%s \"%s\" (rank %u, registered by %s): prepare "
                             "callback failed: %s",
@@ -144,7 +144,9 @@ static inline size_t slot_at(size_t i)
 
 static inline const struct forksafe_entry *ops_entry(size_t slot)
 {
-    return cur.snap.kind[slot] == FS_KIND_OPS ? cur.snap.entry[slot] : NULL;
+    return cur.snap.kind[slot] == FS_KIND_OPS
+               ? forksafe__registry_find(cur.snap.key[slot])
+               : NULL;
 }
 
 /* Walk the first `from` visited slots backwards, giving each its state, and
@@ -188,7 +190,8 @@ static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
         int r = forksafe__kinds[cur.snap.kind[x]].prepare(
             cur.snap.key[x], ops_entry(x), &st, deadline, cur.mt, self);
         if (r) {
-            describe_failure(cur.snap.entry[x], r, timeout_ms);
+            describe_failure(forksafe__registry_find(cur.snap.key[x]), r,
+                             timeout_ms);
             if (strict) {
                 release_walk(i, 0);
                 return r;

@@ -36,32 +36,38 @@ enum forksafe_state {
     FS_ST_FAILED   /* prepare failed under plain fork(): skip its callbacks */
 };
 
+/* One registered lock or callback set. Kept small on purpose: every byte
+   the registry keeps resident is copied into each child's page tables by
+   fork() (about 0.2 us per 4 KiB page here), so at 16,384 entries the
+   entry size shows up directly in the cost of a fork. For a callback set,
+   its struct forksafe_ops sits just before the entry in the same block. */
 struct forksafe_entry {
     const void *key;               /* lock address or callback ctx */
     struct forksafe_entry *hnext;  /* hash chain */
     struct forksafe_entry *prev;   /* fork order: ascending (rank, seq) */
     struct forksafe_entry *next;
-    struct forksafe_entry *left;   /* treap over (rank, seq) */
-    struct forksafe_entry *right;
-    uint32_t prio;                 /* treap heap priority */
     unsigned rank;
-    unsigned long seq;
+    uint32_t seq;                  /* registration sequence number */
+    uint16_t owner;                /* index into the owner table */
     unsigned char kind;            /* enum forksafe_kind */
     unsigned char single;          /* needs work even when single-threaded */
-    uintptr_t owner;               /* load address of the owning object */
-    struct forksafe_ops ops;       /* FS_KIND_OPS only */
     char name[];                   /* copied at registration */
 };
+
+static inline const struct forksafe_ops *
+forksafe__entry_ops(const struct forksafe_entry *e)
+{
+    return (const struct forksafe_ops *)(const void *)e - 1;
+}
 
 /* The entries as the fork handlers see them: dense, read-only arrays in
    fork order, rebuilt from the entry list when the registry has changed
    (see registry.c). A fork reads 9 bytes per entry (key and kind) and
-   writes nothing there; the entry itself is read only for callback sets
-   and for diagnostics. */
+   writes nothing there; the entry itself is looked up by key only for
+   callback sets and for diagnostics. */
 struct forksafe_snapshot {
     const void *const *key;
     const unsigned char *kind;
-    struct forksafe_entry *const *entry;
     const uint32_t *single;          /* slots that need work when alone */
     struct forksafe_exception *exc;  /* room for one exception per slot */
     size_t n, n_single;
@@ -117,6 +123,9 @@ void forksafe__registry_child_reset(void);
    lock. */
 struct forksafe_entry *forksafe__registry_first(void);
 
+/* The entry for key, or NULL. Caller holds the registry lock. */
+struct forksafe_entry *forksafe__registry_find(const void *key);
+
 /* The fork-order snapshot, rebuilt here if the registry changed since the
    last call. Never allocates: capacity is reserved at registration. Caller
    holds the registry lock. */
@@ -130,9 +139,10 @@ void forksafe__registry_sweep(void);
    1, ... until it returns NULL. Caller holds the registry lock. */
 const char *forksafe__adapter_name(size_t i);
 
-/* Copy the path of the object loaded at base (0: the main program) into
-   buf. */
-void forksafe__object_name(uintptr_t base, char *buf, size_t len);
+/* Copy the path of the object that registered e into buf ("?" if it is
+   not known or no longer loaded). */
+void forksafe__entry_object(const struct forksafe_entry *e, char *buf,
+                            size_t len);
 
 /* ---- fork.c ---- */
 

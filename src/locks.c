@@ -349,8 +349,9 @@ static int ops_prepare(const void *key, const struct forksafe_entry *e,
 {
     (void)mt;
     (void)self;
-    if (e->ops.prepare) {
-        int r = e->ops.prepare((void *)key, deadline);
+    const struct forksafe_ops *ops = forksafe__entry_ops(e);
+    if (ops->prepare) {
+        int r = ops->prepare((void *)key, deadline);
         if (r)
             return r;
     }
@@ -360,16 +361,18 @@ static int ops_prepare(const void *key, const struct forksafe_entry *e,
 
 static void ops_parent(const void *key, const struct forksafe_entry *e, int st)
 {
-    if (st == FS_ST_TAKEN && e->ops.parent)
-        e->ops.parent((void *)key);
+    const struct forksafe_ops *ops = forksafe__entry_ops(e);
+    if (st == FS_ST_TAKEN && ops->parent)
+        ops->parent((void *)key);
 }
 
 static void ops_child(const void *key, const struct forksafe_entry *e, int st,
                         pid_t self)
 {
     (void)self;
-    if (st == FS_ST_TAKEN && e->ops.child)
-        e->ops.child((void *)key);
+    const struct forksafe_ops *ops = forksafe__entry_ops(e);
+    if (st == FS_ST_TAKEN && ops->child)
+        ops->child((void *)key);
 }
 
 static pid_t ops_holder(const void *key)
