@@ -6,6 +6,9 @@
  * mutexes registered (none do), then a bounded forksafe_fork() that fails
  * and says why, then the audit report.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_setname_np, strerrorname_np */
+#endif
 #include "forksafe.h"
 
 #include <errno.h>
