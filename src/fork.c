@@ -180,6 +180,7 @@ static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
                        int strict)
 {
     forksafe__registry_snapshot(&cur.snap);
+    forksafe__kinds_reset();
     cur.mt = !__libc_single_threaded;
     cur.n = cur.mt ? cur.snap.n : cur.snap.n_single;
     cur.n_exc = 0;

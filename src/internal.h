@@ -109,6 +109,10 @@ struct forksafe_kind_ops {
 
 extern const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT];
 
+/* Forget what the kinds learned during the previous fork (locks.c). Caller
+   holds the registry lock. */
+void forksafe__kinds_reset(void);
+
 /* ---- registry.c ---- */
 
 /* The registry lock. Held from the start of prepare to the end of the parent

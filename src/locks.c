@@ -41,12 +41,22 @@
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /* When prepare finds a lock busy and other threads may exist, this says
-   whether they really do: after all other threads have exited, the only
-   possible holder is the caller (or a thread that died holding it).
-   Reads /proc, so it is only called on that slow path. */
+   whether they really do: once all other threads have exited, the only
+   possible holder is the caller (or a thread that died holding it). It
+   reads /proc, so it is asked only on that slow path, and at most once per
+   fork (forksafe__kinds_reset clears the answer). */
+static int alone_answer = -1;
+
+void forksafe__kinds_reset(void)
+{
+    alone_answer = -1;
+}
+
 static int alone(void)
 {
-    return forksafe_thread_count() == 1;
+    if (alone_answer < 0)
+        alone_answer = forksafe_thread_count() == 1;
+    return alone_answer;
 }
 
 /* ------------------------------------------------------------ mutex */
