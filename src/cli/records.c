@@ -281,6 +281,41 @@ static int cmp_finding(const void *a, const void *b)
 
 static void build_message(struct forksafe_finding *f);
 
+/* Where each raw handler runs among all the handlers of its process:
+   glibc runs prepare handlers last-registered first, and parent and child
+   handlers in registration order. Registrations are numbered per process
+   by the interposer ("seq"); libforksafe's own ones are "atfork" records. */
+static void atfork_order(struct forksafe_run *run, const struct rec *recs,
+                         size_t nrecs)
+{
+    for (size_t i = 0; i < run->nfindings; i++) {
+        struct forksafe_finding *f = &run->findings[i];
+        if (strcmp(f->kind, "raw-atfork-handler") != 0)
+            continue;
+        long total = 0;
+        for (size_t k = 0; k < nrecs; k++) {
+            const char *kind = forksafe__kv_get(recs[k].kv, recs[k].n, "kind");
+            if (get_long(&recs[k], "pid") == f->pid &&
+                (strcmp(recs[k].type, "atfork") == 0 ||
+                 (kind && strcmp(kind, "raw-atfork-handler") == 0)))
+                total++;
+        }
+        const char *sq = forksafe__kv_get(f->details, f->ndetails, "seq");
+        long seq = sq ? strtol(sq, NULL, 10) : 0;
+        if (seq < 1 || seq > total)
+            continue;
+        char buf[64];
+        snprintf(buf, sizeof buf, "%ld", total);
+        add_detail(f, "registrations", buf);
+        snprintf(buf, sizeof buf, "%ld", total - seq + 1);
+        add_detail(f, "prepare_position", buf);
+        snprintf(buf, sizeof buf, "%ld", seq);
+        add_detail(f, "child_position", buf);
+        free(f->message);
+        build_message(f);
+    }
+}
+
 int forksafe__records_load(struct forksafe_run *run, const char *dir,
                            const struct forksafe_fdid *ignore, size_t nignore)
 {
@@ -400,6 +435,7 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
         run->findings = g;
         run->findings[run->nfindings++] = f;
     }
+    atfork_order(run, recs, nrecs);
     for (size_t i = 0; i < nrecs; i++) {
         free(recs[i].type);
         kv_free(recs[i].kv, recs[i].n);
@@ -424,6 +460,25 @@ static const struct forksafe_frame *frame_of(const struct forksafe_finding *f,
         if (strcmp(f->frames[i].role, role) == 0)
             return &f->frames[i];
     return NULL;
+}
+
+/* "1st", "2nd", ... for a decimal string; the input itself otherwise. */
+static const char *ordinal(const char *n)
+{
+    static char buf[4][24];
+    static int next;
+    char *b = buf[next++ % 4];
+    char *end;
+    long v = strtol(n, &end, 10);
+    if (*end || end == n)
+        return n;
+    const char *suf = (v % 100 >= 11 && v % 100 <= 13) ? "th"
+                      : v % 10 == 1                   ? "st"
+                      : v % 10 == 2                   ? "nd"
+                      : v % 10 == 3                   ? "rd"
+                                                      : "th";
+    snprintf(b, sizeof buf[0], "%ld%s", v, suf);
+    return b;
 }
 
 /* One sentence per finding, the same in the text and JSON reports. */
@@ -468,11 +523,13 @@ static void build_message(struct forksafe_finding *f)
                  det(f, "function"));
     } else if (strcmp(k, "raw-atfork-handler") == 0) {
         snprintf(buf, sizeof buf,
-                 "%s registered fork handlers with pthread_atfork directly "
-                 "(registration #%s): prepare handlers run last-registered "
-                 "first, parent and child handlers in registration order, "
-                 "whatever the lock order",
-                 det(f, "object"), det(f, "seq"));
+                 "%s registered fork handlers with pthread_atfork directly, "
+                 "outside the forksafe registry: of the process's %s "
+                 "registrations its prepare runs %s, its parent and child "
+                 "handlers %s (registration order, not lock order)",
+                 det(f, "object"), det(f, "registrations"),
+                 ordinal(det(f, "prepare_position")),
+                 ordinal(det(f, "child_position")));
     } else if (strcmp(k, "lock-order-violation") == 0) {
         snprintf(buf, sizeof buf,
                  "\"%s\" (rank %s) was taken while holding \"%s\" (rank %s): "

@@ -178,6 +178,10 @@ static void test_audit_raw_atfork_handler(void **state)
           "--frame=raw-atfork-handler:prepare:function=target_prepare",
           "--frame=raw-atfork-handler:child:function=target_child",
           "--detail=raw-atfork-handler:object~target-atfork");
+    /* The only registration in the process: first in every phase. */
+    check("--detail=raw-atfork-handler:prepare_position~1",
+          "--detail=raw-atfork-handler:child_position~1",
+          "--detail=raw-atfork-handler:registrations~1", NULL);
 }
 
 static void test_audit_lock_order_violation(void **state)
@@ -279,6 +283,10 @@ static void test_audit_bad_json_path_is_a_clear_error(void **state)
     assert_int_equal(run(args, NULL, out, err, RUN_MS), 2);
     assert_non_null(strstr(slurp(err), "cannot write the JSON report"));
     assert_int_equal(access(marker, F_OK), -1); /* not run */
+    args[2] = ""; /* malformed: an empty path */
+    assert_int_equal(run(args, NULL, out, err, RUN_MS), 2);
+    assert_non_null(strstr(slurp(err), "cannot write the JSON report"));
+    assert_int_equal(access(marker, F_OK), -1);
 }
 
 static void test_audit_unwritable_record_dir_is_silent(void **state)
