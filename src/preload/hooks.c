@@ -375,7 +375,7 @@ static void release_elsewhere(void *lock)
 
 /* ------------------------------------------------------------ fork state */
 
-#define SNAP_MAX 128
+#define SNAP_MAX 80
 
 /* Locks other threads held when the last multi-threaded fork happened. */
 struct snap {
@@ -385,23 +385,30 @@ struct snap {
     int kind;
 };
 
-static struct snap snap[SNAP_MAX];
-static int nsnap;
-static int snap_busy;
-static int child_mt;          /* we are a child of a multi-threaded fork */
-static int child_has_threads; /* ... that has started threads since */
-static long grace_ms = 2000;
-static long forks;
-static int exit_done;
-
 /* Small per-process "report once" sets: fork call sites, held locks,
    unsafe call sites, stdio streams. Reset in every child. */
-#define ONCE_MAX 64
+#define ONCE_MAX 32
 struct once {
     uintptr_t key[ONCE_MAX];
     int n;
 };
-static struct once once_fork, once_held, once_unsafe, once_stdio;
+
+/* Everything fork() and the child write, in one page: after fork() every
+   page either process writes is copied, so keeping this state together
+   costs one copy-on-write fault per process instead of one per variable. */
+static struct {
+    int child_mt;          /* we are a child of a multi-threaded fork */
+    int child_has_threads; /* ... that has started threads since */
+    int snap_busy;         /* a fork owns the snapshot */
+    int nsnap;
+    long forks;            /* forks made by this process */
+    struct once once_fork, once_held, once_unsafe, once_stdio;
+    struct snap snap[SNAP_MAX];
+} fk __attribute__((aligned(4096)));
+_Static_assert(sizeof fk <= 4096, "fork state must fit in one page");
+
+static long grace_ms = 2000;
+static int exit_done;
 
 /* 1 the first time key is offered (0 when already seen or the set is
    full, so a flood of findings is capped). */
@@ -420,7 +427,8 @@ static int once_first(struct once *o, uintptr_t key)
 
 static void once_reset(struct once *o)
 {
-    STORE(&o->n, 0);
+    if (LOAD(&o->n)) /* no write, no page copy, when already empty */
+        STORE(&o->n, 0);
 }
 
 /* Raw atfork registrations seen, and those made by libforksafe. */
@@ -445,7 +453,8 @@ struct dirent64_raw {
     char name[];
 };
 
-/* Numeric entries of a /proc directory (tasks or fds), up to max. */
+/* Numeric entries of a /proc directory (tasks or fds): returns how many
+   there are, and stores the first max of them in out. */
 static int list_numeric(const char *dir, int *out, int max, int *dirfd_out)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -453,7 +462,7 @@ static int list_numeric(const char *dir, int *out, int max, int *dirfd_out)
         return -1;
     if (dirfd_out)
         *dirfd_out = fd;
-    char buf[2048] __attribute__((aligned(8)));
+    char buf[1024] __attribute__((aligned(8)));
     int n = 0;
     for (;;) {
         long got = syscall(SYS_getdents64, fd, buf, sizeof buf);
@@ -468,7 +477,8 @@ static int list_numeric(const char *dir, int *out, int max, int *dirfd_out)
             for (const char *s = d->name; *s >= '0' && *s <= '9'; s++)
                 v = v * 10 + (*s - '0');
             if (n < max)
-                out[n++] = v;
+                out[n] = v;
+            n++; /* the count is exact even when out is full */
         }
     }
     close(fd);
@@ -497,7 +507,7 @@ static struct thread_rec *rec_by_tid(int tid)
 static void report_fork_threads(void *site, const int *tids, int n, int me,
                                 const char *call)
 {
-    if (!once_first(&once_fork, (uintptr_t)site))
+    if (!once_first(&fk.once_fork, (uintptr_t)site))
         return;
     struct forksafe__rec *r = forksafe__rec_begin("finding");
     if (!r)
@@ -522,7 +532,7 @@ static void report_fork_threads(void *site, const int *tids, int n, int me,
 static void report_held(void *site, const struct thread_rec *t,
                         const struct held *h)
 {
-    if (!once_first(&once_held, (uintptr_t)h->lock ^ (uintptr_t)h->site))
+    if (!once_first(&fk.once_held, (uintptr_t)h->lock ^ (uintptr_t)h->site))
         return;
     struct forksafe__rec *r = forksafe__rec_begin("finding");
     if (!r)
@@ -542,7 +552,7 @@ static void report_held(void *site, const struct thread_rec *t,
 static void report_stdio(void *site, FILE *f, const char *stream)
 {
     size_t pending = f ? __fpending(f) : 0;
-    if (!pending || !once_first(&once_stdio, (uintptr_t)f))
+    if (!pending || !once_first(&fk.once_stdio, (uintptr_t)f))
         return;
     struct forksafe__rec *r = forksafe__rec_begin("finding");
     if (!r)
@@ -559,17 +569,19 @@ static void report_stdio(void *site, FILE *f, const char *stream)
    multi-threaded; *snapped says whether this fork owns the snapshot. */
 static int before_fork(void *site, const char *call, int *snapped)
 {
-    int tids[256];
+    /* Small stack frames here: after fork() both processes copy every
+       stack page they write. */
+    int tids[64];
     int me = (int)forksafe__gettid();
     struct thread_rec *mine = self();
-    int n = list_numeric("/proc/self/task", tids, 256, NULL);
+    int n = list_numeric("/proc/self/task", tids, 64, NULL);
     int mt = n > 1;
     int expect = 0;
-    *snapped = __atomic_compare_exchange_n(&snap_busy, &expect, 1, 0,
+    *snapped = __atomic_compare_exchange_n(&fk.snap_busy, &expect, 1, 0,
                                            __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&forks, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&fk.forks, 1, __ATOMIC_RELAXED);
     if (*snapped)
-        nsnap = 0;
+        fk.nsnap = 0;
     if (mt) {
         report_fork_threads(site, tids, n, me, call);
         int hwm = LOAD(&threads_hwm);
@@ -586,8 +598,8 @@ static int before_fork(void *site, const char *call, int *snapped)
                 if (h.kind == KIND_SEMAPHORE &&
                     (sem_getvalue(h.lock, &v) != 0 || v > 0))
                     continue; /* posted since: not held any more */
-                if (*snapped && nsnap < SNAP_MAX)
-                    snap[nsnap++] = (struct snap){h.lock, h.site, t->tid,
+                if (*snapped && fk.nsnap < SNAP_MAX)
+                    fk.snap[fk.nsnap++] = (struct snap){h.lock, h.site, t->tid,
                                                   h.kind};
                 report_held(site, t, &h);
             }
@@ -602,7 +614,7 @@ static void after_fork(pid_t pid, int mt, int snapped)
 {
     if (pid != 0) {
         if (snapped)
-            STORE(&snap_busy, 0);
+            STORE(&fk.snap_busy, 0);
         return;
     }
     /* In the child: only this thread exists. Keep the snapshot (that is
@@ -610,8 +622,8 @@ static void after_fork(pid_t pid, int mt, int snapped)
     int saved = errno;
     struct thread_rec *mine = self_rec;
     if (mt) {
-        STORE(&child_mt, 1);
-        STORE(&child_has_threads, 0);
+        STORE(&fk.child_mt, 1);
+        STORE(&fk.child_has_threads, 0);
         /* Only touch live slots: writing to every slot would copy
            hundreds of pages after fork. */
         int hwm = LOAD(&threads_hwm);
@@ -619,17 +631,18 @@ static void after_fork(pid_t pid, int mt, int snapped)
             if (&threads[i] != mine && LOAD(&threads[i].tid) != 0)
                 rec_release(&threads[i]);
         if (!snapped)
-            nsnap = 0;
+            fk.nsnap = 0;
     }
     if (mine)
         STORE(&mine->tid, (int)forksafe__gettid());
-    STORE(&snap_busy, 0);
-    once_reset(&once_fork);
-    once_reset(&once_held);
-    once_reset(&once_unsafe);
-    once_reset(&once_stdio);
-    forks = 0;
-    errno = saved;
+    STORE(&fk.snap_busy, 0);
+    once_reset(&fk.once_fork);
+    once_reset(&fk.once_held);
+    once_reset(&fk.once_unsafe);
+    once_reset(&fk.once_stdio);
+    fk.forks = 0;
+    if (errno != saved)
+        errno = saved;
 }
 
 EXPORT pid_t fork(void)
@@ -637,11 +650,13 @@ EXPORT pid_t fork(void)
     void *site = __builtin_return_address(0);
     int saved = errno, snapped;
     int mt = before_fork(site, "fork", &snapped);
-    errno = saved;
+    if (errno != saved)
+        errno = saved;
     pid_t pid = REAL(fork)();
     saved = errno;
     after_fork(pid, mt, snapped);
-    errno = saved;
+    if (errno != saved)
+        errno = saved;
     return pid;
 }
 
@@ -650,11 +665,13 @@ EXPORT pid_t _Fork(void)
     void *site = __builtin_return_address(0);
     int saved = errno, snapped;
     int mt = before_fork(site, "_Fork", &snapped);
-    errno = saved;
+    if (errno != saved)
+        errno = saved;
     pid_t pid = REAL(_Fork)();
     saved = errno;
     after_fork(pid, mt, snapped);
-    errno = saved;
+    if (errno != saved)
+        errno = saved;
     return pid;
 }
 
@@ -664,9 +681,9 @@ EXPORT pid_t _Fork(void)
    once per call site. */
 static void note_unsafe(const char *fn, void *site)
 {
-    if (!LOAD(&child_mt) || in_hook || in_resolve)
+    if (!LOAD(&fk.child_mt) || in_hook || in_resolve)
         return;
-    if (!once_first(&once_unsafe, (uintptr_t)site))
+    if (!once_first(&fk.once_unsafe, (uintptr_t)site))
         return;
     int saved = errno;
     struct forksafe__rec *r = forksafe__rec_begin("finding");
@@ -676,12 +693,13 @@ static void note_unsafe(const char *fn, void *site)
         forksafe__rec_frame(r, "call", forksafe__gettid(), NULL, site);
         forksafe__rec_end(r);
     }
-    errno = saved;
+    if (errno != saved)
+        errno = saved;
 }
 
 #define CHECK_CHILD(fn)                                                     \
     do {                                                                    \
-        if (UNLIKELY(LOAD(&child_mt)))                                      \
+        if (UNLIKELY(LOAD(&fk.child_mt)))                                      \
             note_unsafe(fn, __builtin_return_address(0));                   \
     } while (0)
 
@@ -722,14 +740,14 @@ static void grace_deadline(struct timespec *ts)
 static int child_lock(pthread_mutex_t *m, void *site)
 {
     note_unsafe("pthread_mutex_lock", site);
-    if (LOAD(&child_has_threads))
+    if (LOAD(&fk.child_has_threads))
         return -1;
     int holder = 0;
     void *holder_site = NULL;
-    for (int i = 0; i < nsnap; i++)
-        if (snap[i].lock == m) {
-            holder = snap[i].holder;
-            holder_site = snap[i].site;
+    for (int i = 0; i < fk.nsnap; i++)
+        if (fk.snap[i].lock == m) {
+            holder = fk.snap[i].holder;
+            holder_site = fk.snap[i].site;
         }
     int r = REAL(pthread_mutex_trylock)(m);
     if (r != EBUSY)
@@ -756,7 +774,7 @@ EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
     void *site = __builtin_return_address(0);
     int r;
-    if (UNLIKELY(LOAD(&child_mt)) && !in_hook &&
+    if (UNLIKELY(LOAD(&fk.child_mt)) && !in_hook &&
         (r = child_lock(m, site)) != -1) {
         if (r == 0)
             note_acquire(m, KIND_MUTEX, site);
@@ -888,17 +906,17 @@ EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m,
 EXPORT int sem_wait(sem_t *s)
 {
     void *site = __builtin_return_address(0);
-    if (UNLIKELY(LOAD(&child_mt)) && !in_hook) {
+    if (UNLIKELY(LOAD(&fk.child_mt)) && !in_hook) {
         note_unsafe("sem_wait", site);
         int holder = 0;
         void *holder_site = NULL;
-        for (int i = 0; i < nsnap; i++)
-            if (snap[i].lock == (void *)s) {
-                holder = snap[i].holder;
-                holder_site = snap[i].site;
+        for (int i = 0; i < fk.nsnap; i++)
+            if (fk.snap[i].lock == (void *)s) {
+                holder = fk.snap[i].holder;
+                holder_site = fk.snap[i].site;
             }
         int v;
-        if (holder && !LOAD(&child_has_threads) && sem_getvalue(s, &v) == 0 &&
+        if (holder && !LOAD(&fk.child_has_threads) && sem_getvalue(s, &v) == 0 &&
             v == 0) {
             struct timespec ts;
             grace_deadline(&ts);
@@ -950,37 +968,52 @@ EXPORT int sem_post(sem_t *s)
 
 /* ------------------------------------------------------------ threads */
 
+/* (start routine, argument) handed from pthread_create to the new thread
+   through a static pool, not malloc: freeing in the new thread would make
+   glibc give it its own arena, one more lock for every later fork. */
+#define TRAMPS 256
+
 struct tramp {
     void *(*fn)(void *);
     void *arg;
+    int busy;
 };
+
+static struct tramp tramps[TRAMPS];
 
 static void *trampoline(void *p)
 {
-    struct tramp t = *(struct tramp *)p;
-    __libc_free(p);
+    struct tramp *slot = p;
+    void *(*fn)(void *) = slot->fn;
+    void *arg = slot->arg;
+    STORE(&slot->busy, 0);
     struct thread_rec *r = self();
     if (r)
-        r->start = (void *)t.fn;
-    return t.fn(t.arg);
+        r->start = (void *)fn;
+    return fn(arg);
 }
 
 EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
                           void *(*fn)(void *), void *arg)
 {
-    if (UNLIKELY(LOAD(&child_mt)))
-        STORE(&child_has_threads, 1);
-    /* glibc's own allocator, never the program's: the record is freed by
-       the new thread before it runs any program code. */
-    struct tramp *t = __libc_malloc(sizeof *t);
-    if (!t)
-        return REAL(pthread_create)(th, attr, fn, arg);
-    t->fn = fn;
-    t->arg = arg;
-    int r = REAL(pthread_create)(th, attr, trampoline, t);
-    if (r != 0)
-        __libc_free(t);
-    return r;
+    if (UNLIKELY(LOAD(&fk.child_mt)))
+        STORE(&fk.child_has_threads, 1);
+    for (int i = 0; i < TRAMPS; i++) {
+        int expect = 0;
+        if (LOAD(&tramps[i].busy) ||
+            !__atomic_compare_exchange_n(&tramps[i].busy, &expect, 1, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
+        tramps[i].fn = fn;
+        tramps[i].arg = arg;
+        int r = REAL(pthread_create)(th, attr, trampoline, &tramps[i]);
+        if (r != 0)
+            STORE(&tramps[i].busy, 0);
+        return r;
+    }
+    /* Pool exhausted (hundreds of threads starting at once): the thread
+       runs untracked, with no start routine in reports. */
+    return REAL(pthread_create)(th, attr, fn, arg);
 }
 
 /* ------------------------------------------------------------ atfork */
@@ -1297,20 +1330,20 @@ static void audit_exit(void)
        only the summary is written there. */
     lookup_fn lookup = NULL;
     installed_fn installed = NULL;
-    if (!LOAD(&child_mt)) {
+    if (!LOAD(&fk.child_mt)) {
         lookup = (lookup_fn)dlsym(RTLD_DEFAULT, "forksafe_lookup");
         installed = (installed_fn)dlsym(RTLD_DEFAULT,
                                         "forksafe_adapter_installed");
         report_locks(lookup, &shared_n, &reg_n);
         report_order(lookup);
         report_lockinfo(lookup);
-        if (LOAD(&forks) > 0)
+        if (LOAD(&fk.forks) > 0)
             report_adapters(installed, &present_n, &needed_n);
     }
     struct forksafe__rec *r = forksafe__rec_begin("summary");
     if (r) {
         forksafe__rec_int(r, "pid", forksafe__getpid());
-        forksafe__rec_int(r, "forks", LOAD(&forks));
+        forksafe__rec_int(r, "forks", LOAD(&fk.forks));
         forksafe__rec_int(r, "shared_locks", shared_n);
         forksafe__rec_int(r, "registered_shared_locks", reg_n);
         forksafe__rec_int(r, "atfork_raw", LOAD(&atfork_raw));
@@ -1321,7 +1354,8 @@ static void audit_exit(void)
         forksafe__rec_end(r);
     }
     in_hook--;
-    errno = saved;
+    if (errno != saved)
+        errno = saved;
 }
 
 EXPORT void exit(int status)
@@ -1442,6 +1476,7 @@ __attribute__((constructor)) static void audit_init(void)
     if (g && *g >= '0' && *g <= '9')
         grace_ms = strtol(g, NULL, 10);
     if (!forksafe__out_enabled()) {
+        if (errno != saved)
         errno = saved;
         return;
     }
@@ -1450,5 +1485,6 @@ __attribute__((constructor)) static void audit_init(void)
     const char *root = getenv("FORKSAFE_AUDIT_ROOT");
     if (root && strtol(root, NULL, 10) != forksafe__getpid())
         report_inherited_fds();
-    errno = saved;
+    if (errno != saved)
+        errno = saved;
 }
