@@ -645,6 +645,10 @@ static void after_fork(pid_t pid, int mt, int snapped)
         errno = saved;
 }
 
+/* fork() and _Fork(): the real call, preceded by the census, the held
+   lock snapshot and the stdio check, and followed in the child by the
+   switch to child mode. Same return value and errno as the real call;
+   async-signal-safe as long as the real call is. */
 EXPORT pid_t fork(void)
 {
     void *site = __builtin_return_address(0);
@@ -769,6 +773,14 @@ static int child_lock(pthread_mutex_t *m, void *site)
 }
 
 /* ------------------------------------------------------------ lock hooks */
+
+/* Every hook below keeps the contract of the glibc function it wraps
+   (same result, same errno) and only adds bookkeeping: a successful
+   acquire is pushed on the caller's held stack and noted in the lock
+   table; a release is popped. In a child of a multi-threaded fork,
+   pthread_mutex_lock and sem_wait on a lock another thread held at the
+   fork wait only for the grace period, then report child-deadlock and end
+   the child with FORKSAFE_AUDIT_DEADLOCK_STATUS instead of hanging. */
 
 EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
@@ -993,6 +1005,9 @@ static void *trampoline(void *p)
     return fn(arg);
 }
 
+/* pthread_create(): starts the thread through trampoline() so that its
+   start routine can be named in fork-with-threads. Same result as the real
+   call. */
 EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
                           void *(*fn)(void *), void *arg)
 {
@@ -1026,6 +1041,10 @@ static int is_forksafe_object(const char *obj)
            strncmp(base, "libforksafe-audit", 17) != 0;
 }
 
+/* What pthread_atfork() (linked statically into every object from
+   libc_nonshared.a) calls: registers with glibc as usual, then records the
+   handlers with their owning object (dso is that object's __dso_handle).
+   Registrations made by libforksafe count as "through the registry". */
 EXPORT int __register_atfork(void (*prepare)(void), void (*parent)(void),
                              void (*child)(void), void *dso)
 {
@@ -1061,6 +1080,12 @@ EXPORT int __register_atfork(void (*prepare)(void), void (*parent)(void),
 }
 
 /* ------------------------------------------------------------ child calls */
+
+/* Calls that are not async-signal-safe: in a child of a multi-threaded
+   fork the first call from each call site is reported, then the real
+   function runs (the program is never stopped here). Elsewhere they only
+   forward. malloc and calloc go straight to glibc while dlsym resolves the
+   real functions, since dlsym itself may allocate. */
 
 EXPORT void *malloc(size_t n)
 {
@@ -1358,6 +1383,7 @@ static void audit_exit(void)
         errno = saved;
 }
 
+/* exit(): the exit report first, then the real exit. */
 EXPORT void exit(int status)
 {
     /* Run the report while every library is still usable (a plain atexit
