@@ -256,8 +256,9 @@ int main(int argc, char **argv)
     }
     const char *tmp = getenv("TMPDIR");
     char dir[PATH_MAX];
+    /* Absolute, so that a program that changes directory still finds it. */
     snprintf(dir, sizeof dir, "%s/forksafe-audit.XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
+             tmp && tmp[0] == '/' ? tmp : "/tmp");
     if (!mkdtemp(dir)) {
         snprintf(dir, sizeof dir, "/tmp/forksafe-audit.XXXXXX");
         if (!mkdtemp(dir)) {

@@ -511,11 +511,11 @@ static void build_message(struct forksafe_finding *f)
                      det(f, "holder_tid"), det(f, "holder_name"));
     } else if (strcmp(k, "child-deadlock") == 0) {
         snprintf(buf, sizeof buf,
-                 "the child blocked on mutex %s, held at fork by thread %s "
+                 "the child blocked on %s %s, held at fork by thread %s "
                  "which does not exist in the child; ended after %s ms with "
                  "status %s",
-                 det(f, "lock"), det(f, "holder_tid"), det(f, "grace_ms"),
-                 det(f, "exit_status"));
+                 det(f, "lock_kind"), det(f, "lock"), det(f, "holder_tid"),
+                 det(f, "grace_ms"), det(f, "exit_status"));
     } else if (strcmp(k, "unsafe-call-in-child") == 0) {
         snprintf(buf, sizeof buf,
                  "the child of a multi-threaded parent called %s(), which is "

@@ -744,7 +744,9 @@ static void grace_deadline(struct timespec *ts)
 static int child_lock(pthread_mutex_t *m, void *site)
 {
     note_unsafe("pthread_mutex_lock", site);
-    if (LOAD(&fk.child_has_threads))
+    /* Without a record directory the interposer changes nothing, not even
+       a hanging child. */
+    if (LOAD(&fk.child_has_threads) || !forksafe__out_enabled())
         return -1;
     int holder = 0;
     void *holder_site = NULL;
@@ -928,8 +930,8 @@ EXPORT int sem_wait(sem_t *s)
                 holder_site = fk.snap[i].site;
             }
         int v;
-        if (holder && !LOAD(&fk.child_has_threads) && sem_getvalue(s, &v) == 0 &&
-            v == 0) {
+        if (holder && !LOAD(&fk.child_has_threads) &&
+            forksafe__out_enabled() && sem_getvalue(s, &v) == 0 && v == 0) {
             struct timespec ts;
             grace_deadline(&ts);
             int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);

@@ -369,6 +369,18 @@ static void test_audit_python_fork_with_threads(void **state)
           "--detail=lock-held-at-fork:registered~no", NULL, NULL);
 }
 
+static void test_audit_python_child_deadlock(void **state)
+{
+    (void)state;
+    /* The script exits 0 only if its child was ended with status 86. */
+    const char *opts[] = {"--grace-ms", "200", NULL};
+    char *argv[] = {PYTHON, AUDIT_SRC "/py_child_deadlock.py", NULL};
+    assert_int_equal(audit(opts, argv), 0);
+    check("--has=child-deadlock",
+          "--detail=child-deadlock:lock_kind~semaphore",
+          "--frame=child-deadlock:lock-call:object=python3.11", NULL);
+}
+
 static void test_audit_python_test_fork1_passes(void **state)
 {
     (void)state;
@@ -410,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_audit_robust_clone_thread),
         cmocka_unit_test(test_audit_robust_dlopen_after_start),
         cmocka_unit_test(test_audit_python_fork_with_threads),
+        cmocka_unit_test(test_audit_python_child_deadlock),
         cmocka_unit_test(test_audit_python_test_fork1_passes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
