@@ -7,8 +7,10 @@
  * DESIGN. This code runs in signal handlers and in children of
  * multi-threaded forks, so it never allocates and never takes a lock:
  * record buffers come from a static pool claimed with compare-and-swap, the
- * per-process file descriptor is published with one atomic word, and code
- * addresses are turned into (object, offset) from /proc/self/maps with raw
+ * record file is opened for each record and closed after its one write()
+ * (records are rare; a descriptor kept open would be visible to the
+ * program and would enlarge the descriptor table that every fork copies),
+ * and code addresses are turned into (object, offset) from /proc/self/maps with raw
  * system calls. A failure to write is silent: findings must never change
  * the audited program's behaviour or output.
  */
@@ -18,7 +20,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -29,12 +30,10 @@ static int pool_busy[POOL];
 
 static char out_dir[512];
 static int out_state; /* 0 unknown, 1 enabled, -1 disabled */
-/* pid << 32 | fd of the current record file, or 0. */
-static unsigned long long out_slot;
-/* Identity of that file, to notice that the program closed our descriptor
-   and reused its number (close-all loops before exec do that). */
-static dev_t out_dev;
-static ino_t out_ino;
+/* The pid that last wrote its "proc" line, and the pid this program image
+   started in (after exec); a different pid means a forked child. */
+static long proc_pid;
+static long image_pid;
 
 long forksafe__gettid(void)
 {
@@ -121,6 +120,7 @@ void forksafe__out_init(void)
     /* getenv only reads environ; it is called before threads exist (from
        the constructor) or, at worst, racing with another first call that
        computes the same answer. */
+    image_pid = forksafe__getpid();
     const char *d = getenv("FORKSAFE_AUDIT_DIR");
     int state = -1;
     if (d && *d && strlen(d) < sizeof out_dir - 32) {
@@ -164,31 +164,16 @@ static void write_proc(int fd, long pid, const char *start)
     while (w < 0 && errno == EINTR);
 }
 
-/* The record file of this process, opened on first use. After fork() the
-   inherited slot names the parent's pid, so the child opens its own file. */
-static int out_fd(void)
+/* Open this process's record file for one append. The descriptor lives
+   only for the duration of one record: a program that counts, closes or
+   reuses its descriptors never sees ours, and the kernel's descriptor table
+   does not grow (which would make every later fork() slower). */
+static int out_open(void)
 {
     long pid = forksafe__getpid();
-    unsigned long long cur = __atomic_load_n(&out_slot, __ATOMIC_ACQUIRE);
-    if (cur && (long)(cur >> 32) == pid) {
-        struct stat st;
-        int fd = (int)(cur & 0xffffffffu);
-        if (fstat(fd, &st) == 0 && st.st_dev == out_dev &&
-            st.st_ino == out_ino)
-            return fd;
-        /* Not ours any more: forget it (never close it) and reopen. */
-        if (!__atomic_compare_exchange_n(&out_slot, &cur, 0, 0,
-                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            return -1;
-        cur = 0;
-    }
-    /* An inherited slot means we are a forked child; a fresh image (after
-       exec) starts with none. */
-    const char *start = cur ? "fork" : "exec";
-    char path[sizeof out_dir + 32];
+    char path[sizeof out_dir + 32], num[24];
     forksafe__str_copy(path, sizeof path, out_dir);
     forksafe__str_cat(path, sizeof path, "/");
-    char num[24];
     forksafe__fmt_dec(num, pid);
     forksafe__str_cat(path, sizeof path, num);
     forksafe__str_cat(path, sizeof path, ".rec");
@@ -198,34 +183,11 @@ static int out_fd(void)
         __atomic_store_n(&out_state, -1, __ATOMIC_RELEASE);
         return -1;
     }
-    if (fd < 10) {
-        /* Keep low descriptor numbers free for the program, which may
-           assume the next open() returns a particular number. */
-        int hi = fcntl(fd, F_DUPFD_CLOEXEC, 100);
-        if (hi >= 0) {
-            close(fd);
-            fd = hi;
-        }
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return -1;
-    }
-    /* Every thread of this process opens the same path, so publishing the
-       identity before the descriptor is right whoever wins the race. */
-    out_dev = st.st_dev;
-    out_ino = st.st_ino;
-    write_proc(fd, pid, start);
-    unsigned long long want = ((unsigned long long)pid << 32) | (unsigned)fd;
-    if (!__atomic_compare_exchange_n(&out_slot, &cur, want, 0,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        /* Another thread of this process won the race: use its file. */
-        close(fd);
-        if (cur && (long)(cur >> 32) == pid)
-            return (int)(cur & 0xffffffffu);
-        return -1;
-    }
+    long prev = __atomic_load_n(&proc_pid, __ATOMIC_ACQUIRE);
+    if (prev != pid &&
+        __atomic_compare_exchange_n(&proc_pid, &prev, pid, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        write_proc(fd, pid, pid == image_pid ? "exec" : "fork");
     return fd;
 }
 
@@ -335,15 +297,16 @@ void forksafe__rec_end(struct forksafe__rec *r)
     if (r->truncated)
         put(r, "\ttruncated=1", 12);
     r->buf[r->len++] = '\n';
-    int fd = out_fd();
+    int saved = errno;
+    int fd = out_open();
     if (fd >= 0) {
-        int saved = errno;
         ssize_t w;
         do
             w = write(fd, r->buf, r->len);
         while (w < 0 && errno == EINTR);
-        errno = saved;
+        close(fd);
     }
+    errno = saved;
     __atomic_store_n(&pool_busy[r - pool], 0, __ATOMIC_RELEASE);
 }
 

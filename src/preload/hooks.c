@@ -78,6 +78,7 @@ static int (*real_sem_trywait)(sem_t *);
 static int (*real_sem_timedwait)(sem_t *, const struct timespec *);
 static int (*real_sem_clockwait)(sem_t *, clockid_t, const struct timespec *);
 static int (*real_sem_post)(sem_t *);
+static int (*real_sem_destroy)(sem_t *);
 static pid_t (*real_fork)(void);
 static pid_t (*real__Fork)(void);
 static int (*real___register_atfork)(void (*)(void), void (*)(void),
@@ -833,14 +834,26 @@ EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
     return REAL(pthread_mutex_unlock)(m);
 }
 
-EXPORT int pthread_mutex_destroy(pthread_mutex_t *m)
+/* The lock is going away and its address may be reused for an unrelated
+   one: forget its users, and drop it from any held stack, so that nothing
+   later reads a destroyed lock. */
+static void forget_lock(void *lock)
 {
-    /* The address may be reused for an unrelated lock: forget its users. */
-    struct lock_ent *e = lock_find((uintptr_t)m, 0);
+    if (in_hook)
+        return;
+    struct lock_ent *e = lock_find((uintptr_t)lock, 0);
     if (e) {
         STORE(&e->shared, 0);
         STORE(&e->owner, 0);
     }
+    while (note_release(lock))
+        ;
+    release_elsewhere(lock);
+}
+
+EXPORT int pthread_mutex_destroy(pthread_mutex_t *m)
+{
+    forget_lock(m);
     return REAL(pthread_mutex_destroy)(m);
 }
 
@@ -970,6 +983,12 @@ EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *ts)
     if (r == 0 && !in_hook)
         note_acquire(s, KIND_SEMAPHORE, __builtin_return_address(0));
     return r;
+}
+
+EXPORT int sem_destroy(sem_t *s)
+{
+    forget_lock(s);
+    return REAL(sem_destroy)(s);
 }
 
 EXPORT int sem_post(sem_t *s)

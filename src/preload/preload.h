@@ -41,8 +41,8 @@ void forksafe__rec_hex(struct forksafe__rec *r, const char *key,
 void forksafe__rec_frame(struct forksafe__rec *r, const char *role, long tid,
                          const char *name, const void *addr);
 /* Write the record as one line with one write() to this process's record
-   file, and give the buffer back to the pool. Safe in a signal handler and
-   in a forked child. */
+   file (opened and closed around it), and give the buffer back to the
+   pool. Safe in a signal handler and in a forked child; errno is kept. */
 void forksafe__rec_end(struct forksafe__rec *r);
 
 /* Read the output directory from the environment (FORKSAFE_AUDIT_DIR).
