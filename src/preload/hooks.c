@@ -211,6 +211,12 @@ struct lock_ent {
 
 static struct lock_ent locks[LOCK_SLOTS];
 
+/* Shared locks destroyed during the run (their slot is reused by the next
+   lock at that address), still to be reported at exit. */
+#define RETIRED_MAX 128
+static struct lock_ent retired[RETIRED_MAX];
+static int nretired;
+
 static inline size_t hash_ptr(uintptr_t a)
 {
     return (size_t)(((uint64_t)(a >> 3) * 0x9e3779b97f4a7c15ull) >>
@@ -843,6 +849,12 @@ static void forget_lock(void *lock)
         return;
     struct lock_ent *e = lock_find((uintptr_t)lock, 0);
     if (e) {
+        if (LOAD(&e->shared)) {
+            /* It was shared while it lived: keep it for the exit report. */
+            int i = __atomic_fetch_add(&nretired, 1, __ATOMIC_ACQ_REL);
+            if (i < RETIRED_MAX)
+                retired[i] = *e;
+        }
         STORE(&e->shared, 0);
         STORE(&e->owner, 0);
     }
@@ -1281,8 +1293,12 @@ static void report_adapters(installed_fn installed, int *present_n,
 static void report_locks(lookup_fn lookup, long *shared_n, long *reg_n)
 {
     int unreported_cap = 64;
-    for (size_t i = 0; i < LOCK_SLOTS; i++) {
-        struct lock_ent *e = &locks[i];
+    int nret = LOAD(&nretired);
+    if (nret > RETIRED_MAX)
+        nret = RETIRED_MAX;
+    for (size_t i = 0; i < LOCK_SLOTS + (size_t)nret; i++) {
+        struct lock_ent *e = i < LOCK_SLOTS ? &locks[i]
+                                            : &retired[i - LOCK_SLOTS];
         if (!LOAD(&e->addr) || !LOAD(&e->shared))
             continue;
         char obj[300];
