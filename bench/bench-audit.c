@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #define THREADS 4
-#define PAIRS 2000000L
-#define FORKS 300
+#define PAIRS   2000000L
+#define FORKS   300
 
 static double now_ns(void)
 {
@@ -174,7 +174,8 @@ int main(int argc, char **argv)
     } w[] = {{"mutex", "ns", "lock+unlock pair, 4 threads, own mutex each"},
              {"fork", "us", "fork + _exit + waitpid, 1 other thread alive"}};
     printf("bench-audit: %d interleaved rounds, medians; ratio = audited / "
-           "plain\n", rounds);
+           "plain\n",
+           rounds);
     for (size_t k = 0; k < 2; k++) {
         double *plain = calloc((size_t)rounds, sizeof *plain);
         double *aud = calloc((size_t)rounds, sizeof *aud);

@@ -49,7 +49,7 @@ struct forksafe_finding {
 struct forksafe_proc {
     long pid, ppid;
     char *exe;
-    char *start;             /* "exec" or "fork" */
+    char *start;                 /* "exec" or "fork" */
     struct forksafe_kv *summary; /* NULL if the process did not exit normally */
     size_t nsummary;
 };
@@ -59,9 +59,9 @@ struct forksafe_run {
     size_t nfindings;
     struct forksafe_proc *procs;
     size_t nprocs;
-    char **argv;     /* the audited command */
-    int status;      /* exit status, or 128 + signal */
-    int signal;      /* terminating signal, 0 if it exited */
+    char **argv; /* the audited command */
+    int status;  /* exit status, or 128 + signal */
+    int signal;  /* terminating signal, 0 if it exited */
 };
 
 /* Descriptor identities the audited program inherited from outside (the

@@ -25,17 +25,17 @@
 #include "forksafe.h"
 
 #ifndef FORKSAFE_AUDIT_INSTALLED_PRELOAD
-#define FORKSAFE_AUDIT_INSTALLED_PRELOAD \
+#define FORKSAFE_AUDIT_INSTALLED_PRELOAD                                       \
     "/usr/local/lib/forksafe/libforksafe-audit.so"
 #endif
 #ifndef FORKSAFE_AUDIT_LIBDIR
 #define FORKSAFE_AUDIT_LIBDIR "lib"
 #endif
 
-#define EXIT_USAGE 2   /* bad arguments or setup failure; PROGRAM not run */
+#define EXIT_USAGE   2 /* bad arguments or setup failure; PROGRAM not run */
 #define EXIT_HAZARDS 3 /* --fail-on matched and PROGRAM exited 0 */
 #define PRELOAD_NAME "libforksafe-audit.so"
-#define LINGER_MS 1000 /* wait for orphaned descendants after PROGRAM */
+#define LINGER_MS    1000 /* wait for orphaned descendants after PROGRAM */
 
 static void usage(FILE *out)
 {
@@ -71,9 +71,8 @@ static int find_preload(char *out, size_t len)
     const char *env = getenv("FORKSAFE_AUDIT_PRELOAD");
     if (env && *env) {
         if (!readable(env)) {
-            fprintf(stderr,
-                    "forksafe-audit: FORKSAFE_AUDIT_PRELOAD=%s: %s\n", env,
-                    strerror(errno));
+            fprintf(stderr, "forksafe-audit: FORKSAFE_AUDIT_PRELOAD=%s: %s\n",
+                    env, strerror(errno));
             return -1;
         }
         snprintf(out, len, "%s", env);
@@ -86,8 +85,7 @@ static int find_preload(char *out, size_t len)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            int w = snprintf(out, len, "%s/../preload/%s", exe,
-                             PRELOAD_NAME);
+            int w = snprintf(out, len, "%s/../preload/%s", exe, PRELOAD_NAME);
             if (w > 0 && (size_t)w < len && readable(out))
                 return 0;
             w = snprintf(out, len, "%s/../%s/forksafe/%s", exe,
@@ -212,8 +210,10 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--fail-on") == 0 && val) {
             fail_on = forksafe__sev_parse(val);
             if (fail_on < FS_SEV_WARNING) {
-                fprintf(stderr, "forksafe-audit: --fail-on takes warning or "
-                                "error, not '%s'\n", val);
+                fprintf(stderr,
+                        "forksafe-audit: --fail-on takes warning or "
+                        "error, not '%s'\n",
+                        val);
                 return EXIT_USAGE;
             }
             i++;
@@ -221,15 +221,19 @@ int main(int argc, char **argv)
             char *end;
             long g = strtol(val, &end, 10);
             if (*end || end == val || g < 0 || g > 3600000) {
-                fprintf(stderr, "forksafe-audit: --grace-ms takes a number "
-                                "of milliseconds, not '%s'\n", val);
+                fprintf(stderr,
+                        "forksafe-audit: --grace-ms takes a number "
+                        "of milliseconds, not '%s'\n",
+                        val);
                 return EXIT_USAGE;
             }
             grace = val;
             i++;
         } else {
-            fprintf(stderr, "forksafe-audit: unknown or incomplete option "
-                            "'%s'\n", a);
+            fprintf(stderr,
+                    "forksafe-audit: unknown or incomplete option "
+                    "'%s'\n",
+                    a);
             usage(stderr);
             return EXIT_USAGE;
         }
@@ -249,8 +253,10 @@ int main(int argc, char **argv)
     if (json) {
         jf = fopen(json, "we");
         if (!jf) {
-            fprintf(stderr, "forksafe-audit: cannot write the JSON report "
-                            "to '%s': %s\n", json, strerror(errno));
+            fprintf(stderr,
+                    "forksafe-audit: cannot write the JSON report "
+                    "to '%s': %s\n",
+                    json, strerror(errno));
             return EXIT_USAGE;
         }
     }
@@ -262,8 +268,10 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir)) {
         snprintf(dir, sizeof dir, "/tmp/forksafe-audit.XXXXXX");
         if (!mkdtemp(dir)) {
-            fprintf(stderr, "forksafe-audit: cannot create a record "
-                            "directory: %s\n", strerror(errno));
+            fprintf(stderr,
+                    "forksafe-audit: cannot create a record "
+                    "directory: %s\n",
+                    strerror(errno));
             return EXIT_USAGE;
         }
     }
@@ -316,8 +324,7 @@ int main(int argc, char **argv)
     int err = forksafe__records_load(&run, dir, ignore, nignore);
     remove_dir(dir);
     if (err)
-        fprintf(stderr, "forksafe-audit: reading records: %s\n",
-                strerror(err));
+        fprintf(stderr, "forksafe-audit: reading records: %s\n", strerror(err));
     forksafe__report_text(stderr, &run);
     int status = run.status;
     if (jf) {
@@ -336,8 +343,9 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < run.nfindings; k++)
             hits += (int)run.findings[k].sev >= fail_on;
         if (hits) {
-            fprintf(stderr, "forksafe-audit: failing (exit %d): %zu "
-                            "finding%s at or above %s\n",
+            fprintf(stderr,
+                    "forksafe-audit: failing (exit %d): %zu "
+                    "finding%s at or above %s\n",
                     EXIT_HAZARDS, hits, hits == 1 ? "" : "s",
                     forksafe__sev_name((enum forksafe_sev)fail_on));
             status = EXIT_HAZARDS;

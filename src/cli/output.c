@@ -16,8 +16,7 @@ static void frame_text(FILE *out, const struct forksafe_frame *f)
 {
     fprintf(out, "      %-18s", f->role);
     if (f->tid)
-        fprintf(out, " thread %ld%s%s%s", f->tid,
-                f->thread_name ? " \"" : "",
+        fprintf(out, " thread %ld%s%s%s", f->tid, f->thread_name ? " \"" : "",
                 f->thread_name ? f->thread_name : "",
                 f->thread_name ? "\"" : "");
     if (f->function)
@@ -30,8 +29,7 @@ static void frame_text(FILE *out, const struct forksafe_frame *f)
     else
         fprintf(out, " ?");
     if (strcmp(f->object, "?") != 0)
-        fprintf(out, " (%s+0x%llx)", f->object,
-                (unsigned long long)f->offset);
+        fprintf(out, " (%s+0x%llx)", f->object, (unsigned long long)f->offset);
     fputc('\n', out);
 }
 
@@ -54,8 +52,7 @@ static void site_text(FILE *out, const struct forksafe_frame *f)
     else
         fputc('?', out);
     if (strcmp(f->object, "?") != 0)
-        fprintf(out, " (%s+0x%llx)", f->object,
-                (unsigned long long)f->offset);
+        fprintf(out, " (%s+0x%llx)", f->object, (unsigned long long)f->offset);
 }
 
 static void group_text(FILE *out, const struct forksafe_run *run, size_t at)
@@ -73,13 +70,15 @@ static void group_text(FILE *out, const struct forksafe_run *run, size_t at)
     fprintf(out, "\n%s: %s  pid %ld (%s)\n", forksafe__sev_name(first->sev),
             first->kind, first->pid, first->exe);
     if (unsafe)
-        fprintf(out, "    the child of a multi-threaded parent called %zu "
-                     "function%s that %s not async-signal-safe before exec "
-                     "or _exit (first call per site):\n",
+        fprintf(out,
+                "    the child of a multi-threaded parent called %zu "
+                "function%s that %s not async-signal-safe before exec "
+                "or _exit (first call per site):\n",
                 n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
     else
-        fprintf(out, "    %zu lock%s used by two or more threads %s not "
-                     "registered with forksafe:\n",
+        fprintf(out,
+                "    %zu lock%s used by two or more threads %s not "
+                "registered with forksafe:\n",
                 n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
     size_t shown = 0;
     for (size_t i = at; i < run->nfindings; i++) {
@@ -89,16 +88,16 @@ static void group_text(FILE *out, const struct forksafe_run *run, size_t at)
         if (++shown > GROUP_LINES)
             continue;
         if (unsafe) {
-            const char *fn = forksafe__kv_get(f->details, f->ndetails,
-                                              "function");
+            const char *fn =
+                forksafe__kv_get(f->details, f->ndetails, "function");
             fprintf(out, "      %-19s ", fn ? fn : "?");
             if (f->nframes)
                 site_text(out, &f->frames[0]);
         } else {
-            const char *kind = forksafe__kv_get(f->details, f->ndetails,
-                                                "lock_kind");
-            const char *lock = forksafe__kv_get(f->details, f->ndetails,
-                                                "lock");
+            const char *kind =
+                forksafe__kv_get(f->details, f->ndetails, "lock_kind");
+            const char *lock =
+                forksafe__kv_get(f->details, f->ndetails, "lock");
             fprintf(out, "      %s %s, threads", kind ? kind : "lock",
                     lock ? lock : "?");
             for (size_t k = 0; k < f->nframes; k++)
@@ -150,11 +149,12 @@ void forksafe__report_text(FILE *out, const struct forksafe_run *run)
             k++;
         npids += k == i;
     }
-    fprintf(out, "\nforksafe-audit: %zu finding%s (%zu error%s, %zu "
-                 "warning%s, %zu info) from %zu process%s\n",
+    fprintf(out,
+            "\nforksafe-audit: %zu finding%s (%zu error%s, %zu "
+            "warning%s, %zu info) from %zu process%s\n",
             run->nfindings, run->nfindings == 1 ? "" : "s", nsev[2],
-            nsev[2] == 1 ? "" : "s", nsev[1], nsev[1] == 1 ? "" : "s",
-            nsev[0], npids, npids == 1 ? "" : "es");
+            nsev[2] == 1 ? "" : "s", nsev[1], nsev[1] == 1 ? "" : "s", nsev[0],
+            npids, npids == 1 ? "" : "es");
     for (size_t i = 0; i < run->nfindings; i++) {
         const struct forksafe_finding *f = &run->findings[i];
         if (grouped(f->kind)) {
@@ -174,21 +174,20 @@ void forksafe__report_text(FILE *out, const struct forksafe_run *run)
             continue;
         if (!header++)
             fprintf(out, "\ncoverage:\n");
-        fprintf(out,
-                "  pid %ld (%s): %ld fork%s; %ld lock%s shared across "
-                "threads, %ld registered; atfork handlers: %ld raw, %ld "
-                "through the registry; adapters: %ld present of %ld "
-                "needed%s\n",
-                p->pid, p->exe, sum_long(p, "forks"),
-                sum_long(p, "forks") == 1 ? "" : "s",
-                sum_long(p, "shared_locks"),
-                sum_long(p, "shared_locks") == 1 ? "" : "s",
-                sum_long(p, "registered_shared_locks"),
-                sum_long(p, "atfork_raw"), sum_long(p, "atfork_registry"),
-                sum_long(p, "adapters_present"),
-                sum_long(p, "adapters_needed"),
-                sum_long(p, "registry_available") ? ""
-                                                  : " (libforksafe not loaded)");
+        fprintf(
+            out,
+            "  pid %ld (%s): %ld fork%s; %ld lock%s shared across "
+            "threads, %ld registered; atfork handlers: %ld raw, %ld "
+            "through the registry; adapters: %ld present of %ld "
+            "needed%s\n",
+            p->pid, p->exe, sum_long(p, "forks"),
+            sum_long(p, "forks") == 1 ? "" : "s", sum_long(p, "shared_locks"),
+            sum_long(p, "shared_locks") == 1 ? "" : "s",
+            sum_long(p, "registered_shared_locks"), sum_long(p, "atfork_raw"),
+            sum_long(p, "atfork_registry"), sum_long(p, "adapters_present"),
+            sum_long(p, "adapters_needed"),
+            sum_long(p, "registry_available") ? ""
+                                              : " (libforksafe not loaded)");
     }
     if (run->signal)
         fprintf(out, "\nforksafe-audit: program killed by signal %d\n",
@@ -222,8 +221,7 @@ static void jstr(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static void jkv(FILE *out, const struct forksafe_kv *kv, size_t n,
-                int numeric)
+static void jkv(FILE *out, const struct forksafe_kv *kv, size_t n, int numeric)
 {
     fputc('{', out);
     for (size_t i = 0; i < n; i++) {
@@ -246,9 +244,10 @@ int forksafe__report_json(FILE *out, const struct forksafe_run *run)
     size_t nsev[3] = {0, 0, 0};
     for (size_t i = 0; i < run->nfindings; i++)
         nsev[run->findings[i].sev]++;
-    fprintf(out, "{\n  \"schema\": \"forksafe-audit\",\n"
-                 "  \"schema_version\": %d,\n"
-                 "  \"tool_version\": \"%d.%d.%d\",\n  \"command\": [",
+    fprintf(out,
+            "{\n  \"schema\": \"forksafe-audit\",\n"
+            "  \"schema_version\": %d,\n"
+            "  \"tool_version\": \"%d.%d.%d\",\n  \"command\": [",
             FORKSAFE_AUDIT_SCHEMA_VERSION, FORKSAFE_VERSION_MAJOR,
             FORKSAFE_VERSION_MINOR, FORKSAFE_VERSION_PATCH);
     for (char **a = run->argv; *a; a++) {
@@ -304,8 +303,9 @@ int forksafe__report_json(FILE *out, const struct forksafe_run *run)
     fputs("\n  ],\n  \"processes\": [", out);
     for (size_t i = 0; i < run->nprocs; i++) {
         const struct forksafe_proc *p = &run->procs[i];
-        fprintf(out, "%s\n    {\"pid\": %ld, \"ppid\": %ld, \"exe\": ",
-                i ? "," : "", p->pid, p->ppid);
+        fprintf(out,
+                "%s\n    {\"pid\": %ld, \"ppid\": %ld, \"exe\": ", i ? "," : "",
+                p->pid, p->ppid);
         jstr(out, p->exe);
         fputs(", \"start\": ", out);
         jstr(out, p->start);
@@ -324,8 +324,9 @@ int forksafe__report_json(FILE *out, const struct forksafe_run *run)
         }
         fputc('}', out);
     }
-    fprintf(out, "\n  ],\n  \"summary\": {\"findings\": %zu, \"errors\": %zu, "
-                 "\"warnings\": %zu, \"infos\": %zu}\n}\n",
+    fprintf(out,
+            "\n  ],\n  \"summary\": {\"findings\": %zu, \"errors\": %zu, "
+            "\"warnings\": %zu, \"infos\": %zu}\n}\n",
             run->nfindings, nsev[2], nsev[1], nsev[0]);
     fflush(out);
     return ferror(out) ? (errno ? errno : EIO) : 0;

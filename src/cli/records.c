@@ -44,8 +44,9 @@ int forksafe__sev_parse(const char *s)
 
 const char *forksafe__sev_name(enum forksafe_sev s)
 {
-    return s == FS_SEV_ERROR ? "error" : s == FS_SEV_WARNING ? "warning"
-                                                            : "info";
+    return s == FS_SEV_ERROR     ? "error"
+           : s == FS_SEV_WARNING ? "warning"
+                                 : "info";
 }
 
 /* Undo the interposer's escaping in place. */
@@ -198,15 +199,14 @@ static void parse_frame(const char *v, struct forksafe_frame *f)
 static int is_meta(const char *key)
 {
     static const char *const meta[] = {"kind", "severity", "pid", "ppid",
-                                       "tid", "frame", NULL};
+                                       "tid",  "frame",    NULL};
     for (int i = 0; meta[i]; i++)
         if (strcmp(key, meta[i]) == 0)
             return 1;
     return 0;
 }
 
-static void add_detail(struct forksafe_finding *f, const char *k,
-                       const char *v)
+static void add_detail(struct forksafe_finding *f, const char *k, const char *v)
 {
     struct forksafe_kv *g = realloc(f->details, (f->ndetails + 1) * sizeof *g);
     if (!g)
@@ -381,8 +381,8 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
         struct forksafe_finding f;
         memset(&f, 0, sizeof f);
         f.kind = strdup(kind);
-        int sev = forksafe__sev_parse(forksafe__kv_get(r->kv, r->n,
-                                                       "severity"));
+        int sev =
+            forksafe__sev_parse(forksafe__kv_get(r->kv, r->n, "severity"));
         f.sev = sev < 0 ? FS_SEV_WARNING : (enum forksafe_sev)sev;
         f.pid = get_long(r, "pid");
         f.ppid = get_long(r, "ppid");
@@ -473,10 +473,10 @@ static const char *ordinal(const char *n)
     if (*end || end == n)
         return n;
     const char *suf = (v % 100 >= 11 && v % 100 <= 13) ? "th"
-                      : v % 10 == 1                   ? "st"
-                      : v % 10 == 2                   ? "nd"
-                      : v % 10 == 3                   ? "rd"
-                                                      : "th";
+                      : v % 10 == 1                    ? "st"
+                      : v % 10 == 2                    ? "nd"
+                      : v % 10 == 3                    ? "rd"
+                                                       : "th";
     snprintf(b, sizeof buf[0], "%ld%s", v, suf);
     return b;
 }
@@ -507,8 +507,8 @@ static void build_message(struct forksafe_finding *f)
                      "%s %s was held by thread %s (%s) at fork and is not "
                      "registered with forksafe: it stays locked forever in "
                      "the child",
-                     det(f, "lock_kind"), det(f, "lock"),
-                     det(f, "holder_tid"), det(f, "holder_name"));
+                     det(f, "lock_kind"), det(f, "lock"), det(f, "holder_tid"),
+                     det(f, "holder_name"));
     } else if (strcmp(k, "child-deadlock") == 0) {
         snprintf(buf, sizeof buf,
                  "the child blocked on %s %s, held at fork by thread %s "

@@ -128,8 +128,8 @@ static void debug_path(const unsigned char *base, size_t len, char *out,
         return;
     const Elf64_Phdr *ph = (const Elf64_Phdr *)(base + eh->e_phoff);
     for (int i = 0; i < eh->e_phnum; i++) {
-        if (ph[i].p_type != PT_NOTE || !in_file(len, ph[i].p_offset,
-                                                ph[i].p_filesz))
+        if (ph[i].p_type != PT_NOTE ||
+            !in_file(len, ph[i].p_offset, ph[i].p_filesz))
             continue;
         const unsigned char *p = base + ph[i].p_offset;
         const unsigned char *end = p + ph[i].p_filesz;
@@ -142,12 +142,10 @@ static void debug_path(const unsigned char *base, size_t len, char *out,
             if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
                 memcmp(name, "GNU", 4) == 0 && nh->n_descsz >= 2 &&
                 outlen > 40 + 2 * nh->n_descsz) {
-                size_t k = (size_t)snprintf(out, outlen,
-                                            "/usr/lib/debug/.build-id/%02x/",
-                                            desc[0]);
+                size_t k = (size_t)snprintf(
+                    out, outlen, "/usr/lib/debug/.build-id/%02x/", desc[0]);
                 for (unsigned j = 1; j < nh->n_descsz; j++)
-                    k += (size_t)snprintf(out + k, outlen - k, "%02x",
-                                          desc[j]);
+                    k += (size_t)snprintf(out + k, outlen - k, "%02x", desc[j]);
                 snprintf(out + k, outlen - k, ".debug");
                 return;
             }

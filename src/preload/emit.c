@@ -10,8 +10,8 @@
  * record file is opened for each record and closed after its one write()
  * (records are rare; a descriptor kept open would be visible to the
  * program and would enlarge the descriptor table that every fork copies),
- * and code addresses are turned into (object, offset) from /proc/self/maps with raw
- * system calls. A failure to write is silent: findings must never change
+ * and code addresses are turned into (object, offset) from /proc/self/maps with
+ * raw system calls. A failure to write is silent: findings must never change
  * the audited program's behaviour or output.
  */
 #include "preload.h"
@@ -185,8 +185,8 @@ static int out_open(void)
     }
     long prev = __atomic_load_n(&proc_pid, __ATOMIC_ACQUIRE);
     if (prev != pid &&
-        __atomic_compare_exchange_n(&proc_pid, &prev, pid, 0,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        __atomic_compare_exchange_n(&proc_pid, &prev, pid, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
         write_proc(fd, pid, pid == image_pid ? "exec" : "fork");
     return fd;
 }

@@ -38,10 +38,10 @@
 
 #include "forksafe.h"
 
-#define TLS __thread __attribute__((tls_model("initial-exec")))
-#define EXPORT __attribute__((visibility("default")))
+#define TLS         __thread __attribute__((tls_model("initial-exec")))
+#define EXPORT      __attribute__((visibility("default")))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define LOAD(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 /* glibc exports these; they are not declared in any public header. */
@@ -109,10 +109,10 @@ static void *resolve(const char *name)
     return p;
 }
 
-#define REAL(fn)                                                            \
-    (LOAD(&real_##fn)                                                       \
-         ? real_##fn                                                        \
-         : (STORE(&real_##fn, (__typeof__(real_##fn))resolve(#fn)),         \
+#define REAL(fn)                                                               \
+    (LOAD(&real_##fn)                                                          \
+         ? real_##fn                                                           \
+         : (STORE(&real_##fn, (__typeof__(real_##fn))resolve(#fn)),            \
             real_##fn))
 
 /* ------------------------------------------------------------ threads */
@@ -121,13 +121,13 @@ enum { KIND_MUTEX = 1, KIND_RWLOCK = 2, KIND_SEMAPHORE = 3 };
 
 static const char *kind_name(int kind)
 {
-    return kind == KIND_RWLOCK ? "rwlock"
+    return kind == KIND_RWLOCK      ? "rwlock"
            : kind == KIND_SEMAPHORE ? "semaphore"
                                     : "mutex";
 }
 
 #define MAX_THREADS 1024
-#define MAX_HELD 16
+#define MAX_HELD    16
 
 struct held {
     void *lock;
@@ -138,7 +138,7 @@ struct held {
 /* One per live thread that has used a hook. Other threads read `tid`,
    `start` and the held stack at fork time: best effort, never waited for. */
 struct thread_rec {
-    int tid; /* 0: free slot */
+    int tid;        /* 0: free slot */
     unsigned ident; /* unique per claim, survives fork in the child */
     void *start;
     int nheld;
@@ -175,10 +175,9 @@ static struct thread_rec *self(void)
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
             r = &threads[i];
             int hwm = LOAD(&threads_hwm);
-            while (hwm < i + 1 &&
-                   !__atomic_compare_exchange_n(&threads_hwm, &hwm, i + 1, 0,
-                                                __ATOMIC_ACQ_REL,
-                                                __ATOMIC_ACQUIRE))
+            while (hwm < i + 1 && !__atomic_compare_exchange_n(
+                                      &threads_hwm, &hwm, i + 1, 0,
+                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
                 ;
             r->ident = __atomic_add_fetch(&next_ident, 1, __ATOMIC_RELAXED);
             r->start = NULL;
@@ -196,14 +195,14 @@ static struct thread_rec *self(void)
 
 /* ------------------------------------------------------------ lock table */
 
-#define LOCK_BITS 16
+#define LOCK_BITS  16
 #define LOCK_SLOTS (1u << LOCK_BITS)
-#define PROBES 32
+#define PROBES     32
 
 struct lock_ent {
-    uintptr_t addr;  /* 0: empty; written once */
-    unsigned owner;  /* ident of the first thread to use it (0: none) */
-    int shared;      /* used by a second thread */
+    uintptr_t addr; /* 0: empty; written once */
+    unsigned owner; /* ident of the first thread to use it (0: none) */
+    int shared;     /* used by a second thread */
     int kind;
     int tid1, tid2;
     void *site1, *site2;
@@ -234,9 +233,8 @@ static struct lock_ent *lock_find(uintptr_t a, int insert)
         if (v == 0) {
             if (!insert)
                 return NULL;
-            if (__atomic_compare_exchange_n(&e->addr, &v, a, 0,
-                                            __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE) ||
+            if (__atomic_compare_exchange_n(
+                    &e->addr, &v, a, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ||
                 v == a)
                 return e;
         }
@@ -270,7 +268,7 @@ static void lock_note(void *lock, int kind, void *site, struct thread_rec *r)
 
 /* ------------------------------------------------------------ order edges */
 
-#define EDGE_BITS 12
+#define EDGE_BITS  12
 #define EDGE_SLOTS (1u << EDGE_BITS)
 
 /* "b was taken while a was held", first seen at these sites. */
@@ -297,9 +295,8 @@ static void edge_note(const struct held *outer, void *b, void *site,
         if (v == key)
             return;
         if (v == 0) {
-            if (!__atomic_compare_exchange_n(&e->key, &v, key, 0,
-                                             __ATOMIC_ACQ_REL,
-                                             __ATOMIC_ACQUIRE))
+            if (!__atomic_compare_exchange_n(
+                    &e->key, &v, key, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
                 return; /* lost a race; the winner may be another edge */
             e->a = outer->lock;
             e->b = b;
@@ -372,9 +369,8 @@ static void release_elsewhere(void *lock)
         for (int j = 0; j < nh && j < MAX_HELD; j++) {
             void *expect = lock;
             if (LOAD(&t->held[j].lock) == lock &&
-                __atomic_compare_exchange_n(&t->held[j].lock, &expect, NULL,
-                                            0, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_RELAXED))
+                __atomic_compare_exchange_n(&t->held[j].lock, &expect, NULL, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
                 return;
         }
     }
@@ -408,7 +404,7 @@ static struct {
     int child_has_threads; /* ... that has started threads since */
     int snap_busy;         /* a fork owns the snapshot */
     int nsnap;
-    long forks;            /* forks made by this process */
+    long forks; /* forks made by this process */
     struct once once_fork, once_held, once_unsafe, once_stdio;
     struct snap snap[SNAP_MAX];
 } fk __attribute__((aligned(4096)));
@@ -606,8 +602,8 @@ static int before_fork(void *site, const char *call, int *snapped)
                     (sem_getvalue(h.lock, &v) != 0 || v > 0))
                     continue; /* posted since: not held any more */
                 if (*snapped && fk.nsnap < SNAP_MAX)
-                    fk.snap[fk.nsnap++] = (struct snap){h.lock, h.site, t->tid,
-                                                  h.kind};
+                    fk.snap[fk.nsnap++] =
+                        (struct snap){h.lock, h.site, t->tid, h.kind};
                 report_held(site, t, &h);
             }
         }
@@ -708,10 +704,10 @@ static void note_unsafe(const char *fn, void *site)
         errno = saved;
 }
 
-#define CHECK_CHILD(fn)                                                     \
-    do {                                                                    \
+#define CHECK_CHILD(fn)                                                        \
+    do {                                                                       \
         if (UNLIKELY(LOAD(&fk.child_mt)))                                      \
-            note_unsafe(fn, __builtin_return_address(0));                   \
+            note_unsafe(fn, __builtin_return_address(0));                      \
     } while (0)
 
 static void deadlock_exit(void *m, int kind, void *site, int holder,
@@ -955,8 +951,8 @@ EXPORT int sem_wait(sem_t *s)
                 holder_site = fk.snap[i].site;
             }
         int v;
-        if (holder && !LOAD(&fk.child_has_threads) &&
-            forksafe__out_enabled() && sem_getvalue(s, &v) == 0 && v == 0) {
+        if (holder && !LOAD(&fk.child_has_threads) && forksafe__out_enabled() &&
+            sem_getvalue(s, &v) == 0 && v == 0) {
             struct timespec ts;
             grace_deadline(&ts);
             int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);
@@ -1092,8 +1088,8 @@ EXPORT int __register_atfork(void (*prepare)(void), void (*parent)(void),
     int registry = is_forksafe_object(obj);
     __atomic_add_fetch(registry ? &atfork_registry : &atfork_raw, 1,
                        __ATOMIC_RELAXED);
-    struct forksafe__rec *rec = forksafe__rec_begin(registry ? "atfork"
-                                                             : "finding");
+    struct forksafe__rec *rec =
+        forksafe__rec_begin(registry ? "atfork" : "finding");
     if (!rec)
         return r;
     if (!registry)
@@ -1297,8 +1293,8 @@ static void report_locks(lookup_fn lookup, long *shared_n, long *reg_n)
     if (nret > RETIRED_MAX)
         nret = RETIRED_MAX;
     for (size_t i = 0; i < LOCK_SLOTS + (size_t)nret; i++) {
-        struct lock_ent *e = i < LOCK_SLOTS ? &locks[i]
-                                            : &retired[i - LOCK_SLOTS];
+        struct lock_ent *e =
+            i < LOCK_SLOTS ? &locks[i] : &retired[i - LOCK_SLOTS];
         if (!LOAD(&e->addr) || !LOAD(&e->shared))
             continue;
         char obj[300];
@@ -1394,8 +1390,8 @@ static void audit_exit(void)
     installed_fn installed = NULL;
     if (!LOAD(&fk.child_mt)) {
         lookup = (lookup_fn)dlsym(RTLD_DEFAULT, "forksafe_lookup");
-        installed = (installed_fn)dlsym(RTLD_DEFAULT,
-                                        "forksafe_adapter_installed");
+        installed =
+            (installed_fn)dlsym(RTLD_DEFAULT, "forksafe_adapter_installed");
         report_locks(lookup, &shared_n, &reg_n);
         report_order(lookup);
         report_lockinfo(lookup);
@@ -1469,13 +1465,15 @@ static void describe_socket(int fd, char *out, size_t len)
     getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &sl);
     sl = sizeof type;
     getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &sl);
-    forksafe__str_copy(out, len, domain == AF_INET    ? "ipv4 "
-                                 : domain == AF_INET6 ? "ipv6 "
-                                 : domain == AF_UNIX  ? "unix "
-                                                      : "other ");
-    forksafe__str_cat(out, len, type == SOCK_STREAM  ? "stream"
-                                : type == SOCK_DGRAM ? "dgram"
-                                                     : "other");
+    forksafe__str_copy(out, len,
+                       domain == AF_INET    ? "ipv4 "
+                       : domain == AF_INET6 ? "ipv6 "
+                       : domain == AF_UNIX  ? "unix "
+                                            : "other ");
+    forksafe__str_cat(out, len,
+                      type == SOCK_STREAM  ? "stream"
+                      : type == SOCK_DGRAM ? "dgram"
+                                           : "other");
 }
 
 /* A process started by exec inside the audited tree: every descriptor
@@ -1540,7 +1538,7 @@ __attribute__((constructor)) static void audit_init(void)
         grace_ms = strtol(g, NULL, 10);
     if (!forksafe__out_enabled()) {
         if (errno != saved)
-        errno = saved;
+            errno = saved;
         return;
     }
     /* The descriptor scan comes first, before our own record file is

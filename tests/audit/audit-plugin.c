@@ -7,9 +7,18 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int counts[3];
 
-static void on_prepare(void) { counts[0]++; }
-static void on_parent(void) { counts[1]++; }
-static void on_child(void) { counts[2]++; }
+static void on_prepare(void)
+{
+    counts[0]++;
+}
+static void on_parent(void)
+{
+    counts[1]++;
+}
+static void on_child(void)
+{
+    counts[2]++;
+}
 
 __attribute__((constructor)) static void plugin_init(void)
 {

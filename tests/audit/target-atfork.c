@@ -7,13 +7,21 @@ static volatile int calls;
 void target_prepare(void);
 void target_parent(void);
 void target_child(void);
-void target_prepare(void) { calls++; }
-void target_parent(void) { calls++; }
-void target_child(void) { calls++; }
+void target_prepare(void)
+{
+    calls++;
+}
+void target_parent(void)
+{
+    calls++;
+}
+void target_child(void)
+{
+    calls++;
+}
 
 int main(void)
 {
-    return pthread_atfork(target_prepare, target_parent, target_child) == 0
-               ? 0
-               : 1;
+    return pthread_atfork(target_prepare, target_parent, target_child) == 0 ? 0
+                                                                            : 1;
 }

@@ -14,7 +14,8 @@ __attribute__((noinline)) static void take_inner(void)
 
 int main(void)
 {
-    if (forksafe_register_mutex(&outer, "order.cache", FORKSAFE_RANK_APP + 200) ||
+    if (forksafe_register_mutex(&outer, "order.cache",
+                                FORKSAFE_RANK_APP + 200) ||
         forksafe_register_mutex(&inner, "order.queue", FORKSAFE_RANK_APP + 100))
         return 1;
     pthread_mutex_lock(&outer);

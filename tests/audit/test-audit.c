@@ -84,8 +84,10 @@ static int audit(const char *const *opts, char *const *argv)
 static void check(const char *a1, const char *a2, const char *a3,
                   const char *a4)
 {
-    char *args[] = {PYTHON, AUDIT_SRC "/check_report.py", json,
-                    (char *)a1, (char *)a2, (char *)a3, (char *)a4, NULL};
+    char *args[] = {PYTHON,     AUDIT_SRC "/check_report.py",
+                    json,       (char *)a1,
+                    (char *)a2, (char *)a3,
+                    (char *)a4, NULL};
     char co[256];
     snprintf(co, sizeof co, "%s/check.txt", tmpdir);
     int st = run(args, NULL, co, co, RUN_MS);
@@ -278,12 +280,13 @@ static void test_audit_bad_json_path_is_a_clear_error(void **state)
     char marker[300], cmd[400];
     snprintf(marker, sizeof marker, "%s/ran", tmpdir);
     snprintf(cmd, sizeof cmd, "touch %s", marker);
-    char *args[] = {AUDIT_CLI, "--json", "/nonexistent-dir/r.json", "--",
-                    "/bin/sh", "-c", cmd, NULL};
+    char *args[] = {AUDIT_CLI, "--json",  "/nonexistent-dir/r.json",
+                    "--",      "/bin/sh", "-c",
+                    cmd,       NULL};
     assert_int_equal(run(args, NULL, out, err, RUN_MS), 2);
     assert_non_null(strstr(slurp(err), "cannot write the JSON report"));
     assert_int_equal(access(marker, F_OK), -1); /* not run */
-    args[2] = ""; /* malformed: an empty path */
+    args[2] = "";                               /* malformed: an empty path */
     assert_int_equal(run(args, NULL, out, err, RUN_MS), 2);
     assert_non_null(strstr(slurp(err), "cannot write the JSON report"));
     assert_int_equal(access(marker, F_OK), -1);
@@ -295,8 +298,7 @@ static void test_audit_unwritable_record_dir_is_silent(void **state)
     /* The interposer used directly, with a directory it cannot write:
        the program must behave exactly as without it. */
     static const char *envs[] = {"LD_PRELOAD=" AUDIT_PRELOAD,
-                                 "FORKSAFE_AUDIT_DIR=/nonexistent-dir/x",
-                                 NULL};
+                                 "FORKSAFE_AUDIT_DIR=/nonexistent-dir/x", NULL};
     char *argv[] = {TARGET("target-stdio"), NULL};
     assert_int_equal(run(argv, envs, out, err, RUN_MS), 0);
     assert_string_equal(slurp(out), "pending");
@@ -376,8 +378,7 @@ static void test_audit_python_child_deadlock(void **state)
     const char *opts[] = {"--grace-ms", "200", NULL};
     char *argv[] = {PYTHON, AUDIT_SRC "/py_child_deadlock.py", NULL};
     assert_int_equal(audit(opts, argv), 0);
-    check("--has=child-deadlock",
-          "--detail=child-deadlock:lock_kind~semaphore",
+    check("--has=child-deadlock", "--detail=child-deadlock:lock_kind~semaphore",
           "--frame=child-deadlock:lock-call:object=python3.11", NULL);
 }
 
