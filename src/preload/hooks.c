@@ -729,6 +729,22 @@ static void deadlock_exit(void *m, int kind, void *site, int holder,
     _exit(FORKSAFE_AUDIT_DEADLOCK_STATUS);
 }
 
+/* Process-shared locks can be released by another process (or by the
+   parent's threads, through shared memory): a child waiting on one is not
+   stuck, and is never ended. glibc 2.36 (x86_64) marks them with bit 128:
+   in a mutex's __kind (PTHREAD_MUTEX_PSHARED_BIT) and in the int after a
+   semaphore's 64-bit value word; both checked on this machine with
+   pthread_mutexattr_setpshared and sem_init(s, 1, v). */
+static int mutex_pshared(const pthread_mutex_t *m)
+{
+    return (m->__data.__kind & 128) != 0;
+}
+
+static int sem_pshared(const sem_t *s)
+{
+    return (((const int *)(const void *)s)[2] & 128) != 0;
+}
+
 /* Now + the grace period, on CLOCK_MONOTONIC. */
 static void grace_deadline(struct timespec *ts)
 {
@@ -749,7 +765,8 @@ static int child_lock(pthread_mutex_t *m, void *site)
     note_unsafe("pthread_mutex_lock", site);
     /* Without a record directory the interposer changes nothing, not even
        a hanging child. */
-    if (LOAD(&fk.child_has_threads) || !forksafe__out_enabled())
+    if (LOAD(&fk.child_has_threads) || !forksafe__out_enabled() ||
+        mutex_pshared(m))
         return -1;
     int holder = 0;
     void *holder_site = NULL;
@@ -952,7 +969,7 @@ EXPORT int sem_wait(sem_t *s)
             }
         int v;
         if (holder && !LOAD(&fk.child_has_threads) && forksafe__out_enabled() &&
-            sem_getvalue(s, &v) == 0 && v == 0) {
+            !sem_pshared(s) && sem_getvalue(s, &v) == 0 && v == 0) {
             struct timespec ts;
             grace_deadline(&ts);
             int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);

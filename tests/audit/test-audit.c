@@ -161,6 +161,18 @@ static void test_audit_child_deadlock_ends_child(void **state)
           "--frame=child-deadlock:lock-taken:function=holder_main");
 }
 
+static void test_audit_pshared_lock_is_not_a_deadlock(void **state)
+{
+    (void)state;
+    /* Another process can release a process-shared mutex: the child waits
+       past the grace period, gets it, and exits 0 (the target checks). */
+    const char *opts[] = {"--grace-ms", "100", NULL};
+    char *argv[] = {TARGET("target-held"), "pshared", NULL};
+    assert_int_equal(audit(opts, argv), 0);
+    check("--kinds=fork-with-threads,lock-held-at-fork,unsafe-call-in-child",
+          NULL, NULL, NULL);
+}
+
 static void test_audit_unsafe_call_in_child(void **state)
 {
     (void)state;
@@ -405,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_audit_fork_with_threads),
         cmocka_unit_test(test_audit_lock_held_at_fork),
         cmocka_unit_test(test_audit_child_deadlock_ends_child),
+        cmocka_unit_test(test_audit_pshared_lock_is_not_a_deadlock),
         cmocka_unit_test(test_audit_unsafe_call_in_child),
         cmocka_unit_test(test_audit_raw_atfork_handler),
         cmocka_unit_test(test_audit_lock_order_violation),
