@@ -1391,7 +1391,12 @@ static void report_lockinfo(lookup_fn lookup)
     }
 }
 
-static void audit_exit(void)
+/* The exit report. early: called before the loader's destructors (from
+   exit() or from the handler registered when main starts), so the program's
+   libraries, libforksafe included, can still be called. Late (the fallback
+   handler registered by our constructor, for programs whose main we did
+   not see): they may be torn down already, so no registry questions. */
+static void exit_report(int early)
 {
     if (__atomic_exchange_n(&exit_done, 1, __ATOMIC_ACQ_REL))
         return;
@@ -1406,9 +1411,11 @@ static void audit_exit(void)
     lookup_fn lookup = NULL;
     installed_fn installed = NULL;
     if (!LOAD(&fk.child_mt)) {
-        lookup = (lookup_fn)dlsym(RTLD_DEFAULT, "forksafe_lookup");
-        installed =
-            (installed_fn)dlsym(RTLD_DEFAULT, "forksafe_adapter_installed");
+        if (early) {
+            lookup = (lookup_fn)dlsym(RTLD_DEFAULT, "forksafe_lookup");
+            installed =
+                (installed_fn)dlsym(RTLD_DEFAULT, "forksafe_adapter_installed");
+        }
         report_locks(lookup, &shared_n, &reg_n);
         report_order(lookup);
         report_lockinfo(lookup);
@@ -1431,6 +1438,16 @@ static void audit_exit(void)
     in_hook--;
     if (errno != saved)
         errno = saved;
+}
+
+static void audit_exit(void)
+{
+    exit_report(1);
+}
+
+static void audit_exit_late(void)
+{
+    exit_report(0);
 }
 
 /* exit(): the exit report first, then the real exit. */
@@ -1548,7 +1565,7 @@ __attribute__((constructor)) static void audit_init(void)
     rec_key_ok = pthread_key_create(&rec_key, rec_release) == 0;
     /* A fallback for programs whose main() we did not see start; see
        main_wrapper for why that one is preferred. */
-    atexit(audit_exit);
+    atexit(audit_exit_late);
     self();
     const char *g = getenv("FORKSAFE_AUDIT_GRACE_MS");
     if (g && *g >= '0' && *g <= '9')
