@@ -1,0 +1,83 @@
+/*
+ * threads.c: the thread census, read from /proc/self. Nothing here
+ * allocates, so the counting function may be called on the slow path of
+ * prepare (a registered lock found busy).
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Read up to len-1 bytes of path into buf, NUL-terminated. Returns the
+   number of bytes read or -errno. */
+static ssize_t read_small(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t n = 0;
+    while (n + 1 < len) {
+        ssize_t r = read(fd, buf + n, len - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    int err = errno;
+    close(fd);
+    buf[n] = '\0';
+    return n ? (ssize_t)n : -err;
+}
+
+int forksafe_thread_count(void)
+{
+    /* Field 20 of /proc/self/stat is num_threads (proc(5)). The comm field
+       (2) may contain spaces and parentheses, so count from the last ')'. */
+    char buf[1024];
+    ssize_t n = read_small("/proc/self/stat", buf, sizeof buf);
+    if (n < 0)
+        return (int)n;
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -EIO;
+    int field = 2;
+    while (*p && field < 20) {
+        if (*p++ == ' ')
+            field++;
+    }
+    long v = strtol(p, NULL, 10);
+    return v > 0 ? (int)v : -EIO;
+}
+
+void forksafe__thread_name(pid_t tid, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
+    if (read_small(path, buf, len) <= 0) {
+        snprintf(buf, len, "?");
+        return;
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+int forksafe__threads_visit(void (*fn)(pid_t tid, void *arg), void *arg)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return errno;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char *end;
+        long tid = strtol(de->d_name, &end, 10);
+        if (*end == '\0' && tid > 0)
+            fn((pid_t)tid, arg);
+    }
+    closedir(d);
+    return 0;
+}
