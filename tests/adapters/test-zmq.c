@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -58,13 +59,46 @@ static void pair_close(struct pair *p)
     zmq_close(p->pull);
 }
 
+/* Under AddressSanitizer the forks happen only while the parent is quiet:
+   GCC 12's ASan allocator has no fork handlers, so a child forked while
+   libzmq's I/O threads refill an allocator cache inherits that lock held
+   and its own new context hangs in calloc (seen in gdb). glibc's malloc
+   handles fork itself, so release builds fork during the traffic. */
+#if defined(__SANITIZE_ADDRESS__)
+#define QUIET_FORKS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QUIET_FORKS 1
+#endif
+#endif
+#ifndef QUIET_FORKS
+#define QUIET_FORKS 0
+#endif
+
+static pthread_mutex_t burst_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t burst_cv = PTHREAD_COND_INITIALIZER;
+static uint32_t burst_allowed; /* the sender may send messages below this */
+
 static void *sender_main(void *arg)
 {
     struct pair *p = arg;
-    for (uint32_t i = 0; i < MESSAGES; i++)
+    for (uint32_t i = 0; i < MESSAGES; i++) {
+        pthread_mutex_lock(&burst_mu);
+        while (i >= burst_allowed)
+            pthread_cond_wait(&burst_cv, &burst_mu);
+        pthread_mutex_unlock(&burst_mu);
         if (zmq_send(p->push, &i, sizeof i, 0) != (int)sizeof i)
             return (void *)1;
+    }
     return NULL;
+}
+
+static void burst_allow(uint32_t upto)
+{
+    pthread_mutex_lock(&burst_mu);
+    burst_allowed = upto;
+    pthread_cond_broadcast(&burst_cv);
+    pthread_mutex_unlock(&burst_mu);
 }
 
 /* What each child does: drop the inherited context through the adapter,
@@ -126,28 +160,37 @@ static void test_zmq_parent_count_exact_across_forks(void **state)
     struct pair p;
     assert_int_equal(pair_open(&p, ctx), 0);
 
+    /* One message first, so the connection is up before the first fork. */
+    uint32_t warm = UINT32_MAX, got = 0;
+    assert_int_equal(zmq_send(p.push, &warm, sizeof warm, 0), sizeof warm);
+    assert_int_equal(zmq_recv(p.pull, &got, sizeof got, 0), sizeof got);
+    assert_int_equal(got, warm);
+    burst_allow(QUIET_FORKS ? 0 : MESSAGES);
     pthread_t sender;
     assert_int_equal(pthread_create(&sender, NULL, sender_main, &p), 0);
     uint32_t next = 0;
     for (int f = 0; f < FORKS; f++) {
+        if (QUIET_FORKS) {
+            /* Let libzmq's I/O threads finish their bookkeeping. */
+            struct timespec d = {0, 5 * 1000 * 1000};
+            nanosleep(&d, NULL);
+        }
         pid_t pid = forksafe_fork(NULL);
         assert_true(pid >= 0);
         if (pid == 0)
             child_main(ctx);
         fs_assert_child_ok(pid, 10000);
-        /* Take a share of the stream between forks, so forks happen while
-           the sender is both running and blocked on a full pipe. */
-        for (int k = 0; k < MESSAGES / FORKS / 2; k++, next++) {
+        /* Take a share of the stream between forks: in release builds the
+           forks happen while the sender is both running and blocked on a
+           full pipe. */
+        burst_allow(next + MESSAGES / FORKS);
+        for (int k = 0; k < MESSAGES / FORKS; k++, next++) {
             uint32_t v = UINT32_MAX;
             assert_int_equal(zmq_recv(p.pull, &v, sizeof v, 0), sizeof v);
             assert_int_equal(v, next);
         }
     }
-    for (; next < MESSAGES; next++) {
-        uint32_t v = UINT32_MAX;
-        assert_int_equal(zmq_recv(p.pull, &v, sizeof v, 0), sizeof v);
-        assert_int_equal(v, next);
-    }
+    assert_int_equal(next, MESSAGES);
     void *ret = (void *)1;
     assert_int_equal(pthread_join(sender, &ret), 0);
     assert_null(ret);
