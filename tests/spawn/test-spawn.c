@@ -54,7 +54,8 @@ static void run_probe(unsigned flags, const struct forksafe_fd_map *maps,
     assert_true(nmaps < 8);
     all[0].child_fd = 1;
     all[0].parent_fd = p[1];
-    memcpy(all + 1, maps, nmaps * sizeof *maps);
+    if (nmaps > 0)
+        memcpy(all + 1, maps, nmaps * sizeof *maps);
     struct forksafe_spawn_opts o;
     memset(&o, 0, sizeof o);
     o.flags = flags;
