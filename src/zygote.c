@@ -291,6 +291,17 @@ static void server_lost(void)
     }
 }
 
+/* zmu is held across a request's round trip. Registering it with the core
+   (once, on first use of the fork server, so programs that never use it
+   see no extra entry) makes a plain fork() by another thread wait for an
+   in-flight request, so the child never inherits it locked. Nothing that
+   is registered is taken while it is held: it is a leaf. */
+static pthread_once_t zmu_once = PTHREAD_ONCE_INIT;
+static void zmu_register(void)
+{
+    forksafe_register_mutex(&zmu, "forksafe.zygote", FORKSAFE_RANK_LEAF + 900);
+}
+
 /* Contract in forksafe.h. */
 FORKSAFE_API int forksafe_zygote_register(const char *name,
                                           forksafe_zygote_fn fn)
@@ -300,6 +311,7 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
     size_t len = strnlen(name, FORKSAFE_ZYGOTE_NAME_MAX + 1);
     if (len == 0 || len > FORKSAFE_ZYGOTE_NAME_MAX)
         return EINVAL;
+    pthread_once(&zmu_once, zmu_register);
     pthread_mutex_lock(&zmu);
     int r = 0;
     if (zfd >= 0 && zowner == getpid()) {
@@ -332,6 +344,7 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
 static int start_impl(void)
 {
     pid_t me = getpid();
+    pthread_once(&zmu_once, zmu_register);
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) == me) {
         pthread_mutex_lock(&zmu);
         int running = zfd >= 0;
