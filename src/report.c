@@ -107,8 +107,8 @@ static void build(struct buf *b, int json)
     int first = 1;
     for (struct forksafe_entry *e = forksafe__registry_first(); e; e = e->next) {
         const struct forksafe_kind_ops *k = &forksafe__kinds[e->kind];
-        forksafe__object_name(e->owner, obj, sizeof obj);
-        pid_t h = k->holder(e);
+        forksafe__entry_object(e, obj, sizeof obj);
+        pid_t h = k->holder(e->key);
         if (h > 0)
             forksafe__thread_name(h, tname, sizeof tname);
         if (json) {
@@ -116,7 +116,8 @@ static void build(struct buf *b, int json)
             put_json_str(b, e->name);
             put(b, ", \"rank\": %u, \"seq\": %lu, \"kind\": \"%s\", "
                    "\"type\": \"%s\", \"key\": \"%p\", \"object\": ",
-                e->rank, e->seq, k->name, k->detail(e), e->key);
+                e->rank, (unsigned long)e->seq, k->name, k->detail(e->key),
+                e->key);
             put_json_str(b, obj);
             put(b, ", \"held\": %s, \"holder\": ", h ? "true" : "false");
             if (h > 0) {
@@ -133,7 +134,7 @@ static void build(struct buf *b, int json)
             else
                 snprintf(holder, sizeof holder, "%s", h ? "held (unknown)" : "-");
             put(b, "  %-6u %-9s %-18s %-24s %-22s %s\n", e->rank, k->name,
-                k->detail(e), e->name, holder, obj);
+                k->detail(e->key), e->name, holder, obj);
         }
         first = 0;
     }
