@@ -95,13 +95,9 @@ static double run_once(int m)
     return now_ms() - t0;
 }
 
-/* Runs per round: the cheap methods are repeated, so their medians rest
-   on more samples for the same wall time. */
+/* The spawn methods get this many rounds per fork round, so their
+   medians rest on more samples for little wall time. */
 #define CHEAP_REPS 5
-static int reps(int m)
-{
-    return m == M_FORK || m == M_FORK_EXEC ? 1 : CHEAP_REPS;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -163,9 +159,9 @@ int main(void)
     srand(1);
     size_t sizes[] = {10, 1024, 4096};
     size_t cap = available_mb() / 2;
-    printf("bench-spawn: start to reaped, ms, median over %d interleaved "
-           "rounds (%d runs per round for the spawn methods); 4 KiB pages\n",
-           rounds, CHEAP_REPS);
+    printf("bench-spawn: start to reaped, ms, medians; %d interleaved rounds "
+           "of the fork methods, then %d of the spawn methods; 4 KiB pages\n",
+           rounds, rounds * CHEAP_REPS);
     printf("%8s %10s %10s %10s %8s %8s | %10s %10s %8s\n", "parent",
            "fork+exec", "fs_spawn", "posix_sp", "fs/posix", "fe/fs",
            "fork", "zygote", "fork/zyg");
@@ -184,26 +180,27 @@ int main(void)
         for (int m = 0; m < M_COUNT; m++) /* warm up: page cache, server */
             run_once(m);
         int n[M_COUNT] = {0};
-        for (int r = 0; r < rounds; r++) {
-            /* A new random order each round (fixed seed: repeatable), so
-               no method always runs in the wake of a big fork. */
-            int order[M_COUNT];
-            for (int k = 0; k < M_COUNT; k++)
-                order[k] = k;
-            for (int k = M_COUNT - 1; k > 0; k--) {
-                int j = rand() % (k + 1), x = order[k];
-                order[k] = order[j];
-                order[j] = x;
-            }
-            for (int k = 0; k < M_COUNT; k++) {
-                int m = order[k];
-                for (int i = 0; i < reps(m); i++)
-                    t[m][n[m]++] = run_once(m);
-                /* The exit of a big fork()ed child leaves page-table
-                   freeing to the kernel's deferred work; let it finish
-                   so it is not charged to the next method. */
-                if (m == M_FORK || m == M_FORK_EXEC)
-                    usleep(20000);
+        /* Two phases: the fork-based methods, then the spawn methods. The
+           exit of a big fork()ed child leaves cache misses and deferred
+           page-table freeing behind, which would be charged to whatever
+           runs next; the cheap methods are compared among themselves,
+           away from that wake. Within a phase the order is shuffled each
+           round (fixed seed: repeatable). */
+        static const int phases[2][3] = {{M_FORK_EXEC, M_FORK, -1},
+                                         {M_FS_SPAWN, M_POSIX_SPAWN, M_ZYGOTE}};
+        for (int ph = 0; ph < 2; ph++) {
+            int cnt = phases[ph][2] < 0 ? 2 : 3;
+            int per = ph == 0 ? 1 : CHEAP_REPS;
+            for (int r = 0; r < rounds * per; r++) {
+                int order[3];
+                memcpy(order, phases[ph], sizeof order);
+                for (int k = cnt - 1; k > 0; k--) {
+                    int j = rand() % (k + 1), x = order[k];
+                    order[k] = order[j];
+                    order[j] = x;
+                }
+                for (int k = 0; k < cnt; k++)
+                    t[order[k]][n[order[k]]++] = run_once(order[k]);
             }
         }
         double med[M_COUNT];
