@@ -23,7 +23,10 @@
  *  - Lifetime: the server exits on EOF (the program closed the channel or
  *    died) and is killed by PR_SET_PDEATHSIG when the thread that started
  *    it dies; getppid() is checked after setting it, for the case where the
- *    parent died first. It never runs atexit handlers.
+ *    parent died first. It blocks every signal, so signals sent to the
+ *    process group neither run the program's handlers in it nor end it
+ *    early; workers get the program's mask back. It never runs atexit
+ *    handlers.
  *  - Hygiene: every request is decoded by the pure forksafe__zygote_decode()
  *    and wiped (explicit_bzero) once the worker has been forked, so a later
  *    worker cannot read an earlier one's arguments. A bad request gets an
@@ -84,6 +87,7 @@ static int srv_fds[FORKSAFE_ZYGOTE_FDS_MAX];
 static pid_t *srv_tid_addr;
 static void *srv_robust_head;
 static size_t srv_robust_len;
+static sigset_t srv_worker_mask; /* the program's mask, for the workers */
 
 /* ------------------------------------------------------------------ server */
 
@@ -134,6 +138,9 @@ static _Noreturn void worker_run(int sock, forksafe_zygote_fn fn,
     if (srv_robust_head != NULL)
         syscall(SYS_set_robust_list, srv_robust_head, srv_robust_len);
     close(sock);
+    /* Signals pending on the server are not inherited; the worker gets the
+       program's mask as it was at forksafe_zygote_start(). */
+    sigprocmask(SIG_SETMASK, &srv_worker_mask, NULL);
     int rc = fn(req->arg, req->arg_len, req->nfds > 0 ? srv_fds : NULL,
                 req->nfds);
     fflush(NULL);
@@ -239,6 +246,14 @@ static _Noreturn void server_main(int sock, pid_t parent)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(0);
+    /* Block every signal: the server shares the program's process group
+       and its copied handlers, and neither a terminal's ^C nor a
+       supervisor's SIGTERM to the group should run the program's handlers
+       here or end the server before its parent. It ends with the channel
+       or the parent (SIGKILL cannot be blocked). */
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &srv_worker_mask);
     struct ucred pc;
     socklen_t pl = sizeof pc;
     if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &pc, &pl) != 0 ||

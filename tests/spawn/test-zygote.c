@@ -126,6 +126,19 @@ static int e_family(const void *a, size_t l, const int *f, size_t n)
     return 0;
 }
 
+/* The worker's signal mask is the program's at start (empty), not the
+   server's (everything blocked). */
+static int e_mask(const void *a, size_t l, const int *f, size_t n)
+{
+    (void)a, (void)l, (void)f, (void)n;
+    sigset_t cur;
+    sigprocmask(SIG_BLOCK, NULL, &cur);
+    for (int s = 1; s < 32; s++)
+        if (sigismember(&cur, s))
+            return 10 + s;
+    return 0;
+}
+
 /* Block until fds[0] reaches EOF. */
 static int e_block(const void *a, size_t l, const int *f, size_t n)
 {
@@ -443,6 +456,18 @@ static void zygote_wipes_previous_request(void **state)
     spawn_expect("scan", secret, sizeof secret, NULL, 0, FS_EXITED, 0);
 }
 
+static void zygote_server_ignores_group_signals(void **state)
+{
+    (void)state;
+    pid_t z = forksafe_zygote_pid();
+    assert_int_equal(kill(z, SIGTERM), 0);
+    assert_int_equal(kill(z, SIGINT), 0);
+    usleep(20000);
+    assert_int_equal(proc_dead(z, 1), 0);
+    spawn_expect("mask", NULL, 0, NULL, 0, FS_EXITED, 0);
+    assert_int_equal(forksafe_zygote_pid(), z);
+}
+
 static void zygote_bad_calls(void **state)
 {
     (void)state;
@@ -736,6 +761,7 @@ int main(void)
     forksafe_zygote_register("fds", e_fds);
     forksafe_zygote_register("family", e_family);
     forksafe_zygote_register("block", e_block);
+    forksafe_zygote_register("mask", e_mask);
     forksafe_zygote_register("scan", e_scan);
     if (forksafe_zygote_register("empty", e_exit) != EEXIST ||
         forksafe_zygote_start() != 0) {
@@ -748,6 +774,7 @@ int main(void)
         cmocka_unit_test(zygote_reports_exit_status_and_signals),
         cmocka_unit_test(zygote_worker_is_callers_child),
         cmocka_unit_test(zygote_wipes_previous_request),
+        cmocka_unit_test(zygote_server_ignores_group_signals),
         cmocka_unit_test(zygote_bad_calls),
         cmocka_unit_test(zygote_rejects_malformed_requests),
         cmocka_unit_test(zygote_refuses_other_senders),
