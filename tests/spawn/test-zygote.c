@@ -725,6 +725,7 @@ static void zygote_concurrent_spawns(void **state)
     (void)state;
     pid_t z = forksafe_zygote_pid();
     int fds0 = count_fds(z);
+    long rss0 = rss_kb(z);
     int p[2];
     assert_int_equal(pipe(p), 0);
     struct conc c[CONC_THREADS];
@@ -748,6 +749,8 @@ static void zygote_concurrent_spawns(void **state)
     }
     assert_int_equal(errs, 0);
     assert_int_equal(count_fds(z), fds0);
+    long rss1 = rss_kb(z);
+    assert_true(rss0 > 0 && rss1 > 0 && rss1 - rss0 <= 256); /* kB */
 }
 
 int main(void)
