@@ -24,7 +24,7 @@
 
 static const int sizes[] = {0, 16, 1024, 16384};
 #define NSIZES (int)(sizeof sizes / sizeof sizes[0])
-#define MAXN 16384
+#define MAXN   16384
 
 static pthread_mutex_t *locks;
 static int hand_n = -1; /* >= 0: the hand-written handler covers hand_n */
@@ -49,8 +49,8 @@ static void hand_child(void)
 }
 
 /* Register the first n locks in 64 rank blocks (so fork order is memory
-   order, as in the hand-written handler), then fork once untimed: the first fork
-   after a registry change rebuilds the fork-order snapshot (a one-off cost
+   order, as in the hand-written handler), then fork once untimed: the first
+   fork after a registry change rebuilds the fork-order snapshot (a one-off cost
    of changing the registry, reported separately below). */
 static void reg(int n)
 {
@@ -110,7 +110,8 @@ int main(void)
     static double st[NSIZES][2][1000];
 
     printf("bench-fork: medians of %d interleaved rounds x %d forks, "
-           "microseconds per fork+wait\n", rounds, FORKS_PER_ROUND);
+           "microseconds per fork+wait\n",
+           rounds, FORKS_PER_ROUND);
 
     /* Single-threaded first: the process has never had a second thread. */
     for (int r = 0; r < rounds; r++) {
@@ -166,7 +167,8 @@ int main(void)
     enum { BIG = 100000, PAIRS = 10000 };
     pthread_mutex_t *big = calloc(BIG + PAIRS, sizeof *big);
     for (int i = 0; i < BIG; i++)
-        if (forksafe_register_mutex(&big[i], "big", (unsigned)(i * 7919u % 4096u)))
+        if (forksafe_register_mutex(&big[i], "big",
+                                    (unsigned)(i * 7919u % 4096u)))
             abort();
     double rr[1000];
     for (int r = 0; r < rounds; r++) {
@@ -179,8 +181,8 @@ int main(void)
         rr[r] = (bench_now_us() - t0) / PAIRS;
     }
     printf("\nregistry: register+unregister with %d entries registered: "
-           "%.3f us per pair (median of %d rounds x %d pairs)\n", BIG,
-           bench_median(rr, rounds), rounds, PAIRS);
+           "%.3f us per pair (median of %d rounds x %d pairs)\n",
+           BIG, bench_median(rr, rounds), rounds, PAIRS);
     (void)!write(pipefd[1], "x", 1);
     pthread_join(th, NULL);
     return 0;

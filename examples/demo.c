@@ -6,6 +6,9 @@
  * mutexes registered (none do), then a bounded forksafe_fork() that fails
  * and says why, then the audit report.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_setname_np, strerrorname_np */
+#endif
 #include "forksafe.h"
 
 #include <errno.h>
@@ -17,9 +20,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define NLOCKS 8
-#define NTHREADS 4
-#define FORKS 200
+#define NLOCKS      8
+#define NTHREADS    4
+#define FORKS       200
 #define WATCHDOG_MS 500
 
 static pthread_mutex_t locks[NLOCKS];
@@ -106,17 +109,18 @@ int main(void)
 
     int hung = round_of_forks(0);
     printf("1. without forksafe:   %3d of %d children hung (a lock another "
-           "thread held at fork stays locked forever)\n", hung, FORKS);
+           "thread held at fork stays locked forever)\n",
+           hung, FORKS);
 
-    static const char *names[NLOCKS] = {"config", "sessions", "cache",
-                                        "index", "journal", "stats",
-                                        "pool", "log"};
+    static const char *names[NLOCKS] = {"config",  "sessions", "cache", "index",
+                                        "journal", "stats",    "pool",  "log"};
     for (int i = 0; i < NLOCKS; i++)
         forksafe_register_mutex(&locks[i], names[i],
                                 FORKSAFE_RANK_APP + 10 * (unsigned)i);
     hung = round_of_forks(1);
     printf("2. locks registered:   %3d of %d children hung (%d plain fork(), "
-           "%d forksafe_fork())\n", hung, FORKS, FORKS / 2, FORKS / 2);
+           "%d forksafe_fork())\n",
+           hung, FORKS, FORKS / 2, FORKS / 2);
 
     stop = 1;
     for (int i = 0; i < NTHREADS; i++)
@@ -134,8 +138,8 @@ int main(void)
         _exit(0);
     int err = errno;
     printf("3. bounded fork:       forksafe_fork(timeout 100 ms) = %d, errno "
-           "%s\n   forksafe_last_error(): %s\n", (int)pid, strerrorname_np(err),
-           forksafe_last_error());
+           "%s\n   forksafe_last_error(): %s\n",
+           (int)pid, strerrorname_np(err), forksafe_last_error());
     pthread_join(h, NULL);
 
     printf("\n4. forksafe_audit_write(1, 0):\n");

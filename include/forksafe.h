@@ -80,22 +80,28 @@ extern "C" {
 FORKSAFE_API int forksafe_register_mutex(pthread_mutex_t *m, const char *name,
                                          unsigned rank);
 
+/* pthread_rwlock_t and pthread_spinlock_t exist only with POSIX.1-2001
+   features (the default gnu11 mode, _GNU_SOURCE, or _POSIX_C_SOURCE >=
+   200112L); under strict -std=c11 these two functions are not declared. */
+#if defined(__USE_XOPEN2K) || !defined(__GLIBC__)
 /* Register a pthread rwlock. It is taken for writing in prepare, so no
    writer is inside it at the fork; in the child it is rebuilt with its own
    attributes (glibc cannot unlock it there). A write lock held by the
    forking thread is preserved. A read lock held by the forking thread
-   cannot be told apart from other readers on glibc: forksafe_fork() then
-   fails with EDEADLK when the process is single-threaded, and with
-   ETIMEDOUT naming the lock otherwise.
+   cannot be told apart from other readers on glibc: with other threads
+   alive, forksafe_fork() waits for it and fails with ETIMEDOUT, saying it
+   is held for reading; when the caller is the only thread, its read locks
+   are kept as they are (the child inherits exactly its read count).
    Returns 0, EINVAL, EEXIST, ENOMEM or EDEADLK. */
 FORKSAFE_API int forksafe_register_rwlock(pthread_rwlock_t *l,
                                           const char *name, unsigned rank);
 
 /* Register a pthread spinlock. Spinlocks record no owner: one held by the
-   forking thread is reported like a read lock above.
+   forking thread is treated like a read lock above.
    Returns 0, EINVAL, EEXIST, ENOMEM or EDEADLK. */
 FORKSAFE_API int forksafe_register_spinlock(pthread_spinlock_t *l,
                                             const char *name, unsigned rank);
+#endif
 
 /* A callback set, for resources that are not a single pthread lock. */
 struct forksafe_ops {

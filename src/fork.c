@@ -29,10 +29,10 @@ static unsigned default_timeout_ms = DEFAULT_TIMEOUT_MS;
 
 /* Per-thread state of the fork in progress on this thread. */
 static __thread struct {
-    int in_fork;      /* holds the registry lock for a fork */
-    int by_wrapper;   /* forksafe_fork() ran prepare; the handler must not */
-    int parent_done;  /* the parent handler ran for this fork */
-    int nested;       /* a fork() made from inside one of our callbacks */
+    int in_fork;     /* holds the registry lock for a fork */
+    int by_wrapper;  /* forksafe_fork() ran prepare; the handler must not */
+    int parent_done; /* the parent handler ran for this fork */
+    int nested;      /* a fork() made from inside one of our callbacks */
 } tls;
 
 static __thread char last_error[512];
@@ -104,7 +104,8 @@ static void describe_failure(const struct forksafe_entry *e, int err,
         snprintf(who, sizeof who, ", held by thread %d (\"%s\")%s", (int)h,
                  tname, h == gettid() ? ", the forking thread" : "");
     } else if (h < 0) {
-        snprintf(who, sizeof who, e->kind == FS_KIND_RWLOCK
+        snprintf(who, sizeof who,
+                 e->kind == FS_KIND_RWLOCK
                      ? ", held for reading; readers are not recorded (if the "
                        "forking thread is one, release it before forking)"
                      : ", held; the holder is not recorded (if it is the "
@@ -130,7 +131,7 @@ static void describe_failure(const struct forksafe_entry *e, int err,
    in visiting order, in the exceptions. */
 static struct {
     struct forksafe_snapshot snap;
-    size_t n;       /* slots visited */
+    size_t n; /* slots visited */
     size_t n_exc;
     int mt;
     unsigned char dflt;
@@ -179,6 +180,7 @@ static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
                        int strict)
 {
     forksafe__registry_snapshot(&cur.snap);
+    forksafe__kinds_reset();
     cur.mt = !__libc_single_threaded;
     cur.n = cur.mt ? cur.snap.n : cur.snap.n_single;
     cur.n_exc = 0;
@@ -290,7 +292,8 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
              i++) {
             if (opts->reserved[i]) {
                 forksafe__set_error("forksafe_fork: reserved field %zu is not "
-                                    "zero", i);
+                                    "zero",
+                                    i);
                 errno = EINVAL;
                 return -1;
             }
@@ -316,7 +319,8 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
         int n = forksafe_thread_count();
         if (n != 1) {
             forksafe__set_error("forksafe_fork: %d other thread(s) alive and "
-                                "FORKSAFE_FORK_NO_THREADS is set", n - 1);
+                                "FORKSAFE_FORK_NO_THREADS is set",
+                                n - 1);
             errno = n < 0 ? -n : EBUSY;
             return -1;
         }
@@ -327,7 +331,8 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
     int r = forksafe__registry_lock_until(&deadline);
     if (r) {
         forksafe__set_error("forksafe_fork: timed out after %u ms waiting for "
-                            "a fork in progress in another thread", timeout_ms);
+                            "a fork in progress in another thread",
+                            timeout_ms);
         errno = r;
         return -1;
     }
@@ -356,7 +361,8 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
         forksafe__registry_unlock();
     }
     if (pid < 0) {
-        forksafe__set_error("forksafe_fork: fork() failed: %s", strerror(saved));
+        forksafe__set_error("forksafe_fork: fork() failed: %s",
+                            strerror(saved));
         errno = saved;
     }
     return pid;
@@ -379,7 +385,8 @@ void forksafe__assert_fail(const char *what, const char *file, int line)
     int n = snprintf(msg, sizeof msg, "forksafe: %s:%d: assertion failed: %s\n",
                      file, line, what);
     if (n > 0)
-        (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+        (void)!write(2, msg,
+                     (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
     abort();
 }
 #endif

@@ -11,7 +11,8 @@
 #include <sys/types.h>
 
 #ifdef FORKSAFE_DEBUG
-#define FORKSAFE_ASSERT(x) ((x) ? (void)0 : forksafe__assert_fail(#x, __FILE__, __LINE__))
+#define FORKSAFE_ASSERT(x)                                                     \
+    ((x) ? (void)0 : forksafe__assert_fail(#x, __FILE__, __LINE__))
 void forksafe__assert_fail(const char *what, const char *file, int line);
 #else
 #define FORKSAFE_ASSERT(x) ((void)0)
@@ -30,10 +31,10 @@ enum forksafe_kind {
    and child handlers. Written only before the fork, so the parent and child
    handlers never dirty a page for it (see NOTES.md, cost model). */
 enum forksafe_state {
-    FS_ST_IDLE,    /* nothing taken: single-threaded and free, or not visited */
-    FS_ST_TAKEN,   /* prepare acquired it: release in parent, restore in child */
-    FS_ST_SELF,    /* held by the forking thread before the fork: keep held */
-    FS_ST_FAILED   /* prepare failed under plain fork(): skip its callbacks */
+    FS_ST_IDLE,  /* nothing taken: single-threaded and free, or not visited */
+    FS_ST_TAKEN, /* prepare acquired it: release in parent, restore in child */
+    FS_ST_SELF,  /* held by the forking thread before the fork: keep held */
+    FS_ST_FAILED /* prepare failed under plain fork(): skip its callbacks */
 };
 
 /* One registered lock or callback set. Kept small on purpose: every byte
@@ -42,16 +43,16 @@ enum forksafe_state {
    entry size shows up directly in the cost of a fork. For a callback set,
    its struct forksafe_ops sits just before the entry in the same block. */
 struct forksafe_entry {
-    const void *key;               /* lock address or callback ctx */
-    struct forksafe_entry *hnext;  /* hash chain */
-    struct forksafe_entry *prev;   /* fork order: ascending (rank, seq) */
+    const void *key;              /* lock address or callback ctx */
+    struct forksafe_entry *hnext; /* hash chain */
+    struct forksafe_entry *prev;  /* fork order: ascending (rank, seq) */
     struct forksafe_entry *next;
     unsigned rank;
-    uint32_t seq;                  /* registration sequence number */
-    uint16_t owner;                /* index into the owner table */
-    unsigned char kind;            /* enum forksafe_kind */
-    unsigned char single;          /* needs work even when single-threaded */
-    char name[];                   /* copied at registration */
+    uint32_t seq;         /* registration sequence number */
+    uint16_t owner;       /* index into the owner table */
+    unsigned char kind;   /* enum forksafe_kind */
+    unsigned char single; /* needs work even when single-threaded */
+    char name[];          /* copied at registration */
 };
 
 static inline const struct forksafe_ops *
@@ -68,8 +69,8 @@ forksafe__entry_ops(const struct forksafe_entry *e)
 struct forksafe_snapshot {
     const void *const *key;
     const unsigned char *kind;
-    const uint32_t *single;          /* slots that need work when alone */
-    struct forksafe_exception *exc;  /* room for one exception per slot */
+    const uint32_t *single;         /* slots that need work when alone */
+    struct forksafe_exception *exc; /* room for one exception per slot */
     size_t n, n_single;
 };
 
@@ -107,6 +108,10 @@ struct forksafe_kind_ops {
 };
 
 extern const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT];
+
+/* Forget what the kinds learned during the previous fork (locks.c). Caller
+   holds the registry lock. */
+void forksafe__kinds_reset(void);
 
 /* ---- registry.c ---- */
 

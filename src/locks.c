@@ -28,32 +28,42 @@
 #endif
 
 /* glibc's mutex __kind bits (nptl/pthreadP.h). */
-#define MK_TYPE_MASK 0x3     /* PTHREAD_MUTEX_KIND_MASK_NP */
-#define MK_ROBUST 0x10       /* PTHREAD_MUTEX_ROBUST_NORMAL_NP */
-#define MK_PI 0x20           /* PTHREAD_MUTEX_PRIO_INHERIT_NP */
-#define MK_PP 0x40           /* PTHREAD_MUTEX_PRIO_PROTECT_NP */
-#define MK_PSHARED 0x80      /* PTHREAD_MUTEX_PSHARED_BIT */
-#define MK_REBUILD (MK_ROBUST | MK_PI | MK_PP)
+#define MK_TYPE_MASK        0x3  /* PTHREAD_MUTEX_KIND_MASK_NP */
+#define MK_ROBUST           0x10 /* PTHREAD_MUTEX_ROBUST_NORMAL_NP */
+#define MK_PI               0x20 /* PTHREAD_MUTEX_PRIO_INHERIT_NP */
+#define MK_PP               0x40 /* PTHREAD_MUTEX_PRIO_PROTECT_NP */
+#define MK_PSHARED          0x80 /* PTHREAD_MUTEX_PSHARED_BIT */
+#define MK_REBUILD          (MK_ROBUST | MK_PI | MK_PP)
 #define MUTEX_CEILING_SHIFT 19 /* PTHREAD_MUTEX_PRIO_CEILING_SHIFT */
-#define RW_READER_SHIFT 3      /* PTHREAD_RWLOCK_READER_SHIFT */
+#define RW_READER_SHIFT     3  /* PTHREAD_RWLOCK_READER_SHIFT */
 
-#define UNUSED __attribute__((unused))
+#define UNUSED  __attribute__((unused))
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /* When prepare finds a lock busy and other threads may exist, this says
-   whether they really do: after all other threads have exited, the only
-   possible holder is the caller (or a thread that died holding it).
-   Reads /proc, so it is only called on that slow path. */
+   whether they really do: once all other threads have exited, the only
+   possible holder is the caller (or a thread that died holding it). It
+   reads /proc, so it is asked only on that slow path, and at most once per
+   fork (forksafe__kinds_reset clears the answer). */
+static int alone_answer = -1;
+
+void forksafe__kinds_reset(void)
+{
+    alone_answer = -1;
+}
+
 static int alone(void)
 {
-    return forksafe_thread_count() == 1;
+    if (alone_answer < 0)
+        alone_answer = forksafe_thread_count() == 1;
+    return alone_answer;
 }
 
 /* ------------------------------------------------------------ mutex */
 
 static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
-                         unsigned char *st,
-                         const struct timespec *deadline, int mt, pid_t self)
+                         unsigned char *st, const struct timespec *deadline,
+                         int mt, pid_t self)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)key;
     if (LOAD(m->__data.__owner) == self) {
@@ -101,7 +111,8 @@ static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
     return 0;
 }
 
-static void mutex_parent(const void *key, const struct forksafe_entry *e UNUSED, int st)
+static void mutex_parent(const void *key, const struct forksafe_entry *e UNUSED,
+                         int st)
 {
     if (st == FS_ST_TAKEN)
         pthread_mutex_unlock((pthread_mutex_t *)key);
@@ -137,8 +148,8 @@ static void mutex_rebuild(pthread_mutex_t *m, int held)
         pthread_mutex_lock(m);
 }
 
-static void mutex_child(const void *key, const struct forksafe_entry *e UNUSED, int st,
-                        pid_t self)
+static void mutex_child(const void *key, const struct forksafe_entry *e UNUSED,
+                        int st, pid_t self)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)key;
     if (st != FS_ST_TAKEN && st != FS_ST_SELF)
@@ -167,7 +178,8 @@ static const char *mutex_detail(const void *key)
 {
     static const char *const names[4][4] = {
         {"normal", "normal,robust", "normal,pi", "normal,robust,pi"},
-        {"recursive", "recursive,robust", "recursive,pi", "recursive,robust,pi"},
+        {"recursive", "recursive,robust", "recursive,pi",
+         "recursive,robust,pi"},
         {"errorcheck", "errorcheck,robust", "errorcheck,pi",
          "errorcheck,robust,pi"},
         {"adaptive", "adaptive,robust", "adaptive,pi", "adaptive,robust,pi"},
@@ -191,9 +203,10 @@ static int mutex_single(const void *key)
 
 /* ------------------------------------------------------------ rwlock */
 
-static int rwlock_prepare(const void *key, const struct forksafe_entry *e UNUSED,
-                         unsigned char *st,
-                          const struct timespec *deadline, int mt, pid_t self)
+static int rwlock_prepare(const void *key,
+                          const struct forksafe_entry *e UNUSED,
+                          unsigned char *st, const struct timespec *deadline,
+                          int mt, pid_t self)
 {
     pthread_rwlock_t *l = (pthread_rwlock_t *)key;
     if (LOAD(l->__data.__cur_writer) == self) {
@@ -220,14 +233,15 @@ static int rwlock_prepare(const void *key, const struct forksafe_entry *e UNUSED
     return 0;
 }
 
-static void rwlock_parent(const void *key, const struct forksafe_entry *e UNUSED, int st)
+static void rwlock_parent(const void *key,
+                          const struct forksafe_entry *e UNUSED, int st)
 {
     if (st == FS_ST_TAKEN)
         pthread_rwlock_unlock((pthread_rwlock_t *)key);
 }
 
-static void rwlock_child(const void *key, const struct forksafe_entry *e UNUSED, int st,
-                        pid_t self)
+static void rwlock_child(const void *key, const struct forksafe_entry *e UNUSED,
+                         int st, pid_t self)
 {
     (void)self;
     if (st != FS_ST_TAKEN && st != FS_ST_SELF)
@@ -276,8 +290,8 @@ static int always(const void *key)
 /* ------------------------------------------------------------ spinlock */
 
 static int spin_prepare(const void *key, const struct forksafe_entry *e UNUSED,
-                         unsigned char *st,
-                        const struct timespec *deadline, int mt, pid_t self)
+                        unsigned char *st, const struct timespec *deadline,
+                        int mt, pid_t self)
 {
     (void)self;
     pthread_spinlock_t *l = (pthread_spinlock_t *)key;
@@ -309,14 +323,15 @@ static int spin_prepare(const void *key, const struct forksafe_entry *e UNUSED,
     }
 }
 
-static void spin_parent(const void *key, const struct forksafe_entry *e UNUSED, int st)
+static void spin_parent(const void *key, const struct forksafe_entry *e UNUSED,
+                        int st)
 {
     if (st == FS_ST_TAKEN)
         pthread_spin_unlock((pthread_spinlock_t *)key);
 }
 
-static void spin_child(const void *key, const struct forksafe_entry *e UNUSED, int st,
-                        pid_t self)
+static void spin_child(const void *key, const struct forksafe_entry *e UNUSED,
+                       int st, pid_t self)
 {
     (void)self;
     /* glibc's spinlock records no owner: unlocking in the child is valid. */
@@ -344,8 +359,8 @@ static const char *spin_detail(const void *key)
 /* ------------------------------------------------------------ callbacks */
 
 static int ops_prepare(const void *key, const struct forksafe_entry *e,
-                         unsigned char *st,
-                       const struct timespec *deadline, int mt, pid_t self)
+                       unsigned char *st, const struct timespec *deadline,
+                       int mt, pid_t self)
 {
     (void)mt;
     (void)self;
@@ -367,7 +382,7 @@ static void ops_parent(const void *key, const struct forksafe_entry *e, int st)
 }
 
 static void ops_child(const void *key, const struct forksafe_entry *e, int st,
-                        pid_t self)
+                      pid_t self)
 {
     (void)self;
     const struct forksafe_ops *ops = forksafe__entry_ops(e);

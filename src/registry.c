@@ -39,8 +39,8 @@ struct rank_bucket {
     struct forksafe_entry *first, *last;
 };
 
-static struct rank_bucket *ranks;     /* treap by rank */
-static struct forksafe_entry *head;   /* fork order */
+static struct rank_bucket *ranks;   /* treap by rank */
+static struct forksafe_entry *head; /* fork order */
 static uint32_t next_seq = 1;
 static uint32_t prio_state = 2463534242u;
 
@@ -62,7 +62,7 @@ static unsigned long generation = 1, slots_generation;
 static char **adapters;
 static size_t n_adapters;
 
-static unsigned long long seen_subs;  /* dlpi_subs at the last sweep */
+static unsigned long long seen_subs; /* dlpi_subs at the last sweep */
 
 /* ------------------------------------------------------------ locking */
 
@@ -405,8 +405,8 @@ static int add(const void *key, const char *name, unsigned rank,
     if (ops) {
         memcpy(block, ops, sizeof *ops);
         const void *code = ops->prepare ? (const void *)ops->prepare
-                         : ops->child   ? (const void *)ops->child
-                         : (const void *)ops->parent;
+                           : ops->child ? (const void *)ops->child
+                                        : (const void *)ops->parent;
         if (code)
             caller = code;
     }
@@ -520,8 +520,8 @@ int forksafe_register_adapter(const char *name)
         char *copy = malloc(len);
         if (copy)
             memcpy(copy, name, len);
-        char **grown = copy ? realloc(adapters, (n_adapters + 1) * sizeof *grown)
-                            : NULL;
+        char **grown =
+            copy ? realloc(adapters, (n_adapters + 1) * sizeof *grown) : NULL;
         if (grown) {
             adapters = grown;
             adapters[n_adapters++] = copy;
