@@ -71,11 +71,6 @@ struct forksafe__zygote_req {
 int forksafe__zygote_decode(const void *msg, size_t len, size_t nfds_received,
                             struct forksafe__zygote_req *req);
 
-/* Number of threads in the calling process (entries of /proc/self/task),
-   or -errno. A function of its own, in its own object, so that tests can
-   replace it with -Wl,--wrap to make the server see a second thread. */
-int forksafe__zygote_threads(void);
-
 /* The client end of the channel in this process, or -1. For tests that
    send hand-made requests. */
 int forksafe__zygote_fd(void);

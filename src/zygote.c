@@ -209,7 +209,7 @@ static int serve_one(int sock, pid_t parent)
         err = ENOENT;
     /* A second thread here could hold any lock at the moment of the fork:
        exactly what the server exists to avoid. Refuse rather than fork. */
-    if (err == 0 && forksafe__zygote_threads() != 1)
+    if (err == 0 && forksafe_thread_count() != 1)
         err = EBUSY;
     pid_t pid = 0;
     if (err == 0) {
@@ -367,7 +367,7 @@ static int start_impl(void)
         if (running)
             return EALREADY;
     }
-    int t = forksafe__zygote_threads();
+    int t = forksafe_thread_count();
     if (t < 0)
         return -t;
     if (t != 1)

@@ -30,17 +30,17 @@ static pid_t test_pid;
 
 /* ------------------------------------------------- fault injection */
 
-int __real_forksafe__zygote_threads(void);
-int __wrap_forksafe__zygote_threads(void);
+int __real_forksafe_thread_count(void);
+int __wrap_forksafe_thread_count(void);
 static int fake_server_threads;
 
 /* In the server (any process but the test's), report a second thread when
    fake_server_threads was set before the server was started. */
-int __wrap_forksafe__zygote_threads(void)
+int __wrap_forksafe_thread_count(void)
 {
     if (fake_server_threads && getpid() != test_pid)
         return 2;
-    return __real_forksafe__zygote_threads();
+    return __real_forksafe_thread_count();
 }
 
 /* ------------------------------------------------- entry points */
