@@ -14,27 +14,37 @@
  * libevent allocates and does not expose.
  *
  * What the adapter does:
- *  - prepare: takes the adapter's list lock (with the fork deadline), so no
- *    base is being tracked or untracked at the fork;
+ *  - forksafe_event_use_pthreads(), called instead of
+ *    evthread_use_pthreads(), enables libevent threading with recursive
+ *    pthread mutexes made by the adapter; forksafe_event_track() then finds
+ *    which of them is the base's lock (event_base_foreach_event() is
+ *    documented to hold it) and registers it with the core at
+ *    FORKSAFE_RANK_LIBRARY + 410, so prepare waits, within the fork
+ *    deadline, for any thread inside the base, and the core restores the
+ *    lock in the child;
+ *  - prepare: takes the adapter's list lock (FORKSAFE_RANK_LIBRARY + 400),
+ *    so no base is being tracked or untracked at the fork;
  *  - parent:  releases it;
  *  - child:   calls event_reinit() on each tracked base, before any other
  *    code can use it, and re-creates the list lock. event_reinit() allocates
  *    and makes system calls: that is fine, glibc has re-initialised malloc
  *    before fork handlers run in the child.
- * Rank: one callback entry at FORKSAFE_RANK_LIBRARY + 400; it takes no
- * libevent lock in prepare, and its list lock is never held while calling
- * libevent, so any place in the library band is correct.
+ * Ranks: the base lock is an inner library lock (libevent takes it under a
+ * bufferevent's lock and, for signal events, takes its global signal lock
+ * under it); the list lock is never held while calling libevent, and sits
+ * just before it.
  *
- * What the application must still do: fork from the thread that runs the
- * base's loop, or while no other thread is inside libevent on that base.
- * libevent offers no public way to take a base's lock from outside, so the
- * adapter cannot wait for other threads in prepare: if another thread held
- * the base lock at the fork, event_reinit() in the child would block
- * forever on it. Without threading enabled there is no base lock, and a
- * base must be used by one thread only anyway. Call forksafe_event_untrack()
- * before event_base_free(). Events that were active in the parent stay
- * added in the child (event_reinit re-adds them to the new backend); delete
- * those the child must not serve.
+ * What the application must still do: use forksafe_event_use_pthreads()
+ * (before creating any base) if other threads use a tracked base. With
+ * evthread_use_pthreads() the base lock is libevent's own, which it does
+ * not expose: a thread inside the base at the fork then leaves it held, and
+ * event_reinit() in the child blocks on it forever; fork from the thread
+ * that runs the loop, or while no other thread is inside libevent, instead.
+ * libevent's global locks (signal handling, debug map) and bufferevent
+ * locks are not registered: they are held only briefly, inside calls on a
+ * base. Call forksafe_event_untrack() before event_base_free(). Events that
+ * were added in the parent stay added in the child (event_reinit re-adds
+ * them to the new backend); delete those the child must not serve.
  */
 #ifndef FORKSAFE_EVENT_H
 #define FORKSAFE_EVENT_H
@@ -46,15 +56,25 @@
 extern "C" {
 #endif
 
+/* Enable libevent threading (locks, condition variables, thread ids) with
+   pthread objects the adapter can register: the replacement for
+   evthread_use_pthreads(). Call it before creating any event base; calling
+   it again is a no-op. Also records the adapter "event". Returns 0, or
+   EBUSY (libevent already has other lock callbacks, e.g. from
+   evthread_use_pthreads(); nothing changed). */
+FORKSAFE_API int forksafe_event_use_pthreads(void);
+
 /* Track a base: every child forked afterwards gets event_reinit(base)
    before any of its own code runs. Tracking a tracked base again is a
-   no-op. Also records the adapter "event" for forksafe_audit_write().
-   Returns 0, EINVAL (base NULL), ENOMEM, or EDEADLK (called from a
-   forksafe callback). */
+   no-op. With forksafe_event_use_pthreads(), the base's lock is
+   registered too (see above). Also records the adapter "event" for
+   forksafe_audit_write(). Returns 0, EINVAL (base NULL), ENOMEM, or
+   EDEADLK (called from a forksafe callback). */
 FORKSAFE_API int forksafe_event_track(struct event_base *base);
 
-/* Stop tracking base; call it before event_base_free(). Returns 0, EINVAL
-   (base NULL) or ENOENT (not tracked). */
+/* Stop tracking base (and unregister its lock); call it before
+   event_base_free(). Returns 0, EINVAL (base NULL), ENOENT (not tracked)
+   or EDEADLK. */
 FORKSAFE_API int forksafe_event_untrack(struct event_base *base);
 
 /* In a forked child: 0 if event_reinit() succeeded for every tracked base
