@@ -174,6 +174,8 @@ static size_t cu_easy_find(const CURL *easy)
     return i;
 }
 
+/* Record every socket libcurl opens for easy from now on (its socket
+   callbacks are replaced). 0 or an errno value. */
 int forksafe_curl_track(CURL *easy)
 {
     if (!easy)
@@ -202,6 +204,8 @@ int forksafe_curl_track(CURL *easy)
     return 0;
 }
 
+/* Restore libcurl's default socket callbacks on easy. 0, EINVAL or
+   ENOENT. */
 int forksafe_curl_untrack(CURL *easy)
 {
     if (!easy)
@@ -270,6 +274,8 @@ static void cu_share_unregister(struct cu_share *s, int upto)
         forksafe_unregister(&s->mu[d]);
 }
 
+/* Give sh registered lock callbacks; on any error nothing changed.
+   0, EINVAL, EEXIST, EBUSY, ENOMEM or EDEADLK. */
 int forksafe_curl_share(CURLSH *sh)
 {
     if (!sh)
@@ -322,6 +328,8 @@ int forksafe_curl_share(CURLSH *sh)
     return 0;
 }
 
+/* Remove the lock callbacks from sh (not in use) and free its mutexes.
+   0, EINVAL, ENOENT, EBUSY or EDEADLK. */
 int forksafe_curl_unshare(CURLSH *sh)
 {
     if (!sh)

@@ -111,6 +111,8 @@ static pthread_mutex_t *ev_base_lock(struct event_base *base)
     return ev_discovered;
 }
 
+/* List base for event_reinit() in children, registering its lock when the
+   adapter's lock callbacks are in use. 0 or an errno value. */
 int forksafe_event_track(struct event_base *base)
 {
     if (!base)
@@ -154,6 +156,8 @@ int forksafe_event_track(struct event_base *base)
     return 0;
 }
 
+/* Unregister base's lock (if any), then unlist base. 0, EINVAL, ENOENT
+   or EDEADLK. */
 int forksafe_event_untrack(struct event_base *base)
 {
     if (!base)
@@ -267,6 +271,8 @@ static unsigned long ev_thread_id(void)
     return (unsigned long)pthread_self();
 }
 
+/* Install the adapter's lock, condition and thread-id callbacks in
+   libevent. 0, or EBUSY when libevent already has other ones. */
 int forksafe_event_use_pthreads(void)
 {
     static const struct evthread_lock_callbacks locks = {
@@ -285,6 +291,7 @@ int forksafe_event_use_pthreads(void)
     return forksafe_register_adapter("event");
 }
 
+/* 0, or -1 if event_reinit() failed in this child at the last fork. */
 int forksafe_event_fork_error(void)
 {
     return ev_child_error;

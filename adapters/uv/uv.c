@@ -77,6 +77,8 @@ static size_t uv_find(const uv_loop_t *loop)
     return i;
 }
 
+/* Register loop->wq_mutex, then list loop for uv_loop_fork() in children.
+   0 or an errno value; nothing changed on error. */
 int forksafe_uv_track(uv_loop_t *loop)
 {
     if (!loop)
@@ -114,6 +116,8 @@ int forksafe_uv_track(uv_loop_t *loop)
     return 0;
 }
 
+/* Unregister loop->wq_mutex, then unlist loop. 0, EINVAL, ENOENT or
+   EDEADLK; nothing changed on error. */
 int forksafe_uv_untrack(uv_loop_t *loop)
 {
     if (!loop)
@@ -136,6 +140,7 @@ int forksafe_uv_untrack(uv_loop_t *loop)
     return 0;
 }
 
+/* 0, or the first uv_loop_fork() error in this child at the last fork. */
 int forksafe_uv_fork_error(void)
 {
     return uv_child_error;

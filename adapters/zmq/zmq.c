@@ -81,6 +81,8 @@ static size_t zmq_find(const void *ctx)
     return i;
 }
 
+/* List ctx as owned by this process. 0, EINVAL or ENOMEM (or the core's
+   registration error on first use). */
 int forksafe_zmq_track(void *ctx)
 {
     if (!ctx)
@@ -116,6 +118,7 @@ static void zmq_remove(size_t i)
     zmq_list[i] = zmq_list[--zmq_count];
 }
 
+/* Unlist ctx without terminating it. 0, EINVAL or ENOENT. */
 int forksafe_zmq_untrack(void *ctx)
 {
     if (!ctx)
@@ -131,6 +134,7 @@ int forksafe_zmq_untrack(void *ctx)
     return rc;
 }
 
+/* 1 if ctx is listed and was inherited across a fork, else 0. */
 int forksafe_zmq_inherited(void *ctx)
 {
     if (!ctx)
@@ -142,6 +146,8 @@ int forksafe_zmq_inherited(void *ctx)
     return r;
 }
 
+/* Terminate an owned ctx (retrying EINTR) or leak an inherited one, then
+   unlist it. 0, EINVAL, ENOENT, or the errno of zmq_ctx_term(). */
 int forksafe_zmq_term(void *ctx)
 {
     if (!ctx)
