@@ -80,22 +80,28 @@ extern "C" {
 FORKSAFE_API int forksafe_register_mutex(pthread_mutex_t *m, const char *name,
                                          unsigned rank);
 
+/* pthread_rwlock_t and pthread_spinlock_t exist only with POSIX.1-2001
+   features (the default gnu11 mode, _GNU_SOURCE, or _POSIX_C_SOURCE >=
+   200112L); under strict -std=c11 these two functions are not declared. */
+#if defined(__USE_XOPEN2K) || !defined(__GLIBC__)
 /* Register a pthread rwlock. It is taken for writing in prepare, so no
    writer is inside it at the fork; in the child it is rebuilt with its own
    attributes (glibc cannot unlock it there). A write lock held by the
    forking thread is preserved. A read lock held by the forking thread
-   cannot be told apart from other readers on glibc: forksafe_fork() then
-   fails with EDEADLK when the process is single-threaded, and with
-   ETIMEDOUT naming the lock otherwise.
+   cannot be told apart from other readers on glibc: with other threads
+   alive, forksafe_fork() waits for it and fails with ETIMEDOUT, saying it
+   is held for reading; when the caller is the only thread, its read locks
+   are kept as they are (the child inherits exactly its read count).
    Returns 0, EINVAL, EEXIST, ENOMEM or EDEADLK. */
 FORKSAFE_API int forksafe_register_rwlock(pthread_rwlock_t *l,
                                           const char *name, unsigned rank);
 
 /* Register a pthread spinlock. Spinlocks record no owner: one held by the
-   forking thread is reported like a read lock above.
+   forking thread is treated like a read lock above.
    Returns 0, EINVAL, EEXIST, ENOMEM or EDEADLK. */
 FORKSAFE_API int forksafe_register_spinlock(pthread_spinlock_t *l,
                                             const char *name, unsigned rank);
+#endif
 
 /* A callback set, for resources that are not a single pthread lock. */
 struct forksafe_ops {
@@ -197,45 +203,70 @@ FORKSAFE_API int forksafe_audit_write(int fd, unsigned flags);
 /* ------------------------------------------------------------------------
  * Spawn: start a child that execs, without fork()
  *
- * Built on posix_spawn(): no copy of the parent's page tables, no fork
- * handlers, no inherited locks.
+ * Built on posix_spawn() (glibc: clone(CLONE_VM|CLONE_VFORK)): no copy of
+ * the parent's page tables, no fork handlers run, no lock is inherited, and
+ * the cost does not grow with the parent's size. See docs/spawn.md.
  * ------------------------------------------------------------------------ */
 
 /* Inherit every descriptor that is not close-on-exec (default: only 0, 1,
-   2 and those named in fd_map are inherited). */
+   2 and the child_fd numbers named in fd_map stay open in the child). */
 #define FORKSAFE_SPAWN_KEEP_FDS 0x1u
 /* Keep the caller's signal mask (default: empty mask in the child). */
 #define FORKSAFE_SPAWN_KEEP_SIGMASK 0x2u
-/* Keep ignored signals ignored (default: every disposition is reset). */
+/* Keep ignored signals ignored (default: every disposition is reset to
+   SIG_DFL; caught signals are reset by exec in any case). */
 #define FORKSAFE_SPAWN_KEEP_SIGDEFAULTS 0x4u
-/* file is a path, never searched in PATH. */
+/* file is a path, never searched in PATH even when it has no slash. */
 #define FORKSAFE_SPAWN_NO_PATH_SEARCH 0x8u
 /* Start a new session (setsid) in the child. */
 #define FORKSAFE_SPAWN_SETSID 0x10u
 /* Put the child in process group pgroup (0: a new group led by it). */
 #define FORKSAFE_SPAWN_SETPGROUP 0x20u
-/* Return a pidfd for the child in *pidfd_out (ENOSYS where unsupported). */
+/* Store a pidfd for the child (close-on-exec) in *pidfd_out. */
 #define FORKSAFE_SPAWN_PIDFD 0x40u
 
 struct forksafe_fd_map {
     int child_fd;  /* descriptor number in the child */
-    int parent_fd; /* descriptor in the caller */
+    int parent_fd; /* descriptor in the caller (its close-on-exec flag does
+                      not matter: the child's copy never has it) */
 };
 
 struct forksafe_spawn_opts {
     unsigned flags;                      /* FORKSAFE_SPAWN_* */
     const char *cwd;                     /* NULL: inherit */
-    const struct forksafe_fd_map *fd_map;
+    const struct forksafe_fd_map *fd_map; /* applied as if simultaneously */
     size_t n_fd_map;
     pid_t pgroup;                        /* with FORKSAFE_SPAWN_SETPGROUP */
     int *pidfd_out;                      /* with FORKSAFE_SPAWN_PIDFD */
     void *reserved[4];                   /* must be NULL */
 };
 
-/* Start file with argv and envp (NULL: the current environment) and store
-   the child's PID in *pid. Returns 0 or an errno value; failures to exec
-   (ENOENT, EACCES, ENOEXEC, ...) are returned here, not as exit status 127.
-   opts may be NULL for the safe defaults. */
+/* Start file with argv and envp and store the child's PID in *pid; the
+   child is the caller's, to be reaped with waitpid(). opts may be NULL for
+   the safe defaults: only descriptors 0, 1, 2 (and fd_map) inherited, empty
+   signal mask, every signal disposition SIG_DFL, PATH search when file has
+   no slash.
+
+   envp NULL means the caller's current environment. It is copied in the
+   calling thread before the child starts, so the child never reads environ
+   while another thread's setenv() rewrites it. On glibc before 2.40,
+   setenv() of a *new* name may free the old environ array; the copy then
+   retries, but the read itself can race with that free (docs/spawn.md).
+   PATH comes from the same copy; without PATH, "/bin:/usr/bin" is used.
+
+   Returns 0 or an errno value, and never sets errno. Failures to exec come
+   back here, not as exit status 127: ENOENT, EACCES, ENOEXEC, ENOTDIR,
+   E2BIG, ... (with PATH search: the first error other than ENOENT/ENOTDIR,
+   EACCES if any candidate was not executable, else ENOENT). Also:
+     EINVAL  pid, file or argv NULL, file empty, unknown flags, reserved
+             not NULL, a negative or repeated child_fd, fd_map NULL with
+             n_fd_map > 0, SETPGROUP with a negative pgroup, PIDFD with
+             pidfd_out NULL, SETSID together with SETPGROUP;
+     EBADF   a parent_fd is not open;
+     ENOSYS  PIDFD and the kernel has no pidfd_open() (nothing is started);
+     ENOMEM, EAGAIN  from posix_spawn();
+     cwd errors (ENOENT, ENOTDIR, EACCES) when cwd cannot be entered.
+   On failure no child is left behind and *pid and *pidfd_out are unchanged. */
 FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
                                 char *const argv[], char *const envp[],
                                 const struct forksafe_spawn_opts *opts);
@@ -244,37 +275,77 @@ FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
  * The fork server (zygote)
  *
  * A small process forked before the program starts threads, holding a
- * clean, thread-free copy of it. Workers are forked from it on request and
- * run an entry point registered by name. See docs/zygote.md.
+ * clean, thread-free copy of it, connected over a private socketpair.
+ * Workers are forked from it on request and run an entry point registered
+ * by name. The server creates each worker with clone(CLONE_PARENT), so a
+ * worker is a child of the *caller*, not of the server: waitpid(), SIGCHLD,
+ * kill() and pidfd_open() work on it exactly as on a fork()ed child.
+ * See docs/zygote.md.
  * ------------------------------------------------------------------------ */
 
+#define FORKSAFE_ZYGOTE_NAME_MAX 64      /* bytes in an entry name */
+#define FORKSAFE_ZYGOTE_ARG_MAX 65536    /* bytes of argument per spawn */
+#define FORKSAFE_ZYGOTE_FDS_MAX 64       /* descriptors per spawn */
+
+/* An entry point. Runs in the worker, a single-threaded copy of the program
+   as it was at forksafe_zygote_start(), with arg[0..len) (8-byte aligned,
+   NULL when len is 0) and the passed descriptors, renumbered, in
+   fds[0..nfds). Its return value is the worker's exit status (modulo 256);
+   stdio is flushed and _exit() called, so atexit handlers do not run. */
 typedef int (*forksafe_zygote_fn)(const void *arg, size_t len, const int *fds,
                                   size_t nfds);
 
-/* Register an entry point; must be called before forksafe_zygote_start().
-   Returns 0, EINVAL, EEXIST, ENOMEM, or EBUSY (the server has started). */
+/* Register an entry point under name (copied). Must be called before
+   forksafe_zygote_start(). Returns 0, EINVAL (name NULL, empty or longer
+   than FORKSAFE_ZYGOTE_NAME_MAX; fn NULL), EEXIST (name taken), ENOMEM, or
+   EBUSY (the server has been started). */
 FORKSAFE_API int forksafe_zygote_register(const char *name,
                                           forksafe_zygote_fn fn);
 
-/* Start the fork server. Call it early in main(), before any thread is
-   started. Returns 0, EALREADY, EBUSY (other threads are alive), or the
-   errno of a failed socketpair()/fork(). */
+/* Start the fork server. Call it early in main(), after registering the
+   entry points and before any thread is started (a constructor works too).
+   stdio is flushed first so that no buffered output is inherited. The
+   server dies with the caller: it exits when the channel closes and is
+   killed (PR_SET_PDEATHSIG) when the thread that started it exits, so keep
+   that thread alive (it normally is main()).
+   Returns 0, EALREADY (running), EBUSY (other threads are alive), or the
+   errno of a failed socketpair() or fork(). */
 FORKSAFE_API int forksafe_zygote_start(void);
 
 /* Ask the server to fork a worker that runs the entry point name with a
-   copy of arg[0..len) and the descriptors fds[0..nfds), and exits with its
-   return value. Stores the worker's PID in *pid. Returns 0 or an errno
-   value: ENOENT (unknown name), EINVAL, E2BIG, ECHILD (no server). */
+   copy of arg[0..len) and of the descriptors fds[0..nfds) (sent with
+   SCM_RIGHTS), and exits with its return value. Stores the worker's PID in
+   *pid; reap it with waitpid() or forksafe_zygote_wait(). Thread-safe:
+   concurrent calls are serialised over the one channel.
+   Returns 0 or an errno value (errno itself is not set):
+     EINVAL  name or pid NULL, name empty or too long, arg NULL with len > 0,
+             fds NULL with nfds > 0, a negative descriptor;
+     E2BIG   len > FORKSAFE_ZYGOTE_ARG_MAX or nfds > FORKSAFE_ZYGOTE_FDS_MAX;
+     ENOENT  no entry point of that name;
+     EBADF   a descriptor is not open;
+     ECHILD  no server: not started, stopped, dead, or the caller is a
+             forked child of the process that started it;
+     EBUSY   the server found itself with more than one thread, and refused;
+     EAGAIN, ENOMEM, ENOSYS  the server could not create the worker;
+     EPROTO  the server's reply was malformed. */
 FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
                                        size_t len, const int *fds, size_t nfds,
                                        pid_t *pid);
 
-/* Wait for a worker, like waitpid(pid, status, options) with options 0 or
-   WNOHANG. Returns the pid, 0 (WNOHANG and still running) or -1 with errno. */
+/* Wait for a worker: exactly waitpid(pid, status, options), since workers
+   are the caller's children. It exists so code written against it keeps
+   working on a platform where workers would have to be waited for over the
+   channel. Returns the pid, 0 (WNOHANG, still running) or -1 with errno. */
 FORKSAFE_API pid_t forksafe_zygote_wait(pid_t pid, int *status, int options);
 
-/* Stop the fork server; running workers are not affected. Returns 0 or
-   ECHILD if none is running. */
+/* The fork server's PID, or 0 if none is running in this process. */
+FORKSAFE_API pid_t forksafe_zygote_pid(void);
+
+/* Stop the fork server and reap it; running workers are not affected (they
+   are the caller's children). Entry points stay registered, and
+   forksafe_zygote_start() may be called again. Returns 0, or ECHILD if no
+   server is running (never started, stopped, or found dead and reaped by
+   forksafe_zygote_spawn()). */
 FORKSAFE_API int forksafe_zygote_stop(void);
 
 #ifdef __cplusplus

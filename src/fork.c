@@ -29,10 +29,10 @@ static unsigned default_timeout_ms = DEFAULT_TIMEOUT_MS;
 
 /* Per-thread state of the fork in progress on this thread. */
 static __thread struct {
-    int in_fork;      /* holds the registry lock for a fork */
-    int by_wrapper;   /* forksafe_fork() ran prepare; the handler must not */
-    int parent_done;  /* the parent handler ran for this fork */
-    int nested;       /* a fork() made from inside one of our callbacks */
+    int in_fork;     /* holds the registry lock for a fork */
+    int by_wrapper;  /* forksafe_fork() ran prepare; the handler must not */
+    int parent_done; /* the parent handler ran for this fork */
+    int nested;      /* a fork() made from inside one of our callbacks */
 } tls;
 
 static __thread char last_error[512];
@@ -89,22 +89,23 @@ static void describe_failure(const struct forksafe_entry *e, int err,
                              unsigned timeout_ms)
 {
     const struct forksafe_kind_ops *k = &forksafe__kinds[e->kind];
-    char obj[256], who[128] = "";
-    forksafe__object_name(e->owner, obj, sizeof obj);
+    char obj[256], who[160] = "";
+    forksafe__entry_object(e, obj, sizeof obj);
     if (e->kind == FS_KIND_OPS) {
         forksafe__set_error("%s \"%s\" (rank %u, registered by %s): prepare "
                             "callback failed: %s",
                             k->name, e->name, e->rank, obj, strerror(err));
         return;
     }
-    pid_t h = k->holder(e);
+    pid_t h = k->holder(e->key);
     if (h > 0) {
         char tname[64];
         forksafe__thread_name(h, tname, sizeof tname);
         snprintf(who, sizeof who, ", held by thread %d (\"%s\")%s", (int)h,
                  tname, h == gettid() ? ", the forking thread" : "");
     } else if (h < 0) {
-        snprintf(who, sizeof who, e->kind == FS_KIND_RWLOCK
+        snprintf(who, sizeof who,
+                 e->kind == FS_KIND_RWLOCK
                      ? ", held for reading; readers are not recorded (if the "
                        "forking thread is one, release it before forking)"
                      : ", held; the holder is not recorded (if it is the "
@@ -114,12 +115,60 @@ static void describe_failure(const struct forksafe_entry *e, int err,
         forksafe__set_error("timed out after %u ms waiting for %s \"%s\" "
                             "(rank %u, %s, registered by %s)%s",
                             timeout_ms, k->name, e->name, e->rank,
-                            k->detail(e), obj, who);
+                            k->detail(e->key), obj, who);
     else
         forksafe__set_error("cannot acquire %s \"%s\" (rank %u, %s, "
                             "registered by %s): %s%s",
-                            k->name, e->name, e->rank, k->detail(e), obj,
+                            k->name, e->name, e->rank, k->detail(e->key), obj,
                             strerror(err), who);
+}
+
+/* The fork in progress, set by prepare_all() and read by the parent and
+   child walks; guarded by the registry lock. When the process is
+   single-threaded only the slots listed in snap.single are visited at all
+   (DESIGN.md, item 9), so thousands of registered plain mutexes cost
+   nothing there. A slot's state is the fork's default unless it is listed,
+   in visiting order, in the exceptions. */
+static struct {
+    struct forksafe_snapshot snap;
+    size_t n; /* slots visited */
+    size_t n_exc;
+    int mt;
+    unsigned char dflt;
+} cur;
+
+/* The slot index of the i-th visited slot. */
+static inline size_t slot_at(size_t i)
+{
+    return cur.mt ? i : cur.snap.single[i];
+}
+
+static inline const struct forksafe_entry *ops_entry(size_t slot)
+{
+    return cur.snap.kind[slot] == FS_KIND_OPS
+               ? forksafe__registry_find(cur.snap.key[slot])
+               : NULL;
+}
+
+/* Walk the first `from` visited slots backwards, giving each its state, and
+   call the parent (child == 0) or child handler of its kind. */
+static void release_walk(size_t from, int child)
+{
+    pid_t self = child && from ? gettid() : 0;
+    size_t k = cur.n_exc;
+    while (k > 0 && cur.snap.exc[k - 1].idx >= from)
+        k--;
+    for (size_t i = from; i-- > 0;) {
+        int st = cur.dflt;
+        if (k > 0 && cur.snap.exc[k - 1].idx == i)
+            st = cur.snap.exc[--k].state;
+        size_t x = slot_at(i);
+        const struct forksafe_kind_ops *ko = &forksafe__kinds[cur.snap.kind[x]];
+        if (child)
+            ko->child(cur.snap.key[x], ops_entry(x), st, self);
+        else
+            ko->parent(cur.snap.key[x], ops_entry(x), st);
+    }
 }
 
 /* Run prepare over every entry in ascending order. strict (forksafe_fork):
@@ -130,37 +179,47 @@ static void describe_failure(const struct forksafe_entry *e, int err,
 static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
                        int strict)
 {
-    int mt = !__libc_single_threaded;
-    pid_t self = gettid();
-    for (struct forksafe_entry *e = forksafe__registry_first(); e; e = e->next) {
-        int r = forksafe__kinds[e->kind].prepare(e, deadline, mt, self);
-        if (r == 0)
-            continue;
-        describe_failure(e, r, timeout_ms);
-        if (strict) {
-            for (struct forksafe_entry *p = e->prev; p; p = p->prev)
-                forksafe__kinds[p->kind].parent(p);
-            return r;
+    forksafe__registry_snapshot(&cur.snap);
+    forksafe__kinds_reset();
+    cur.mt = !__libc_single_threaded;
+    cur.n = cur.mt ? cur.snap.n : cur.snap.n_single;
+    cur.n_exc = 0;
+    cur.dflt = cur.mt ? FS_ST_TAKEN : FS_ST_IDLE;
+    pid_t self = cur.n ? gettid() : 0;
+    for (size_t i = 0; i < cur.n; i++) {
+        size_t x = slot_at(i);
+        unsigned char st = cur.dflt;
+        int r = forksafe__kinds[cur.snap.kind[x]].prepare(
+            cur.snap.key[x], ops_entry(x), &st, deadline, cur.mt, self);
+        if (r) {
+            describe_failure(forksafe__registry_find(cur.snap.key[x]), r,
+                             timeout_ms);
+            if (strict) {
+                release_walk(i, 0);
+                return r;
+            }
+            st = FS_ST_FAILED;
+            plain_failures++;
+            snprintf(plain_failure_text, sizeof plain_failure_text, "%s",
+                     last_error);
         }
-        e->state = FS_ST_FAILED;
-        plain_failures++;
-        snprintf(plain_failure_text, sizeof plain_failure_text, "%s",
-                 last_error);
+        if (st != cur.dflt) {
+            cur.snap.exc[cur.n_exc].idx = (uint32_t)i;
+            cur.snap.exc[cur.n_exc].state = st;
+            cur.n_exc++;
+        }
     }
     return 0;
 }
 
 static void parent_all(void)
 {
-    for (struct forksafe_entry *e = forksafe__registry_last(); e; e = e->prev)
-        forksafe__kinds[e->kind].parent(e);
+    release_walk(cur.n, 0);
 }
 
 static void child_all(void)
 {
-    pid_t self = gettid();
-    for (struct forksafe_entry *e = forksafe__registry_last(); e; e = e->prev)
-        forksafe__kinds[e->kind].child(e, self);
+    release_walk(cur.n, 1);
 }
 
 /* ------------------------------------------------------------ handlers */
@@ -233,7 +292,8 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
              i++) {
             if (opts->reserved[i]) {
                 forksafe__set_error("forksafe_fork: reserved field %zu is not "
-                                    "zero", i);
+                                    "zero",
+                                    i);
                 errno = EINVAL;
                 return -1;
             }
@@ -259,7 +319,8 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
         int n = forksafe_thread_count();
         if (n != 1) {
             forksafe__set_error("forksafe_fork: %d other thread(s) alive and "
-                                "FORKSAFE_FORK_NO_THREADS is set", n - 1);
+                                "FORKSAFE_FORK_NO_THREADS is set",
+                                n - 1);
             errno = n < 0 ? -n : EBUSY;
             return -1;
         }
@@ -270,7 +331,8 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
     int r = forksafe__registry_lock_until(&deadline);
     if (r) {
         forksafe__set_error("forksafe_fork: timed out after %u ms waiting for "
-                            "a fork in progress in another thread", timeout_ms);
+                            "a fork in progress in another thread",
+                            timeout_ms);
         errno = r;
         return -1;
     }
@@ -299,7 +361,8 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
         forksafe__registry_unlock();
     }
     if (pid < 0) {
-        forksafe__set_error("forksafe_fork: fork() failed: %s", strerror(saved));
+        forksafe__set_error("forksafe_fork: fork() failed: %s",
+                            strerror(saved));
         errno = saved;
     }
     return pid;
@@ -322,7 +385,8 @@ void forksafe__assert_fail(const char *what, const char *file, int line)
     int n = snprintf(msg, sizeof msg, "forksafe: %s:%d: assertion failed: %s\n",
                      file, line, what);
     if (n > 0)
-        (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+        (void)!write(2, msg,
+                     (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
     abort();
 }
 #endif

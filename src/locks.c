@@ -28,44 +28,56 @@
 #endif
 
 /* glibc's mutex __kind bits (nptl/pthreadP.h). */
-#define MK_TYPE_MASK 0x3     /* PTHREAD_MUTEX_KIND_MASK_NP */
-#define MK_ROBUST 0x10       /* PTHREAD_MUTEX_ROBUST_NORMAL_NP */
-#define MK_PI 0x20           /* PTHREAD_MUTEX_PRIO_INHERIT_NP */
-#define MK_PP 0x40           /* PTHREAD_MUTEX_PRIO_PROTECT_NP */
-#define MK_PSHARED 0x80      /* PTHREAD_MUTEX_PSHARED_BIT */
-#define MK_REBUILD (MK_ROBUST | MK_PI | MK_PP)
+#define MK_TYPE_MASK        0x3  /* PTHREAD_MUTEX_KIND_MASK_NP */
+#define MK_ROBUST           0x10 /* PTHREAD_MUTEX_ROBUST_NORMAL_NP */
+#define MK_PI               0x20 /* PTHREAD_MUTEX_PRIO_INHERIT_NP */
+#define MK_PP               0x40 /* PTHREAD_MUTEX_PRIO_PROTECT_NP */
+#define MK_PSHARED          0x80 /* PTHREAD_MUTEX_PSHARED_BIT */
+#define MK_REBUILD          (MK_ROBUST | MK_PI | MK_PP)
 #define MUTEX_CEILING_SHIFT 19 /* PTHREAD_MUTEX_PRIO_CEILING_SHIFT */
-#define RW_READER_SHIFT 3      /* PTHREAD_RWLOCK_READER_SHIFT */
+#define RW_READER_SHIFT     3  /* PTHREAD_RWLOCK_READER_SHIFT */
 
+#define UNUSED  __attribute__((unused))
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /* When prepare finds a lock busy and other threads may exist, this says
-   whether they really do: after all other threads have exited, the only
-   possible holder is the caller (or a thread that died holding it).
-   Reads /proc, so it is only called on that slow path. */
+   whether they really do: once all other threads have exited, the only
+   possible holder is the caller (or a thread that died holding it). It
+   reads /proc, so it is asked only on that slow path, and at most once per
+   fork (forksafe__kinds_reset clears the answer). */
+static int alone_answer = -1;
+
+void forksafe__kinds_reset(void)
+{
+    alone_answer = -1;
+}
+
 static int alone(void)
 {
-    return forksafe_thread_count() == 1;
+    if (alone_answer < 0)
+        alone_answer = forksafe_thread_count() == 1;
+    return alone_answer;
 }
 
 /* ------------------------------------------------------------ mutex */
 
-static int mutex_prepare(struct forksafe_entry *e,
-                         const struct timespec *deadline, int mt, pid_t self)
+static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
+                         unsigned char *st, const struct timespec *deadline,
+                         int mt, pid_t self)
 {
-    pthread_mutex_t *m = (pthread_mutex_t *)e->key;
+    pthread_mutex_t *m = (pthread_mutex_t *)key;
     if (LOAD(m->__data.__owner) == self) {
-        e->state = FS_ST_SELF;
+        *st = FS_ST_SELF;
         return 0;
     }
     if (!mt) {
         /* Nobody else can be inside it; nothing to take. */
-        e->state = FS_ST_IDLE;
+        *st = FS_ST_IDLE;
         return 0;
     }
     int r = pthread_mutex_trylock(m);
     if (r == EBUSY && alone()) {
-        e->state = FS_ST_IDLE; /* a dead thread's lock: keep it as it is */
+        *st = FS_ST_IDLE; /* a dead thread's lock: keep it as it is */
         return 0;
     }
     if (r == EBUSY) {
@@ -95,14 +107,15 @@ static int mutex_prepare(struct forksafe_entry *e,
     }
     if (r)
         return r;
-    e->state = FS_ST_TAKEN;
+    *st = FS_ST_TAKEN;
     return 0;
 }
 
-static void mutex_parent(struct forksafe_entry *e)
+static void mutex_parent(const void *key, const struct forksafe_entry *e UNUSED,
+                         int st)
 {
-    if (e->state == FS_ST_TAKEN)
-        pthread_mutex_unlock((pthread_mutex_t *)e->key);
+    if (st == FS_ST_TAKEN)
+        pthread_mutex_unlock((pthread_mutex_t *)key);
 }
 
 /* Re-initialise a robust, PI or PP mutex with its own attributes; if the
@@ -135,64 +148,80 @@ static void mutex_rebuild(pthread_mutex_t *m, int held)
         pthread_mutex_lock(m);
 }
 
-static void mutex_child(struct forksafe_entry *e, pid_t self)
+static void mutex_child(const void *key, const struct forksafe_entry *e UNUSED,
+                        int st, pid_t self)
 {
-    pthread_mutex_t *m = (pthread_mutex_t *)e->key;
-    if (e->state != FS_ST_TAKEN && e->state != FS_ST_SELF)
+    pthread_mutex_t *m = (pthread_mutex_t *)key;
+    if (st != FS_ST_TAKEN && st != FS_ST_SELF)
         return;
     if (m->__data.__kind & MK_REBUILD) {
-        mutex_rebuild(m, e->state == FS_ST_SELF);
+        mutex_rebuild(m, st == FS_ST_SELF);
         return;
     }
     /* glibc checks __owner against the caller's TID for errorcheck and
        recursive mutexes; the child's TID is new (CLONE_CHILD_SETTID). */
     m->__data.__owner = self;
-    if (e->state == FS_ST_TAKEN)
+    if (st == FS_ST_TAKEN)
         pthread_mutex_unlock(m);
 }
 
-static pid_t mutex_holder(const struct forksafe_entry *e)
+static pid_t mutex_holder(const void *key)
 {
-    const pthread_mutex_t *m = (const pthread_mutex_t *)e->key;
+    const pthread_mutex_t *m = (const pthread_mutex_t *)key;
     if (LOAD(m->__data.__lock) == 0)
         return 0;
     pid_t owner = LOAD(m->__data.__owner);
     return owner > 0 && owner < 0x3fffffff ? owner : -1;
 }
 
-static const char *mutex_detail(const struct forksafe_entry *e)
+static const char *mutex_detail(const void *key)
 {
     static const char *const names[4][4] = {
         {"normal", "normal,robust", "normal,pi", "normal,robust,pi"},
-        {"recursive", "recursive,robust", "recursive,pi", "recursive,robust,pi"},
+        {"recursive", "recursive,robust", "recursive,pi",
+         "recursive,robust,pi"},
         {"errorcheck", "errorcheck,robust", "errorcheck,pi",
          "errorcheck,robust,pi"},
         {"adaptive", "adaptive,robust", "adaptive,pi", "adaptive,robust,pi"},
     };
-    int kind = LOAD(((const pthread_mutex_t *)e->key)->__data.__kind);
+    int kind = LOAD(((const pthread_mutex_t *)key)->__data.__kind);
     int flags = (kind & MK_ROBUST ? 1 : 0) | (kind & MK_PI ? 2 : 0);
     return names[kind & MK_TYPE_MASK][flags];
 }
 
+/* A normal or adaptive mutex needs nothing when single-threaded: if this
+   thread holds it, the child inherits it held, and glibc unlocks those
+   types without checking the owner. Every other type checks the owner or
+   keeps it in the futex word, so the child must fix it. */
+static int mutex_single(const void *key)
+{
+    int kind = LOAD(((const pthread_mutex_t *)key)->__data.__kind);
+    int type = kind & MK_TYPE_MASK;
+    return (kind & MK_REBUILD) || type == PTHREAD_MUTEX_RECURSIVE_NP ||
+           type == PTHREAD_MUTEX_ERRORCHECK_NP;
+}
+
 /* ------------------------------------------------------------ rwlock */
 
-static int rwlock_prepare(struct forksafe_entry *e,
-                          const struct timespec *deadline, int mt, pid_t self)
+static int rwlock_prepare(const void *key,
+                          const struct forksafe_entry *e UNUSED,
+                          unsigned char *st, const struct timespec *deadline,
+                          int mt, pid_t self)
 {
-    pthread_rwlock_t *l = (pthread_rwlock_t *)e->key;
+    pthread_rwlock_t *l = (pthread_rwlock_t *)key;
     if (LOAD(l->__data.__cur_writer) == self) {
-        e->state = FS_ST_SELF;
+        *st = FS_ST_SELF;
         return 0;
     }
     if (!mt) {
         /* Any readers are this thread's own: the child inherits exactly
            this thread's read count, which is the right state there. */
-        e->state = FS_ST_IDLE;
+        *st = FS_ST_IDLE;
         return 0;
     }
     int r = pthread_rwlock_trywrlock(l);
     if (r == EBUSY && alone()) {
-        e->state = FS_ST_IDLE;
+        *st = FS_ST_IDLE;
         return 0;
     }
     if (r == EBUSY)
@@ -200,22 +229,24 @@ static int rwlock_prepare(struct forksafe_entry *e,
                      : pthread_rwlock_wrlock(l);
     if (r)
         return r;
-    e->state = FS_ST_TAKEN;
+    *st = FS_ST_TAKEN;
     return 0;
 }
 
-static void rwlock_parent(struct forksafe_entry *e)
+static void rwlock_parent(const void *key,
+                          const struct forksafe_entry *e UNUSED, int st)
 {
-    if (e->state == FS_ST_TAKEN)
-        pthread_rwlock_unlock((pthread_rwlock_t *)e->key);
+    if (st == FS_ST_TAKEN)
+        pthread_rwlock_unlock((pthread_rwlock_t *)key);
 }
 
-static void rwlock_child(struct forksafe_entry *e, pid_t self)
+static void rwlock_child(const void *key, const struct forksafe_entry *e UNUSED,
+                         int st, pid_t self)
 {
     (void)self;
-    if (e->state != FS_ST_TAKEN && e->state != FS_ST_SELF)
+    if (st != FS_ST_TAKEN && st != FS_ST_SELF)
         return;
-    pthread_rwlock_t *l = (pthread_rwlock_t *)e->key;
+    pthread_rwlock_t *l = (pthread_rwlock_t *)key;
     pthread_rwlockattr_t a;
     pthread_rwlockattr_init(&a);
     pthread_rwlockattr_setkind_np(&a, (int)l->__data.__flags);
@@ -223,22 +254,22 @@ static void rwlock_child(struct forksafe_entry *e, pid_t self)
         pthread_rwlockattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
     pthread_rwlock_init(l, &a);
     pthread_rwlockattr_destroy(&a);
-    if (e->state == FS_ST_SELF)
+    if (st == FS_ST_SELF)
         pthread_rwlock_wrlock(l);
 }
 
-static pid_t rwlock_holder(const struct forksafe_entry *e)
+static pid_t rwlock_holder(const void *key)
 {
-    const pthread_rwlock_t *l = (const pthread_rwlock_t *)e->key;
+    const pthread_rwlock_t *l = (const pthread_rwlock_t *)key;
     pid_t w = LOAD(l->__data.__cur_writer);
     if (w > 0)
         return w;
     return LOAD(l->__data.__readers) >> RW_READER_SHIFT ? -1 : 0;
 }
 
-static const char *rwlock_detail(const struct forksafe_entry *e)
+static const char *rwlock_detail(const void *key)
 {
-    const pthread_rwlock_t *l = (const pthread_rwlock_t *)e->key;
+    const pthread_rwlock_t *l = (const pthread_rwlock_t *)key;
     switch (LOAD(l->__data.__flags)) {
     case PTHREAD_RWLOCK_PREFER_WRITER_NP:
         return "prefer-writer";
@@ -249,24 +280,32 @@ static const char *rwlock_detail(const struct forksafe_entry *e)
     }
 }
 
+/* A write lock held by this thread must be rebuilt in the child. */
+static int always(const void *key)
+{
+    (void)key;
+    return 1;
+}
+
 /* ------------------------------------------------------------ spinlock */
 
-static int spin_prepare(struct forksafe_entry *e,
-                        const struct timespec *deadline, int mt, pid_t self)
+static int spin_prepare(const void *key, const struct forksafe_entry *e UNUSED,
+                        unsigned char *st, const struct timespec *deadline,
+                        int mt, pid_t self)
 {
     (void)self;
-    pthread_spinlock_t *l = (pthread_spinlock_t *)e->key;
+    pthread_spinlock_t *l = (pthread_spinlock_t *)key;
     if (!mt) {
-        e->state = FS_ST_IDLE;
+        *st = FS_ST_IDLE;
         return 0;
     }
     for (unsigned i = 0;; i++) {
         if (pthread_spin_trylock(l) == 0) {
-            e->state = FS_ST_TAKEN;
+            *st = FS_ST_TAKEN;
             return 0;
         }
         if (i == 64 && alone()) {
-            e->state = FS_ST_IDLE;
+            *st = FS_ST_IDLE;
             return 0;
         }
         if (i >= 64) {
@@ -284,79 +323,92 @@ static int spin_prepare(struct forksafe_entry *e,
     }
 }
 
-static void spin_parent(struct forksafe_entry *e)
+static void spin_parent(const void *key, const struct forksafe_entry *e UNUSED,
+                        int st)
 {
-    if (e->state == FS_ST_TAKEN)
-        pthread_spin_unlock((pthread_spinlock_t *)e->key);
+    if (st == FS_ST_TAKEN)
+        pthread_spin_unlock((pthread_spinlock_t *)key);
 }
 
-static void spin_child(struct forksafe_entry *e, pid_t self)
+static void spin_child(const void *key, const struct forksafe_entry *e UNUSED,
+                       int st, pid_t self)
 {
     (void)self;
     /* glibc's spinlock records no owner: unlocking in the child is valid. */
-    if (e->state == FS_ST_TAKEN)
-        pthread_spin_unlock((pthread_spinlock_t *)e->key);
+    if (st == FS_ST_TAKEN)
+        pthread_spin_unlock((pthread_spinlock_t *)key);
 }
 
-static pid_t spin_holder(const struct forksafe_entry *e)
+static pid_t spin_holder(const void *key)
 {
-    return LOAD(*(const pthread_spinlock_t *)e->key) ? -1 : 0;
+    return LOAD(*(const pthread_spinlock_t *)key) ? -1 : 0;
 }
 
-static const char *spin_detail(const struct forksafe_entry *e)
+static int never(const void *key)
 {
-    (void)e;
+    (void)key;
+    return 0;
+}
+
+static const char *spin_detail(const void *key)
+{
+    (void)key;
     return "spin";
 }
 
 /* ------------------------------------------------------------ callbacks */
 
-static int ops_prepare(struct forksafe_entry *e,
-                       const struct timespec *deadline, int mt, pid_t self)
+static int ops_prepare(const void *key, const struct forksafe_entry *e,
+                       unsigned char *st, const struct timespec *deadline,
+                       int mt, pid_t self)
 {
     (void)mt;
     (void)self;
-    if (e->ops.prepare) {
-        int r = e->ops.prepare((void *)e->key, deadline);
+    const struct forksafe_ops *ops = forksafe__entry_ops(e);
+    if (ops->prepare) {
+        int r = ops->prepare((void *)key, deadline);
         if (r)
             return r;
     }
-    e->state = FS_ST_TAKEN;
+    *st = FS_ST_TAKEN;
     return 0;
 }
 
-static void ops_parent(struct forksafe_entry *e)
+static void ops_parent(const void *key, const struct forksafe_entry *e, int st)
 {
-    if (e->state == FS_ST_TAKEN && e->ops.parent)
-        e->ops.parent((void *)e->key);
+    const struct forksafe_ops *ops = forksafe__entry_ops(e);
+    if (st == FS_ST_TAKEN && ops->parent)
+        ops->parent((void *)key);
 }
 
-static void ops_child(struct forksafe_entry *e, pid_t self)
+static void ops_child(const void *key, const struct forksafe_entry *e, int st,
+                      pid_t self)
 {
     (void)self;
-    if (e->state == FS_ST_TAKEN && e->ops.child)
-        e->ops.child((void *)e->key);
+    const struct forksafe_ops *ops = forksafe__entry_ops(e);
+    if (st == FS_ST_TAKEN && ops->child)
+        ops->child((void *)key);
 }
 
-static pid_t ops_holder(const struct forksafe_entry *e)
+static pid_t ops_holder(const void *key)
 {
-    (void)e;
+    (void)key;
     return 0;
 }
 
-static const char *ops_detail(const struct forksafe_entry *e)
+static const char *ops_detail(const void *key)
 {
-    (void)e;
+    (void)key;
     return "callbacks";
 }
 
 const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT] = {
     [FS_KIND_MUTEX] = {"mutex", mutex_prepare, mutex_parent, mutex_child,
-                       mutex_holder, mutex_detail},
+                       mutex_holder, mutex_detail, mutex_single},
     [FS_KIND_RWLOCK] = {"rwlock", rwlock_prepare, rwlock_parent, rwlock_child,
-                        rwlock_holder, rwlock_detail},
+                        rwlock_holder, rwlock_detail, always},
     [FS_KIND_SPINLOCK] = {"spinlock", spin_prepare, spin_parent, spin_child,
-                          spin_holder, spin_detail},
+                          spin_holder, spin_detail, never},
     [FS_KIND_OPS] = {"ops", ops_prepare, ops_parent, ops_child, ops_holder,
-                     ops_detail},
+                     ops_detail, always},
 };

@@ -3,41 +3,66 @@
  * address or callback context, kept in fork order (ascending rank, then
  * registration order).
  *
- * DESIGN. Three views of the same entries, so every operation is cheap:
- * a hash table by key (register's EEXIST check, unregister, lookup: O(1)),
- * a treap ordered by (rank, seq) (finding where a new entry goes: expected
- * O(log n)), and a doubly linked list in that same order, which is all the
- * fork handlers walk (no allocation, no recursion, O(1) per step, forwards
- * for prepare and backwards for parent and child). Each entry is a single
- * allocation with its name inline. The registry lock is also the fork lock:
- * prepare takes it and the parent or child handler releases it, so registry
- * changes from other threads wait for a fork to finish.
+ * DESIGN. The entries form one doubly linked list in fork order, which is
+ * what the snapshot for the fork handlers is built from. Entries of equal
+ * rank are contiguous in it, and a new entry always goes after the last
+ * entry of its rank (its sequence number is the highest), so placing it
+ * only needs that rank's bucket, found in a treap of ranks: O(log R) for R
+ * distinct ranks, O(1) list surgery, no shifting. A hash table by key gives
+ * O(1) EEXIST checks, unregistration and lookup. Entries are small (see
+ * internal.h) because fork() copies the page tables of everything resident.
+ * The registry lock is also the fork lock: prepare takes it and the parent
+ * or child handler releases it, so registry changes wait for a fork.
  */
 #include "internal.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
-#include <stdlib.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct forksafe_entry **table; /* hash buckets, power of two */
-static size_t table_mask;             /* buckets - 1, or 0 when no table */
+static size_t table_mask;             /* buckets - 1 */
 static size_t count;
 
-static struct forksafe_entry *root;   /* treap */
-static struct forksafe_entry *head, *tail; /* fork order */
-static unsigned long next_seq = 1;
+/* One rank in use: where its run of entries starts and ends in the list. */
+struct rank_bucket {
+    unsigned rank;
+    uint32_t prio;
+    struct rank_bucket *left, *right;
+    struct forksafe_entry *first, *last;
+};
+
+static struct rank_bucket *ranks;   /* treap by rank */
+static struct forksafe_entry *head; /* fork order */
+static uint32_t next_seq = 1;
 static uint32_t prio_state = 2463534242u;
+
+/* The objects that registered entries, by load address; entries hold an
+   index. Objects are few, so a linear search is fine. */
+#define OWNER_UNKNOWN UINT16_MAX
+static uintptr_t *owners;
+static size_t n_owners, owners_cap;
+
+/* The fork handlers' view (see forksafe__registry_snapshot). Capacity is
+   reserved at registration so that rebuilding it never allocates. */
+static const void **slot_key;
+static unsigned char *slot_kind;
+static uint32_t *single_idx;
+static struct forksafe_exception *exceptions;
+static size_t slot_cap, n_slots, n_single;
+static unsigned long generation = 1, slots_generation;
 
 static char **adapters;
 static size_t n_adapters;
 
-static unsigned long long seen_subs;  /* dlpi_subs at the last sweep */
+static unsigned long long seen_subs; /* dlpi_subs at the last sweep */
 
 /* ------------------------------------------------------------ locking */
 
@@ -68,9 +93,57 @@ struct forksafe_entry *forksafe__registry_first(void)
     return head;
 }
 
-struct forksafe_entry *forksafe__registry_last(void)
+/* ------------------------------------------------------------ snapshot */
+
+/* Grow *p to cap elements of size sz; on failure *p is left as it was. */
+static int grow(void *p, size_t cap, size_t sz)
 {
-    return tail;
+    void *n = realloc(*(void **)p, cap * sz);
+    if (!n)
+        return ENOMEM;
+    *(void **)p = n;
+    return 0;
+}
+
+/* Make room for `need` slots. The arrays are grown one after the other; a
+   failure leaves all of them valid, with at least the old capacity. */
+static int reserve_slots(size_t need)
+{
+    if (need <= slot_cap)
+        return 0;
+    size_t cap = slot_cap ? slot_cap * 2 : 64;
+    while (cap < need)
+        cap *= 2;
+    if (grow(&slot_key, cap, sizeof *slot_key) ||
+        grow(&slot_kind, cap, sizeof *slot_kind) ||
+        grow(&single_idx, cap, sizeof *single_idx) ||
+        grow(&exceptions, cap, sizeof *exceptions))
+        return ENOMEM;
+    slot_cap = cap;
+    return 0;
+}
+
+void forksafe__registry_snapshot(struct forksafe_snapshot *snap)
+{
+    if (slots_generation != generation) {
+        size_t i = 0, k = 0;
+        for (struct forksafe_entry *e = head; e; e = e->next, i++) {
+            FORKSAFE_ASSERT(i < slot_cap);
+            slot_key[i] = e->key;
+            slot_kind[i] = e->kind;
+            if (e->single)
+                single_idx[k++] = (uint32_t)i;
+        }
+        n_slots = i;
+        n_single = k;
+        slots_generation = generation;
+    }
+    snap->key = slot_key;
+    snap->kind = slot_kind;
+    snap->single = single_idx;
+    snap->exc = exceptions;
+    snap->n = n_slots;
+    snap->n_single = n_single;
 }
 
 /* ------------------------------------------------------------ hashing */
@@ -84,35 +157,39 @@ static size_t hash_key(const void *key)
     return (size_t)h;
 }
 
-static struct forksafe_entry **bucket_of(const void *key)
+static struct forksafe_entry *find(const void *key);
+
+struct forksafe_entry *forksafe__registry_find(const void *key)
 {
-    return &table[hash_key(key) & table_mask];
+    return find(key);
 }
 
 static struct forksafe_entry *find(const void *key)
 {
     if (!table)
         return NULL;
-    for (struct forksafe_entry *e = *bucket_of(key); e; e = e->hnext)
+    for (struct forksafe_entry *e = table[hash_key(key) & table_mask]; e;
+         e = e->hnext)
         if (e->key == key)
             return e;
     return NULL;
 }
 
-/* Grow the table to keep chains short. A failed allocation is not an error:
-   the old table keeps working, just with longer chains. */
-static void maybe_grow(void)
+/* Keep at least one bucket per entry. Returns ENOMEM only when there is no
+   table at all; a failed growth just leaves longer chains. */
+static int reserve_table(size_t need)
 {
     size_t n = table ? table_mask + 1 : 0;
-    if (count < n)
-        return;
+    if (need <= n)
+        return 0;
     size_t nn = n ? n * 2 : 64;
+    while (nn < need)
+        nn *= 2;
     struct forksafe_entry **t = calloc(nn, sizeof *t);
     if (!t)
-        return;
+        return table ? 0 : ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        struct forksafe_entry *e = table[i], *nx;
-        for (; e; e = nx) {
+        for (struct forksafe_entry *e = table[i], *nx; e; e = nx) {
             nx = e->hnext;
             size_t b = hash_key(e->key) & (nn - 1);
             e->hnext = t[b];
@@ -122,82 +199,10 @@ static void maybe_grow(void)
     free(table);
     table = t;
     table_mask = nn - 1;
+    return 0;
 }
 
-static void hash_remove(struct forksafe_entry *e)
-{
-    struct forksafe_entry **p = bucket_of(e->key);
-    while (*p != e)
-        p = &(*p)->hnext;
-    *p = e->hnext;
-}
-
-/* ------------------------------------------------------------ treap */
-
-static int before(const struct forksafe_entry *a, const struct forksafe_entry *b)
-{
-    return a->rank < b->rank || (a->rank == b->rank && a->seq < b->seq);
-}
-
-static struct forksafe_entry *rotate_right(struct forksafe_entry *t)
-{
-    struct forksafe_entry *l = t->left;
-    t->left = l->right;
-    l->right = t;
-    return l;
-}
-
-static struct forksafe_entry *rotate_left(struct forksafe_entry *t)
-{
-    struct forksafe_entry *r = t->right;
-    t->right = r->left;
-    r->left = t;
-    return r;
-}
-
-/* Insert e below t; *pred receives the greatest entry ordered before e. */
-static struct forksafe_entry *treap_insert(struct forksafe_entry *t,
-                                           struct forksafe_entry *e,
-                                           struct forksafe_entry **pred)
-{
-    if (!t)
-        return e;
-    if (before(e, t)) {
-        t->left = treap_insert(t->left, e, pred);
-        if (t->left->prio > t->prio)
-            t = rotate_right(t);
-    } else {
-        *pred = t;
-        t->right = treap_insert(t->right, e, pred);
-        if (t->right->prio > t->prio)
-            t = rotate_left(t);
-    }
-    return t;
-}
-
-static struct forksafe_entry *treap_remove(struct forksafe_entry *t,
-                                           struct forksafe_entry *e)
-{
-    FORKSAFE_ASSERT(t != NULL);
-    if (t == e) {
-        if (!t->left)
-            return t->right;
-        if (!t->right)
-            return t->left;
-        if (t->left->prio > t->right->prio) {
-            t = rotate_right(t);
-            t->right = treap_remove(t->right, e);
-        } else {
-            t = rotate_left(t);
-            t->left = treap_remove(t->left, e);
-        }
-    } else if (before(e, t)) {
-        t->left = treap_remove(t->left, e);
-    } else {
-        t->right = treap_remove(t->right, e);
-    }
-    return t;
-}
+/* ------------------------------------------------------------ ranks */
 
 static uint32_t next_prio(void)
 {
@@ -208,42 +213,138 @@ static uint32_t next_prio(void)
     return prio_state = x;
 }
 
+static struct rank_bucket *bucket_find(unsigned rank)
+{
+    struct rank_bucket *b = ranks;
+    while (b && b->rank != rank)
+        b = rank < b->rank ? b->left : b->right;
+    return b;
+}
+
+/* Insert nb below t; *pred receives the bucket of the next lower rank. */
+static struct rank_bucket *bucket_insert(struct rank_bucket *t,
+                                         struct rank_bucket *nb,
+                                         struct rank_bucket **pred)
+{
+    if (!t)
+        return nb;
+    if (nb->rank < t->rank) {
+        t->left = bucket_insert(t->left, nb, pred);
+        if (t->left->prio > t->prio) {
+            struct rank_bucket *l = t->left;
+            t->left = l->right;
+            l->right = t;
+            return l;
+        }
+    } else {
+        *pred = t;
+        t->right = bucket_insert(t->right, nb, pred);
+        if (t->right->prio > t->prio) {
+            struct rank_bucket *r = t->right;
+            t->right = r->left;
+            r->left = t;
+            return r;
+        }
+    }
+    return t;
+}
+
+/* Join two treaps where every rank in a is below every rank in b. */
+static struct rank_bucket *bucket_join(struct rank_bucket *a,
+                                       struct rank_bucket *b)
+{
+    if (!a)
+        return b;
+    if (!b)
+        return a;
+    if (a->prio > b->prio) {
+        a->right = bucket_join(a->right, b);
+        return a;
+    }
+    b->left = bucket_join(a, b->left);
+    return b;
+}
+
+static struct rank_bucket *bucket_remove(struct rank_bucket *t, unsigned rank)
+{
+    FORKSAFE_ASSERT(t != NULL);
+    if (rank == t->rank)
+        return bucket_join(t->left, t->right);
+    if (rank < t->rank)
+        t->left = bucket_remove(t->left, rank);
+    else
+        t->right = bucket_remove(t->right, rank);
+    return t;
+}
+
 /* ------------------------------------------------------------ entries */
 
-static void link_entry(struct forksafe_entry *e)
+/* Link e into the list, the hash table and its rank's bucket (nb: a fresh
+   bucket to use if its rank has none yet; consumed then, else left). */
+static void link_entry(struct forksafe_entry *e, struct rank_bucket **nb)
 {
-    struct forksafe_entry *pred = NULL;
-    e->prio = next_prio();
-    root = treap_insert(root, e, &pred);
-    e->prev = pred;
-    e->next = pred ? pred->next : head;
+    struct rank_bucket *b = bucket_find(e->rank);
+    struct forksafe_entry *after;
+    if (b) {
+        after = b->last;
+    } else {
+        struct rank_bucket *pred = NULL;
+        b = *nb;
+        *nb = NULL;
+        b->rank = e->rank;
+        b->prio = next_prio();
+        b->left = b->right = NULL;
+        b->first = e;
+        ranks = bucket_insert(ranks, b, &pred);
+        after = pred ? pred->last : NULL;
+    }
+    b->last = e;
+    e->prev = after;
+    e->next = after ? after->next : head;
     if (e->next)
         e->next->prev = e;
-    else
-        tail = e;
-    if (pred)
-        pred->next = e;
+    if (after)
+        after->next = e;
     else
         head = e;
-    struct forksafe_entry **b = bucket_of(e->key);
-    e->hnext = *b;
-    *b = e;
+
+    struct forksafe_entry **slot = &table[hash_key(e->key) & table_mask];
+    e->hnext = *slot;
+    *slot = e;
     count++;
+    generation++;
 }
 
 static void unlink_entry(struct forksafe_entry *e)
 {
-    hash_remove(e);
-    root = treap_remove(root, e);
+    struct forksafe_entry **p = &table[hash_key(e->key) & table_mask];
+    while (*p != e)
+        p = &(*p)->hnext;
+    *p = e->hnext;
+
+    struct rank_bucket *b = bucket_find(e->rank);
+    FORKSAFE_ASSERT(b != NULL);
+    if (b->first == b->last) {
+        ranks = bucket_remove(ranks, e->rank);
+        free(b);
+    } else if (b->first == e) {
+        b->first = e->next;
+    } else if (b->last == e) {
+        b->last = e->prev;
+    }
     if (e->prev)
         e->prev->next = e->next;
     else
         head = e->next;
     if (e->next)
         e->next->prev = e->prev;
-    else
-        tail = e->prev;
     count--;
+    generation++;
+}
+
+static void free_entry(struct forksafe_entry *e)
+{
+    free(e->kind == FS_KIND_OPS ? (void *)forksafe__entry_ops(e) : (void *)e);
 }
 
 /* The load address of the object that contains addr, or 0 if unknown.
@@ -257,6 +358,31 @@ static uintptr_t object_of(const void *addr)
     return 0;
 }
 
+/* The owner index for base, adding it if new. Caller holds the registry
+   lock. Returns ENOMEM (table unchanged) or 0. */
+static int owner_index(uintptr_t base, uint16_t *idx)
+{
+    for (size_t i = 0; i < n_owners; i++) {
+        if (owners[i] == base) {
+            *idx = (uint16_t)i;
+            return 0;
+        }
+    }
+    if (n_owners >= OWNER_UNKNOWN) {
+        *idx = OWNER_UNKNOWN;
+        return 0;
+    }
+    if (n_owners == owners_cap) {
+        size_t cap = owners_cap ? owners_cap * 2 : 16;
+        if (grow(&owners, cap, sizeof *owners))
+            return ENOMEM;
+        owners_cap = cap;
+    }
+    owners[n_owners] = base;
+    *idx = (uint16_t)n_owners++;
+    return 0;
+}
+
 static int add(const void *key, const char *name, unsigned rank,
                enum forksafe_kind kind, const struct forksafe_ops *ops,
                const void *caller)
@@ -265,39 +391,46 @@ static int add(const void *key, const char *name, unsigned rank,
         return EINVAL;
     if (forksafe__in_fork())
         return EDEADLK;
+    /* Everything that can fail is done before the registry is touched. */
     size_t len = strlen(name);
-    struct forksafe_entry *e = malloc(sizeof *e + len + 1);
-    if (!e)
+    size_t pre = ops ? sizeof *ops : 0;
+    char *block = malloc(pre + offsetof(struct forksafe_entry, name) + len + 1);
+    if (!block)
         return ENOMEM;
-    memset(e, 0, sizeof *e);
+    struct forksafe_entry *e = (struct forksafe_entry *)(void *)(block + pre);
     memcpy(e->name, name, len + 1);
     e->key = key;
     e->rank = rank;
     e->kind = (unsigned char)kind;
     if (ops) {
-        e->ops = *ops;
+        memcpy(block, ops, sizeof *ops);
         const void *code = ops->prepare ? (const void *)ops->prepare
-                         : ops->child   ? (const void *)ops->child
-                         : (const void *)ops->parent;
+                           : ops->child ? (const void *)ops->child
+                                        : (const void *)ops->parent;
         if (code)
             caller = code;
     }
-    e->owner = object_of(caller);
+    e->single = (unsigned char)(forksafe__kinds[kind].single(key) != 0);
+    uintptr_t base = object_of(caller);
+    struct rank_bucket *nb = malloc(sizeof *nb);
 
     forksafe__registry_lock();
-    if (!table)
-        maybe_grow();
-    if (!table || find(key)) {
-        int err = table ? EEXIST : ENOMEM;
-        forksafe__registry_unlock();
-        free(e);
-        return err;
+    int err = !nb ? ENOMEM : find(key) ? EEXIST : 0;
+    if (!err)
+        err = reserve_table(count + 1);
+    if (!err)
+        err = reserve_slots(count + 1);
+    if (!err)
+        err = owner_index(base, &e->owner);
+    if (!err) {
+        e->seq = next_seq++;
+        link_entry(e, &nb);
     }
-    e->seq = next_seq++;
-    link_entry(e);
-    maybe_grow();
     forksafe__registry_unlock();
-    return 0;
+    free(nb); /* unused when the rank already had a bucket */
+    if (err)
+        free(block);
+    return err;
 }
 
 /* The return address is taken here, in each exported function, so that the
@@ -342,7 +475,7 @@ int forksafe_unregister(const void *key)
     forksafe__registry_unlock();
     if (!e)
         return ENOENT;
-    free(e);
+    free_entry(e);
     return 0;
 }
 
@@ -350,21 +483,11 @@ int forksafe_lookup(const void *key, struct forksafe_info *info)
 {
     if (!key)
         return EINVAL;
-    if (forksafe__in_fork()) {
-        /* The forking thread already holds the registry lock; reading is
-           safe because nothing else can change it now. */
-        struct forksafe_entry *e = find(key);
-        if (!e)
-            return ENOENT;
-        if (info) {
-            info->name = e->name;
-            info->kind = forksafe__kinds[e->kind].name;
-            info->rank = e->rank;
-            info->seq = e->seq;
-        }
-        return 0;
-    }
-    forksafe__registry_lock();
+    /* From a callback on the forking thread the registry lock is already
+       held by this thread, and nothing else can change the registry. */
+    int locked = !forksafe__in_fork();
+    if (locked)
+        forksafe__registry_lock();
     struct forksafe_entry *e = find(key);
     if (e && info) {
         info->name = e->name;
@@ -372,7 +495,8 @@ int forksafe_lookup(const void *key, struct forksafe_info *info)
         info->rank = e->rank;
         info->seq = e->seq;
     }
-    forksafe__registry_unlock();
+    if (locked)
+        forksafe__registry_unlock();
     return e ? 0 : ENOENT;
 }
 
@@ -396,8 +520,8 @@ int forksafe_register_adapter(const char *name)
         char *copy = malloc(len);
         if (copy)
             memcpy(copy, name, len);
-        char **grown = copy ? realloc(adapters, (n_adapters + 1) * sizeof *grown)
-                            : NULL;
+        char **grown =
+            copy ? realloc(adapters, (n_adapters + 1) * sizeof *grown) : NULL;
         if (grown) {
             adapters = grown;
             adapters[n_adapters++] = copy;
@@ -432,16 +556,15 @@ const char *forksafe__adapter_name(size_t i)
 
 /* ------------------------------------------------------------ unloading */
 
-/* Remove every entry owned by the object loaded at base. Caller holds the
-   registry lock. */
-static void drop_owner(uintptr_t base)
+/* Remove every entry owned by owner index idx. Caller holds the registry
+   lock. */
+static void drop_owner(size_t idx)
 {
-    struct forksafe_entry *e = head, *nx;
-    for (; e; e = nx) {
+    for (struct forksafe_entry *e = head, *nx; e; e = nx) {
         nx = e->next;
-        if (e->owner == base) {
+        if (e->owner == idx) {
             unlink_entry(e);
-            free(e);
+            free_entry(e);
         }
     }
 }
@@ -453,28 +576,18 @@ static int read_subs(struct dl_phdr_info *info, size_t size, void *arg)
     return 1; /* the counters are the same for every object: stop */
 }
 
-struct loaded_check {
-    uintptr_t base;
-    int found;
-};
-
 static int is_base(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
-    struct loaded_check *c = arg;
-    if ((uintptr_t)info->dlpi_addr == c->base) {
-        c->found = 1;
-        return 1;
-    }
-    return 0;
+    return (uintptr_t)info->dlpi_addr == *(uintptr_t *)arg;
 }
 
 /* The fallback for programs where our __cxa_finalize is not the one that
-   unloading objects call (libforksafe linked statically, or dlopen'ed
-   RTLD_LOCAL): dlpi_subs counts unloads, so the walk below runs only after
-   some object was unloaded, and drops entries whose object is gone. It
-   cannot see an object unloaded and reloaded at the same address between
-   two checks; the __cxa_finalize hook below covers that case. */
+   unloading objects call (libforksafe linked statically, or loaded with
+   RTLD_LOCAL after them): dlpi_subs counts unloads, so the walk below runs
+   only after some object was unloaded, and drops the entries of owners
+   that are gone. It cannot see an object unloaded and reloaded at the same
+   address between two checks; the __cxa_finalize hook covers that. */
 void forksafe__registry_sweep(void)
 {
     unsigned long long subs = 0;
@@ -482,22 +595,18 @@ void forksafe__registry_sweep(void)
     if (subs == seen_subs)
         return;
     seen_subs = subs;
-    for (struct forksafe_entry *e = head, *nx; e; e = nx) {
-        nx = e->next;
-        if (e->owner == 0)
-            continue;
-        struct loaded_check c = {e->owner, 0};
-        dl_iterate_phdr(is_base, &c);
-        if (!c.found)
-            drop_owner(e->owner), nx = head; /* restart: nx may be freed */
+    for (size_t i = 0; i < n_owners; i++) {
+        uintptr_t base = owners[i];
+        if (base != 0 && !dl_iterate_phdr(is_base, &base))
+            drop_owner(i);
     }
 }
 
 /* glibc's crtbeginS.o makes every shared object call __cxa_finalize with its
    own __dso_handle when it is unloaded (stdlib/cxa_finalize.c), which is
    also where glibc drops that object's pthread_atfork handlers. Interposing
-   it gives us the same exact hook: the object's entries are removed before
-   its memory is unmapped. The real function is then called as usual. */
+   it gives the same exact hook: the object's entries are removed before its
+   memory is unmapped. The real function is then called as usual. */
 typedef void (*cxa_finalize_fn)(void *);
 static cxa_finalize_fn real_cxa_finalize;
 
@@ -508,15 +617,17 @@ void __cxa_finalize(void *d)
         real_cxa_finalize = (cxa_finalize_fn)dlsym(RTLD_NEXT, "__cxa_finalize");
     if (d && !forksafe__in_fork()) {
         uintptr_t base = object_of(d);
-        if (base) {
-            forksafe__registry_lock();
-            drop_owner(base);
-            forksafe__registry_unlock();
-        }
+        forksafe__registry_lock();
+        for (size_t i = 0; i < n_owners; i++)
+            if (owners[i] == base && base != 0)
+                drop_owner(i);
+        forksafe__registry_unlock();
     }
     if (real_cxa_finalize)
         real_cxa_finalize(d);
 }
+
+/* ------------------------------------------------------------ names */
 
 struct name_query {
     uintptr_t base;
@@ -542,10 +653,14 @@ static int name_of(struct dl_phdr_info *info, size_t size, void *arg)
     return 1;
 }
 
-void forksafe__object_name(uintptr_t base, char *buf, size_t len)
+void forksafe__entry_object(const struct forksafe_entry *e, char *buf,
+                            size_t len)
 {
-    struct name_query q = {base, buf, len, 0};
-    dl_iterate_phdr(name_of, &q);
+    struct name_query q = {0, buf, len, 0};
+    if (e->owner < n_owners) {
+        q.base = owners[e->owner];
+        dl_iterate_phdr(name_of, &q);
+    }
     if (!q.found)
         snprintf(buf, len, "?");
 }

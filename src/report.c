@@ -78,7 +78,8 @@ static void put_thread(pid_t tid, void *arg)
     char name[64];
     forksafe__thread_name(tid, name, sizeof name);
     if (t->json) {
-        put(t->b, "%s\n    {\"tid\": %d, \"name\": ", t->n ? "," : "", (int)tid);
+        put(t->b, "%s\n    {\"tid\": %d, \"name\": ", t->n ? "," : "",
+            (int)tid);
         put_json_str(t->b, name);
         put(t->b, "}");
     } else {
@@ -94,29 +95,34 @@ static void build(struct buf *b, int json)
     for (struct forksafe_entry *e = forksafe__registry_first(); e; e = e->next)
         n++;
     if (json)
-        put(b, "{\n  \"schema\": \"forksafe-report\",\n  \"version\": 1,\n"
-               "  \"pid\": %d,\n  \"default_timeout_ms\": %u,\n"
-               "  \"entries\": [",
+        put(b,
+            "{\n  \"schema\": \"forksafe-report\",\n  \"version\": 1,\n"
+            "  \"pid\": %d,\n  \"default_timeout_ms\": %u,\n"
+            "  \"entries\": [",
             (int)getpid(), forksafe__default_timeout_ms());
     else
-        put(b, "forksafe report: pid %d, %zu registered entr%s\n"
-               "entries, in prepare order:\n"
-               "  %-6s %-9s %-18s %-24s %-22s %s\n",
+        put(b,
+            "forksafe report: pid %d, %zu registered entr%s\n"
+            "entries, in prepare order:\n"
+            "  %-6s %-9s %-18s %-24s %-22s %s\n",
             (int)getpid(), n, n == 1 ? "y" : "ies", "rank", "kind", "type",
             "name", "holder", "object");
     int first = 1;
-    for (struct forksafe_entry *e = forksafe__registry_first(); e; e = e->next) {
+    for (struct forksafe_entry *e = forksafe__registry_first(); e;
+         e = e->next) {
         const struct forksafe_kind_ops *k = &forksafe__kinds[e->kind];
-        forksafe__object_name(e->owner, obj, sizeof obj);
-        pid_t h = k->holder(e);
+        forksafe__entry_object(e, obj, sizeof obj);
+        pid_t h = k->holder(e->key);
         if (h > 0)
             forksafe__thread_name(h, tname, sizeof tname);
         if (json) {
             put(b, "%s\n    {\"name\": ", first ? "" : ",");
             put_json_str(b, e->name);
-            put(b, ", \"rank\": %u, \"seq\": %lu, \"kind\": \"%s\", "
-                   "\"type\": \"%s\", \"key\": \"%p\", \"object\": ",
-                e->rank, e->seq, k->name, k->detail(e), e->key);
+            put(b,
+                ", \"rank\": %u, \"seq\": %lu, \"kind\": \"%s\", "
+                "\"type\": \"%s\", \"key\": \"%p\", \"object\": ",
+                e->rank, (unsigned long)e->seq, k->name, k->detail(e->key),
+                e->key);
             put_json_str(b, obj);
             put(b, ", \"held\": %s, \"holder\": ", h ? "true" : "false");
             if (h > 0) {
@@ -131,9 +137,10 @@ static void build(struct buf *b, int json)
             if (h > 0)
                 snprintf(holder, sizeof holder, "%d (%s)", (int)h, tname);
             else
-                snprintf(holder, sizeof holder, "%s", h ? "held (unknown)" : "-");
+                snprintf(holder, sizeof holder, "%s",
+                         h ? "held (unknown)" : "-");
             put(b, "  %-6u %-9s %-18s %-24s %-22s %s\n", e->rank, k->name,
-                k->detail(e), e->name, holder, obj);
+                k->detail(e->key), e->name, holder, obj);
         }
         first = 0;
     }

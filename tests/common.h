@@ -28,12 +28,12 @@ enum fs_wait_result { FS_EXITED, FS_SIGNALED, FS_HUNG };
 enum fs_wait_result fs_wait(pid_t pid, unsigned timeout_ms, int *code);
 
 /* Assert that child pid exits with status 0 within timeout_ms. */
-#define fs_assert_child_ok(pid, timeout_ms)                                  \
-    do {                                                                     \
-        int fs_code_ = -1;                                                   \
-        enum fs_wait_result fs_r_ = fs_wait((pid), (timeout_ms), &fs_code_); \
-        assert_int_equal(fs_r_, FS_EXITED);                                  \
-        assert_int_equal(fs_code_, 0);                                       \
+#define fs_assert_child_ok(pid, timeout_ms)                                    \
+    do {                                                                       \
+        int fs_code_ = -1;                                                     \
+        enum fs_wait_result fs_r_ = fs_wait((pid), (timeout_ms), &fs_code_);   \
+        assert_int_equal(fs_r_, FS_EXITED);                                    \
+        assert_int_equal(fs_code_, 0);                                         \
     } while (0)
 
 /* A second thread that stays alive (blocked) until fs_idle_stop(), so that

@@ -23,11 +23,11 @@ void *plugin_lock_address(void);
 
 __attribute__((constructor)) static void plugin_init(void)
 {
-    plugin_registered = forksafe_register_mutex(&plugin_lock, "plugin lock",
-                                                FORKSAFE_RANK_LIBRARY) == 0 &&
-                        forksafe_register_ops(&plugin_ctx, "plugin ops",
-                                              FORKSAFE_RANK_LIBRARY + 1,
-                                              &ops) == 0;
+    plugin_registered =
+        forksafe_register_mutex(&plugin_lock, "plugin lock",
+                                FORKSAFE_RANK_LIBRARY) == 0 &&
+        forksafe_register_ops(&plugin_ctx, "plugin ops",
+                              FORKSAFE_RANK_LIBRARY + 1, &ops) == 0;
 }
 
 __attribute__((visibility("default"))) void *plugin_lock_address(void)

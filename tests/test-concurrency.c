@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define NSTABLE 16
-#define NCHURN 32
-#define FORKERS 3
+#define NSTABLE    16
+#define NCHURN     32
+#define FORKERS    3
 #define FORKS_EACH 60
 
 static pthread_mutex_t stable[NSTABLE];
@@ -94,8 +94,9 @@ static void test_everything_at_once(void **state)
     (void)state;
     for (int i = 0; i < NSTABLE; i++) {
         pthread_mutex_init(&stable[i], NULL);
-        assert_int_equal(forksafe_register_mutex(&stable[i], "stable",
-                                                 1000 + (unsigned)i), 0);
+        assert_int_equal(
+            forksafe_register_mutex(&stable[i], "stable", 1000 + (unsigned)i),
+            0);
     }
     assert_int_equal(forksafe_register_rwlock(&rw, "rw", 2000), 0);
     pthread_t t[2 + 1 + FORKERS];

@@ -58,7 +58,11 @@ static void *lock_and_die(void *arg)
 /* Check that m behaves as its type says, given that the calling thread
    holds it `depth` times (0: free). Leaves it free. Returns 0, or the line
    of the first failed check (usable as a child's exit status). */
-#define CHECK(x) do { if (!(x)) return __LINE__ % 250 + 1; } while (0)
+#define CHECK(x)                                                               \
+    do {                                                                       \
+        if (!(x))                                                              \
+            return __LINE__ % 250 + 1;                                         \
+    } while (0)
 static int check_mutex(pthread_mutex_t *m, const struct mcase *c, int depth)
 {
     if (depth == 0) {
@@ -124,8 +128,9 @@ static void run_mutex_cases(int wrapper, int held)
         enum fs_wait_result r = fs_wait(pid, 5000, &code);
         if (r != FS_EXITED || code != 0)
             fail_msg("%s (held %d): child %s %d", c->name, depth,
-                     r == FS_HUNG ? "hung" : r == FS_EXITED ? "failed at line"
-                                                          : "died of signal",
+                     r == FS_HUNG     ? "hung"
+                     : r == FS_EXITED ? "failed at line"
+                                      : "died of signal",
                      code);
         int pcode = check_mutex(&m, c, depth);
         if (pcode)
@@ -137,10 +142,26 @@ static void run_mutex_cases(int wrapper, int held)
     fs_idle_stop();
 }
 
-static void test_mutex_free_fork(void **s) { (void)s; run_mutex_cases(0, 0); }
-static void test_mutex_free_wrapper(void **s) { (void)s; run_mutex_cases(1, 0); }
-static void test_mutex_held_fork(void **s) { (void)s; run_mutex_cases(0, 1); }
-static void test_mutex_held_wrapper(void **s) { (void)s; run_mutex_cases(1, 1); }
+static void test_mutex_free_fork(void **s)
+{
+    (void)s;
+    run_mutex_cases(0, 0);
+}
+static void test_mutex_free_wrapper(void **s)
+{
+    (void)s;
+    run_mutex_cases(1, 0);
+}
+static void test_mutex_held_fork(void **s)
+{
+    (void)s;
+    run_mutex_cases(0, 1);
+}
+static void test_mutex_held_wrapper(void **s)
+{
+    (void)s;
+    run_mutex_cases(1, 1);
+}
 
 /* rwlock: usable for readers and writers in both processes. */
 static int check_rwlock(pthread_rwlock_t *l, int write_held)
@@ -178,8 +199,8 @@ static void run_rwlock(int wrapper, int write_held)
     if (pid == 0) {
         int code = check_rwlock(&l, write_held);
         /* The rebuilt lock kept its kind. */
-        if (!code && l.__data.__flags !=
-                         PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP)
+        if (!code &&
+            l.__data.__flags != PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP)
             code = 99;
         _exit(code);
     }
@@ -190,10 +211,26 @@ static void run_rwlock(int wrapper, int write_held)
     fs_idle_stop();
 }
 
-static void test_rwlock_free_fork(void **s) { (void)s; run_rwlock(0, 0); }
-static void test_rwlock_free_wrapper(void **s) { (void)s; run_rwlock(1, 0); }
-static void test_rwlock_held_fork(void **s) { (void)s; run_rwlock(0, 1); }
-static void test_rwlock_held_wrapper(void **s) { (void)s; run_rwlock(1, 1); }
+static void test_rwlock_free_fork(void **s)
+{
+    (void)s;
+    run_rwlock(0, 0);
+}
+static void test_rwlock_free_wrapper(void **s)
+{
+    (void)s;
+    run_rwlock(1, 0);
+}
+static void test_rwlock_held_fork(void **s)
+{
+    (void)s;
+    run_rwlock(0, 1);
+}
+static void test_rwlock_held_wrapper(void **s)
+{
+    (void)s;
+    run_rwlock(1, 1);
+}
 
 /* A read lock held by the forking thread cannot be told apart from another
    thread's on glibc: with other threads alive, forksafe_fork fails within
@@ -247,8 +284,8 @@ static void test_rwlock_read_held_single_thread(void **state)
         if (pid == 0)
             _exit(bad ? 4 : 0);
         int code;
-        _exit(fs_wait(pid, 5000, &code) == FS_EXITED && code == 0 && !bad
-                  ? 0 : 5);
+        _exit(fs_wait(pid, 5000, &code) == FS_EXITED && code == 0 && !bad ? 0
+                                                                          : 5);
     }
     fs_assert_child_ok(outer, 10000);
 }
@@ -263,7 +300,8 @@ static void run_spin(int wrapper)
     assert_true(pid >= 0);
     if (pid == 0)
         _exit(pthread_spin_trylock(&l) == 0 && pthread_spin_unlock(&l) == 0
-                  ? 0 : 1);
+                  ? 0
+                  : 1);
     fs_assert_child_ok(pid, 5000);
     assert_int_equal(pthread_spin_trylock(&l), 0);
     /* Held by the forking thread: the platform records no owner. */
@@ -276,8 +314,16 @@ static void run_spin(int wrapper)
     fs_idle_stop();
 }
 
-static void test_spinlock_fork(void **s) { (void)s; run_spin(0); }
-static void test_spinlock_wrapper(void **s) { (void)s; run_spin(1); }
+static void test_spinlock_fork(void **s)
+{
+    (void)s;
+    run_spin(0);
+}
+static void test_spinlock_wrapper(void **s)
+{
+    (void)s;
+    run_spin(1);
+}
 
 int main(void)
 {

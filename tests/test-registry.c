@@ -142,9 +142,9 @@ static void test_hundred_thousand(void **state)
     for (int i = 0; i < MANY; i++) {
         pthread_mutex_init(&ms[i], NULL);
         /* Ranks in a scrambled order, many distinct. */
-        assert_int_equal(forksafe_register_mutex(&ms[i], "m",
-                                                 (unsigned)(i * 7919u) % 5003u),
-                         0);
+        assert_int_equal(
+            forksafe_register_mutex(&ms[i], "m", (unsigned)(i * 7919u) % 5003u),
+            0);
     }
     struct forksafe_info a, b;
     assert_int_equal(forksafe_lookup(&ms[MANY - 1], &a), 0);

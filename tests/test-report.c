@@ -47,7 +47,8 @@ static void test_text_report(void **state)
 {
     (void)state;
     pthread_setname_np(pthread_self(), "reporter");
-    assert_int_equal(forksafe_register_mutex(&held, "held \"quoted\"", 1500), 0);
+    assert_int_equal(forksafe_register_mutex(&held, "held \"quoted\"", 1500),
+                     0);
     assert_int_equal(forksafe_register_rwlock(&rw, "free rwlock", 1600), 0);
     assert_int_equal(forksafe_register_adapter("testlib"), 0);
     pthread_mutex_lock(&held);
@@ -79,19 +80,20 @@ static void test_json_report(void **state)
     assert_int_equal(write(fd, j, strlen(j)), (ssize_t)strlen(j));
     close(fd);
     char cmd[512];
-    snprintf(cmd, sizeof cmd,
-             "python3 -c 'import json,sys; d=json.load(open(sys.argv[1]));"
-             "assert d[\"schema\"]==\"forksafe-report\" and d[\"version\"]==1;"
-             "e={x[\"name\"]:x for x in d[\"entries\"]};"
-             "h=e[\"held \\\"quoted\\\"\"];"
-             "assert h[\"held\"] and h[\"holder\"][\"tid\"]==%d, h;"
-             "assert h[\"rank\"]==1500 and h[\"kind\"]==\"mutex\";"
-             "assert not e[\"free rwlock\"][\"held\"];"
-             "assert \"testlib\" in d[\"adapters\"];"
-             "assert len(d[\"threads\"])==2, d[\"threads\"];"
-             "assert all(\"tid\" in t and \"name\" in t for t in d[\"threads\"])'"
-             " %s",
-             (int)gettid(), path);
+    snprintf(
+        cmd, sizeof cmd,
+        "python3 -c 'import json,sys; d=json.load(open(sys.argv[1]));"
+        "assert d[\"schema\"]==\"forksafe-report\" and d[\"version\"]==1;"
+        "e={x[\"name\"]:x for x in d[\"entries\"]};"
+        "h=e[\"held \\\"quoted\\\"\"];"
+        "assert h[\"held\"] and h[\"holder\"][\"tid\"]==%d, h;"
+        "assert h[\"rank\"]==1500 and h[\"kind\"]==\"mutex\";"
+        "assert not e[\"free rwlock\"][\"held\"];"
+        "assert \"testlib\" in d[\"adapters\"];"
+        "assert len(d[\"threads\"])==2, d[\"threads\"];"
+        "assert all(\"tid\" in t and \"name\" in t for t in d[\"threads\"])'"
+        " %s",
+        (int)gettid(), path);
     int rc = system(cmd);
     unlink(path);
     if (rc != 0)

@@ -16,7 +16,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define NLOCKS 64
+#define NLOCKS   64
 #define NTHREADS 8
 
 static pthread_mutex_t locks[NLOCKS];
@@ -52,14 +52,14 @@ static void start(int do_register)
         pthread_mutexattr_t a;
         pthread_mutexattr_init(&a);
         /* Mixed types: normal, errorcheck and recursive. */
-        pthread_mutexattr_settype(&a, i % 3 == 0 ? PTHREAD_MUTEX_NORMAL
+        pthread_mutexattr_settype(&a, i % 3 == 0   ? PTHREAD_MUTEX_NORMAL
                                       : i % 3 == 1 ? PTHREAD_MUTEX_ERRORCHECK
                                                    : PTHREAD_MUTEX_RECURSIVE);
         pthread_mutex_init(&locks[i], &a);
         ranks[i] = FORKSAFE_RANK_APP + (unsigned)(i / 4) * 10;
         if (do_register)
-            assert_int_equal(forksafe_register_mutex(&locks[i], "stress",
-                                                     ranks[i]), 0);
+            assert_int_equal(
+                forksafe_register_mutex(&locks[i], "stress", ranks[i]), 0);
     }
     for (long t = 0; t < NTHREADS; t++)
         pthread_create(&workers[t], NULL, worker, (void *)(t + 1));
@@ -81,8 +81,8 @@ static void finish(int do_register)
    ends in SIGALRM. */
 static void child(unsigned watchdog_ms)
 {
-    struct itimerval it = {{0, 0}, {watchdog_ms / 1000,
-                                    (watchdog_ms % 1000) * 1000}};
+    struct itimerval it = {{0, 0},
+                           {watchdog_ms / 1000, (watchdog_ms % 1000) * 1000}};
     signal(SIGALRM, SIG_DFL);
     setitimer(ITIMER_REAL, &it, NULL);
     for (int i = 0; i < NLOCKS; i++)
@@ -103,8 +103,8 @@ static int run(int forks, int use_wrapper_every_other, unsigned watchdog_ms)
 {
     int bad = 0;
     for (int i = 0; i < forks; i++) {
-        pid_t pid = use_wrapper_every_other && i % 2 ? forksafe_fork(NULL)
-                                                     : fork();
+        pid_t pid =
+            use_wrapper_every_other && i % 2 ? forksafe_fork(NULL) : fork();
         if (pid < 0) {
             print_error("fork %d failed: %s\n", i, forksafe_last_error());
             bad++;
@@ -130,7 +130,8 @@ static void test_registered_no_hangs(void **state)
     finish(1);
     print_message("stress: 2000 forks (1000 fork(), 1000 forksafe_fork()) "
                   "with 8 threads on 64 registered mutexes: %d hung or failed,"
-                  " %.1f s\n", bad, (double)took / 1000.0);
+                  " %.1f s\n",
+                  bad, (double)took / 1000.0);
     assert_int_equal(bad, 0);
 }
 
@@ -141,7 +142,8 @@ static void test_unregistered_hangs(void **state)
     int bad = run(20, 0, 200);
     finish(0);
     print_message("control: 20 forks without registration: %d of 20 children "
-                  "hung\n", bad);
+                  "hung\n",
+                  bad);
     assert_true(bad > 0);
 }
 

@@ -1,0 +1,95 @@
+/*
+ * forksafe/curl.h: the libcurl adapter, libforksafe-curl.
+ *
+ * What libcurl says about fork: nothing it promises. It has no fork API,
+ * and its documentation gives no fork rule (curl issue #6968 and PR #22630
+ * are about documenting that libcurl is not fork-safe). What a child
+ * inherits is the connection cache with the parent's sockets, so a child
+ * reusing a handle sends its request on the parent's keep-alive connection
+ * and may read the parent's response (typhoeus PR #426 describes requests
+ * interleaved that way), and with the OpenSSL backend a TLS connection
+ * closed in the child writes a close_notify into the parent's session. Share handles lock through the
+ * application's callbacks (CURLSHOPT_LOCKFUNC / CURLSHOPT_UNLOCKFUNC), one
+ * lock per curl_lock_data; one held by another thread at the fork stays
+ * held in the child.
+ *
+ * What the adapter does:
+ *  - forksafe_curl_share(): gives the share one pthread mutex per
+ *    curl_lock_data, each registered with the core at
+ *    FORKSAFE_RANK_LIBRARY + 300 + the curl_lock_data value, so prepare
+ *    takes them in the one fixed order of the curl_lock_data enum (after
+ *    the application band: applications call into libcurl holding their
+ *    own locks) and the core preserves them across fork.
+ *  - forksafe_curl_track(): installs CURLOPT_OPENSOCKETFUNCTION and
+ *    CURLOPT_CLOSESOCKETFUNCTION on the handle, so the adapter knows every
+ *    socket libcurl opens for it, wherever the connection is cached (the
+ *    handle's own cache, a multi handle's or a share's), and for handles
+ *    copied from it with curl_easy_duphandle().
+ *  - prepare: takes the adapter's socket-list lock (rank
+ *    FORKSAFE_RANK_LIBRARY + 390: libcurl may open a socket while holding
+ *    a share lock, never the reverse), so no socket is half-recorded;
+ *    parent: releases it;
+ *    child: replaces every recorded descriptor, with dup3(), by one dead
+ *    socket (a socketpair end whose peer was closed when tracking began),
+ *    then re-creates the lock. Nothing is closed, written or reset: the
+ *    handles keep all their options, libcurl's liveness check sees each
+ *    inherited connection as closed and opens a fresh one on next use, and
+ *    whatever libcurl later writes or closes there (a TLS close_notify, a
+ *    shutdown) goes to the dead socket, never to the parent's peer. Only
+ *    dup3() and close() run in the child: async-signal-safe.
+ *
+ * What the application must still do: track every easy handle (before its
+ * first transfer) whose connections a child may reuse; call
+ * forksafe_curl_share() before adding handles to the share, and
+ * forksafe_curl_unshare() before curl_share_cleanup(). The adapter replaces
+ * any open/close socket callbacks and share lock callbacks of the
+ * application. A handle that another thread is using in a transfer at the
+ * fork must not be used in the child (libcurl handles are not thread-safe;
+ * its state there is mid-transfer). Sockets libcurl gets by accept() (FTP
+ * active mode) are not recorded. The adapter creates the sockets it records
+ * close-on-exec, so an exec'd program never inherits them.
+ */
+#ifndef FORKSAFE_CURL_H
+#define FORKSAFE_CURL_H
+
+#include <curl/curl.h>
+#include <forksafe.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Give share handle sh fork-safe lock callbacks (CURLSHOPT_LOCKFUNC,
+   CURLSHOPT_UNLOCKFUNC, CURLSHOPT_USERDATA), one registered mutex per
+   curl_lock_data. Call it before any easy handle uses the share. Also
+   records the adapter "curl" for forksafe_audit_write().
+   Returns 0, EINVAL (sh NULL or not a share handle), EEXIST (already
+   done), EBUSY (the share is in use), ENOMEM, or EDEADLK (called from a
+   forksafe callback). On error nothing is changed. */
+FORKSAFE_API int forksafe_curl_share(CURLSH *sh);
+
+/* Undo forksafe_curl_share(): remove the lock callbacks and unregister the
+   mutexes. Call it before curl_share_cleanup(), once no easy handle uses
+   the share. Returns 0, EINVAL (sh NULL), ENOENT (not set up), EBUSY (the
+   share is in use) or EDEADLK. */
+FORKSAFE_API int forksafe_curl_unshare(CURLSH *sh);
+
+/* Track easy handle easy: every socket libcurl opens for it from now on is
+   recorded, and replaced by a dead socket in every child forked while it
+   is open, so no child ever reuses (or writes on) a connection of its
+   parent. Tracking a tracked handle again is a no-op. Also records the
+   adapter "curl". Returns 0, EINVAL (easy NULL or the options were
+   refused), ENOMEM, EMFILE or EDEADLK. */
+FORKSAFE_API int forksafe_curl_track(CURL *easy);
+
+/* Stop tracking easy: its socket callbacks are reset to libcurl's
+   defaults. Connections it opened while tracked stay recorded until
+   libcurl closes them. Returns 0, EINVAL (easy NULL) or ENOENT (not
+   tracked). */
+FORKSAFE_API int forksafe_curl_untrack(CURL *easy);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FORKSAFE_CURL_H */

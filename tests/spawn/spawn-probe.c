@@ -1,0 +1,86 @@
+/*
+ * spawn-probe.c: a tiny program that test-spawn starts with forksafe_spawn
+ * and that reports, on stdout, what it inherited: open descriptors, signal
+ * mask and dispositions, working directory, environment, process ids.
+ */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Open descriptors, ascending, excluding the one opendir() uses. */
+static void report_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        exit(2);
+    int self = dirfd(d), seen[1024] = {0};
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] != '.' && fd != self && fd < 1024)
+            seen[fd] = 1;
+    }
+    closedir(d);
+    for (int fd = 0; fd < 1024; fd++)
+        if (seen[fd])
+            printf("%d ", fd);
+    printf("\n");
+}
+
+/* "blocked: N N ... ignored: N N ..." over the classic signals. */
+static void report_signals(void)
+{
+    sigset_t cur;
+    sigprocmask(SIG_BLOCK, NULL, &cur);
+    printf("blocked:");
+    for (int s = 1; s < 32; s++)
+        if (sigismember(&cur, s))
+            printf(" %d", s);
+    printf(" ignored:");
+    for (int s = 1; s < 32; s++) {
+        struct sigaction sa;
+        if (s != SIGKILL && s != SIGSTOP && sigaction(s, NULL, &sa) == 0 &&
+            sa.sa_handler == SIG_IGN)
+            printf(" %d", s);
+    }
+    printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    const char *mode = argv[1];
+    if (strcmp(mode, "fds") == 0) {
+        report_fds();
+    } else if (strcmp(mode, "sig") == 0) {
+        report_signals();
+    } else if (strcmp(mode, "cwd") == 0) {
+        char buf[4096];
+        if (getcwd(buf, sizeof buf) == NULL)
+            return 2;
+        printf("%s\n", buf);
+    } else if (strcmp(mode, "env") == 0 && argc == 3) {
+        const char *v = getenv(argv[2]);
+        printf("%s\n", v != NULL ? v : "(unset)");
+    } else if (strcmp(mode, "ids") == 0) {
+        printf("%d %d %d\n", (int)getpid(), (int)getpgrp(), (int)getsid(0));
+    } else if (strcmp(mode, "mark") == 0) {
+        /* Write each descriptor's own number into it. */
+        for (int i = 2; i < argc; i++) {
+            int fd = atoi(argv[i]);
+            char b[16];
+            int n = snprintf(b, sizeof b, "%d", fd);
+            if (write(fd, b, (size_t)n) != n)
+                return 3;
+        }
+    } else if (strcmp(mode, "exit") == 0 && argc == 3) {
+        return atoi(argv[2]);
+    } else {
+        return 2;
+    }
+    return fflush(stdout) == 0 ? 0 : 4;
+}
