@@ -129,6 +129,7 @@ static void openssl_child(void *ctx)
 
 /* ------------------------------------------------------------ the API */
 
+/* Install, with s_api_mu held. */
 static int install_locked(void)
 {
     static const struct forksafe_ops ops = {openssl_prepare, openssl_parent,
@@ -149,8 +150,8 @@ static int install_locked(void)
         }
         s_dead_method = m; /* kept for the life of the process */
     }
-    int rc = forksafe_register_ops(&s_key, "openssl", FORKSAFE_OPENSSL_RANK,
-                                   &ops);
+    int rc =
+        forksafe_register_ops(&s_key, "openssl", FORKSAFE_OPENSSL_RANK, &ops);
     if (rc == 0) {
         rc = forksafe_register_adapter("openssl");
         if (rc != 0)
@@ -161,6 +162,7 @@ static int install_locked(void)
     return rc;
 }
 
+/* Contract in forksafe/openssl.h. */
 int forksafe_openssl_install(void)
 {
     pthread_mutex_lock(&s_api_mu);
@@ -169,6 +171,8 @@ int forksafe_openssl_install(void)
     return rc;
 }
 
+/* Contract in forksafe/openssl.h. The BIO method stays allocated: BIOs
+   made from it may still live in children or SSL objects. */
 int forksafe_openssl_uninstall(void)
 {
     int rc;
@@ -185,6 +189,8 @@ int forksafe_openssl_uninstall(void)
     return rc;
 }
 
+/* Contract in forksafe/openssl.h. Everything the child handler will need
+   (the failing BIO, a reference to ssl) is made here, in the parent. */
 int forksafe_openssl_track(SSL *ssl)
 {
     if (ssl == NULL)
@@ -231,6 +237,7 @@ int forksafe_openssl_track(SSL *ssl)
     return rc;
 }
 
+/* Contract in forksafe/openssl.h. Frees outside the adapter's locks. */
 int forksafe_openssl_untrack(SSL *ssl)
 {
     if (ssl == NULL)

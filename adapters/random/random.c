@@ -26,7 +26,7 @@ static char s_key; /* the registry key of the adapter's entry */
 /* The child's random() state: must be static storage, since the child
    keeps using it. 128 bytes is glibc's default generator (TYPE_3). */
 static char s_child_state[128] __attribute__((aligned(8)));
-static char *s_saved; /* the application's state, between prepare/parent */
+static char *s_saved;    /* the application's state, between prepare/parent */
 static uint64_t s_forks; /* mixed into a fallback seed */
 
 /* Fill buf from getrandom(); when it cannot (no entropy yet, seccomp),
@@ -79,6 +79,8 @@ static void random_child(void *ctx)
     seed48(x);
 }
 
+/* Contract in forksafe/random.h. Serialised by s_install_mu, which no
+   fork callback takes. */
 int forksafe_random_install(void)
 {
     static const struct forksafe_ops ops = {random_prepare, random_parent,
@@ -86,8 +88,8 @@ int forksafe_random_install(void)
     int rc = 0;
     pthread_mutex_lock(&s_install_mu);
     if (!s_installed) {
-        rc = forksafe_register_ops(&s_key, "random", FORKSAFE_RANDOM_RANK,
-                                   &ops);
+        rc =
+            forksafe_register_ops(&s_key, "random", FORKSAFE_RANDOM_RANK, &ops);
         if (rc == 0) {
             rc = forksafe_register_adapter("random");
             if (rc != 0)
@@ -100,6 +102,7 @@ int forksafe_random_install(void)
     return rc;
 }
 
+/* Contract in forksafe/random.h. */
 int forksafe_random_uninstall(void)
 {
     int rc = ENOENT;

@@ -153,8 +153,8 @@ static int install_locked(void)
         return ENOMEM;
     if (!layout_ok())
         return ENOTSUP;
-    int rc = forksafe_register_ops(&s_key, "sqlite", FORKSAFE_SQLITE_RANK,
-                                   &ops);
+    int rc =
+        forksafe_register_ops(&s_key, "sqlite", FORKSAFE_SQLITE_RANK, &ops);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < N_STATICS && rc == 0; i++) {
@@ -177,6 +177,7 @@ static int install_locked(void)
     return 0;
 }
 
+/* Contract in forksafe/sqlite.h. */
 int forksafe_sqlite_install(void)
 {
     pthread_mutex_lock(&s_api_mu);
@@ -185,6 +186,8 @@ int forksafe_sqlite_install(void)
     return rc;
 }
 
+/* Contract in forksafe/sqlite.h. Refuses while connections are tracked,
+   since their mutexes rank against the static ones. */
 int forksafe_sqlite_uninstall(void)
 {
     int rc = 0;
@@ -203,6 +206,9 @@ int forksafe_sqlite_uninstall(void)
     return rc;
 }
 
+/* Contract in forksafe/sqlite.h. Registers db's mutex with the core
+   before db joins the list, so the child handler never sees a connection
+   whose mutex the core did not restore. */
 int forksafe_sqlite_track(sqlite3 *db)
 {
     if (db == NULL)
@@ -246,6 +252,7 @@ int forksafe_sqlite_track(sqlite3 *db)
     return rc;
 }
 
+/* Contract in forksafe/sqlite.h. The connection itself is not touched. */
 int forksafe_sqlite_untrack(sqlite3 *db)
 {
     if (db == NULL)

@@ -37,9 +37,9 @@ static size_t s_n, s_cap;
 
 /* State of one fork, written by prepare and read by parent. Forks are
    serialised by the core, so one copy suffices. */
-static FILE *s_locked[2];   /* stdout, stderr as locked by prepare */
-static size_t s_n_locked;   /* how many of the locked streams to release */
-static bool s_list_locked;  /* whether glibc's list lock is held */
+static FILE *s_locked[2];  /* stdout, stderr as locked by prepare */
+static size_t s_n_locked;  /* how many of the locked streams to release */
+static bool s_list_locked; /* whether glibc's list lock is held */
 
 static bool past(const struct timespec *deadline)
 {
@@ -150,6 +150,8 @@ static void stdio_child(void *ctx)
     pthread_mutex_unlock(&s_list_mu);
 }
 
+/* Contract in forksafe/stdio.h. Serialised by s_install_mu, which no fork
+   callback takes, so the registry may be called while it is held. */
 int forksafe_stdio_install(void)
 {
     static const struct forksafe_ops ops = {stdio_prepare, stdio_parent,
@@ -170,6 +172,8 @@ int forksafe_stdio_install(void)
     return rc;
 }
 
+/* Contract in forksafe/stdio.h. Tracked streams are kept for a later
+   install. */
 int forksafe_stdio_uninstall(void)
 {
     int rc = ENOENT;
@@ -183,6 +187,8 @@ int forksafe_stdio_uninstall(void)
     return rc;
 }
 
+/* Contract in forksafe/stdio.h. Installs first (outside s_list_mu), then
+   appends under s_list_mu: the tracking order is the locking order. */
 int forksafe_stdio_track(FILE *fp)
 {
     if (fp == NULL)
@@ -214,6 +220,8 @@ int forksafe_stdio_track(FILE *fp)
     return 0;
 }
 
+/* Contract in forksafe/stdio.h. Waits for a fork in progress (prepare
+   holds s_list_mu until the parent handler). */
 int forksafe_stdio_untrack(FILE *fp)
 {
     if (fp == NULL)

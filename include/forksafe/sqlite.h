@@ -76,8 +76,8 @@ extern "C" {
 #endif
 
 /* The ranks the adapter registers at (see "Ranks" above). */
-#define FORKSAFE_SQLITE_RANK (FORKSAFE_RANK_LIBRARY + 300u)
-#define FORKSAFE_SQLITE_RANK_DB (FORKSAFE_RANK_LIBRARY + 310u)
+#define FORKSAFE_SQLITE_RANK        (FORKSAFE_RANK_LIBRARY + 300u)
+#define FORKSAFE_SQLITE_RANK_DB     (FORKSAFE_RANK_LIBRARY + 310u)
 #define FORKSAFE_SQLITE_RANK_STATIC (FORKSAFE_RANK_LIBRARY + 320u)
 
 /* Install the adapter: register its callback entry (name "sqlite") and

@@ -48,12 +48,11 @@ enum mode { WITHOUT, WITH };
 #define FS_ASAN 0
 #endif
 
-#define FAIL(code)                                                         \
-    do {                                                                   \
-        fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__,         \
-                __LINE__);                                                 \
-        ERR_print_errors_fp(stderr);                                       \
-        return (code);                                                     \
+#define FAIL(code)                                                             \
+    do {                                                                       \
+        fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__, __LINE__);  \
+        ERR_print_errors_fp(stderr);                                           \
+        return (code);                                                         \
     } while (0)
 
 /* Run fn(mode, fd) in a new process, fd being the write end of a pipe;
@@ -283,8 +282,7 @@ static void test_openssl_error_queue_cleared(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(errqueue_scenario, WITH, out, sizeof out),
-                     0);
+    assert_int_equal(run_scenario(errqueue_scenario, WITH, out, sizeof out), 0);
     assert_string_equal(out, "child_clean=1 parent_kept=1\n");
 }
 
@@ -292,8 +290,8 @@ static void test_openssl_error_queue_inherited_without(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(
-        run_scenario(errqueue_scenario, WITHOUT, out, sizeof out), 0);
+    assert_int_equal(run_scenario(errqueue_scenario, WITHOUT, out, sizeof out),
+                     0);
     assert_string_equal(out, "child_clean=0 parent_kept=1\n");
 }
 
@@ -302,8 +300,8 @@ static void test_openssl_error_queue_inherited_without(void **state)
 static int s_listen_fd;
 static atomic_bool s_stop;
 static atomic_int s_served, s_load_done;
-static atomic_bool s_park;   /* asks the load threads to wait (ASan only) */
-static atomic_int s_parked;  /* how many are waiting */
+static atomic_bool s_park;  /* asks the load threads to wait (ASan only) */
+static atomic_int s_parked; /* how many are waiting */
 
 /* The load thread parks between handshakes; the server parks only once
    the load thread has (then no handshake is half done on either side). */
@@ -437,8 +435,7 @@ static int handshake_scenario(enum mode m, int fd)
         forksafe_openssl_untrack(keep);
     SSL_free(keep);
     close(keep_fd);
-    dprintf(fd, "children_ok=%d load=%d\n", ok,
-            atomic_load(&s_load_done) > 0);
+    dprintf(fd, "children_ok=%d load=%d\n", ok, atomic_load(&s_load_done) > 0);
     return 0;
 }
 
@@ -517,18 +514,17 @@ static int silent_scenario(enum mode m, int fd)
         FAIL(8);
     struct pollfd pfd = {s_accepted_fd, POLLIN, 0};
     int leaked = poll(&pfd, 1, 200) > 0;
-    int session_ok = SSL_write(cli, "ping", 4) == 4 &&
-                     read_is(s_accepted, "ping") &&
-                     SSL_write(s_accepted, "pong", 4) == 4 &&
-                     read_is(cli, "pong");
+    int session_ok =
+        SSL_write(cli, "ping", 4) == 4 && read_is(s_accepted, "ping") &&
+        SSL_write(s_accepted, "pong", 4) == 4 && read_is(cli, "pong");
     if (m == WITH && forksafe_openssl_untrack(cli) != 0)
         FAIL(9);
     SSL_free(cli);
     SSL_free(s_accepted);
     close(cfd);
     close(s_accepted_fd);
-    dprintf(fd, "child_wrote=%d leaked=%d session_ok=%d\n", child_wrote,
-            leaked, session_ok);
+    dprintf(fd, "child_wrote=%d leaked=%d session_ok=%d\n", child_wrote, leaked,
+            session_ok);
     return 0;
 }
 
@@ -578,7 +574,8 @@ static int api_scenario(enum mode m, int fd)
         return 16;
     /* The adapter's reference keeps a alive after the caller's free. */
     SSL_free(a);
-    if (forksafe_openssl_untrack(a) != 0 || forksafe_openssl_untrack(a) != ENOENT)
+    if (forksafe_openssl_untrack(a) != 0 ||
+        forksafe_openssl_untrack(a) != ENOENT)
         return 17;
     if (forksafe_openssl_untrack(b) != 0 || forksafe_openssl_uninstall() != 0)
         return 18;

@@ -21,11 +21,10 @@
 
 enum mode { WITHOUT, WITH, UNINSTALLED };
 
-#define FAIL(code)                                                         \
-    do {                                                                   \
-        fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__,         \
-                __LINE__);                                                 \
-        return (code);                                                     \
+#define FAIL(code)                                                             \
+    do {                                                                       \
+        fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__, __LINE__);  \
+        return (code);                                                         \
     } while (0)
 
 static int set_mode(enum mode m)

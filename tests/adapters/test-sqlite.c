@@ -22,11 +22,10 @@
 
 enum mode { WITHOUT, WITH };
 
-#define FAIL(code)                                                         \
-    do {                                                                   \
-        fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__,         \
-                __LINE__);                                                 \
-        return (code);                                                     \
+#define FAIL(code)                                                             \
+    do {                                                                       \
+        fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__, __LINE__);  \
+        return (code);                                                         \
     } while (0)
 
 /* Run fn(mode, fd) in a new process, fd being the write end of a pipe;
@@ -127,11 +126,10 @@ static int inherited_scenario(enum mode m, int fd)
     if (make_db(&f) != 0)
         FAIL(2);
     sqlite3 *db = open_db(f.path);
-    if (db == NULL ||
-        sqlite3_exec(db,
-                     "CREATE TABLE t(x);"
-                     "INSERT INTO t VALUES(1),(2),(3);",
-                     NULL, NULL, NULL) != SQLITE_OK)
+    if (db == NULL || sqlite3_exec(db,
+                                   "CREATE TABLE t(x);"
+                                   "INSERT INTO t VALUES(1),(2),(3);",
+                                   NULL, NULL, NULL) != SQLITE_OK)
         FAIL(3);
     if (m == WITH && forksafe_sqlite_track(db) != 0)
         FAIL(4);
@@ -182,8 +180,8 @@ static void test_sqlite_inherited_connection_writes_without(void **state)
 {
     (void)state;
     char out[128];
-    assert_int_equal(
-        run_scenario(inherited_scenario, WITHOUT, out, sizeof out), 0);
+    assert_int_equal(run_scenario(inherited_scenario, WITHOUT, out, sizeof out),
+                     0);
     /* Nothing refused, and two rows written by the child: 42 and 99. */
     assert_string_equal(out, "refused=0 rows=5 parent_ok=1\n");
 }
@@ -270,10 +268,9 @@ static int writer_scenario(enum mode m, int fd)
             if (c == NULL)
                 _exit(2);
             char sql[64];
-            snprintf(sql, sizeof sql,
-                     "INSERT INTO t(src, n) VALUES('c', %d)", k);
-            _exit(sqlite3_exec(c, sql, NULL, NULL, NULL) == SQLITE_OK ? 0
-                                                                       : 1);
+            snprintf(sql, sizeof sql, "INSERT INTO t(src, n) VALUES('c', %d)",
+                     k);
+            _exit(sqlite3_exec(c, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : 1);
         }
         int code;
         if (fs_wait(pid, 6000, &code) == FS_EXITED && code == 0)
@@ -302,8 +299,7 @@ static int writer_scenario(enum mode m, int fd)
     sqlite3_close(check);
     remove_db(&f);
     dprintf(fd, "children_ok=%d failed=%d integrity=%s rows_match=%d\n", ok,
-            failed, integrity,
-            rows == 2 * atomic_load(&s_commits) + ok);
+            failed, integrity, rows == 2 * atomic_load(&s_commits) + ok);
     return 0;
 }
 

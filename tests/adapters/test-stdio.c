@@ -23,11 +23,10 @@
 enum mode { WITHOUT, WITH, UNINSTALLED };
 
 /* A scenario's failure to run (as opposed to the outcome it writes). */
-#define FAIL(code)                                                         \
-    do {                                                                   \
-        fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__,         \
-                __LINE__);                                                 \
-        return (code);                                                     \
+#define FAIL(code)                                                             \
+    do {                                                                       \
+        fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__, __LINE__);  \
+        return (code);                                                         \
     } while (0)
 
 static int set_mode(enum mode m)
@@ -212,10 +211,10 @@ static int lines_scenario(enum mode m, int fd)
 }
 
 struct line_stats {
-    unsigned long records;   /* parent records seen */
-    unsigned long max_seq;   /* highest parent record number + 1 */
-    unsigned long bad;       /* lines that are no whole record */
-    unsigned long dup;       /* records seen more than once */
+    unsigned long records; /* parent records seen */
+    unsigned long max_seq; /* highest parent record number + 1 */
+    unsigned long bad;     /* lines that are no whole record */
+    unsigned long dup;     /* records seen more than once */
     unsigned children[N_FORKS];
 };
 
@@ -453,11 +452,9 @@ static int api_scenario(enum mode m, int fd)
     if (forksafe_stdio_track(fp) != 0 || forksafe_stdio_track(fp) != EEXIST)
         return 15;
     if (forksafe_stdio_untrack(NULL) != EINVAL ||
-        forksafe_stdio_untrack(fp) != 0 ||
-        forksafe_stdio_untrack(fp) != ENOENT)
+        forksafe_stdio_untrack(fp) != 0 || forksafe_stdio_untrack(fp) != ENOENT)
         return 16;
-    if (forksafe_stdio_uninstall() != 0 ||
-        forksafe_stdio_uninstall() != ENOENT)
+    if (forksafe_stdio_uninstall() != 0 || forksafe_stdio_uninstall() != ENOENT)
         return 17;
     /* The audit report names the adapter. */
     int p[2];
