@@ -1,0 +1,117 @@
+/*
+ * adapters/random/random.c: the PRNG-state adapter. Before each fork it
+ * points random()'s state at a freshly seeded private buffer, restores the
+ * application's state in the parent, and leaves the fresh one to the
+ * child; the child also reseeds drand48().
+ *
+ * DESIGN. The switch happens in the parent, where glibc's random lock
+ * works normally, so the child never has to take that lock (it may be
+ * held by a thread that no longer exists there). Forks are serialised by
+ * the core, so the saved state needs no lock of its own.
+ */
+#include <forksafe/random.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t s_install_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool s_installed;
+static char s_key; /* the registry key of the adapter's entry */
+
+/* The child's random() state: must be static storage, since the child
+   keeps using it. 128 bytes is glibc's default generator (TYPE_3). */
+static char s_child_state[128] __attribute__((aligned(8)));
+static char *s_saved;    /* the application's state, between prepare/parent */
+static uint64_t s_forks; /* mixed into a fallback seed */
+
+/* Fill buf from getrandom(); when it cannot (no entropy yet, seccomp),
+   fall back to the clock, the PID and a counter, which still differ from
+   one child to the next. Only system calls: safe in the child. */
+static void seed_bytes(void *buf, size_t len)
+{
+    ssize_t got = getrandom(buf, len, GRND_NONBLOCK);
+    if (got == (ssize_t)len)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                 ((uint64_t)getpid() << 17) ^ (++s_forks * 0x9e3779b97f4a7c15u);
+    unsigned char *p = buf;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdu;
+        x ^= x >> 29;
+        p[i] = (unsigned char)x;
+    }
+}
+
+static int random_prepare(void *ctx, const struct timespec *deadline)
+{
+    (void)ctx;
+    (void)deadline;
+    unsigned seed;
+    seed_bytes(&seed, sizeof seed);
+    /* initstate() returns the state in use, in the form setstate() takes
+       back (the glibc and POSIX protocol for switching generators). */
+    s_saved = initstate(seed, s_child_state, sizeof s_child_state);
+    return 0;
+}
+
+static void random_parent(void *ctx)
+{
+    (void)ctx;
+    if (s_saved != NULL)
+        setstate(s_saved);
+    s_saved = NULL;
+}
+
+static void random_child(void *ctx)
+{
+    (void)ctx;
+    s_saved = NULL;
+    unsigned short x[3];
+    seed_bytes(x, sizeof x);
+    seed48(x);
+}
+
+/* Contract in forksafe/random.h. Serialised by s_install_mu, which no
+   fork callback takes. */
+int forksafe_random_install(void)
+{
+    static const struct forksafe_ops ops = {random_prepare, random_parent,
+                                            random_child};
+    int rc = 0;
+    pthread_mutex_lock(&s_install_mu);
+    if (!s_installed) {
+        rc =
+            forksafe_register_ops(&s_key, "random", FORKSAFE_RANDOM_RANK, &ops);
+        if (rc == 0) {
+            rc = forksafe_register_adapter("random");
+            if (rc != 0)
+                forksafe_unregister(&s_key);
+            else
+                s_installed = true;
+        }
+    }
+    pthread_mutex_unlock(&s_install_mu);
+    return rc;
+}
+
+/* Contract in forksafe/random.h. */
+int forksafe_random_uninstall(void)
+{
+    int rc = ENOENT;
+    pthread_mutex_lock(&s_install_mu);
+    if (s_installed) {
+        rc = forksafe_unregister(&s_key);
+        if (rc == 0)
+            s_installed = false;
+    }
+    pthread_mutex_unlock(&s_install_mu);
+    return rc;
+}

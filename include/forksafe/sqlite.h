@@ -1,0 +1,113 @@
+/*
+ * forksafe/sqlite.h: the SQLite adapter (libforksafe-sqlite). It makes
+ * fork() happen between SQLite calls, never inside one, on tracked
+ * connections, and makes every tracked connection the child inherits
+ * refuse all further work, so the child cannot touch the parent's
+ * database through it.
+ *
+ * What SQLite says about fork. "How To Corrupt An SQLite Database File"
+ * (sqlite.org/howtocorrupt.html, section 2.6, "Carrying an open database
+ * connection across a fork()"): do not open a database connection and
+ * then fork(), then try to use that connection in the child; POSIX
+ * advisory locks are not inherited while SQLite's own lock bookkeeping
+ * is, so the child can corrupt the file. A connection the child needs
+ * must be opened in the child. Closing an inherited connection in the
+ * child is unsafe too: it can roll back the parent's hot journal and
+ * releases locks the child never held.
+ *
+ * What the adapter does.
+ *   prepare: enter, in this fixed order, the mutex of every tracked
+ *            connection (sqlite3_db_mutex(), in tracking order), then
+ *            SQLite's static mutexes OPEN, MAIN, VFS1-3, LRU, PRNG, PMEM
+ *            and MEM (outer to inner, the order SQLite nests them): no
+ *            thread is inside an API call on a tracked connection, nor in
+ *            SQLite's allocator, page-cache or unix-VFS inode lists, so a
+ *            child can open new connections.
+ *   parent:  leave them in reverse order.
+ *   child:   the core restores those mutexes (they are registered with
+ *            forksafe_register_mutex(), which knows how to hand a held
+ *            recursive mutex over to the child's thread); then every
+ *            tracked connection gets an authorizer that returns
+ *            SQLITE_DENY and a progress handler that interrupts every
+ *            statement. Setting the authorizer expires the connection's
+ *            prepared statements, so statements prepared before the fork
+ *            fail too when stepped. Nothing touches the connection's
+ *            files, and nothing is closed.
+ * The mutexes are registered with the core one entry each (so its child
+ * handler restores each one to its exact state); the list of connections
+ * is the adapter's own, behind a mutex its callback entry takes.
+ *
+ * Ranks: FORKSAFE_RANK_LIBRARY + 300 for the callback entry,
+ * FORKSAFE_RANK_LIBRARY + 310 for connection mutexes and 320.. for the
+ * static mutexes. SQLite takes its static mutexes while holding a
+ * connection's mutex, never the reverse; an application may hold its own
+ * locks around SQLite calls, so all of this lies in the library band. The
+ * callback entry is outermost so that its child handler runs after the
+ * mutexes are restored.
+ *
+ * Assumptions, checked by forksafe_sqlite_install() (ENOTSUP otherwise):
+ * SQLite uses its default unix mutexes, whose sqlite3_mutex begins with a
+ * pthread_mutex_t (src/mutex_unix.c); an application that installed its
+ * own with SQLITE_CONFIG_MUTEX cannot use this adapter.
+ *
+ * What the application must still do. Open the connections it uses in
+ * the child there, and never use, close or free an inherited one (the
+ * adapter makes use fail; only the application can avoid the rest).
+ * Untrack a connection before sqlite3_close(). Finish transactions before
+ * forking: a transaction open on a tracked connection at the fork (BEGIN
+ * and COMMIT issued as separate calls) stays open in the parent, and in
+ * the child SQLite's process-wide lock bookkeeping then still says the
+ * file is locked, so the child's new connection to that file gets
+ * SQLITE_BUSY; a transaction issued as one sqlite3_exec() call holds the
+ * connection's mutex throughout and is never split by the fork. If one
+ * thread backs up a tracked connection into another (sqlite3_backup),
+ * track the source before the destination (SQLite enters them in that
+ * order). Shared-cache connections and open BLOB handles are not covered.
+ */
+#ifndef FORKSAFE_SQLITE_H
+#define FORKSAFE_SQLITE_H
+
+#include <sqlite3.h>
+
+#include <forksafe.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ranks the adapter registers at (see "Ranks" above). */
+#define FORKSAFE_SQLITE_RANK        (FORKSAFE_RANK_LIBRARY + 300u)
+#define FORKSAFE_SQLITE_RANK_DB     (FORKSAFE_RANK_LIBRARY + 310u)
+#define FORKSAFE_SQLITE_RANK_STATIC (FORKSAFE_RANK_LIBRARY + 320u)
+
+/* Install the adapter: register its callback entry (name "sqlite") and
+   SQLite's static mutexes, and record the adapter as "sqlite" for
+   forksafe_audit_write(). forksafe_sqlite_track() calls it. Idempotent and
+   thread-safe: a second call returns 0 and changes nothing.
+   Returns 0, ENOTSUP (SQLite's mutexes are not its default pthread ones),
+   ENOMEM or EDEADLK (called from a forksafe callback). */
+FORKSAFE_API int forksafe_sqlite_install(void);
+
+/* Undo forksafe_sqlite_install(). Returns 0, ENOENT (not installed),
+   EBUSY (connections are still tracked) or EDEADLK. */
+FORKSAFE_API int forksafe_sqlite_uninstall(void);
+
+/* Track db: its mutex is held across every fork and the child's copy of
+   db refuses all work (see above). Installs the adapter if needed. db
+   must stay open until it is untracked. A connection opened without a
+   mutex (SQLITE_OPEN_NOMUTEX, or a single-thread build) is tracked too:
+   its child copy still refuses work, but the application must make sure
+   no thread is using it at the fork.
+   Returns 0, EINVAL (db NULL), EEXIST (already tracked), ENOTSUP, ENOMEM
+   or EDEADLK. */
+FORKSAFE_API int forksafe_sqlite_track(sqlite3 *db);
+
+/* Stop tracking db (in the parent: nothing about db changes).
+   Returns 0, EINVAL (db NULL), ENOENT (not tracked) or EDEADLK. */
+FORKSAFE_API int forksafe_sqlite_untrack(sqlite3 *db);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FORKSAFE_SQLITE_H */

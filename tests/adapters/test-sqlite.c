@@ -1,0 +1,398 @@
+/*
+ * tests/adapters/test-sqlite.c: the SQLite adapter against the real
+ * SQLite library, on database files in a fresh temporary directory. Each
+ * scenario runs in its own process (forked from this single-threaded test
+ * program), with another thread alive, so the same scenario can run with
+ * and without the adapter; it prints its findings into a pipe that this
+ * process checks.
+ */
+#include "common.h"
+
+#include <forksafe/sqlite.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum mode { WITHOUT, WITH };
+
+#define FAIL(code)                                                             \
+    do {                                                                       \
+        fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__, __LINE__);  \
+        return (code);                                                         \
+    } while (0)
+
+/* Run fn(mode, fd) in a new process, fd being the write end of a pipe;
+   read what it writes into out (NUL-terminated) and return its exit
+   status, or -1 if it died or hung. */
+static int run_scenario(int (*fn)(enum mode, int), enum mode m, char *out,
+                        size_t cap)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        _exit(fn(m, p[1]));
+    }
+    close(p[1]);
+    size_t len = 0;
+    uint64_t end = fs_now_ms() + 40000;
+    for (;;) {
+        struct pollfd pfd = {p[0], POLLIN, 0};
+        int left = (int)(end - fs_now_ms());
+        if (left <= 0 || poll(&pfd, 1, left) <= 0 || len + 1 >= cap)
+            break;
+        ssize_t r = read(p[0], out + len, cap - len - 1);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    out[len] = '\0';
+    close(p[0]);
+    int code = -1;
+    return fs_wait(pid, 10000, &code) == FS_EXITED ? code : -1;
+}
+
+/* A database file in a new directory; remove_db() deletes both. */
+struct dbfile {
+    char dir[64];
+    char path[96];
+};
+
+static int make_db(struct dbfile *f)
+{
+    snprintf(f->dir, sizeof f->dir, "/tmp/forksafe-sqlite-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/test.db", f->dir);
+    return 0;
+}
+
+static void remove_db(const struct dbfile *f)
+{
+    char p[128];
+    unlink(f->path);
+    snprintf(p, sizeof p, "%s-journal", f->path);
+    unlink(p);
+    rmdir(f->dir);
+}
+
+static sqlite3 *open_db(const char *path)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 3000);
+    return db;
+}
+
+/* SELECT count(*) FROM t through db, or -1. */
+static int row_count(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int n = -1;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL) !=
+        SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* ---------------------------------------------------------------------- */
+
+/* The child uses the connection it inherited: a new statement, a
+   statement prepared before the fork, and a read. With the adapter all
+   three fail and the parent's table is unchanged; without it, the child
+   writes into the parent's database through the parent's connection. */
+static int inherited_scenario(enum mode m, int fd)
+{
+    struct dbfile f;
+    if (make_db(&f) != 0)
+        FAIL(2);
+    sqlite3 *db = open_db(f.path);
+    if (db == NULL || sqlite3_exec(db,
+                                   "CREATE TABLE t(x);"
+                                   "INSERT INTO t VALUES(1),(2),(3);",
+                                   NULL, NULL, NULL) != SQLITE_OK)
+        FAIL(3);
+    if (m == WITH && forksafe_sqlite_track(db) != 0)
+        FAIL(4);
+    sqlite3_stmt *pending;
+    if (sqlite3_prepare_v2(db, "INSERT INTO t VALUES(99)", -1, &pending,
+                           NULL) != SQLITE_OK)
+        FAIL(5);
+    fs_idle_start();
+    pid_t pid = forksafe_fork(NULL);
+    if (pid < 0)
+        FAIL(6);
+    if (pid == 0) {
+        int refused = 0;
+        refused += sqlite3_exec(db, "INSERT INTO t VALUES(42)", NULL, NULL,
+                                NULL) != SQLITE_OK;
+        refused += sqlite3_step(pending) != SQLITE_DONE;
+        refused += row_count(db) < 0;
+        /* Never close or finalize anything inherited: just leave. */
+        _exit(refused);
+    }
+    int refused;
+    if (fs_wait(pid, 10000, &refused) != FS_EXITED)
+        FAIL(7);
+    int after_child = row_count(db);
+    /* The parent's connection and its prepared statement still work. */
+    int parent_ok = sqlite3_step(pending) == SQLITE_DONE &&
+                    row_count(db) == after_child + 1;
+    sqlite3_finalize(pending);
+    if (m == WITH)
+        forksafe_sqlite_untrack(db);
+    sqlite3_close(db);
+    remove_db(&f);
+    dprintf(fd, "refused=%d rows=%d parent_ok=%d\n", refused, after_child,
+            parent_ok);
+    return 0;
+}
+
+static void test_sqlite_inherited_connection_refuses(void **state)
+{
+    (void)state;
+    char out[128];
+    assert_int_equal(run_scenario(inherited_scenario, WITH, out, sizeof out),
+                     0);
+    assert_string_equal(out, "refused=3 rows=3 parent_ok=1\n");
+}
+
+static void test_sqlite_inherited_connection_writes_without(void **state)
+{
+    (void)state;
+    char out[128];
+    assert_int_equal(run_scenario(inherited_scenario, WITHOUT, out, sizeof out),
+                     0);
+    /* Nothing refused, and two rows written by the child: 42 and 99. */
+    assert_string_equal(out, "refused=0 rows=5 parent_ok=1\n");
+}
+
+/* ---------------------------------------------------------------------- */
+
+#define N_FORKS 100
+
+static uint64_t fs_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static sqlite3 *s_writer_db;
+static atomic_bool s_stop;
+static atomic_int s_commits; /* transactions the writer committed */
+static atomic_int s_writer_errors;
+
+/* Two rows per transaction, each transaction one sqlite3_exec() call,
+   with a short pause between transactions. */
+static void *writer(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&s_stop)) {
+        int rc = sqlite3_exec(s_writer_db,
+                              "BEGIN IMMEDIATE;"
+                              "INSERT INTO t(src, n) VALUES('w', 1);"
+                              "INSERT INTO t(src, n) VALUES('w', 2);"
+                              "COMMIT;",
+                              NULL, NULL, NULL);
+        if (rc == SQLITE_OK) {
+            atomic_fetch_add(&s_commits, 1);
+        } else {
+            atomic_fetch_add(&s_writer_errors, 1);
+            sqlite3_exec(s_writer_db, "ROLLBACK", NULL, NULL, NULL);
+        }
+        struct timespec d = {0, 300 * 1000};
+        nanosleep(&d, NULL);
+    }
+    return NULL;
+}
+
+/* While a thread writes transactions, fork 100 times; each child opens
+   its own connection to the same file and inserts one row. With the
+   adapter every child succeeds and the file ends up intact with exactly
+   the rows written. Without it a child soon inherits SQLite's in-process
+   lock bookkeeping in the middle of the writer's transaction, and its own
+   write fails (SQLITE_BUSY until its timeout) or hangs on a static mutex:
+   the scenario stops at the first such child. */
+static int writer_scenario(enum mode m, int fd)
+{
+    struct dbfile f;
+    if (make_db(&f) != 0)
+        FAIL(2);
+    s_writer_db = open_db(f.path);
+    if (s_writer_db == NULL ||
+        sqlite3_exec(s_writer_db,
+                     "PRAGMA synchronous=OFF;"
+                     "CREATE TABLE t(id INTEGER PRIMARY KEY, src, n);",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        FAIL(3);
+    if (m == WITH && forksafe_sqlite_track(s_writer_db) != 0)
+        FAIL(4);
+    pthread_t t;
+    if (pthread_create(&t, NULL, writer, NULL) != 0)
+        FAIL(5);
+    int ok = 0, failed = 0;
+    for (int k = 0; k < N_FORKS && failed == 0; k++) {
+        int seen = atomic_load(&s_commits);
+        while (atomic_load(&s_commits) == seen)
+            sched_yield();
+        /* The writer pauses right after a commit: land the fork anywhere
+           in its cycle, not only in the pause. */
+        uint64_t until = fs_now_us() + (uint64_t)(k * 37 % 500);
+        while (fs_now_us() < until)
+            ;
+        pid_t pid = fork();
+        if (pid < 0)
+            FAIL(6);
+        if (pid == 0) {
+            sqlite3 *c = open_db(f.path);
+            if (c == NULL)
+                _exit(2);
+            char sql[64];
+            snprintf(sql, sizeof sql, "INSERT INTO t(src, n) VALUES('c', %d)",
+                     k);
+            _exit(sqlite3_exec(c, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : 1);
+        }
+        int code;
+        if (fs_wait(pid, 6000, &code) == FS_EXITED && code == 0)
+            ok++;
+        else
+            failed++;
+    }
+    atomic_store(&s_stop, true);
+    pthread_join(t, NULL);
+    if (m == WITH)
+        forksafe_sqlite_untrack(s_writer_db);
+    sqlite3_close(s_writer_db);
+
+    sqlite3 *check = open_db(f.path);
+    if (check == NULL)
+        FAIL(7);
+    sqlite3_stmt *st;
+    char integrity[64] = "?";
+    if (sqlite3_prepare_v2(check, "PRAGMA integrity_check", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        snprintf(integrity, sizeof integrity, "%s",
+                 (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    int rows = row_count(check);
+    sqlite3_close(check);
+    remove_db(&f);
+    dprintf(fd, "children_ok=%d failed=%d integrity=%s rows_match=%d\n", ok,
+            failed, integrity, rows == 2 * atomic_load(&s_commits) + ok);
+    return 0;
+}
+
+static void test_sqlite_children_write_during_transactions(void **state)
+{
+    (void)state;
+    char out[256];
+    assert_int_equal(run_scenario(writer_scenario, WITH, out, sizeof out), 0);
+    assert_string_equal(out,
+                        "children_ok=100 failed=0 integrity=ok rows_match=1\n");
+}
+
+static void test_sqlite_children_fail_without(void **state)
+{
+    (void)state;
+    char out[256];
+    assert_int_equal(run_scenario(writer_scenario, WITHOUT, out, sizeof out),
+                     0);
+    int ok = -1, failed = -1;
+    print_message("without the adapter: %s", out);
+    assert_int_equal(sscanf(out, "children_ok=%d failed=%d", &ok, &failed), 2);
+    assert_int_equal(failed, 1);
+    /* The parent's own file is never damaged by it. */
+    assert_non_null(strstr(out, "integrity=ok rows_match=1"));
+}
+
+/* ---------------------------------------------------------------------- */
+
+static int api_scenario(enum mode m, int fd)
+{
+    (void)m;
+    (void)fd;
+    sqlite3 *a = open_db(":memory:"), *b = open_db(":memory:");
+    if (a == NULL || b == NULL)
+        FAIL(2);
+    if (forksafe_adapter_installed("sqlite") != 0)
+        return 10;
+    if (forksafe_sqlite_uninstall() != ENOENT)
+        return 11;
+    if (forksafe_sqlite_install() != 0 || forksafe_sqlite_install() != 0)
+        return 12;
+    if (forksafe_adapter_installed("sqlite") != 1)
+        return 13;
+    if (forksafe_sqlite_track(NULL) != EINVAL ||
+        forksafe_sqlite_untrack(NULL) != EINVAL)
+        return 14;
+    if (forksafe_sqlite_track(a) != 0 || forksafe_sqlite_track(a) != EEXIST ||
+        forksafe_sqlite_track(b) != 0)
+        return 15;
+    /* The connection mutex is a registered entry now. */
+    struct forksafe_info info;
+    if (forksafe_lookup(sqlite3_db_mutex(a), &info) != 0 ||
+        info.rank != FORKSAFE_SQLITE_RANK_DB)
+        return 16;
+    if (forksafe_sqlite_uninstall() != EBUSY)
+        return 17;
+    if (forksafe_sqlite_untrack(a) != 0 || forksafe_sqlite_untrack(a) != ENOENT)
+        return 18;
+    if (forksafe_lookup(sqlite3_db_mutex(a), NULL) != ENOENT)
+        return 19;
+    /* Tracked connections, and a fork, in any number. */
+    pid_t pid = forksafe_fork(NULL);
+    if (pid == 0)
+        _exit(0);
+    int code;
+    if (pid < 0 || fs_wait(pid, 5000, &code) != FS_EXITED || code != 0)
+        return 20;
+    if (forksafe_sqlite_untrack(b) != 0 || forksafe_sqlite_uninstall() != 0)
+        return 21;
+    if (forksafe_lookup(sqlite3_mutex_alloc(SQLITE_MUTEX_STATIC_MAIN), NULL) !=
+        ENOENT)
+        return 22;
+    sqlite3_close(a);
+    sqlite3_close(b);
+    return 0;
+}
+
+static void test_sqlite_track_api(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(run_scenario(api_scenario, WITH, out, sizeof out), 0);
+}
+
+int main(void)
+{
+    fs_watchdog(150);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sqlite_track_api),
+        cmocka_unit_test(test_sqlite_inherited_connection_refuses),
+        cmocka_unit_test(test_sqlite_inherited_connection_writes_without),
+        cmocka_unit_test(test_sqlite_children_write_during_transactions),
+        cmocka_unit_test(test_sqlite_children_fail_without),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
