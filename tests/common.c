@@ -2,8 +2,11 @@
 #include "common.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,4 +91,63 @@ void fs_idle_stop(void)
     pthread_mutex_unlock(&idle_mu);
     pthread_join(idle_thread, NULL);
     idle_running = 0;
+}
+
+int fs_run_scenario_alloc(int (*fn)(int mode, int fd), int mode, char **buf,
+                          size_t *len)
+{
+    int p[2];
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    if (!b || pipe(p) != 0)
+        abort();
+    fflush(NULL); /* this process's own buffers must not reach the child */
+    pid_t pid = fork();
+    if (pid < 0)
+        abort();
+    if (pid == 0) {
+        close(p[0]);
+        /* A peer may close first: a write must fail with EPIPE, not kill
+           the scenario. */
+        signal(SIGPIPE, SIG_IGN);
+        _exit(fn(mode, p[1]));
+    }
+    close(p[1]);
+    uint64_t end = fs_now_ms() + 40000;
+    for (;;) {
+        struct pollfd pfd = {p[0], POLLIN, 0};
+        int left = (int)(end - fs_now_ms());
+        if (left <= 0 || poll(&pfd, 1, left) <= 0)
+            break;
+        if (n + 4096 > cap) {
+            cap *= 2;
+            if (!(b = realloc(b, cap)))
+                abort();
+        }
+        ssize_t r = read(p[0], b + n, cap - n - 1);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    b[n] = '\0';
+    close(p[0]);
+    *buf = b;
+    if (len)
+        *len = n;
+    int code = -1;
+    return fs_wait(pid, 10000, &code) == FS_EXITED ? code : -1;
+}
+
+int fs_run_scenario(int (*fn)(int mode, int fd), int mode, char *out,
+                    size_t cap)
+{
+    char *b;
+    size_t n;
+    int code = fs_run_scenario_alloc(fn, mode, &b, &n);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, b, n);
+    out[n] = '\0';
+    free(b);
+    return code;
 }

@@ -41,6 +41,20 @@ enum fs_wait_result fs_wait(pid_t pid, unsigned timeout_ms, int *code);
 void fs_idle_start(void);
 void fs_idle_stop(void);
 
+/* Run fn(mode, fd) in a new process, fd being the write end of a pipe,
+   so that one scenario can run with and without the thing under test in
+   fresh processes. Everything it and its descendants write to the pipe
+   within 40 s is collected into a malloc'd, NUL-terminated *buf (*len
+   bytes), which the caller frees; SIGPIPE is ignored in the scenario.
+   Returns its exit status, or -1 if it died of a signal or was still
+   running 10 s after the pipe closed. */
+int fs_run_scenario_alloc(int (*fn)(int mode, int fd), int mode, char **buf,
+                          size_t *len);
+
+/* The same into out (cap bytes with the NUL; the rest is dropped). */
+int fs_run_scenario(int (*fn)(int mode, int fd), int mode, char *out,
+                    size_t cap);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t fs_now_ms(void);
 

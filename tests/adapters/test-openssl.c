@@ -55,43 +55,6 @@ enum mode { WITHOUT, WITH };
         return (code);                                                         \
     } while (0)
 
-/* Run fn(mode, fd) in a new process, fd being the write end of a pipe;
-   read what it writes into out (NUL-terminated) and return its exit
-   status, or -1 if it died or hung. */
-static int run_scenario(int (*fn)(enum mode, int), enum mode m, char *out,
-                        size_t cap)
-{
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(p[0]);
-        /* A peer may close first (the poke, a child that exits): a write
-           must fail with EPIPE, not kill the scenario. */
-        signal(SIGPIPE, SIG_IGN);
-        _exit(fn(m, p[1]));
-    }
-    close(p[1]);
-    size_t len = 0;
-    uint64_t end = fs_now_ms() + 40000;
-    for (;;) {
-        struct pollfd pfd = {p[0], POLLIN, 0};
-        int left = (int)(end - fs_now_ms());
-        if (left <= 0 || poll(&pfd, 1, left) <= 0 || len + 1 >= cap)
-            break;
-        ssize_t r = read(p[0], out + len, cap - len - 1);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-    }
-    out[len] = '\0';
-    close(p[0]);
-    int code = -1;
-    return fs_wait(pid, 10000, &code) == FS_EXITED ? code : -1;
-}
-
 /* ------------------------------------------------------------- TLS kit */
 
 static SSL_CTX *s_server_ctx, *s_client_ctx;
@@ -201,7 +164,7 @@ static int read_is(SSL *ssl, const char *want)
    draws differ. OpenSSL 3 does this itself (its DRBGs reseed on a new
    PID), so this passes without the adapter as well: it pins down the
    fact the adapter relies on to do nothing about RAND. */
-static int rand_scenario(enum mode m, int fd)
+static int rand_scenario(int m, int fd)
 {
     fs_idle_start();
     if (m == WITH && forksafe_openssl_install() != 0)
@@ -245,7 +208,7 @@ static void test_openssl_rand_children_distinct(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(rand_scenario, WITH, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(rand_scenario, WITH, out, sizeof out), 0);
     assert_string_equal(out, "equal_pairs=0\n");
 }
 
@@ -255,7 +218,7 @@ static void test_openssl_rand_children_distinct(void **state)
    failing call). With the adapter the child starts with an empty queue;
    without it the child sees the parent's error, and SSL_get_error() would
    blame the child's next non-blocking call on it. The parent keeps it. */
-static int errqueue_scenario(enum mode m, int fd)
+static int errqueue_scenario(int m, int fd)
 {
     fs_idle_start();
     if (m == WITH && forksafe_openssl_install() != 0)
@@ -282,7 +245,7 @@ static void test_openssl_error_queue_cleared(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(errqueue_scenario, WITH, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(errqueue_scenario, WITH, out, sizeof out), 0);
     assert_string_equal(out, "child_clean=1 parent_kept=1\n");
 }
 
@@ -290,7 +253,7 @@ static void test_openssl_error_queue_inherited_without(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(errqueue_scenario, WITHOUT, out, sizeof out),
+    assert_int_equal(fs_run_scenario(errqueue_scenario, WITHOUT, out, sizeof out),
                      0);
     assert_string_equal(out, "child_clean=0 parent_kept=1\n");
 }
@@ -371,7 +334,7 @@ static void *load_loop(void *arg)
    want of the adapter; it shows that the adapter's child handler (queue
    cleared, tracked connection cut off) leaves the child's TLS working,
    under load. */
-static int handshake_scenario(enum mode m, int fd)
+static int handshake_scenario(int m, int fd)
 {
     if (make_contexts() != 0)
         FAIL(2);
@@ -443,7 +406,7 @@ static void test_openssl_child_handshake_under_load(void **state)
 {
     (void)state;
     char out[64];
-    int code = run_scenario(handshake_scenario, WITH, out, sizeof out);
+    int code = fs_run_scenario(handshake_scenario, WITH, out, sizeof out);
     print_message("scenario: exit %d, %s", code, out);
     assert_int_equal(code, 0);
     assert_string_equal(out, "children_ok=8 load=1\n");
@@ -477,7 +440,7 @@ static void *accept_one(void *arg)
    server's socket, and the parent's session goes on. Without it the
    child's record and close_notify arrive on the server as if the parent
    had sent them, and the session is broken. */
-static int silent_scenario(enum mode m, int fd)
+static int silent_scenario(int m, int fd)
 {
     if (make_contexts() != 0)
         FAIL(2);
@@ -532,7 +495,7 @@ static void test_openssl_tracked_ssl_silent_in_child(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(silent_scenario, WITH, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(silent_scenario, WITH, out, sizeof out), 0);
     assert_string_equal(out, "child_wrote=0 leaked=0 session_ok=1\n");
 }
 
@@ -540,14 +503,14 @@ static void test_openssl_child_corrupts_session_without(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(silent_scenario, WITHOUT, out, sizeof out),
+    assert_int_equal(fs_run_scenario(silent_scenario, WITHOUT, out, sizeof out),
                      0);
     assert_string_equal(out, "child_wrote=1 leaked=1 session_ok=0\n");
 }
 
 /* ---------------------------------------------------------------------- */
 
-static int api_scenario(enum mode m, int fd)
+static int api_scenario(int m, int fd)
 {
     (void)m;
     (void)fd;
@@ -589,7 +552,7 @@ static void test_openssl_track_api(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(api_scenario, WITH, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(api_scenario, WITH, out, sizeof out), 0);
 }
 
 int main(void)

@@ -38,40 +38,6 @@ static int set_mode(enum mode m)
     return 0;
 }
 
-/* Run fn(mode, fd) in a new process, fd being the write end of a pipe;
-   read what it writes into out (NUL-terminated) and return its exit
-   status, or -1 if it died or hung. */
-static int run_scenario(int (*fn)(enum mode, int), enum mode m, char *out,
-                        size_t cap)
-{
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(p[0]);
-        _exit(fn(m, p[1]));
-    }
-    close(p[1]);
-    size_t len = 0;
-    uint64_t end = fs_now_ms() + 20000;
-    for (;;) {
-        struct pollfd pfd = {p[0], POLLIN, 0};
-        int left = (int)(end - fs_now_ms());
-        if (left <= 0 || poll(&pfd, 1, left) <= 0 || len + 1 >= cap)
-            break;
-        ssize_t r = read(p[0], out + len, cap - len - 1);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-    }
-    out[len] = '\0';
-    close(p[0]);
-    int code = -1;
-    return fs_wait(pid, 10000, &code) == FS_EXITED ? code : -1;
-}
-
 static size_t distinct(const long *v, size_t n)
 {
     size_t d = 0;
@@ -91,7 +57,7 @@ static size_t distinct(const long *v, size_t n)
 /* 16 children each report their next random(), rand() and lrand48(); the
    parent then reports its own next random(). The parent seeds with a
    constant, as programs that want reproducible runs do. */
-static int children_scenario(enum mode m, int fd)
+static int children_scenario(int m, int fd)
 {
     fs_idle_start();
     if (set_mode(m) != 0)
@@ -139,7 +105,7 @@ struct children_result {
 static void children_result(enum mode m, struct children_result *res)
 {
     char out[256];
-    assert_int_equal(run_scenario(children_scenario, m, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(children_scenario, m, out, sizeof out), 0);
     assert_int_equal(sscanf(out, "random=%u rand=%u lrand48=%u parent_seen=%d",
                             &res->random, &res->rand, &res->lrand48,
                             &res->parent_seen),
@@ -179,7 +145,7 @@ static void test_random_children_equal_without(void **state)
    without them: the adapter gives its state back after every fork. (This
    holds without the adapter too; it fails if the adapter loses the
    parent's state.) */
-static int sequence_scenario(enum mode m, int fd)
+static int sequence_scenario(int m, int fd)
 {
     fs_idle_start();
     if (set_mode(m) != 0)
@@ -208,7 +174,7 @@ static void test_random_parent_sequence_kept(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(sequence_scenario, WITH, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(sequence_scenario, WITH, out, sizeof out), 0);
     assert_string_equal(out, "same=1\n");
 }
 
@@ -232,7 +198,7 @@ static void *drawer(void *arg)
    hazard: reseeding with srandom() in the child would take glibc's random
    lock, which the drawing thread often holds at the fork, and hang the
    child. Passes without the adapter too (the children do not draw). */
-static int hammer_scenario(enum mode m, int fd)
+static int hammer_scenario(int m, int fd)
 {
     if (set_mode(m) != 0)
         FAIL(3);
@@ -265,13 +231,13 @@ static void test_random_no_hang_while_drawing(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(hammer_scenario, WITH, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(hammer_scenario, WITH, out, sizeof out), 0);
     assert_string_equal(out, "hung=0\n");
 }
 
 /* ---------------------------------------------------------------------- */
 
-static int api_scenario(enum mode m, int fd)
+static int api_scenario(int m, int fd)
 {
     (void)m;
     (void)fd;
@@ -304,7 +270,7 @@ static void test_random_install_api(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(api_scenario, WITH, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(api_scenario, WITH, out, sizeof out), 0);
 }
 
 int main(void)

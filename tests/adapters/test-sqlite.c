@@ -28,40 +28,6 @@ enum mode { WITHOUT, WITH };
         return (code);                                                         \
     } while (0)
 
-/* Run fn(mode, fd) in a new process, fd being the write end of a pipe;
-   read what it writes into out (NUL-terminated) and return its exit
-   status, or -1 if it died or hung. */
-static int run_scenario(int (*fn)(enum mode, int), enum mode m, char *out,
-                        size_t cap)
-{
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(p[0]);
-        _exit(fn(m, p[1]));
-    }
-    close(p[1]);
-    size_t len = 0;
-    uint64_t end = fs_now_ms() + 40000;
-    for (;;) {
-        struct pollfd pfd = {p[0], POLLIN, 0};
-        int left = (int)(end - fs_now_ms());
-        if (left <= 0 || poll(&pfd, 1, left) <= 0 || len + 1 >= cap)
-            break;
-        ssize_t r = read(p[0], out + len, cap - len - 1);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-    }
-    out[len] = '\0';
-    close(p[0]);
-    int code = -1;
-    return fs_wait(pid, 10000, &code) == FS_EXITED ? code : -1;
-}
-
 /* A database file in a new directory; remove_db() deletes both. */
 struct dbfile {
     char dir[64];
@@ -120,7 +86,7 @@ static int row_count(sqlite3 *db)
    statement prepared before the fork, and a read. With the adapter all
    three fail and the parent's table is unchanged; without it, the child
    writes into the parent's database through the parent's connection. */
-static int inherited_scenario(enum mode m, int fd)
+static int inherited_scenario(int m, int fd)
 {
     struct dbfile f;
     if (make_db(&f) != 0)
@@ -171,7 +137,7 @@ static void test_sqlite_inherited_connection_refuses(void **state)
 {
     (void)state;
     char out[128];
-    assert_int_equal(run_scenario(inherited_scenario, WITH, out, sizeof out),
+    assert_int_equal(fs_run_scenario(inherited_scenario, WITH, out, sizeof out),
                      0);
     assert_string_equal(out, "refused=3 rows=3 parent_ok=1\n");
 }
@@ -180,7 +146,7 @@ static void test_sqlite_inherited_connection_writes_without(void **state)
 {
     (void)state;
     char out[128];
-    assert_int_equal(run_scenario(inherited_scenario, WITHOUT, out, sizeof out),
+    assert_int_equal(fs_run_scenario(inherited_scenario, WITHOUT, out, sizeof out),
                      0);
     /* Nothing refused, and two rows written by the child: 42 and 99. */
     assert_string_equal(out, "refused=0 rows=5 parent_ok=1\n");
@@ -233,7 +199,7 @@ static void *writer(void *arg)
    lock bookkeeping in the middle of the writer's transaction, and its own
    write fails (SQLITE_BUSY until its timeout) or hangs on a static mutex:
    the scenario stops at the first such child. */
-static int writer_scenario(enum mode m, int fd)
+static int writer_scenario(int m, int fd)
 {
     struct dbfile f;
     if (make_db(&f) != 0)
@@ -307,7 +273,7 @@ static void test_sqlite_children_write_during_transactions(void **state)
 {
     (void)state;
     char out[256];
-    assert_int_equal(run_scenario(writer_scenario, WITH, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(writer_scenario, WITH, out, sizeof out), 0);
     assert_string_equal(out,
                         "children_ok=100 failed=0 integrity=ok rows_match=1\n");
 }
@@ -316,7 +282,7 @@ static void test_sqlite_children_fail_without(void **state)
 {
     (void)state;
     char out[256];
-    assert_int_equal(run_scenario(writer_scenario, WITHOUT, out, sizeof out),
+    assert_int_equal(fs_run_scenario(writer_scenario, WITHOUT, out, sizeof out),
                      0);
     int ok = -1, failed = -1;
     print_message("without the adapter: %s", out);
@@ -328,7 +294,7 @@ static void test_sqlite_children_fail_without(void **state)
 
 /* ---------------------------------------------------------------------- */
 
-static int api_scenario(enum mode m, int fd)
+static int api_scenario(int m, int fd)
 {
     (void)m;
     (void)fd;
@@ -381,7 +347,7 @@ static void test_sqlite_track_api(void **state)
 {
     (void)state;
     char out[64];
-    assert_int_equal(run_scenario(api_scenario, WITH, out, sizeof out), 0);
+    assert_int_equal(fs_run_scenario(api_scenario, WITH, out, sizeof out), 0);
 }
 
 int main(void)

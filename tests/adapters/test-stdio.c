@@ -45,46 +45,9 @@ struct output {
     size_t len;
 };
 
-/* Run fn(mode, fd) in a new process with fd the write end of a pipe;
-   collect everything written to the pipe (by it and its children) into
-   *out and return its exit status, or -1 if it died or hung. */
-static int run_scenario(int (*fn)(enum mode, int), enum mode m,
-                        struct output *out)
+static int run_scenario(int (*fn)(int, int), enum mode m, struct output *out)
 {
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    fflush(NULL); /* this process's own buffers must not reach the child */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(p[0]);
-        _exit(fn(m, p[1]));
-    }
-    close(p[1]);
-    size_t cap = 1 << 16;
-    out->buf = malloc(cap);
-    out->len = 0;
-    assert_non_null(out->buf);
-    uint64_t end = fs_now_ms() + 30000;
-    for (;;) {
-        struct pollfd pfd = {p[0], POLLIN, 0};
-        int left = (int)(end - fs_now_ms());
-        if (left <= 0 || poll(&pfd, 1, left) <= 0)
-            break;
-        if (out->len + 4096 > cap) {
-            cap *= 2;
-            out->buf = realloc(out->buf, cap);
-            assert_non_null(out->buf);
-        }
-        ssize_t r = read(p[0], out->buf + out->len, cap - out->len - 1);
-        if (r <= 0)
-            break;
-        out->len += (size_t)r;
-    }
-    out->buf[out->len] = '\0';
-    close(p[0]);
-    int code = -1;
-    return fs_wait(pid, 10000, &code) == FS_EXITED ? code : -1;
+    return fs_run_scenario_alloc(fn, m, &out->buf, &out->len);
 }
 
 static size_t count(const char *hay, const char *needle)
@@ -100,7 +63,7 @@ static size_t count(const char *hay, const char *needle)
 /* Text printed to stdout without a newline, then fork(): the child writes
    its copy of the buffer when it flushes, so without the adapter the text
    arrives twice. */
-static int partial_scenario(enum mode m, int fd)
+static int partial_scenario(int m, int fd)
 {
     if (dup2(fd, STDOUT_FILENO) < 0)
         FAIL(2);
@@ -173,7 +136,7 @@ static void *printer(void *arg)
     return NULL;
 }
 
-static int lines_scenario(enum mode m, int fd)
+static int lines_scenario(int m, int fd)
 {
     s_lines = fdopen(fd, "w");
     if (s_lines == NULL)
@@ -308,7 +271,7 @@ static void *probe_locks(void *arg)
    after a single-threaded fork (where glibc does not) the adapter must
    not have locked them. This guards the adapter's own hazard; without the
    adapter nothing is locked, so it passes there too. */
-static int locks_scenario(enum mode m, int fd)
+static int locks_scenario(int m, int fd)
 {
     bool threaded = m == WITH;
     if (threaded)
@@ -380,7 +343,7 @@ static void *hold_stream(void *arg)
 /* A thread sits on a tracked stream's lock: forksafe_fork() with a short
    timeout fails with ETIMEDOUT instead of waiting, and leaves nothing
    locked (a later fork succeeds once the thread lets go). */
-static int deadline_scenario(enum mode m, int fd)
+static int deadline_scenario(int m, int fd)
 {
     (void)m;
     s_held_fp = fdopen(fd, "w");
@@ -433,7 +396,7 @@ static void test_stdio_deadline_on_held_stream(void **state)
 
 /* ---------------------------------------------------------------------- */
 
-static int api_scenario(enum mode m, int fd)
+static int api_scenario(int m, int fd)
 {
     (void)m;
     FILE *fp = fdopen(fd, "w");
