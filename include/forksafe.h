@@ -10,7 +10,11 @@
  *  - Registration and query functions return 0 or a positive errno value,
  *    like the pthread functions, and never set errno.
  *  - Fork-like calls return -1 and set errno on failure.
- *  - Every function is thread-safe. None is async-signal-safe.
+ *  - Every function is thread-safe. None is async-signal-safe (a signal
+ *    handler that must fork uses _Fork(), which runs no handlers).
+ *  - Every function may be called in the child of a fork, once fork() has
+ *    returned there; the registry calls fail with EDEADLK only from inside
+ *    a forksafe callback on the forking thread.
  *  - Bad input changes nothing: EINVAL (NULL key or name, unknown flags,
  *    non-zero reserved fields), EEXIST (key already registered), ENOENT
  *    (unknown key), ENOMEM (out of memory; the registry is unchanged).
