@@ -1,0 +1,66 @@
+/*
+ * atfork.c: __register_atfork(), through which every pthread_atfork() call
+ * passes. Each registration is recorded with the object that made it:
+ * handlers registered through libforksafe are counted, any other is a
+ * raw-atfork-handler finding.
+ */
+#include "audit.h"
+
+#include <string.h>
+
+/* glibc exports this; it is not declared in any public header. */
+int __register_atfork(void (*prepare)(void), void (*parent)(void),
+                      void (*child)(void), void *dso_handle);
+
+/* ------------------------------------------------------------ atfork */
+
+static int atfork_seq;
+/* Raw atfork registrations seen, and those made by libforksafe. */
+int forksafe__audit_atfork_raw, forksafe__audit_atfork_registry;
+
+int forksafe__audit_is_forksafe_object(const char *obj)
+{
+    const char *base = strrchr(obj, '/');
+    base = base ? base + 1 : obj;
+    return strncmp(base, "libforksafe", 11) == 0 &&
+           strncmp(base, "libforksafe-audit", 17) != 0;
+}
+
+/* What pthread_atfork() (linked statically into every object from
+   libc_nonshared.a) calls: registers with glibc as usual, then records the
+   handlers with their owning object (dso is that object's __dso_handle).
+   Registrations made by libforksafe count as "through the registry". */
+EXPORT int __register_atfork(void (*prepare)(void), void (*parent)(void),
+                             void (*child)(void), void *dso)
+{
+    int r = REAL(__register_atfork)(prepare, parent, child, dso);
+    if (r != 0 || forksafe__audit_in_hook)
+        return r;
+    int seq = __atomic_add_fetch(&atfork_seq, 1, __ATOMIC_RELAXED);
+    char obj[300];
+    uintptr_t off;
+    if (!dso || forksafe__maps_find(dso, obj, sizeof obj, &off) != 0)
+        forksafe__str_copy(obj, sizeof obj, "?");
+    int registry = forksafe__audit_is_forksafe_object(obj);
+    __atomic_add_fetch(registry ? &forksafe__audit_atfork_registry
+                                : &forksafe__audit_atfork_raw,
+                       1, __ATOMIC_RELAXED);
+    struct forksafe__rec *rec =
+        forksafe__rec_begin(registry ? "atfork" : "finding");
+    if (!rec)
+        return r;
+    if (!registry)
+        forksafe__audit_rec_common(rec, "raw-atfork-handler", "warning");
+    else
+        forksafe__rec_int(rec, "pid", forksafe__getpid());
+    forksafe__rec_int(rec, "seq", seq);
+    forksafe__rec_str(rec, "object", obj);
+    if (prepare)
+        forksafe__rec_frame(rec, "prepare", 0, NULL, (void *)prepare);
+    if (parent)
+        forksafe__rec_frame(rec, "parent", 0, NULL, (void *)parent);
+    if (child)
+        forksafe__rec_frame(rec, "child", 0, NULL, (void *)child);
+    forksafe__rec_end(rec);
+    return r;
+}
