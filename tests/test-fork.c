@@ -312,6 +312,116 @@ static void test_plain_fork_does_not_hang(void **state)
     assert_int_equal(forksafe_unregister(&busy), 0);
 }
 
+/* A robust mutex whose owner died: prepare takes it over, marks it
+   consistent (docs/semantics.md) and the fork goes ahead; both processes
+   can then use it normally. */
+static void *lock_and_exit(void *arg)
+{
+    pthread_mutex_lock(arg);
+    return NULL;
+}
+
+static void test_owner_died_is_recovered(void **state)
+{
+    (void)state;
+    pthread_mutex_t m;
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&m, &a);
+    pthread_mutexattr_destroy(&a);
+    assert_int_equal(forksafe_register_mutex(&m, "robust", 1), 0);
+    pthread_t t;
+    pthread_create(&t, NULL, lock_and_exit, &m);
+    pthread_join(t, NULL);
+    fs_idle_start();
+    pid_t pid = forksafe_fork(NULL);
+    if (pid == 0)
+        _exit(pthread_mutex_lock(&m) == 0 && pthread_mutex_unlock(&m) == 0 ? 0
+                                                                           : 1);
+    assert_true(pid > 0);
+    fs_assert_child_ok(pid, 5000);
+    assert_int_equal(pthread_mutex_lock(&m), 0);
+    assert_int_equal(pthread_mutex_unlock(&m), 0);
+    assert_int_equal(forksafe_unregister(&m), 0);
+    fs_idle_stop();
+}
+
+/* A callback gets the fork's deadline and can fail the fork with it. */
+static struct timespec seen_deadline;
+static int waits_prepare(void *c, const struct timespec *d)
+{
+    (void)c;
+    seen_deadline = *d;
+    pthread_mutex_t never = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cv, &ca);
+    pthread_mutex_lock(&never);
+    int r = 0;
+    while (r == 0)
+        r = pthread_cond_timedwait(&cv, &never, d);
+    pthread_mutex_unlock(&never);
+    return r;
+}
+
+static void test_callback_honours_deadline(void **state)
+{
+    (void)state;
+    static const struct forksafe_ops ops = {waits_prepare, NULL, NULL};
+    int c;
+    assert_int_equal(forksafe_register_ops(&c, "slow callback", 1, &ops), 0);
+    struct forksafe_fork_opts o = {.timeout_ms = 150};
+    struct timespec before;
+    clock_gettime(CLOCK_MONOTONIC, &before);
+    uint64_t t0 = fs_now_ms();
+    pid_t pid = forksafe_fork(&o);
+    uint64_t took = fs_now_ms() - t0;
+    if (pid == 0)
+        _exit(0);
+    assert_int_equal(pid, -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    assert_true(took >= 140 && took < 1000);
+    long long ms = (seen_deadline.tv_sec - before.tv_sec) * 1000ll +
+                   (seen_deadline.tv_nsec - before.tv_nsec) / 1000000;
+    assert_true(ms >= 149 && ms <= 200);
+    assert_non_null(strstr(forksafe_last_error(), "\"slow callback\""));
+    assert_true(no_children());
+    assert_int_equal(forksafe_unregister(&c), 0);
+}
+
+/* fork() called from inside a callback runs no forksafe handler (it is
+   nested in one) and neither fork hangs. */
+static int nested_prepare(void *c, const struct timespec *d)
+{
+    (void)c;
+    (void)d;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(7);
+    int code = -1;
+    return pid > 0 && fs_wait(pid, 5000, &code) == FS_EXITED && code == 7 ? 0
+                                                                          : EIO;
+}
+
+static void test_fork_inside_callback(void **state)
+{
+    (void)state;
+    static const struct forksafe_ops ops = {nested_prepare, NULL, NULL};
+    int c;
+    assert_int_equal(forksafe_register_ops(&c, "nested", 1, &ops), 0);
+    for (int i = 0; i < 2; i++) {
+        pid_t pid = i ? fork() : forksafe_fork(NULL);
+        if (pid == 0)
+            _exit(0);
+        assert_true(pid > 0);
+        fs_assert_child_ok(pid, 5000);
+    }
+    assert_int_equal(forksafe_unregister(&c), 0);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -331,6 +441,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_no_threads_policy),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_plain_fork_does_not_hang),
+        cmocka_unit_test(test_owner_died_is_recovered),
+        cmocka_unit_test(test_callback_honours_deadline),
+        cmocka_unit_test(test_fork_inside_callback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
