@@ -386,7 +386,7 @@ static void test_callback_honours_deadline(void **state)
     assert_true(took >= 140 && took < 1000);
     long long ms = (seen_deadline.tv_sec - before.tv_sec) * 1000ll +
                    (seen_deadline.tv_nsec - before.tv_nsec) / 1000000;
-    assert_true(ms >= 149 && ms <= 200);
+    assert_true(ms >= 149 && ms <= 1000); /* 150 ms after a moment in between */
     assert_non_null(strstr(forksafe_last_error(), "\"slow callback\""));
     assert_true(no_children());
     assert_int_equal(forksafe_unregister(&c), 0);
