@@ -1,6 +1,8 @@
 /* tests/common.c: watchdog, bounded child waits and an idle thread. */
 #include "common.h"
 
+#include "forksafe.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -150,4 +152,31 @@ int fs_run_scenario(int (*fn)(int mode, int fd), int mode, char *out,
     out[n] = '\0';
     free(b);
     return code;
+}
+
+pthread_rwlock_t fs_asan_gate = PTHREAD_RWLOCK_INITIALIZER;
+
+int fs_asan_gate_register(void)
+{
+    return FS_ASAN ? forksafe_register_rwlock(&fs_asan_gate, "asan gate",
+                                              FORKSAFE_RANK_APP - 1)
+                   : 0;
+}
+
+void fs_asan_gate_unregister(void)
+{
+    if (FS_ASAN)
+        forksafe_unregister(&fs_asan_gate);
+}
+
+void fs_asan_enter(void)
+{
+    if (FS_ASAN)
+        pthread_rwlock_rdlock(&fs_asan_gate);
+}
+
+void fs_asan_leave(void)
+{
+    if (FS_ASAN)
+        pthread_rwlock_unlock(&fs_asan_gate);
 }

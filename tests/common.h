@@ -55,6 +55,33 @@ int fs_run_scenario_alloc(int (*fn)(int mode, int fd), int mode, char **buf,
 int fs_run_scenario(int (*fn)(int mode, int fd), int mode, char *out,
                     size_t cap);
 
+/* FS_ASAN is 1 under AddressSanitizer. GCC 12's (and clang 14's) ASan
+   allocator takes no locks around fork(): a child forked while another
+   thread is inside malloc() can hang in the allocator (glibc's own malloc
+   is made safe by fork itself). Tests whose threads allocate while the
+   main thread forks hold fs_asan_gate for reading around that work under
+   ASan; fs_asan_gate_register() registers the gate with forksafe at an
+   outer rank, so every fork waits until no such thread is allocating. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FS_ASAN 1
+#endif
+#endif
+#ifndef FS_ASAN
+#define FS_ASAN 0
+#endif
+
+extern pthread_rwlock_t fs_asan_gate;
+/* Register fs_asan_gate (rank FORKSAFE_RANK_APP - 1) under ASan; no-op
+   otherwise. Returns 0 or an errno value. */
+int fs_asan_gate_register(void);
+void fs_asan_gate_unregister(void);
+/* Around an allocating stretch in a thread, under ASan only. */
+void fs_asan_enter(void);
+void fs_asan_leave(void);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t fs_now_ms(void);
 

@@ -322,9 +322,12 @@ static void *share_worker(void *arg)
     curl_easy_setopt(h, CURLOPT_COOKIEFILE, "");
     forksafe_curl_track(h);
     void *ret = NULL;
-    while (!atomic_load(&share_stop))
+    while (!atomic_load(&share_stop)) {
+        fs_asan_enter(); /* see FS_ASAN in tests/common.h */
         if (get(h, "/worker") != 0)
             ret = (void *)1;
+        fs_asan_leave();
+    }
     forksafe_curl_untrack(h);
     curl_easy_cleanup(h);
     return ret;
@@ -339,6 +342,7 @@ static void test_curl_share_locks_across_forks(void **state)
     curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
     atomic_store(&share_stop, 0);
+    assert_int_equal(fs_asan_gate_register(), 0);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, share_worker, sh), 0);
     for (int i = 0; i < 30; i++) {
@@ -357,6 +361,7 @@ static void test_curl_share_locks_across_forks(void **state)
     atomic_store(&share_stop, 1);
     void *ret = (void *)1;
     assert_int_equal(pthread_join(t, &ret), 0);
+    fs_asan_gate_unregister();
     assert_null(ret);
     assert_int_equal(forksafe_curl_unshare(sh), 0);
     assert_int_equal(curl_share_cleanup(sh), CURLSHE_OK);

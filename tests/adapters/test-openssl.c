@@ -32,21 +32,8 @@
 
 enum mode { WITHOUT, WITH };
 
-/* GCC 12's AddressSanitizer does not take its allocator's locks around
-   fork(): a child forked while another thread is inside malloc() can hang
-   in ASan's allocator (glibc's own malloc is made safe by fork itself).
-   Under ASan the load threads are therefore parked, between handshakes,
-   at each fork. */
-#if defined(__SANITIZE_ADDRESS__)
-#define FS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FS_ASAN 1
-#endif
-#endif
-#ifndef FS_ASAN
-#define FS_ASAN 0
-#endif
+/* Under ASan the load threads are parked, between handshakes, at each
+   fork: see FS_ASAN in tests/common.h. */
 
 #define FAIL(code)                                                             \
     do {                                                                       \

@@ -64,16 +64,7 @@ static void pair_close(struct pair *p)
    libzmq's I/O threads refill an allocator cache inherits that lock held
    and its own new context hangs in calloc (seen in gdb). glibc's malloc
    handles fork itself, so release builds fork during the traffic. */
-#if defined(__SANITIZE_ADDRESS__)
-#define QUIET_FORKS 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define QUIET_FORKS 1
-#endif
-#endif
-#ifndef QUIET_FORKS
-#define QUIET_FORKS 0
-#endif
+#define QUIET_FORKS FS_ASAN /* tests/common.h */
 
 static pthread_mutex_t burst_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t burst_cv = PTHREAD_COND_INITIALIZER;
