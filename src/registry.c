@@ -157,13 +157,6 @@ static size_t hash_key(const void *key)
     return (size_t)h;
 }
 
-static struct forksafe_entry *find(const void *key);
-
-struct forksafe_entry *forksafe__registry_find(const void *key)
-{
-    return find(key);
-}
-
 static struct forksafe_entry *find(const void *key)
 {
     if (!table)
@@ -173,6 +166,11 @@ static struct forksafe_entry *find(const void *key)
         if (e->key == key)
             return e;
     return NULL;
+}
+
+struct forksafe_entry *forksafe__registry_find(const void *key)
+{
+    return find(key);
 }
 
 /* Keep at least one bucket per entry. Returns ENOMEM only when there is no
