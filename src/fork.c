@@ -171,7 +171,8 @@ static void release_walk(size_t from, int child)
     }
 }
 
-/* Run prepare over every entry in ascending order. strict (forksafe_fork):
+/* Drop the entries of unloaded objects, then run prepare over every entry
+   in ascending order. strict (forksafe_fork):
    the first failure releases everything taken so far, in reverse order, and
    is returned. Otherwise (plain fork(), which cannot fail): failures are
    recorded and those entries are skipped after the fork. Caller holds the
@@ -179,6 +180,7 @@ static void release_walk(size_t from, int child)
 static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
                        int strict)
 {
+    forksafe__registry_sweep();
     forksafe__registry_snapshot(&cur.snap);
     forksafe__kinds_reset();
     cur.mt = !__libc_single_threaded;
@@ -212,9 +214,15 @@ static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
     return 0;
 }
 
-static void parent_all(void)
+/* Release everything prepare took, in reverse order, and end the fork on
+   this thread: the parent handler, or forksafe_fork() when fork() returned
+   without running the handlers. */
+static void finish_parent(void)
 {
     release_walk(cur.n, 0);
+    tls.in_fork = 0;
+    tls.parent_done = 1;
+    forksafe__registry_unlock();
 }
 
 static void child_all(void)
@@ -236,7 +244,6 @@ static void atfork_prepare(void)
     }
     forksafe__registry_lock();
     tls.in_fork = 1;
-    forksafe__registry_sweep();
     struct timespec deadline;
     forksafe__deadline(&deadline, default_timeout_ms);
     prepare_all(&deadline, default_timeout_ms, 0);
@@ -248,12 +255,8 @@ static void atfork_parent(void)
         tls.nested--;
         return;
     }
-    if (!tls.in_fork)
-        return;
-    parent_all();
-    tls.in_fork = 0;
-    tls.parent_done = 1;
-    forksafe__registry_unlock();
+    if (tls.in_fork)
+        finish_parent();
 }
 
 static void atfork_child(void)
@@ -337,7 +340,6 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
         return -1;
     }
     tls.in_fork = 1;
-    forksafe__registry_sweep();
     r = prepare_all(&deadline, timeout_ms, 1);
     if (r) {
         tls.in_fork = 0;
@@ -356,9 +358,7 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
     if (!tls.parent_done) {
         /* fork() returned without running the handlers (an interposed or
            failing fork): release here, exactly as the parent handler would. */
-        parent_all();
-        tls.in_fork = 0;
-        forksafe__registry_unlock();
+        finish_parent();
     }
     if (pid < 0) {
         forksafe__set_error("forksafe_fork: fork() failed: %s",
