@@ -180,3 +180,20 @@ void fs_asan_leave(void)
     if (FS_ASAN)
         pthread_rwlock_unlock(&fs_asan_gate);
 }
+
+int fs_fork_must_fail(const struct forksafe_fork_opts *opts, uint64_t *took_ms)
+{
+    uint64_t t0 = fs_now_ms();
+    pid_t pid = forksafe_fork(opts);
+    int err = errno;
+    if (took_ms)
+        *took_ms = fs_now_ms() - t0;
+    if (pid == 0)
+        _exit(0);
+    if (pid > 0) {
+        int code;
+        fs_wait(pid, 5000, &code);
+        fail_msg("forksafe_fork succeeded where it must fail");
+    }
+    return err;
+}

@@ -82,6 +82,14 @@ void fs_asan_gate_unregister(void);
 void fs_asan_enter(void);
 void fs_asan_leave(void);
 
+struct forksafe_fork_opts;
+
+/* Call forksafe_fork(opts) where the test expects it to fail. If a child is
+   made anyway, it exits at once, is reaped, and the test fails. Returns the
+   errno of the failure; *took_ms (may be NULL) receives how long the call
+   took. */
+int fs_fork_must_fail(const struct forksafe_fork_opts *opts, uint64_t *took_ms);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t fs_now_ms(void);
 
