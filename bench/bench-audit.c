@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench-audit.c: the cost of libforksafe-audit.so on an unmodified
  * program. Two workloads, each run in a fresh child process with and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench-fork.c: what forksafe adds to fork(). Medians over interleaved
  * rounds, for N = 0, 16, 1,024 and 16,384 registered uncontended mutexes:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench-spawn.c: what starting a process costs as the parent grows.
  * For parent resident sizes of 10 MB, 1 GB and 4 GB (or the largest that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.h: timing helpers shared by the benchmarks: a monotonic clock in
  * microseconds, medians, and the round count (BENCH_ROUNDS).

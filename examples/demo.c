@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * demo.c: the problem and the fix, in one run. Four threads take eight
  * plain mutexes while the main thread forks 200 times; every child takes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * library.c: forksafe from a library author's side and an application's.
  * The "library" (the kv_ functions) guards a table with a recursive mutex

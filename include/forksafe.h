@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forksafe.h: make fork() without exec() consistent in multi-threaded
  * programs, and make it easy to avoid where it can be avoided.

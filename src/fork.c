@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fork.c: the one pthread_atfork() triple, forksafe_fork(), deadlines and
  * the thread-local error text.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * internal.h: the types and functions that the parts of libforksafe share.
  * Nothing here is exported; the public API is include/forksafe.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * locks.c: how each kind of entry is acquired before fork, released in the
  * parent and restored in the child, one ops table row per kind.

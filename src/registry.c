@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * registry.c: the set of registered locks and callback sets, keyed by lock
  * address or callback context, kept in fork order (ascending rank, then

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * report.c: forksafe_audit_write(), the in-process report of every entry,
  * adapter and live thread, as text or JSON (schema: docs/report.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * spawn-zygote.h: the fork server's wire protocol, shared by the client in
  * zygote.c, the server loop and the fuzz target. The request decoder is a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * spawn.c: forksafe_spawn(), a posix_spawn() with safe defaults. A child
  * that will exec needs none of fork()'s copying and none of its hazards, so

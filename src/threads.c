@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * threads.c: the thread census, read from /proc/self. Nothing here
  * allocates, so the counting function may be called on the slow path of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * zygote-proto.c: the fork server's request decoder, kept pure (bytes in,
  * verdict out) so the server can trust nothing it did not check and the

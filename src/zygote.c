@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * zygote.c: the fork server. forksafe_zygote_start() forks a small process
  * while the program is still single-threaded; later, from any thread,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/common.c: watchdog, bounded child waits and an idle thread. */
 #include "common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/common.h: helpers shared by the test suites. Forking tests check
  * their children through waitpid() and the exit status, always with a

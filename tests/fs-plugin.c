@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs-plugin.c: a shared object that registers a mutex and a callback set
  * when it is loaded and never unregisters them, for test-dlclose.c.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Run forksafe's cmocka test programs one after another.
 
 Each program gets a hard time limit (the tests have their own watchdogs;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-concurrency.c: forks from several threads at once, registry churn
  * and lock traffic, all at the same time. Every child must find every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-dlclose.c: entries registered by a shared object disappear when it is
  * unloaded, so a later fork never calls into unmapped code, and loading it

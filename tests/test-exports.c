@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-exports.c: the shared library exports the public API and nothing
  * else (-fvisibility=hidden): every defined dynamic symbol is forksafe_*,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-fork.c: forksafe_fork()'s failure contract: timeouts that name the
  * lock and its holder, rollback of a failing prepare, fork() itself failing

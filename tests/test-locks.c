@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-locks.c: every lock kind is usable and keeps its type after fork(),
  * in the child and in the parent, with another thread alive; a lock the

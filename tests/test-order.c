@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-order.c: prepare runs in ascending (rank, registration order) and the
  * parent and child handlers in exactly the reverse order, for plain fork()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-registry.c: registration contract: bad input, duplicates, unknown
  * keys, out-of-memory leaving the registry unchanged, lookup, adapters, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-report.c: forksafe_thread_count() and forksafe_audit_write(): the
  * text and JSON reports list every entry (with its holder when held), the

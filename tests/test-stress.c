@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-stress.c: the headline. Eight threads lock 64 registered mutexes of
  * mixed ranks (always nesting in rank order) while the main thread forks

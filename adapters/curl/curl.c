@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adapters/curl/curl.c: libforksafe-curl. Fork-safe lock callbacks for
  * share handles, and socket bookkeeping for tracked easy handles so that a

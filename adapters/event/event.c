@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adapters/event/event.c: libforksafe-event. Calls event_reinit() in the
  * child on every tracked libevent base, as libevent requires.

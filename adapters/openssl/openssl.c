@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adapters/openssl/openssl.c: the OpenSSL 3 adapter. In the child it
  * clears the error queue and cuts every tracked SSL object off from the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adapters/random/random.c: the PRNG-state adapter. Before each fork it
  * points random()'s state at a freshly seeded private buffer, restores the

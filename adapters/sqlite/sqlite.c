@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adapters/sqlite/sqlite.c: the SQLite adapter. It registers the mutexes
  * of tracked connections and SQLite's static mutexes with the core, so

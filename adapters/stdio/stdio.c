@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adapters/stdio/stdio.c: the stdio adapter. One callback entry flushes
  * every output stream before fork and holds the locks of stdout, stderr

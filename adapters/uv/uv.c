@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adapters/uv/uv.c: libforksafe-uv. Calls uv_loop_fork() in the child on
  * every tracked libuv loop, as libuv requires, and registers each loop's

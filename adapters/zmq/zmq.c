@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adapters/zmq/zmq.c: libforksafe-zmq. Remembers which ZeroMQ contexts a
  * process owns, so that after fork() the child knows which ones it merely

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forksafe/curl.h: the libcurl adapter, libforksafe-curl.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forksafe/event.h: the libevent adapter, libforksafe-event.
  *

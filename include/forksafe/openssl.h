@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forksafe/openssl.h: the OpenSSL 3 adapter (libforksafe-openssl). It
  * clears the error queue the child inherits, and makes tracked SSL

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forksafe/random.h: the PRNG-state adapter (libforksafe-random). It gives
  * every child of fork() its own random()/rand() and drand48() sequences,

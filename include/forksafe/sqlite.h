@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forksafe/sqlite.h: the SQLite adapter (libforksafe-sqlite). It makes
  * fork() happen between SQLite calls, never inside one, on tracked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forksafe/stdio.h: the stdio adapter (libforksafe-stdio). It keeps C
  * stdio output consistent across fork(): buffered bytes are written once,

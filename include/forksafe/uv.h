@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forksafe/uv.h: the libuv adapter, libforksafe-uv.
  *

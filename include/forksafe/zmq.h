@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forksafe/zmq.h: the ZeroMQ (libzmq) adapter, libforksafe-zmq.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cli.h: the parts of forksafe-audit, the command that runs a program under
  * libforksafe-audit.so and reports its fork hazards. main.c runs the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c: forksafe-audit [--json FILE] [--fail-on warning|error]
  * [--grace-ms MS] [--] PROGRAM [ARGS...]. Runs PROGRAM with

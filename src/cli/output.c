@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * output.c: the two views of a finished audit. The text report goes to
  * stderr for people; the JSON document (schema "forksafe-audit", version

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * records.c: read the record files that every audited process wrote
  * (<pid>.rec, one tab-separated line per record, see src/preload/emit.c),

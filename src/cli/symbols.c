@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * symbols.c: turn (object path, file offset) into (function, offset) by
  * reading the object's ELF symbol tables after the audited program has

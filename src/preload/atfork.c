@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * atfork.c: __register_atfork(), through which every pthread_atfork() call
  * passes. Each registration is recorded with the object that made it:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * audit.h: the state and helpers shared by the files of libforksafe-audit.so
  * that interpose libc (pthread mutex, rwlock, condition and semaphore calls,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * child.c: what the audit does in the child of a multi-threaded fork. The
  * first call of a function that is not async-signal-safe from each call

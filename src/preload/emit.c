@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * emit.c: how libforksafe-audit.so writes its records. Each process appends
  * one line per record to <FORKSAFE_AUDIT_DIR>/<pid>.rec with a single

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fork.c: fork() and _Fork() as the audit sees them. Before the real call
  * they take a census of the threads, snapshot the locks other threads hold

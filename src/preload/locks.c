@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * locks.c: the lock path of libforksafe-audit.so. It holds the thread
  * table, the lock table, the lock-order edges and each thread's stack of

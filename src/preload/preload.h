@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * preload.h: internal interfaces of libforksafe-audit.so, the LD_PRELOAD
  * interposer behind forksafe-audit. Everything declared here may run inside

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * report.c: what the audit writes at the end and at the start of a
  * process. At exit: unregistered shared locks, lock-order violations,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * setup.c: the real functions behind every hook of libforksafe-audit.so,
  * found with dlsym(RTLD_NEXT) in the constructor, and lazily (REAL()) if a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * threads.c: pthread_create() as the audit sees it. Each new thread starts
  * through a trampoline that records its start routine in the thread table,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/adapters/test-curl.c: libforksafe-curl against the real libcurl and
  * a loopback HTTP/1.1 keep-alive server (a thread of this program) that

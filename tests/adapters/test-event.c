@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/adapters/test-event.c: libforksafe-event against the real libevent,
  * with threading enabled (forksafe_event_use_pthreads). A SIGUSR1 event

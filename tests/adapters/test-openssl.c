@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/adapters/test-openssl.c: the OpenSSL 3 adapter against the real
  * libssl and libcrypto, over real TLS connections on 127.0.0.1 (ephemeral

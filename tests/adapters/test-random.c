@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/adapters/test-random.c: the PRNG-state adapter against glibc's
  * random(), rand() and drand48(). Each scenario runs in its own process

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/adapters/test-sqlite.c: the SQLite adapter against the real
  * SQLite library, on database files in a fresh temporary directory. Each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/adapters/test-stdio.c: the stdio adapter against glibc's real
  * stdio. Each scenario runs in its own process (forked from this

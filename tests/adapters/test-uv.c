@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/adapters/test-uv.c: libforksafe-uv against the real libuv. An
  * async handle and a timer made before fork work in the child, and the

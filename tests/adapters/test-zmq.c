@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/adapters/test-zmq.c: libforksafe-zmq against the real libzmq. A
  * parent's PUSH/PULL pair over loopback TCP keeps an exact message count

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* audit-plugin.c: a library that target-robust dlopen()s after start. Its
    constructor registers raw fork handlers; plugin_count(which) says how
    many times the prepare (0), parent (1) or child (2) handler ran, under

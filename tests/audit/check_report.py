@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Validate a forksafe-audit JSON report against the documented schema
 (docs/audit.md, schema "forksafe-audit" version 1) and check expectations.
 

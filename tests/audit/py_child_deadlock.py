@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The child of os.fork() acquires a threading.Lock that another thread
 held at the fork: without the audit it would hang forever. Under
 forksafe-audit the child is ended with status 86 after the grace period;

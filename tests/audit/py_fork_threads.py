@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A thread holds a threading.Lock while the main thread calls os.fork().
 The holder prints its native TID first (the test looks for it in the
 report), then blocks reading a pipe until the fork is done. The child

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-atfork.c: raw-atfork-handler only. Registers fork handlers with
    pthread_atfork directly, never forks. */
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-clean.c: no fork hazard at all. A registered mutex is shared by
    two threads; the helper thread is joined before a single-threaded fork
    whose child only calls _exit. forksafe-audit must report nothing. */

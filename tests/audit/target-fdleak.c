@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-fdleak.c: fd-leak-on-exec only. A temporary file is opened
    without close-on-exec; a single-threaded child then execs /bin/true,
    which inherits it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-held.c: lock-held-at-fork (with its prerequisite,
    fork-with-threads). A helper thread holds an unregistered mutex while
    the main thread forks; with argv[1] == "deadlock" the child then locks

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-library.c: library-without-adapter only. Loads SQLite with
    dlopen() after start (exit 77 if it is not installed) and forks once,
    single-threaded; the child only calls _exit. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-order.c: lock-order-violation only. Two registered mutexes are
    taken against rank order (rank APP+200 held, then APP+100 taken) by one
    thread; no fork, no other thread. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-robust.c: process-creation paths the interposer must survive
    without changing behaviour. argv[1] picks one: signal (fork from a
    signal handler, while another thread is alive), vfork, spawn

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-shared.c: unregistered-shared-lock only. Two threads use one
    mutex that is not registered with forksafe; no fork. */
 #include <pthread.h>

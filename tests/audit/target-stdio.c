@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-stdio.c: stdio-unflushed-at-fork only. Output is pending in the
    stdout buffer at fork; the child leaves with _exit (so it is written
    once, by the parent). */

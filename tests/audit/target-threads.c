@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-threads.c: fork-with-threads only. A parked thread (started from
    target_parked_main) is alive at fork; the child only calls _exit. */
 #include "target-util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* target-unsafe.c: unsafe-call-in-child (with its prerequisite,
    fork-with-threads). The child of a multi-threaded parent calls malloc()
    in child_work() before _exit. */

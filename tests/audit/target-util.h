@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * target-util.h: helpers for the small programs that forksafe-audit's
  * tests run (tests/audit/target-*.c). Each target makes one fork hazard on

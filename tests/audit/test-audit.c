@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-audit.c: forksafe-audit end to end. Each test runs the real CLI on
  * a real program (a target from this folder, /bin/sh, or Debian's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-zygote-decode.c: libFuzzer target for the fork server's request
  * decoder (src/zygote-proto.c). Built with clang by tests/spawn/SConscript;

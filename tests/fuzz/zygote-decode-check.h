@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * zygote-decode-check.h: one fuzz input run through the fork server's
  * request decoder, with every promise of its contract checked. Shared by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * spawn-probe.c: a tiny program that test-spawn starts with forksafe_spawn
  * and that reports, on stdout, what it inherited: open descriptors, signal

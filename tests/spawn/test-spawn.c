@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-spawn.c: forksafe_spawn() against the real posix_spawn() of glibc.
  * The child is spawn-probe, which reports on stdout what it inherited

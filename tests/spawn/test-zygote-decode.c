@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-zygote-decode.c: the fork server's request decoder, a pure
  * function, checked class by class against its contract, and the fuzz

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-zygote.c: the fork server, for real. The server is started in
  * main() before cmocka runs (and before any thread exists); workers are the
