@@ -208,9 +208,11 @@ FORKSAFE_API int forksafe_audit_write(int fd, unsigned flags);
 /* ------------------------------------------------------------------------
  * Spawn: start a child that execs, without fork()
  *
- * Built on posix_spawn() (glibc: clone(CLONE_VM|CLONE_VFORK)): no copy of
- * the parent's page tables, no fork handlers run, no lock is inherited, and
- * the cost does not grow with the parent's size. See docs/spawn.md.
+ * Built on posix_spawn() (glibc: clone(CLONE_VM|CLONE_VFORK)), or with
+ * FORKSAFE_SPAWN_PIDFD on the same kind of clone() made by forksafe itself:
+ * no copy of the parent's page tables, no fork handlers run, no lock is
+ * inherited, and the cost does not grow with the parent's size.
+ * forksafe_spawn() never sends a signal to any process. See docs/spawn.md.
  * ------------------------------------------------------------------------ */
 
 /* Inherit every descriptor that is not close-on-exec (default: only 0, 1,
@@ -227,7 +229,10 @@ FORKSAFE_API int forksafe_audit_write(int fd, unsigned flags);
 #define FORKSAFE_SPAWN_SETSID 0x10u
 /* Put the child in process group pgroup (0: a new group led by it). */
 #define FORKSAFE_SPAWN_SETPGROUP 0x20u
-/* Store a pidfd for the child (close-on-exec) in *pidfd_out. */
+/* Store a pidfd for the child (close-on-exec) in *pidfd_out. The kernel
+   makes it together with the child (clone(CLONE_PIDFD)), so it names that
+   child even if it has already exited and been reaped (SIGCHLD ignored,
+   another thread's waitpid(-1)) by the time forksafe_spawn() returns. */
 #define FORKSAFE_SPAWN_PIDFD 0x40u
 
 struct forksafe_fd_map {
@@ -261,17 +266,27 @@ struct forksafe_spawn_opts {
 
    Returns 0 or an errno value, and never sets errno. Failures to exec come
    back here, not as exit status 127: ENOENT, EACCES, ENOEXEC, ENOTDIR,
-   E2BIG, ... (with PATH search: the first error other than ENOENT/ENOTDIR,
-   EACCES if any candidate was not executable, else ENOENT). Also:
+   ENAMETOOLONG, ELOOP, E2BIG, ... PATH search follows execvp(): ENOENT,
+   ENOTDIR, ESTALE, ENODEV and ETIMEDOUT move on to the next directory,
+   EACCES is remembered (and returned if no candidate execs), any other
+   error stops the search with that error, and a candidate longer than
+   PATH_MAX stops it with ENAMETOOLONG. Also:
      EINVAL  pid, file or argv NULL, file empty, unknown flags, reserved
              not NULL, a negative or repeated child_fd, fd_map NULL with
              n_fd_map > 0, SETPGROUP with a negative pgroup, PIDFD with
              pidfd_out NULL, SETSID together with SETPGROUP;
-     EBADF   a parent_fd is not open;
-     ENOSYS  PIDFD and the kernel has no pidfd_open() (nothing is started);
-     ENOMEM, EAGAIN  from posix_spawn();
+     EBADF   a parent_fd is not open, or a child_fd is not below the
+             RLIMIT_NOFILE soft limit;
+     EMFILE, ENFILE  no descriptor free for the pidfd (PIDFD), or for the
+             close-on-exec copy made of each parent_fd that is also another
+             entry's child_fd (a swap needs them; other maps do not);
+     ENOSYS  PIDFD and the kernel has no pidfds (before Linux 5.3) or the
+             platform is not supported (nothing is started);
+     ENOMEM, EAGAIN  the child could not be created (EAGAIN: RLIMIT_NPROC);
      cwd errors (ENOENT, ENOTDIR, EACCES) when cwd cannot be entered.
-   On failure no child is left behind and *pid and *pidfd_out are unchanged. */
+   On failure no child is left behind and *pid and *pidfd_out are unchanged.
+   A child that was created is reported as started even if it dies at once
+   (also of a signal that reaches it before it execs: its status says so). */
 FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
                                 char *const argv[], char *const envp[],
                                 const struct forksafe_spawn_opts *opts);
