@@ -179,6 +179,9 @@ struct forksafe_fork_opts {
                 platform cannot preserve, or the call was made from a
                 forksafe callback;
      EBUSY      FORKSAFE_FORK_NO_THREADS and other threads are alive;
+     ENOENT, EMFILE, ENFILE  FORKSAFE_FORK_NO_THREADS and the thread count
+                could not be read from /proc/self/stat (ENOENT: /proc is
+                not mounted);
      EINVAL     unknown flags or non-zero reserved fields;
      any errno  returned by a prepare callback, or set by fork() itself.
    forksafe_last_error() then names the entry, its rank and, where the
@@ -194,7 +197,9 @@ FORKSAFE_API const char *forksafe_last_error(void);
  * Diagnostics
  * ------------------------------------------------------------------------ */
 
-/* The number of threads alive in the process now, or -errno. */
+/* The number of threads alive in the process now (from /proc/self/stat),
+   or -errno: -ENOENT without /proc, -EMFILE or -ENFILE with no descriptor
+   free. */
 FORKSAFE_API int forksafe_thread_count(void);
 
 #define FORKSAFE_AUDIT_JSON 0x1u /* JSON instead of text; see docs/report.md */
@@ -300,7 +305,14 @@ FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
  * by name. The server creates each worker with clone(CLONE_PARENT), so a
  * worker is a child of the *caller*, not of the server: waitpid(), SIGCHLD,
  * kill() and pidfd_open() work on it exactly as on a fork()ed child.
- * See docs/zygote.md.
+ *
+ * Every call is bounded by the library's default timeout (the one
+ * forksafe_fork() uses: FORKSAFE_TIMEOUT_MS from the environment when the
+ * library was loaded, else 5000 ms), whatever state the server is in; a
+ * plain fork() by another thread never waits for a request in flight.
+ * Workers have the credentials the program had at forksafe_zygote_start()
+ * and only descriptors 0, 1, 2 and those passed to them. See
+ * docs/zygote.md.
  * ------------------------------------------------------------------------ */
 
 #define FORKSAFE_ZYGOTE_NAME_MAX 64      /* bytes in an entry name */
@@ -310,26 +322,37 @@ FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
 /* An entry point. Runs in the worker, a single-threaded copy of the program
    as it was at forksafe_zygote_start(), with arg[0..len) (8-byte aligned,
    NULL when len is 0) and the passed descriptors, renumbered, in
-   fds[0..nfds). Its return value is the worker's exit status (modulo 256);
-   stdio is flushed and _exit() called, so atexit handlers do not run. */
+   fds[0..nfds); besides those it has only descriptors 0, 1 and 2. Its
+   return value is the worker's exit status (modulo 256); stdio is flushed
+   and _exit() called, so atexit handlers do not run. */
 typedef int (*forksafe_zygote_fn)(const void *arg, size_t len, const int *fds,
                                   size_t nfds);
 
 /* Register an entry point under name (copied). Must be called before
    forksafe_zygote_start(). Returns 0, EINVAL (name NULL, empty or longer
-   than FORKSAFE_ZYGOTE_NAME_MAX; fn NULL), EEXIST (name taken), ENOMEM, or
-   EBUSY (the server has been started). */
+   than FORKSAFE_ZYGOTE_NAME_MAX; fn NULL), EEXIST (name taken), EBUSY (the
+   server has been started), or ENOMEM (also when the fork server's own
+   lock could not be registered with the registry: nothing was added, and
+   the next call tries again). */
 FORKSAFE_API int forksafe_zygote_register(const char *name,
                                           forksafe_zygote_fn fn);
 
 /* Start the fork server. Call it early in main(), after registering the
    entry points and before any thread is started (a constructor works too).
    stdio is flushed first so that no buffered output is inherited. The
-   server dies with the caller: it exits when the channel closes and is
-   killed (PR_SET_PDEATHSIG) when the thread that started it exits, so keep
-   that thread alive (it normally is main()).
-   Returns 0, EALREADY (running), EBUSY (other threads are alive), or the
-   errno of a failed socketpair() or fork(). */
+   server keeps descriptors 0, 1, 2 and its channel and closes every other
+   descriptor it inherited, close-on-exec or not, so it holds no file,
+   pipe or socket of the program's open. Its credentials (uids, gids,
+   supplementary groups, capabilities) are the caller's now, and so are
+   every worker's. The server dies with the caller: it exits when the
+   channel closes and is killed (PR_SET_PDEATHSIG) when the thread that
+   started it exits, so keep that thread alive (it normally is main()).
+   Works without /proc: the single-thread check is unshare(CLONE_VM).
+   Returns 0, EALREADY (running), EBUSY (other threads are alive), ENOMEM
+   (the fork server's lock could not be registered; retried by the next
+   call), the errno of a failed socketpair() or fork() (EMFILE, ENFILE,
+   EAGAIN, ENOMEM), or, only where a seccomp filter forbids unshare(), the
+   errno of reading /proc/self/stat (ENOENT without /proc). */
 FORKSAFE_API int forksafe_zygote_start(void);
 
 /* Ask the server to fork a worker that runs the entry point name with a
@@ -343,10 +366,24 @@ FORKSAFE_API int forksafe_zygote_start(void);
      E2BIG   len > FORKSAFE_ZYGOTE_ARG_MAX or nfds > FORKSAFE_ZYGOTE_FDS_MAX;
      ENOENT  no entry point of that name;
      EBADF   a descriptor is not open;
+     ETIMEDOUT  no answer within the timeout (the server is stopped, or
+             busy, or requests of other threads queued ahead of this one
+             took the time). No worker runs for the request: a server that
+             reads it late refuses it; one that had already forked the
+             worker when the caller gave up sends a late reply, and the
+             next call (or forksafe_zygote_stop()) kills that worker
+             (SIGKILL, through its pidfd) and reaps it. The server is kept;
+             stop it if it must not be waited for again;
+     EPERM   the caller's real or effective uid or gid is not what it was
+             at forksafe_zygote_start() (workers would have the old ones);
      ECHILD  no server: not started, stopped, dead, or the caller is a
              forked child of the process that started it;
-     EBUSY   the server found itself with more than one thread, and refused;
+     EMFILE, ENFILE  the server had no descriptor free to receive fds;
+     EBUSY   the server found itself with more than one thread (or could
+             not tell), and refused;
      EAGAIN, ENOMEM, ENOSYS  the server could not create the worker;
+     ENOBUFS, ETOOMANYREFS  the request could not be sent (too much in
+             flight);
      EPROTO  the server's reply was malformed. */
 FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
                                        size_t len, const int *fds, size_t nfds,
@@ -358,14 +395,18 @@ FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
    channel. Returns the pid, 0 (WNOHANG, still running) or -1 with errno. */
 FORKSAFE_API pid_t forksafe_zygote_wait(pid_t pid, int *status, int options);
 
-/* The fork server's PID, or 0 if none is running in this process. */
+/* The fork server's PID, or 0 if none is running in this process. Never
+   waits for a request in flight. */
 FORKSAFE_API pid_t forksafe_zygote_pid(void);
 
 /* Stop the fork server and reap it; running workers are not affected (they
-   are the caller's children). Entry points stay registered, and
-   forksafe_zygote_start() may be called again. Returns 0, or ECHILD if no
-   server is running (never started, stopped, or found dead and reaped by
-   forksafe_zygote_spawn()). */
+   are the caller's children), except those forked for requests that timed
+   out, which are killed. Waits for a request in flight (bounded by its
+   timeout), then gives the server the timeout to exit and kills it
+   (SIGKILL) if it has not: a stopped or hung server cannot make this block.
+   Entry points stay registered, and forksafe_zygote_start() may be called
+   again. Returns 0, or ECHILD if no server is running (never started,
+   stopped, or found dead and reaped by forksafe_zygote_spawn()). */
 FORKSAFE_API int forksafe_zygote_stop(void);
 
 #ifdef __cplusplus

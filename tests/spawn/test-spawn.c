@@ -95,9 +95,8 @@ static int pidfd_names(int pidfd, pid_t pid)
 /* forksafe_spawn() with the variant's flag added. With PIDFD, checks the
    pidfd (close-on-exec, names the child) and closes it. On failure,
    checks that neither the PID nor the pidfd slot was written. */
-static int spawn_v(unsigned v, pid_t *pid, const char *file,
-                   char *const argv[], char *const envp[],
-                   const struct forksafe_spawn_opts *opts)
+static int spawn_v(unsigned v, pid_t *pid, const char *file, char *const argv[],
+                   char *const envp[], const struct forksafe_spawn_opts *opts)
 {
     struct forksafe_spawn_opts o;
     if (opts != NULL)
@@ -306,8 +305,7 @@ static void spawn_fd_hygiene(void **state)
     assert_string_equal(out, want);
 
     /* KEEP_FDS: the non-close-on-exec one leaks, the other does not. */
-    run_probe(v, FORKSAFE_SPAWN_KEEP_FDS, NULL, 0, NULL, argv, out,
-              sizeof out);
+    run_probe(v, FORKSAFE_SPAWN_KEEP_FDS, NULL, 0, NULL, argv, out, sizeof out);
     snprintf(want, sizeof want, " %d ", leak);
     assert_non_null(strstr(out, want));
     snprintf(want, sizeof want, " %d ", cloexec);
@@ -575,8 +573,8 @@ static int handler_scenario(int v, int fd)
 static void spawn_child_runs_no_parent_handler(void **state)
 {
     char out[512];
-    int code = fs_run_scenario(handler_scenario, (int)variant(state), out,
-                               sizeof out);
+    int code =
+        fs_run_scenario(handler_scenario, (int)variant(state), out, sizeof out);
     if (code != 0)
         fprintf(stderr, "%s", out);
     assert_int_equal(code, 0);
@@ -682,8 +680,9 @@ static int pidfd_loop(int n, int fd)
     pid_t pid;
     int enoent = forksafe_spawn(&pid, "/nonexistent/prog", argv, NULL, &o);
     int kills = __atomic_load_n(&kill_calls, __ATOMIC_RELAXED);
-    dprintf(fd, "%d spawns: %d failed (last: %s), %d pidfds never readable, "
-                "%d kill() calls; missing program: %s\n",
+    dprintf(fd,
+            "%d spawns: %d failed (last: %s), %d pidfds never readable, "
+            "%d kill() calls; missing program: %s\n",
             n, fails, last ? strerror(last) : "-", lost, kills,
             strerror(enoent));
     return fails || lost || kills || enoent != ENOENT || pidfd != -1 ? 1 : 0;
@@ -861,8 +860,8 @@ static int nproc_scenario(int v, int fd)
 static void spawn_nproc_limit(void **state)
 {
     char out[512];
-    int code = fs_run_scenario(nproc_scenario, (int)variant(state), out,
-                               sizeof out);
+    int code =
+        fs_run_scenario(nproc_scenario, (int)variant(state), out, sizeof out);
     if (code == 77)
         skip();
     if (code != 0)
@@ -909,8 +908,8 @@ static void *conc_main(void *argp)
             read_all(x[0], rx, sizeof rx);
             read_all(y[0], ry, sizeof ry);
             int st;
-            if (waitpid(pid, &st, 0) != pid || st != 0 ||
-                strcmp(rx, sy) != 0 || strcmp(ry, sx) != 0)
+            if (waitpid(pid, &st, 0) != pid || st != 0 || strcmp(rx, sy) != 0 ||
+                strcmp(ry, sx) != 0)
                 a->errs++;
             if (pidfd >= 0)
                 close(pidfd);
