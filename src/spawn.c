@@ -67,6 +67,16 @@ extern char **environ;
 #define SPAWN_HAVE_CLONE 0
 #endif
 
+/* posix_spawn_file_actions_addclosefrom_np() came with glibc 2.34; musl
+   has none. Without it, spawns that must close descriptors take the
+   clone() path, which uses close_range(). */
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define SPAWN_HAVE_ADDCLOSEFROM 1
+#else
+#define SPAWN_HAVE_ADDCLOSEFROM 0
+#endif
+
 /* Copy the pointers of environ into a new NULL-terminated array. Another
    thread may run setenv()/unsetenv() meanwhile: glibc never frees the
    strings it installs (they stay reachable from its value tree), so copying
@@ -301,7 +311,16 @@ static int actions_build(posix_spawn_file_actions_t *fa,
        a lowered limit left open above it. */
     if ((unsigned long)top + 1 >= p->fd_limit)
         return 0;
+#if SPAWN_HAVE_ADDCLOSEFROM
     return posix_spawn_file_actions_addclosefrom_np(fa, top + 1);
+#else
+    /* Only where the clone() path is not built either: one close action
+       per descriptor up to the limit. */
+    for (unsigned long fd = (unsigned long)top + 1; fd < p->fd_limit; fd++)
+        if ((r = posix_spawn_file_actions_addclose(fa, (int)fd)) != 0)
+            return r;
+    return 0;
+#endif
 }
 
 static int attr_build(posix_spawnattr_t *at,
@@ -673,10 +692,12 @@ static int spawn_impl(pid_t *pid, const char *file, char *const argv[],
         r = spawn_clone(&child, &pidfd, file, path, argv, cenv, o, &plan);
         if (r == 0)
             *o->pidfd_out = pidfd;
-    } else if (SPAWN_HAVE_CLONE && plan_top(&plan) + 1ul >= plan.fd_limit &&
-               !(o->flags & FORKSAFE_SPAWN_KEEP_FDS)) {
-        /* posix_spawn_file_actions_addclosefrom_np() refuses a start at the
-           limit, yet descriptors above a lowered limit may be open. */
+    } else if (SPAWN_HAVE_CLONE && !(o->flags & FORKSAFE_SPAWN_KEEP_FDS) &&
+               (!SPAWN_HAVE_ADDCLOSEFROM ||
+                plan_top(&plan) + 1ul >= plan.fd_limit)) {
+        /* No closefrom file action here, or one glibc would refuse (a start
+           at the limit, while descriptors above a lowered limit may still
+           be open). */
         r = spawn_clone(&child, NULL, file, path, argv, cenv, o, &plan);
     } else {
         r = spawn_posix(&child, file, path, argv, cenv, o, &plan);

@@ -821,14 +821,29 @@ static int request(int fd, uint64_t seq, uint64_t deadline, const char *name,
     }
 }
 
-/* zrt within deadline (ns): 0 or ETIMEDOUT. */
+/* zrt within deadline (ns): 0 or ETIMEDOUT. pthread_mutex_clocklock()
+   (glibc 2.30) waits on CLOCK_MONOTONIC; elsewhere the remaining time is
+   turned into a CLOCK_REALTIME deadline for pthread_mutex_timedlock(). */
 static int zrt_lock_until(uint64_t deadline)
 {
+    int r;
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
     struct timespec ts = {(time_t)(deadline / 1000000000u),
                           (long)(deadline % 1000000000u)};
-    int r;
     while ((r = pthread_mutex_clocklock(&zrt, CLOCK_MONOTONIC, &ts)) == EINTR) {
     }
+#else
+    uint64_t left = deadline > mono_ns() ? deadline - mono_ns() : 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t abs =
+        (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + left;
+    ts.tv_sec = (time_t)(abs / 1000000000u);
+    ts.tv_nsec = (long)(abs % 1000000000u);
+    while ((r = pthread_mutex_timedlock(&zrt, &ts)) == EINTR) {
+    }
+#endif
     return r == 0 ? 0 : ETIMEDOUT;
 }
 
