@@ -84,4 +84,10 @@ int forksafe__zygote_decode(const void *msg, size_t len, size_t nfds_received,
    send hand-made requests. */
 int forksafe__zygote_fd(void);
 
+/* Close every open descriptor from lo to hi (spawn.c; the fork server uses
+   it too): close_range(), else what listing /proc/self/fd finds, else
+   every number below RLIMIT_NOFILE. Raw system calls only, no allocation:
+   safe in a vfork()-style child that shares its parent's memory. */
+void forksafe__close_span(unsigned lo, unsigned hi);
+
 #endif

@@ -28,6 +28,7 @@
  * written out below, as raw system calls.
  */
 #include "forksafe.h"
+#include "spawn-zygote.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -169,6 +170,77 @@ static int opts_check(const struct forksafe_spawn_opts *o)
         if (o->fd_map[i].child_fd < 0 || o->fd_map[i].parent_fd < 0)
             return EINVAL;
     return 0;
+}
+
+/* ------------------------------------------------- closing descriptors */
+
+/* struct linux_dirent64, as getdents64() fills it. */
+struct spawn_dirent {
+    uint64_t ino;
+    int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[];
+};
+
+/* Contract in spawn-zygote.h. The fallbacks matter under seccomp profiles
+   that hide close_range() and on kernels before 5.9: listing /proc/self/fd
+   (as glibc's closefrom() does) also finds descriptors above a lowered
+   RLIMIT_NOFILE, which counting up to the limit would miss. */
+__attribute__((no_sanitize("address", "undefined"))) void
+forksafe__close_span(unsigned lo, unsigned hi)
+{
+    if (lo > hi)
+        return;
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, lo, hi, 0) == 0)
+        return;
+#endif
+    long dfd = syscall(SYS_openat, (long)AT_FDCWD, "/proc/self/fd",
+                       (long)(O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dfd >= 0) {
+        _Alignas(8) char buf[2048];
+        long n = 0;
+        int closed = 1;
+        /* Closing changes the listing: read it again until a pass closes
+           nothing. */
+        while (closed && n >= 0) {
+            closed = 0;
+            syscall(SYS_lseek, dfd, 0L, (long)SEEK_SET);
+            while ((n = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+                for (long at = 0; at < n;) {
+                    const struct spawn_dirent *d =
+                        (const struct spawn_dirent *)(const void *)(buf + at);
+                    at += d->reclen;
+                    unsigned long fd = 0;
+                    const char *c = d->name;
+                    if (*c < '0' || *c > '9')
+                        continue;
+                    for (; *c >= '0' && *c <= '9'; c++)
+                        fd = fd * 10 + (unsigned long)(*c - '0');
+                    if (fd >= lo && fd <= hi && fd != (unsigned long)dfd) {
+                        syscall(SYS_close, (long)fd);
+                        closed = 1;
+                    }
+                }
+            }
+        }
+        syscall(SYS_close, dfd);
+        if (n == 0)
+            return;
+    }
+    /* Neither: every number up to the limit. */
+    struct {
+        uint64_t cur, max;
+    } rl;
+    unsigned long limit = 1ul << 20;
+#ifdef SYS_prlimit64
+    if (syscall(SYS_prlimit64, 0L, (long)RLIMIT_NOFILE, NULL, &rl) == 0 &&
+        rl.cur < limit)
+        limit = (unsigned long)rl.cur;
+#endif
+    for (unsigned long fd = lo; fd <= hi && fd < limit; fd++)
+        syscall(SYS_close, (long)fd);
 }
 
 /* ------------------------------------------------------------ the plan */
@@ -459,19 +531,6 @@ struct spawn_child {
     volatile int err; /* set by the child if it fails before exec */
 };
 
-/* Close [lo, hi] in the child: close_range() (Linux 5.9), else one by one
-   up to the descriptor limit. */
-__attribute__((no_sanitize("address", "undefined"))) static void
-child_close_range(unsigned lo, unsigned hi, unsigned long limit)
-{
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, lo, hi, 0) == 0)
-        return;
-#endif
-    for (unsigned long fd = lo; fd <= hi && fd < limit; fd++)
-        syscall(SYS_close, (long)fd);
-}
-
 /* The child, between clone() and exec. It runs on its own stack in the
    parent's memory, beside the parent's other threads, with every signal
    blocked: system calls only, no locks, no allocation, no libc state.
@@ -522,10 +581,10 @@ spawn_child_main(void *arg)
             if (t < lo)
                 continue;
             if (t > lo)
-                child_close_range(lo, t - 1, p->fd_limit);
+                forksafe__close_span(lo, t - 1);
             lo = t + 1;
         }
-        child_close_range(lo, ~0u, p->fd_limit);
+        forksafe__close_span(lo, ~0u);
     }
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &c->mask, NULL, SPAWN_KSIGSET);
     if (c->path == NULL) {

@@ -170,22 +170,6 @@ static int census(void)
     return t == 1 ? 0 : EBUSY;
 }
 
-/* Close descriptors lo..hi: close_range() (Linux 5.9), else one by one up
-   to the descriptor limit. */
-static void close_span(unsigned lo, unsigned hi)
-{
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, lo, hi, 0) == 0)
-        return;
-#endif
-    struct rlimit rl;
-    unsigned long lim = 1ul << 20;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < lim)
-        lim = (unsigned long)rl.rlim_cur;
-    for (unsigned long fd = lo; fd <= hi && fd < lim; fd++)
-        close((int)fd);
-}
-
 /* ------------------------------------------------------------ server */
 
 /* clone_args as in linux/sched.h (version 0, 64 bytes); declared here
@@ -420,8 +404,8 @@ static _Noreturn void server_main(int sock, pid_t parent)
        other would keep it open (a pipe would never reach EOF) for as long
        as the server lives. */
     if (sock > 3)
-        close_span(3, (unsigned)sock - 1);
-    close_span(sock >= 3 ? (unsigned)sock + 1 : 3, ~0u);
+        forksafe__close_span(3, (unsigned)sock - 1);
+    forksafe__close_span(sock >= 3 ? (unsigned)sock + 1 : 3, ~0u);
     /* Block every signal: the server shares the program's process group
        and its copied handlers, and neither a terminal's ^C nor a
        supervisor's SIGTERM to the group should run the program's handlers

@@ -15,6 +15,7 @@
  * forksafe_spawn() never signals anything.
  */
 #include "common.h"
+#include "fs-seccomp.h"
 
 #include <forksafe.h>
 
@@ -376,7 +377,8 @@ static int probe_in_scenario(unsigned flags, struct forksafe_fd_map *maps,
     struct forksafe_fd_map all[8];
     all[0].child_fd = 1;
     all[0].parent_fd = p[1];
-    memcpy(all + 1, maps, nmaps * sizeof *maps);
+    if (nmaps > 0)
+        memcpy(all + 1, maps, nmaps * sizeof *maps);
     struct forksafe_spawn_opts o;
     memset(&o, 0, sizeof o);
     int pidfd = -1;
@@ -869,6 +871,64 @@ static void spawn_nproc_limit(void **state)
     assert_int_equal(code, 0);
 }
 
+/* Under a seccomp profile that hides clone3, close_range and pidfd_open
+   (as some container runtimes do), spawning still works and still closes
+   what it must; PIDFD either works (the pidfd comes from clone) or says
+   ENOSYS and starts nothing. */
+static int seccomp_scenario(int mode, int fd)
+{
+    (void)mode;
+    if (fs_seccomp_hide_new_calls() != 0)
+        return 77;
+    int leak = open("/dev/null", O_RDONLY); /* not close-on-exec */
+    if (leak < 0)
+        return 10;
+    char out[256];
+    char *fds[] = {"spawn-probe", "fds", NULL};
+    int r = probe_in_scenario(0, NULL, 0, fds, out, sizeof out);
+    if (r != 0 || strcmp(out, "0 1 2 \n") != 0) {
+        dprintf(fd, "plain: %d [%s]\n", r, out);
+        return 1;
+    }
+    /* The clone() path closes without close_range() too, including what
+       is open above a lowered limit (100 here). */
+    if (dup2(leak, 100) != 100)
+        return 12;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 64;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || dup2(leak, 63) != 63)
+        return 11;
+    struct forksafe_fd_map top = {63, 63};
+    r = probe_in_scenario(0, &top, 1, fds, out, sizeof out);
+    if (r != 0 || strcmp(out, "0 1 2 63 \n") != 0) {
+        dprintf(fd, "clone path: %d [%s]\n", r, out);
+        return 2;
+    }
+    r = probe_in_scenario(FORKSAFE_SPAWN_PIDFD, &top, 1, fds, out, sizeof out);
+    if (r == ENOSYS) {
+        errno = 0;
+        if (waitpid(-1, NULL, WNOHANG) != -1 || errno != ECHILD)
+            return 3;
+    } else if (r != 0 || strcmp(out, "0 1 2 63 \n") != 0) {
+        dprintf(fd, "PIDFD: %d [%s]\n", r, out);
+        return 4;
+    }
+    return 0;
+}
+
+static void spawn_under_seccomp(void **state)
+{
+    (void)state;
+    char out[512];
+    int code = fs_run_scenario(seccomp_scenario, 0, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
 /* Threads spawn at once, each with its own pipes swapped in its map: every
    mark arrives in the pipe that thread meant. */
 struct conc_arg {
@@ -1091,6 +1151,7 @@ int main(void)
         cmocka_unit_test(spawn_pidfd_sigchld_ignored),
         cmocka_unit_test(spawn_pidfd_with_reaper_thread),
         cmocka_unit_test(spawn_pidfd_emfile_starts_nothing),
+        cmocka_unit_test(spawn_under_seccomp),
         BOTH(spawn_nproc_limit),
         BOTH(spawn_concurrent_threads),
         cmocka_unit_test(spawn_bad_input),

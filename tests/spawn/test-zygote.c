@@ -10,6 +10,7 @@
  * a forked child with its own server.
  */
 #include "common.h"
+#include "fs-seccomp.h"
 
 #include <forksafe.h>
 
@@ -1087,6 +1088,72 @@ static void zygote_with_reaper_thread(void **state)
     assert_int_equal(code, 0);
 }
 
+/* Under a seccomp profile that hides clone3, close_range, pidfd_open and
+   pidfd_send_signal and forbids unshare, the server still starts (census
+   from /proc), drops the program's descriptors, makes workers (old
+   clone()) and is cleaned up by PID when it dies. */
+static int seccomp_scenario(int mode, int fd)
+{
+    (void)mode;
+    if (fs_seccomp_hide_new_calls() != 0)
+        return 77;
+    int p[2];
+    if (pipe(p) != 0)
+        return 10;
+    int r = forksafe_zygote_start();
+    if (r != 0) {
+        dprintf(fd, "start: %s\n", strerror(r));
+        return 1;
+    }
+    close(p[1]);
+    if (!eof_within(p[0], 3000)) {
+        dprintf(fd, "the server kept the pipe open\n");
+        return 2;
+    }
+    int q[2];
+    if (pipe(q) != 0)
+        return 11;
+    int three[3] = {q[1], q[1], q[1]};
+    unsigned char n3 = 3;
+    pid_t w;
+    int st;
+    r = forksafe_zygote_spawn("fds", &n3, 1, three, 3, &w);
+    if (r != 0 || waitpid(w, &st, 0) != w || st != 0) {
+        dprintf(fd, "spawn: %s\n", strerror(r));
+        return 3;
+    }
+    r = forksafe_zygote_spawn("fdcount", NULL, 0, NULL, 0, &w);
+    if (r != 0 || waitpid(w, &st, 0) != w || !WIFEXITED(st) ||
+        WEXITSTATUS(st) != 3) {
+        dprintf(fd, "fdcount: %s, status 0x%x\n", strerror(r), st);
+        return 4;
+    }
+    pid_t z = forksafe_zygote_pid();
+    kill(z, SIGKILL);
+    usleep(50000);
+    r = forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w);
+    errno = 0;
+    if (r != ECHILD || waitpid(z, NULL, WNOHANG) != -1 || errno != ECHILD) {
+        dprintf(fd, "after the server died: %s\n", strerror(r));
+        return 5;
+    }
+    if (forksafe_zygote_start() != 0 || forksafe_zygote_stop() != 0)
+        return 6;
+    return 0;
+}
+
+static void zygote_under_seccomp(void **state)
+{
+    (void)state;
+    char out[256];
+    int code = fs_run_scenario(seccomp_scenario, 0, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
 /* Without /proc (a mount namespace where it is unmounted), the fork
    server starts and serves: its census needs no /proc. forksafe_fork()
    with FORKSAFE_FORK_NO_THREADS fails with ENOENT, as documented (issue
@@ -1186,6 +1253,7 @@ int main(void)
         cmocka_unit_test(zygote_without_proc),
         cmocka_unit_test(zygote_with_sigchld_ignored),
         cmocka_unit_test(zygote_with_reaper_thread),
+        cmocka_unit_test(zygote_under_seccomp),
         cmocka_unit_test(zygote_refuses_when_threaded),
         cmocka_unit_test(zygote_survives_server_death),
     };
