@@ -770,16 +770,16 @@ static int request(int fd, uint64_t seq, uint64_t deadline, const char *name,
         return ECHILD;
     }
     for (;;) {
+        /* Wait, then read without blocking; once the deadline has passed
+           a reply already queued is still taken (a last look). */
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, ms_left(deadline));
         struct forksafe__zygote_reply rep;
         int wfd;
         ssize_t n = reply_recv(fd, &rep, &wfd);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            /* Nothing yet. The deadline is checked after a last look. */
-            int ms = ms_left(deadline);
-            if (ms == 0)
+            if (ms_left(deadline) == 0)
                 return ETIMEDOUT;
-            struct pollfd p = {fd, POLLIN, 0};
-            poll(&p, 1, ms);
             continue;
         }
         if (n <= 0)
