@@ -306,10 +306,13 @@ FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
  * worker is a child of the *caller*, not of the server: waitpid(), SIGCHLD,
  * kill() and pidfd_open() work on it exactly as on a fork()ed child.
  *
- * Every call is bounded by the library's default timeout (the one
- * forksafe_fork() uses: FORKSAFE_TIMEOUT_MS from the environment when the
- * library was loaded, else 5000 ms), whatever state the server is in; a
- * plain fork() by another thread never waits for a request in flight.
+ * No call waits without bound, whatever state the server is in:
+ * forksafe_zygote_spawn() returns within the library's default timeout
+ * (the one forksafe_fork() uses: FORKSAFE_TIMEOUT_MS from the environment
+ * when the library was loaded, else 5000 ms; plus at most 50 ms when it
+ * reaps a worker killed for an earlier request that timed out),
+ * forksafe_zygote_stop() within twice that, and forksafe_zygote_pid() and
+ * a plain fork() by another thread never wait for a request in flight.
  * Workers have the credentials the program had at forksafe_zygote_start()
  * and only descriptors 0, 1, 2 and those passed to them. See
  * docs/zygote.md.

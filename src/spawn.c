@@ -256,7 +256,7 @@ struct spawn_plan {
     int *targets;
     int *held;
     size_t n, nheld;
-    unsigned long fd_limit; /* RLIMIT_NOFILE, for the close fallback */
+    unsigned long fd_limit; /* the RLIMIT_NOFILE soft limit */
 };
 
 static int int_cmp(const void *a, const void *b)
@@ -300,6 +300,8 @@ static int plan_build(struct spawn_plan *p, const struct forksafe_spawn_opts *o)
         return 0;
     /* src, targets, and up to 2n held descriptors (a copy per entry, plus
        placeholders: see below). */
+    if (n > SIZE_MAX / (4 * sizeof(int)))
+        return ENOMEM;
     int *mem = malloc(4 * n * sizeof *mem);
     if (mem == NULL)
         return ENOMEM;

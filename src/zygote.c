@@ -472,15 +472,18 @@ static void state_forget(void)
 
 /* Kill and reap a worker whose reply came after its request was given up
    on (the caller got ETIMEDOUT), through its pidfd, which names exactly
-   it. Without a pidfd nothing is signalled: the worker runs to its end. */
-static void stale_worker(const struct forksafe__zygote_reply *rep, int wfd)
+   it; it is given wait_ms to die (SIGKILL takes microseconds, unless the
+   worker is stuck in the kernel) and reaped if it did. Without a pidfd
+   nothing is signalled: the worker runs to its end. */
+static void stale_worker(const struct forksafe__zygote_reply *rep, int wfd,
+                         int wait_ms)
 {
     if (wfd < 0)
         return;
     if (rep->err == 0 && rep->pid > 0 &&
         syscall(SYS_pidfd_send_signal, wfd, SIGKILL, NULL, 0) == 0) {
         struct pollfd p = {wfd, POLLIN, 0};
-        poll(&p, 1, 1000);
+        poll(&p, 1, wait_ms);
         siginfo_t si;
         waitid((idtype_t)P_PIDFD, (id_t)wfd, &si, WEXITED | WNOHANG);
     }
@@ -536,7 +539,7 @@ static void replies_drain(int fd)
         if (n <= 0)
             return;
         if ((size_t)n == sizeof rep && rep.magic == FORKSAFE__ZYGOTE_REPLY)
-            stale_worker(&rep, wfd);
+            stale_worker(&rep, wfd, 1000);
         else if (wfd >= 0)
             close(wfd);
     }
@@ -791,7 +794,8 @@ static int request(int fd, uint64_t seq, uint64_t deadline, const char *name,
         }
         if (rep.seq != seq) {
             /* The late reply to a request given up on. */
-            stale_worker(&rep, wfd);
+            int ms = ms_left(deadline);
+            stale_worker(&rep, wfd, ms > 50 ? ms : 50);
             continue;
         }
         if (wfd >= 0)
