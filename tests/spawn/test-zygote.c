@@ -830,6 +830,65 @@ static void zygote_concurrent_spawns(void **state)
     assert_true(rss0 > 0 && rss1 > 0 && rss1 - rss0 <= 256); /* kB */
 }
 
+/* forksafe_zygote_stop() while threads spawn: every spawn either made a
+   worker (which exits normally) or says ECHILD; nothing hangs. */
+struct churn {
+    pthread_t t;
+    int ok, echild, other;
+    pid_t pids[400];
+};
+static volatile int churn_stop;
+
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+    while (!churn_stop && c->ok < 400) {
+        pid_t w;
+        int r = forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w);
+        if (r == 0)
+            c->pids[c->ok++] = w;
+        else if (r == ECHILD)
+            c->echild++;
+        else
+            c->other++;
+        if (r == ECHILD)
+            usleep(1000);
+    }
+    return NULL;
+}
+
+static void zygote_stop_while_spawning(void **state)
+{
+    (void)state;
+    struct churn c[3];
+    churn_stop = 0;
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&c[i].t, NULL, churn_main, &c[i]), 0);
+    usleep(100000);
+    uint64_t t0 = fs_now_ms();
+    assert_int_equal(forksafe_zygote_stop(), 0);
+    uint64_t took = fs_now_ms() - t0;
+    usleep(50000);
+    churn_stop = 1;
+    int ok = 0, echild = 0, other = 0;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(c[i].t, NULL);
+        for (int k = 0; k < c[i].ok; k++)
+            fs_assert_child_ok(c[i].pids[k], 5000);
+        ok += c[i].ok;
+        echild += c[i].echild;
+        other += c[i].other;
+    }
+    assert_int_equal(other, 0);
+    assert_true(ok > 0);
+    assert_true(echild > 0);
+    assert_true(took < 2000);
+    assert_int_equal(forksafe_zygote_pid(), 0);
+    assert_int_equal(start_retry(), 0);
+    spawn_expect("empty", NULL, 0, NULL, 0, FS_EXITED, 0);
+}
+
 /* The server keeps only 0, 1, 2 and its channel: a pipe the program had
    open at start reaches EOF once the program closes its write end, close-
    on-exec or not; workers hold 0, 1, 2 and what they were passed (issue
@@ -1246,6 +1305,7 @@ int main(void)
         cmocka_unit_test(zygote_server_dies_with_parent_pdeathsig),
         cmocka_unit_test(zygote_sequential_spawns_do_not_leak),
         cmocka_unit_test(zygote_concurrent_spawns),
+        cmocka_unit_test(zygote_stop_while_spawning),
         cmocka_unit_test(zygote_server_keeps_only_channel),
         cmocka_unit_test(zygote_server_fd_exhaustion),
         cmocka_unit_test(zygote_start_fd_exhaustion),
