@@ -11,17 +11,26 @@
 #define FS_SECCOMP_H
 
 #include <errno.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
+/* The kernel's headers (not every toolchain has them: musl-gcc does not). */
+#if defined(__has_include)
+#if __has_include(<linux/audit.h>) && __has_include(<linux/filter.h>) &&       \
+    __has_include(<linux/seccomp.h>)
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#define FS_HAVE_SECCOMP_HEADERS 1
+#endif
+#endif
+
 /* 0 if the filter is installed, -1 if this platform or kernel cannot. */
 static inline int fs_seccomp_hide_new_calls(void)
 {
-#if defined(__x86_64__) && defined(SYS_clone3) && defined(SYS_close_range) && \
+#if defined(FS_HAVE_SECCOMP_HEADERS) && defined(__x86_64__) &&                 \
+    defined(SYS_clone3) && defined(SYS_close_range) &&                         \
     defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
 #define FS_DENY(nr, err)                                                       \
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1),                           \
