@@ -311,7 +311,8 @@ FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
  * (the one forksafe_fork() uses: FORKSAFE_TIMEOUT_MS from the environment
  * when the library was loaded, else 5000 ms; plus at most 50 ms when it
  * reaps a worker killed for an earlier request that timed out),
- * forksafe_zygote_stop() within twice that, and forksafe_zygote_pid() and
+ * forksafe_zygote_stop() within twice that (plus 50 ms for each late
+ * worker it kills), and forksafe_zygote_pid() and
  * a plain fork() by another thread never wait for a request in flight.
  * Workers have the credentials the program had at forksafe_zygote_start()
  * and only descriptors 0, 1, 2 and those passed to them. See
@@ -371,12 +372,13 @@ FORKSAFE_API int forksafe_zygote_start(void);
      EBADF   a descriptor is not open;
      ETIMEDOUT  no answer within the timeout (the server is stopped, or
              busy, or requests of other threads queued ahead of this one
-             took the time). No worker runs for the request: a server that
-             reads it late refuses it; one that had already forked the
-             worker when the caller gave up sends a late reply, and the
-             next call (or forksafe_zygote_stop()) kills that worker
-             (SIGKILL, through its pidfd) and reaps it. The server is kept;
-             stop it if it must not be waited for again;
+             took the time). The request is cancelled: a server that reads
+             it late refuses it and makes no worker; if it had already
+             forked one when the caller gave up, the late reply names it
+             and the next call (or forksafe_zygote_stop()) kills it
+             (SIGKILL, through its pidfd; not without pidfds) and reaps it.
+             The server is kept; stop it if it must not be waited for
+             again;
      EPERM   the caller's real or effective uid or gid is not what it was
              at forksafe_zygote_start() (workers would have the old ones);
      ECHILD  no server: not started, stopped, dead, or the caller is a

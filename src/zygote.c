@@ -539,7 +539,7 @@ static void replies_drain(int fd)
         if (n <= 0)
             return;
         if ((size_t)n == sizeof rep && rep.magic == FORKSAFE__ZYGOTE_REPLY)
-            stale_worker(&rep, wfd, 1000);
+            stale_worker(&rep, wfd, 50);
         else if (wfd >= 0)
             close(wfd);
     }
