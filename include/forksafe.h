@@ -312,8 +312,8 @@ FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
  * when the library was loaded, else 5000 ms; plus at most 50 ms when it
  * reaps a worker killed for an earlier request that timed out),
  * forksafe_zygote_stop() within twice that (plus 50 ms for each late
- * worker it kills), and forksafe_zygote_pid() and
- * a plain fork() by another thread never wait for a request in flight.
+ * worker it kills), and neither forksafe_zygote_pid() nor a plain fork()
+ * by another thread ever waits for a request in flight.
  * Workers have the credentials the program had at forksafe_zygote_start()
  * and only descriptors 0, 1, 2 and those passed to them. See
  * docs/zygote.md.
