@@ -35,7 +35,7 @@ EXPORT int __register_atfork(void (*prepare)(void), void (*parent)(void),
                              void (*child)(void), void *dso)
 {
     int r = REAL(__register_atfork)(prepare, parent, child, dso);
-    if (r != 0 || forksafe__audit_in_hook)
+    if (r != 0 || forksafe__in_hook)
         return r;
     int seq = __atomic_add_fetch(&atfork_seq, 1, __ATOMIC_RELAXED);
     char obj[300];
