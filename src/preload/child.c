@@ -108,8 +108,10 @@ static int snap_holder(const void *lock, void **site)
 static int child_mutex_lock(pthread_mutex_t *m, void *site)
 {
     forksafe__audit_note_unsafe("pthread_mutex_lock", site);
+    /* A process-shared mutex, or one the platform cannot describe, may be
+       released by another process: never ended. */
     if (LOAD(&forksafe__audit_fk.child_has_threads) ||
-        !forksafe__out_enabled() || forksafe__mutex_pshared(m))
+        !forksafe__out_enabled() || forksafe__mutex_pshared(m) != 0)
         return FORKSAFE_POLICY_PASS;
     void *holder_site;
     int holder = snap_holder(m, &holder_site);
@@ -118,8 +120,8 @@ static int child_mutex_lock(pthread_mutex_t *m, void *site)
         return r;
     /* Busy in a single-threaded child: the holder is a thread that did not
        survive the fork, unless it is this thread itself (a relock). glibc
-       keeps the holder's TID in __owner for every mutex type. */
-    int owner = m->__data.__owner;
+       keeps the holder's TID for every mutex type. */
+    int owner = (int)forksafe__mutex_owner(m);
     if (!holder && owner != 0 && owner != (int)forksafe__gettid())
         holder = owner;
     if (!holder)
@@ -139,7 +141,7 @@ static int child_sem_wait(sem_t *s, void *site)
     int holder = snap_holder(s, &holder_site);
     int v;
     if (!holder || LOAD(&forksafe__audit_fk.child_has_threads) ||
-        !forksafe__out_enabled() || forksafe__sem_pshared(s) ||
+        !forksafe__out_enabled() || forksafe__sem_pshared(s) != 0 ||
         sem_getvalue(s, &v) != 0 || v != 0)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;

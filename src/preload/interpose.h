@@ -273,9 +273,14 @@ int forksafe__mem_read(void *dst, const void *src, size_t n);
 int forksafe__sem_value(const sem_t *s);
 /* Bytes pending in f's output buffer, read fault-safe (0 if unknown). */
 size_t forksafe__file_pending(FILE *f);
-/* 1 if the mutex or semaphore is process-shared (glibc 2.36 layout; the
-   caller passes memory the program itself is about to use). */
+/* Facts about a lock the program itself is about to use, from the platform
+   layer (src/platform/platform.h): 1 if the mutex or semaphore is
+   process-shared, 0 if not, -1 if the layer cannot tell; the TID recorded
+   as the mutex's holder, 0 if none is. forksafe__platform_init() picks the
+   layer (from the constructor; the first query does it otherwise). */
+void forksafe__platform_init(void);
 int forksafe__mutex_pshared(const pthread_mutex_t *m);
+long forksafe__mutex_owner(const pthread_mutex_t *m);
 int forksafe__sem_pshared(const sem_t *s);
 
 /* ------------------------------------------------------------ exec */

@@ -7,13 +7,15 @@
  * such memory go through process_vm_readv() on our own pid, which fails
  * with EFAULT instead of faulting; values are then taken from the copy.
  *
- * The few facts about glibc's layouts live here too, each checked on this
- * machine (glibc 2.36, x86_64).
+ * What a lock is (process-shared, who holds it) is asked of the platform
+ * layer (src/platform/platform.h), the only code that reads a C library's
+ * private structures; see forksafe__lock_pshared() and friends below.
  */
 #include "interpose.h"
 
+#include "platform/platform.h"
+
 #include <errno.h>
-#include <stdio_ext.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -63,17 +65,41 @@ size_t forksafe__file_pending(FILE *f)
     return (size_t)(copy._IO_write_ptr - copy._IO_write_base);
 }
 
-/* Process-shared locks can be released by another process (or by the
-   parent's threads, through shared memory). glibc 2.36 (x86_64) marks them
-   with bit 128: in a mutex's __kind (PTHREAD_MUTEX_PSHARED_BIT) and in the
-   int after a semaphore's 64-bit value word; both checked on this machine
-   with pthread_mutexattr_setpshared and sem_init(s, 1, v). */
+/* ------------------------------------------------------------ lock facts */
+
+static const struct forksafe_platform *layer;
+
+void forksafe__platform_init(void)
+{
+    /* The layer may run a self-check on scratch locks: not audited. */
+    forksafe__in_hook++;
+    const struct forksafe_platform *p = forksafe__platform();
+    forksafe__in_hook--;
+    STORE(&layer, p);
+}
+
+static const struct forksafe_platform *plat(void)
+{
+    const struct forksafe_platform *p = LOAD(&layer);
+    if (!p)
+        forksafe__platform_init();
+    return LOAD(&layer);
+}
+
 int forksafe__mutex_pshared(const pthread_mutex_t *m)
 {
-    return (m->__data.__kind & 128) != 0;
+    unsigned k = plat()->mutex_kind(m);
+    return (k & FS_MX_UNKNOWN) ? -1 : (k & FS_MX_PSHARED) != 0;
+}
+
+long forksafe__mutex_owner(const pthread_mutex_t *m)
+{
+    pid_t h = plat()->mutex_holder(m);
+    return h > 0 ? h : 0;
 }
 
 int forksafe__sem_pshared(const sem_t *s)
 {
-    return (((const int *)(const void *)s)[2] & 128) != 0;
+    const struct forksafe_platform *p = plat();
+    return p->sem_pshared ? p->sem_pshared(s) : -1;
 }

@@ -27,6 +27,7 @@ __attribute__((constructor)) static void audit_init(void)
     int saved = errno;
     forksafe__out_init();
     forksafe__resolve_early();
+    forksafe__platform_init();
     forksafe__thread_key_init();
     /* A fallback for programs whose main() we did not see start; see
        main_wrapper (report.c) for why that one is preferred. */
