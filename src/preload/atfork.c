@@ -15,9 +15,10 @@ int __register_atfork(void (*prepare)(void), void (*parent)(void),
 
 /* ------------------------------------------------------------ atfork */
 
-static int atfork_seq;
+HOT static int atfork_seq;
 /* Raw atfork registrations seen, and those made by libforksafe. */
-int forksafe__audit_atfork_raw, forksafe__audit_atfork_registry;
+HOT int forksafe__audit_atfork_raw;
+HOT int forksafe__audit_atfork_registry;
 
 int forksafe__audit_is_forksafe_object(const char *obj)
 {

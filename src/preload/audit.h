@@ -42,11 +42,13 @@ struct fork_state {
     int child_has_threads; /* ... that has started threads since */
     int snap_busy;         /* a fork owns the snapshot */
     int nsnap;
-    long forks; /* forks made by this process */
     struct once once_fork, once_held, once_unsafe, once_stdio;
     struct snap snap[SNAP_MAX];
 };
 extern struct fork_state forksafe__audit_fk;
+
+/* fork() and _Fork() calls this process made (not its parent's). */
+long forksafe__audit_forks(void);
 
 /* 1 the first time key is offered (0 when already seen or the set is
    full, so a flood of findings is capped). Lock-free; safe in a signal

@@ -42,7 +42,7 @@ void forksafe__audit_note_unsafe(const char *fn, void *site)
         forksafe__audit_rec_common(r, "unsafe-call-in-child", "warning");
         forksafe__rec_str(r, "function", fn);
         forksafe__rec_frame(r, "call", forksafe__gettid(), NULL, site);
-        forksafe__rec_end(r);
+        forksafe__rec_end_batched(r);
     }
     if (errno != saved)
         errno = saved;
@@ -249,4 +249,22 @@ EXPORT int fflush(FILE *f)
 {
     CHECK_CHILD("fflush");
     return REAL(fflush)(f);
+}
+
+/* _exit() and _Exit(): what the child collected is written first (exit()
+   does it through the exit report). */
+EXPORT void _exit(int status)
+{
+    forksafe__rec_flush();
+    void (*real)(int) = (void (*)(int))REAL(_exit);
+    real(status);
+    __builtin_unreachable();
+}
+
+EXPORT void _Exit(int status)
+{
+    forksafe__rec_flush();
+    void (*real)(int) = (void (*)(int))REAL(_exit);
+    real(status);
+    __builtin_unreachable();
 }

@@ -38,14 +38,14 @@
 #define POOL 4
 
 static struct forksafe__rec pool[POOL];
-static int pool_busy[POOL];
+HOT static int pool_busy[POOL];
 
-static char out_dir[512];
-static int out_state; /* 0 unknown, 1 enabled, -1 disabled */
+HOT static char out_dir[512];
+HOT static int out_state; /* 0 unknown, 1 enabled, -1 disabled */
 /* The pid that last wrote its "proc" line, and the pid this program image
    started in (after exec); a different pid means a forked child. */
-static long proc_pid;
-static long image_pid;
+HOT static long proc_pid;
+HOT static long image_pid;
 
 long forksafe__gettid(void)
 {
@@ -127,7 +127,7 @@ long forksafe__read_small(const char *path, char *buf, size_t len)
 
 /* ------------------------------------------------------------ run page */
 
-static struct forksafe_runpage *run;
+HOT static struct forksafe_runpage *run;
 
 static void run_map(void)
 {
@@ -444,16 +444,76 @@ static void rec_release(struct forksafe__rec *r)
     __atomic_store_n(&pool_busy[r - pool], 0, __ATOMIC_RELEASE);
 }
 
+/* Records that may come by the dozen from one short-lived process (the
+   first call of each unsafe function in a forked child) are collected
+   here and written with one write(): at the next other record, before
+   the process forks, execs or exits, or when the buffer is full. */
+static struct forksafe__rec batch;
+HOT static int batch_busy;
+HOT static long batch_pid; /* whose records they are: a vfork child shares
+                          this memory and must not write them as its own */
+
+static void batch_flush_locked(void)
+{
+    if (!batch.len)
+        return;
+    int fd = out_open(1);
+    if (fd >= 0)
+        rec_write(&batch, fd);
+    batch.len = 0;
+}
+
+void forksafe__rec_flush(void)
+{
+    if (!__atomic_load_n(&batch.len, __ATOMIC_ACQUIRE) ||
+        batch_pid != forksafe__getpid())
+        return;
+    int expect = 0;
+    if (!__atomic_compare_exchange_n(&batch_busy, &expect, 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+    int saved = errno;
+    batch_flush_locked();
+    errno = saved;
+    __atomic_store_n(&batch_busy, 0, __ATOMIC_RELEASE);
+}
+
 void forksafe__rec_end(struct forksafe__rec *r)
 {
     if (!r)
         return;
+    forksafe__rec_flush();
     rec_finish(r);
     int saved = errno;
     int fd = out_open(1);
     if (fd >= 0)
         rec_write(r, fd);
     errno = saved;
+    rec_release(r);
+}
+
+void forksafe__rec_end_batched(struct forksafe__rec *r)
+{
+    if (!r)
+        return;
+    int expect = 0;
+    if (!__atomic_compare_exchange_n(&batch_busy, &expect, 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        forksafe__rec_end(r); /* another thread is batching: write now */
+        return;
+    }
+    rec_finish(r);
+    int saved = errno;
+    long pid = forksafe__getpid();
+    if (batch.len && batch_pid != pid)
+        batch.len = 0; /* left by another process image: not ours */
+    batch_pid = pid;
+    if (batch.len + r->len > sizeof batch.buf)
+        batch_flush_locked();
+    memcpy(batch.buf + batch.len, r->buf, r->len);
+    __atomic_store_n(&batch.len, batch.len + r->len, __ATOMIC_RELEASE);
+    errno = saved;
+    __atomic_store_n(&batch_busy, 0, __ATOMIC_RELEASE);
     rec_release(r);
 }
 
@@ -477,6 +537,7 @@ void forksafe__rec_end_final(struct forksafe__rec *r)
     if (!r)
         return;
     int saved = errno;
+    forksafe__rec_flush();
     int fd = out_open(0);
     if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
         /* Out of descriptors, and about to _exit: giving one back cannot
@@ -517,6 +578,70 @@ static uintptr_t parse_hex(const char **p)
     }
 }
 
+struct maps_ent {
+    uintptr_t lo, hi, fileoff;
+    int ready; /* 0 free, 2 being filled, 1 valid */
+    char path[244];
+};
+
+/* The mappings found so far (file-backed ones only: code and the data of
+   objects, which is what frames and atfork handles point into), so that
+   most lookups need no read of /proc/self/maps, whose text is tens of
+   kilobytes in a large program. A child of fork inherits the cache, which
+   is right: its mappings are the parent's. munmap and dlclose invalidate
+   what they overlap (forksafe__maps_forget). */
+#define MAPS_CACHE 16
+static struct maps_ent mcache[MAPS_CACHE];
+
+static int cache_find(uintptr_t a, char *obj, size_t objlen, uintptr_t *off)
+{
+    for (int i = 0; i < MAPS_CACHE; i++) {
+        struct maps_ent *e = &mcache[i];
+        if (__atomic_load_n(&e->ready, __ATOMIC_ACQUIRE) != 1 || a < e->lo ||
+            a >= e->hi)
+            continue;
+        forksafe__str_copy(obj, objlen, e->path);
+        *off = a - e->lo + e->fileoff;
+        /* Still the same mapping once copied (not invalidated meanwhile). */
+        if (__atomic_load_n(&e->ready, __ATOMIC_ACQUIRE) == 1)
+            return 1;
+    }
+    return 0;
+}
+
+static void cache_add(uintptr_t lo, uintptr_t hi, uintptr_t fileoff,
+                      const char *path)
+{
+    if (path[0] != '/' || strlen(path) >= sizeof mcache[0].path)
+        return;
+    for (int i = 0; i < MAPS_CACHE; i++) {
+        int expect = 0;
+        struct maps_ent *e = &mcache[i];
+        if (__atomic_load_n(&e->ready, __ATOMIC_ACQUIRE) != 0 ||
+            !__atomic_compare_exchange_n(&e->ready, &expect, 2, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
+        e->lo = lo;
+        e->hi = hi;
+        e->fileoff = fileoff;
+        forksafe__str_copy(e->path, sizeof e->path, path);
+        __atomic_store_n(&e->ready, 1, __ATOMIC_RELEASE);
+        return;
+    }
+}
+
+void forksafe__maps_forget(uintptr_t lo, uintptr_t hi)
+{
+    for (int i = 0; i < MAPS_CACHE; i++) {
+        struct maps_ent *e = &mcache[i];
+        int expect = 1;
+        if (__atomic_load_n(&e->ready, __ATOMIC_ACQUIRE) == 1 && e->lo < hi &&
+            lo < e->hi)
+            __atomic_compare_exchange_n(&e->ready, &expect, 0, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+}
+
 /* Parse one maps line; returns 1 and fills obj/off if it contains addr. */
 static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
                      uintptr_t *off)
@@ -546,19 +671,23 @@ static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
         p++;
     forksafe__str_copy(obj, objlen, *p ? p : "[anon]");
     *off = a - lo + fileoff;
+    if (*p)
+        cache_add(lo, hi, fileoff, p);
     return 1;
 }
 
 int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                         uintptr_t *off)
 {
+    uintptr_t a = (uintptr_t)addr;
+    if (cache_find(a, obj, objlen, off))
+        return 0;
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    char chunk[1024], line[640];
+    char chunk[4096], line[640];
     size_t ll = 0;
     int found = 0;
-    uintptr_t a = (uintptr_t)addr;
     while (!found) {
         ssize_t n = read(fd, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR)

@@ -37,15 +37,18 @@ extern char **environ;
 
 /* ------------------------------------------------------------ settings */
 
-#define KEEP_MAX 6
+#define KEEP_MAX 4
 
-/* "NAME=value" of each variable to keep, copied by the constructor. */
-static char keep_str[KEEP_MAX][1024];
-static size_t keep_namelen[KEEP_MAX];
-static int nkeep;
-static char self_path[PATH_MAX];
-static char marker[64];
-static int keep_ok;
+/* "NAME=value" of each variable to keep, copied by the constructor; our
+   own entry of LD_PRELOAD. A library path longer than self_path, or a
+   value longer than keep_str, is not kept (descendants then go unseen and
+   are not reported: a limit named in docs/audit.md). */
+HOT static char keep_str[KEEP_MAX][600];
+HOT static size_t keep_namelen[KEEP_MAX];
+HOT static int nkeep;
+HOT static char self_path[1024];
+HOT static char marker[64];
+HOT static int keep_ok;
 
 static int entry_is(const char *e, const char *name, size_t nl)
 {

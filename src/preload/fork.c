@@ -35,6 +35,27 @@ struct fork_state forksafe__audit_fk __attribute__((aligned(4096)));
 _Static_assert(sizeof forksafe__audit_fk <= 4096,
                "fork state must fit in one page");
 
+/* The forks this process made. The count carries the pid it belongs to,
+   so that a child, which inherits it, need not reset it: a single-threaded
+   fork writes nothing in the child (every page the child writes is a
+   copy-on-write fault, and shell scripts fork all the time). */
+HOT static long forks_n, forks_pid;
+
+static void count_fork(void)
+{
+    long pid = forksafe__getpid();
+    if (LOAD(&forks_pid) != pid) {
+        STORE(&forks_n, 0);
+        STORE(&forks_pid, pid);
+    }
+    __atomic_add_fetch(&forks_n, 1, __ATOMIC_RELAXED);
+}
+
+long forksafe__audit_forks(void)
+{
+    return LOAD(&forks_pid) == forksafe__getpid() ? LOAD(&forks_n) : 0;
+}
+
 /* 1 the first time key is offered (0 when already seen or the set is
    full, so a flood of findings is capped). */
 int forksafe__audit_once_first(struct once *o, uintptr_t key)
@@ -205,11 +226,17 @@ static int table_census(int *tids, int max)
    snapshot. */
 static int before_fork(void *site, const char *call, int *snapped)
 {
+    /* Records this process kept back are written now, not by both. */
+    forksafe__rec_flush();
     /* Small stack frames here: after fork() both processes copy every
        stack page they write. */
     int tids[64];
     int me = (int)forksafe__gettid();
     struct thread_rec *mine = forksafe__self();
+    /* A single-threaded child keeps its parent's TID in its record until
+       it forks or starts a thread itself (see after_fork). */
+    if (mine && mine->tid != me)
+        STORE(&mine->tid, me);
     int n = forksafe__audit_list_numeric("/proc/self/task", tids, 64, NULL);
     int unknown = n < 0;
     if (unknown) {
@@ -217,14 +244,17 @@ static int before_fork(void *site, const char *call, int *snapped)
         n = table_census(tids, 64);
     }
     int mt = unknown || n > 1;
-    int expect = 0;
-    *snapped =
-        __atomic_compare_exchange_n(&forksafe__audit_fk.snap_busy, &expect, 1,
-                                    0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&forksafe__audit_fk.forks, 1, __ATOMIC_RELAXED);
-    if (*snapped)
-        forksafe__audit_fk.nsnap = 0;
+    count_fork();
+    *snapped = 0;
     if (mt) {
+        /* The snapshot of held locks the child will need; another thread
+           forking at the same time keeps the one it took. */
+        int expect = 0;
+        *snapped = __atomic_compare_exchange_n(&forksafe__audit_fk.snap_busy,
+                                               &expect, 1, 0, __ATOMIC_ACQ_REL,
+                                               __ATOMIC_RELAXED);
+        if (*snapped)
+            forksafe__audit_fk.nsnap = 0;
         if (n > 1)
             report_fork_threads(site, tids, n, me, call);
         int hwm = LOAD(&forksafe__threads_hwm);
@@ -257,30 +287,37 @@ static int before_fork(void *site, const char *call, int *snapped)
 static void after_fork(pid_t pid, int mt, int snapped)
 {
     if (pid != 0) {
+        if (pid > 0)
+            forksafe__run_count_fork();
         if (snapped)
             STORE(&forksafe__audit_fk.snap_busy, 0);
         return;
     }
-    /* In the child: only this thread exists. Keep the snapshot (that is
-       what child-deadlock detection needs) and forget the other threads. */
-    int saved = errno;
-    forksafe__run_count_fork();
-    if (mt) {
-        STORE(&forksafe__audit_fk.child_mt, 1);
-        STORE(&forksafe__audit_fk.child_has_threads, 0);
-        STORE(&forksafe__policy_slow, 1);
-        forksafe__threads_after_fork_child();
-        if (!snapped)
-            forksafe__audit_fk.nsnap = 0;
-    } else if (forksafe__self_rec) {
-        STORE(&forksafe__self_rec->tid, (int)forksafe__gettid());
+    if (!mt) {
+        /* A single-threaded fork: nothing changes for the child but its
+           "report once" sets, which are empty unless it reported before
+           (no write, no page copy, when they are). */
+        once_reset(&forksafe__audit_fk.once_fork);
+        once_reset(&forksafe__audit_fk.once_held);
+        once_reset(&forksafe__audit_fk.once_unsafe);
+        once_reset(&forksafe__audit_fk.once_stdio);
+        return;
     }
+    /* In the child of a multi-threaded fork: only this thread exists.
+       Keep the snapshot (that is what child-deadlock detection needs) and
+       forget the other threads. */
+    int saved = errno;
+    STORE(&forksafe__audit_fk.child_mt, 1);
+    STORE(&forksafe__audit_fk.child_has_threads, 0);
+    STORE(&forksafe__policy_slow, 1);
+    forksafe__threads_after_fork_child();
+    if (!snapped)
+        forksafe__audit_fk.nsnap = 0;
     STORE(&forksafe__audit_fk.snap_busy, 0);
     once_reset(&forksafe__audit_fk.once_fork);
     once_reset(&forksafe__audit_fk.once_held);
     once_reset(&forksafe__audit_fk.once_unsafe);
     once_reset(&forksafe__audit_fk.once_stdio);
-    forksafe__audit_fk.forks = 0;
     if (errno != saved)
         errno = saved;
 }

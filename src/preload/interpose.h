@@ -91,6 +91,7 @@
     X(void *, mremap, (void *, size_t, size_t, int, ...))                      \
     X(int, dlclose, (void *))                                                  \
     X(pid_t, fork, (void))                                                     \
+    X(void, _exit, (int))                                                      \
     X(pid_t, _Fork, (void))                                                    \
     X(int, __register_atfork,                                                  \
       (void (*)(void), void (*)(void), void (*)(void), void *))                \

@@ -127,7 +127,7 @@ static void forget_range(const void *p, size_t len)
    (forksafe__policy_slow), a blocking acquire first goes through
    forksafe__policy_acquire(). */
 
-int forksafe__policy_slow;
+HOT int forksafe__policy_slow;
 
 EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
@@ -360,6 +360,7 @@ EXPORT int sem_close(sem_t *s)
 EXPORT int munmap(void *p, size_t len)
 {
     forget_range(p, len);
+    forksafe__maps_forget((uintptr_t)p, (uintptr_t)p + len);
     return REAL(munmap)(p, len);
 }
 
@@ -378,10 +379,12 @@ EXPORT void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
     void *r = REAL(mremap)(old, oldlen, newlen, flags, fixed);
     if (r != MAP_FAILED) {
         int saved = errno;
-        if (r != old)
+        if (r != old) {
             forget_range(old, oldlen);
-        else if (newlen < oldlen)
+            forksafe__maps_forget((uintptr_t)old, (uintptr_t)old + oldlen);
+        } else if (newlen < oldlen) {
             forget_range((char *)old + newlen, oldlen - newlen);
+        }
         errno = saved;
     }
     return r;
@@ -437,8 +440,10 @@ EXPORT int dlclose(void *h)
         struct dl_find again = {.base = f.base, .name = name};
         dl_iterate_phdr(dl_find_cb, &again);
         if (!again.found)
-            for (int i = 0; i < f.n; i++)
+            for (int i = 0; i < f.n; i++) {
                 forget_range((void *)f.lo[i], f.hi[i] - f.lo[i]);
+                forksafe__maps_forget(f.lo[i], f.hi[i]);
+            }
         errno = saved;
     }
     return r;

@@ -23,17 +23,17 @@
 
 static struct lock_ent ents[LOCK_MAX];
 static uint32_t lock_index[INDEX_SLOTS]; /* entry + 1; 0: empty */
-static unsigned nents;                   /* claimed; may pass LOCK_MAX */
-static long untracked;
+HOT static unsigned nents;               /* claimed; may pass LOCK_MAX */
+HOT static long untracked;
 
 static struct lock_ent retired[RETIRED_MAX];
-static int nretired;
+HOT static int nretired;
 
 /* One bit per 2 MiB region (hashed) that ever held a tracked lock, so
    that munmap() of memory without locks costs a few bit tests. */
 #define REGION_SHIFT 21
 #define REGION_BITS  4096
-static uint64_t regions[REGION_BITS / 64];
+HOT static uint64_t regions[REGION_BITS / 64];
 
 static inline size_t hash_ptr(uintptr_t a, unsigned bits)
 {
@@ -220,7 +220,7 @@ struct edge_ent {
 
 static struct edge_ent edges[EDGE_MAX];
 static uint32_t edge_index[1u << EDGE_INDEX_BITS];
-static unsigned nedges;
+HOT static unsigned nedges;
 
 void forksafe__edge_note(const struct held *outer, void *b, void *site,
                          struct thread_rec *r)

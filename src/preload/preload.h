@@ -14,6 +14,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* Small state that every process touches (settings, counters, the real
+   function pointers) goes into .data, next to each other, instead of
+   being scattered over the zero pages of .bss: each page first touched is
+   a page fault, and exec-heavy scripts pay them in every process. */
+#define HOT __attribute__((section(".data.forksafe_hot")))
+
 /* Exit status of a child ended by the audit after a child-deadlock. */
 #define FORKSAFE_AUDIT_DEADLOCK_STATUS 86
 
@@ -51,6 +57,13 @@ void forksafe__rec_frame(struct forksafe__rec *r, const char *role, long tid,
    pool. Safe in a signal handler and in a forked child; errno is kept. A
    record that cannot be written is counted as lost in the run page. */
 void forksafe__rec_end(struct forksafe__rec *r);
+/* The same, but kept in a buffer with others and written with them (one
+   write for a burst of records from a short-lived process): before the
+   next other record, and whenever forksafe__rec_flush() is called. */
+void forksafe__rec_end_batched(struct forksafe__rec *r);
+/* Write what forksafe__rec_end_batched kept. Called before a fork, an exec
+   and an exit. */
+void forksafe__rec_flush(void);
 /* The same, into a separate file (<pid>.x.rec) and without the "proc" line
    or any other static state: for records written from an exec hook, which
    may run in a vfork child that shares the parent's memory. */
@@ -79,6 +92,9 @@ int forksafe__out_enabled(void);
    if no mapping contains addr. Reads /proc/self/maps with raw syscalls. */
 int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                         uintptr_t *off);
+/* Forget what forksafe__maps_find cached about [lo, hi) (it is being
+   unmapped). */
+void forksafe__maps_forget(uintptr_t lo, uintptr_t hi);
 
 /* Small async-signal-safe helpers. */
 long forksafe__gettid(void);

@@ -10,7 +10,7 @@
 #include <dlfcn.h>
 
 #define FORKSAFE_REAL_DEFINE(ret, name, params)                                \
-    ret(*forksafe__real_##name) params;
+    HOT ret(*forksafe__real_##name) params;
 FORKSAFE_REAL_LIST(FORKSAFE_REAL_DEFINE)
 #undef FORKSAFE_REAL_DEFINE
 
@@ -29,25 +29,19 @@ void *forksafe__resolve(const char *name)
     return p;
 }
 
-/* Resolving costs about a microsecond per name, and every program start
-   pays it, so only the functions that may first be called where dlsym is
-   not allowed (a signal handler, a vfork child, the child of a
-   multi-threaded fork) and the lock path are resolved up front; the rest
-   resolve on first use. */
+/* Resolving costs about half a microsecond per name, and every program
+   start pays it, so only the functions that may first be called where
+   dlsym must not run (a signal handler: fork, _Fork, sem_post, execve; a
+   vfork child: execve, _exit) and the allocator (whose hooks must not
+   recurse into dlsym) are resolved up front; the rest resolve on first
+   use. */
 void forksafe__resolve_early(void)
 {
-    (void)REAL(pthread_mutex_lock);
-    (void)REAL(pthread_mutex_unlock);
-    (void)REAL(pthread_mutex_trylock);
-    (void)REAL(pthread_mutex_clocklock);
     (void)REAL(sem_post);
-    (void)REAL(sem_wait);
-    (void)REAL(sem_clockwait);
     (void)REAL(fork);
     (void)REAL(_Fork);
     (void)REAL(execve);
+    (void)REAL(_exit);
     (void)REAL(malloc);
     (void)REAL(free);
-    (void)REAL(calloc);
-    (void)REAL(realloc);
 }

@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -211,7 +213,7 @@ static void report_lockinfo(lookup_fn lookup)
     }
 }
 
-static int exit_done;
+HOT static int exit_done;
 
 /* The exit report. early: called before the loader's destructors (from
    exit() or from the handler registered when main starts), so the program's
@@ -220,6 +222,7 @@ static int exit_done;
    not see): they may be torn down already, so no registry questions. */
 static void exit_report(int early)
 {
+    forksafe__rec_flush();
     if (__atomic_exchange_n(&exit_done, 1, __ATOMIC_ACQ_REL))
         return;
     if (!forksafe__out_enabled())
@@ -232,7 +235,13 @@ static void exit_report(int early)
        only the summary is written there. */
     lookup_fn lookup = NULL;
     installed_fn installed = NULL;
-    if (!LOAD(&forksafe__audit_fk.child_mt)) {
+    /* Most processes (a script's /bin/true) used no lock and never forked:
+       then there is nothing to ask the registry, and dlsym, which
+       allocates when a symbol is missing, is not called at all. */
+    int busy = forksafe__lock_count() || forksafe__edge_count() ||
+               forksafe__audit_forks() || LOAD(&forksafe__audit_atfork_raw) ||
+               LOAD(&forksafe__audit_atfork_registry);
+    if (busy && !LOAD(&forksafe__audit_fk.child_mt)) {
         if (early) {
             lookup = (lookup_fn)dlsym(RTLD_DEFAULT, "forksafe_lookup");
             installed =
@@ -241,13 +250,13 @@ static void exit_report(int early)
         report_locks(lookup, &shared_n, &reg_n);
         report_order(lookup);
         report_lockinfo(lookup);
-        if (LOAD(&forksafe__audit_fk.forks) > 0)
+        if (forksafe__audit_forks() > 0)
             report_adapters(installed, &present_n, &needed_n);
     }
     /* A process with nothing to say (the common case: a short-lived
        program exec'd by a script) writes no summary, and so costs no
        record file; the run page counts it. */
-    long forks = LOAD(&forksafe__audit_fk.forks);
+    long forks = forksafe__audit_forks();
     long untracked = forksafe__lock_untracked();
     int raw = LOAD(&forksafe__audit_atfork_raw);
     int reg = LOAD(&forksafe__audit_atfork_registry);
@@ -300,7 +309,7 @@ EXPORT void exit(int status)
    registers _dl_fini later, in __libc_start_main. So main() is wrapped and
    the handler registered when it starts. */
 typedef int (*main_fn)(int, char **, char **);
-static main_fn real_main;
+HOT static main_fn real_main;
 int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
                       void (*fini)(void), void (*rtld_fini)(void),
                       void *stack_end);
@@ -345,14 +354,28 @@ static void describe_socket(int fd, char *out, size_t len)
 
 /* A process started by exec inside the audited tree: every descriptor
    above 2 that it inherited survived an exec without close-on-exec. */
+/* Which descriptors from 3 up to FD_PROBE - 1 are open, with one poll()
+   (an unused one comes back POLLNVAL): much cheaper than listing
+   /proc/self/fd, and every exec'd program pays it. */
+#define FD_PROBE 1024
+
 void forksafe__audit_report_inherited_fds(void)
 {
-    int fds[256], dirfd = -1;
-    int n = forksafe__audit_list_numeric("/proc/self/fd", fds, 256, &dirfd);
-    for (int i = 0; i < n && i < 32; i++) {
-        int fd = fds[i];
-        if (fd <= 2 || fd == dirfd)
+    struct pollfd p[FD_PROBE - 3];
+    struct rlimit rl;
+    nfds_t n = FD_PROBE - 3;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < FD_PROBE)
+        n = rl.rlim_cur > 3 ? (nfds_t)(rl.rlim_cur - 3) : 0;
+    for (nfds_t i = 0; i < n; i++)
+        p[i] = (struct pollfd){.fd = (int)i + 3, .events = 0};
+    if (!n || poll(p, n, 0) < 0)
+        return;
+    int reported = 0;
+    for (nfds_t i = 0; i < n && reported < 32; i++) {
+        if (p[i].revents & POLLNVAL)
             continue;
+        int fd = p[i].fd;
+        reported++;
         char path[64] = "/proc/self/fd/", num[24], target[400];
         forksafe__fmt_dec(num, fd);
         forksafe__str_cat(path, sizeof path, num);

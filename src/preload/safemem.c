@@ -22,7 +22,7 @@
 
 /* 0 unknown, 1 works, -1 not allowed here (seccomp, old kernel): then
    nothing is read at all. */
-static int vm_state;
+HOT static int vm_state;
 
 int forksafe__mem_read(void *dst, const void *src, size_t n)
 {
@@ -67,7 +67,7 @@ size_t forksafe__file_pending(FILE *f)
 
 /* ------------------------------------------------------------ lock facts */
 
-static const struct forksafe_platform *layer;
+HOT static const struct forksafe_platform *layer;
 
 void forksafe__platform_init(void)
 {

@@ -27,12 +27,10 @@ __attribute__((constructor)) static void audit_init(void)
     int saved = errno;
     forksafe__out_init();
     forksafe__resolve_early();
-    forksafe__platform_init();
     forksafe__thread_key_init();
     /* A fallback for programs whose main() we did not see start; see
        main_wrapper (report.c) for why that one is preferred. */
     atexit(forksafe__audit_exit_late);
-    forksafe__self();
     const char *g = getenv("FORKSAFE_AUDIT_GRACE_MS");
     if (g && *g >= '0' && *g <= '9')
         forksafe__audit_grace_ms = strtol(g, NULL, 10);

@@ -13,10 +13,10 @@
 /* ------------------------------------------------------------ table */
 
 struct thread_rec forksafe__threads[MAX_THREADS];
-int forksafe__threads_hwm; /* slots [0, hwm) have been used */
-static unsigned next_ident;
-static pthread_key_t rec_key;
-static int rec_key_ok;
+HOT int forksafe__threads_hwm; /* slots [0, hwm) have been used */
+HOT static unsigned next_ident;
+HOT static pthread_key_t rec_key;
+HOT static int rec_key_ok;
 TLS struct thread_rec *forksafe__self_rec;
 
 void forksafe__thread_release(void *p)
@@ -123,6 +123,15 @@ EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 {
     if (UNLIKELY(LOAD(&forksafe__policy_slow)))
         forksafe__policy_thread_created();
+    /* The caller may be a forked child whose record still has its
+       parent's TID (fork.c does not write it in single-threaded children):
+       now that the process gets a second thread, it must be right. */
+    struct thread_rec *me = forksafe__self_rec;
+    if (me) {
+        int tid = (int)forksafe__gettid();
+        if (me->tid != tid)
+            STORE(&me->tid, tid);
+    }
     for (int i = 0; i < TRAMPS; i++) {
         int expect = 0;
         if (LOAD(&tramps[i].busy) ||
