@@ -97,7 +97,10 @@ static int check_script(const unsigned char *buf, size_t n, char *resolved,
     interp[k] = '\0';
     if (!k || depth >= 4)
         return FORKSAFE_EXEC_OK;
-    int fd = open(interp, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (stat(interp, &st) != 0 || !S_ISREG(st.st_mode))
+        return FORKSAFE_EXEC_OK;
+    int fd = open(interp, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return FORKSAFE_EXEC_OK;
     copy(resolved, len, interp);
@@ -110,6 +113,9 @@ static int check_fd(int fd, char *resolved, size_t len, int depth)
 {
     unsigned char buf[256];
     ssize_t n;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return FORKSAFE_EXEC_OK;
     do
         n = pread(fd, buf, sizeof buf, 0);
     while (n < 0 && errno == EINTR);
@@ -117,9 +123,6 @@ static int check_fd(int fd, char *resolved, size_t len, int depth)
         return check_script(buf, (size_t)n, resolved, len, depth);
     if (n < (ssize_t)EI_NIDENT || memcmp(buf, ELFMAG, SELFMAG) != 0)
         return FORKSAFE_EXEC_OK; /* not ELF: exec fails, or binfmt_misc */
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return FORKSAFE_EXEC_OK;
     if (buf[EI_CLASS] != NATIVE_CLASS)
         return FORKSAFE_EXEC_CLASS;
     if ((size_t)n < sizeof(ehdr_t))
@@ -154,7 +157,14 @@ int forksafe__exec_check(int dirfd, const char *path, int fd, char *resolved,
     int saved = errno;
     int own = -1;
     if (path) {
-        own = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+        /* Only regular files are opened: exec refuses anything else, and
+           opening a FIFO would block, a device could react. */
+        struct stat st;
+        if (fstatat(dirfd, path, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
+            errno = saved;
+            return FORKSAFE_EXEC_OK;
+        }
+        own = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (own < 0) {
             errno = saved;
             return FORKSAFE_EXEC_OK;

@@ -228,6 +228,24 @@ static void test_restored_variables_are_hidden_from_the_program(void **state)
     assert_string_equal(au_slurp(au_out), "[]\n");
 }
 
+/* exec of something that is not a regular file fails (EACCES), and the
+   audit's look at the target must not open it: a FIFO would block. */
+static void test_exec_of_a_fifo_does_not_block(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && rm -f fifo && mkfifo fifo && chmod +x fifo && "
+             "(exec ./fifo) 2>/dev/null; echo status $?",
+             au_tmp);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    assert_int_equal(au_plain(argv), 0);
+    char *plain = strdup(au_slurp(au_out));
+    assert_int_equal(au_audit(NULL, argv), 0);
+    assert_string_equal(au_slurp(au_out), plain);
+    free(plain);
+}
+
 /* Out of descriptors at the fork: /proc/self/task cannot be opened. The
    fork is reported as "could not count threads" and the child still gets
    the deadlock guard (before, it was taken for single-threaded and hung;
@@ -261,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_env_i_is_audited),
         cmocka_unit_test(test_python_subprocess_env_empty_is_audited),
         cmocka_unit_test(test_restored_variables_are_hidden_from_the_program),
+        cmocka_unit_test(test_exec_of_a_fifo_does_not_block),
         cmocka_unit_test(test_fork_out_of_descriptors_keeps_guard),
     };
     return cmocka_run_group_tests(tests, au_setup, au_teardown);
