@@ -164,11 +164,20 @@ void forksafe__report_text(FILE *out, const struct forksafe_run *run)
     if (run->not_audited)
         fprintf(out, ", %ld not audited", run->not_audited);
     fputc('\n', out);
-    if (forksafe__run_incomplete(run))
-        fprintf(out, "forksafe-audit: the report is incomplete:%s%s%s\n",
-                run->not_audited ? " some processes were not audited;" : "",
-                run->records_lost ? " records were lost;" : "",
-                run->interrupted_by ? " the audit was interrupted;" : "");
+    if (forksafe__run_incomplete(run)) {
+        const char *why[3];
+        int n = 0;
+        if (run->not_audited)
+            why[n++] = "some processes were not audited";
+        if (run->records_lost)
+            why[n++] = "records were lost";
+        if (run->interrupted_by)
+            why[n++] = "the audit was interrupted";
+        fprintf(out, "forksafe-audit: the report is incomplete: ");
+        for (int i = 0; i < n; i++)
+            fprintf(out, "%s%s", i ? "; " : "", why[i]);
+        fputs(".\n", out);
+    }
     for (size_t i = 0; i < run->nfindings; i++) {
         const struct forksafe_finding *f = &run->findings[i];
         if (grouped(f->kind)) {

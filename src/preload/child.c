@@ -59,6 +59,7 @@ void forksafe__audit_note_unsafe(const char *fn, void *site)
 static void __attribute__((noreturn))
 deadlock_exit(void *m, int kind, void *site, int holder, void *holder_site)
 {
+    forksafe__rec_make_room(); /* frames need /proc/self/maps */
     struct forksafe__rec *r = forksafe__rec_begin("finding");
     if (r) {
         forksafe__audit_rec_common(r, "child-deadlock", "error");

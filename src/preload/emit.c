@@ -532,34 +532,30 @@ void forksafe__rec_end_aside(struct forksafe__rec *r)
     rec_release(r);
 }
 
+void forksafe__rec_make_room(void)
+{
+    int saved = errno;
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+    } else if (errno == EMFILE) {
+        /* Out of descriptors, and about to _exit: giving one back cannot
+           change what this process does any more. */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 3)
+            for (long f = (long)rl.rlim_cur - 1; f > 2; f--)
+                if (close((int)f) == 0)
+                    break;
+    }
+    errno = saved;
+}
+
 void forksafe__rec_end_final(struct forksafe__rec *r)
 {
     if (!r)
         return;
-    int saved = errno;
-    forksafe__rec_flush();
-    int fd = out_open(0);
-    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
-        /* Out of descriptors, and about to _exit: giving one back cannot
-           change what this process does any more. */
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 3) {
-            for (long f = (long)rl.rlim_cur - 1; f > 2; f--)
-                if (close((int)f) == 0)
-                    break;
-            fd = out_open(0);
-        }
-    }
-    if (fd < 0)
-        out_failed(errno);
-    errno = saved;
-    if (fd < 0) {
-        rec_release(r);
-        return;
-    }
-    rec_finish(r);
-    rec_write(r, fd);
-    rec_release(r);
+    forksafe__rec_make_room();
+    forksafe__rec_end(r);
 }
 
 /* ------------------------------------------------------------ maps */

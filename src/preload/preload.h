@@ -69,8 +69,11 @@ void forksafe__rec_flush(void);
    may run in a vfork child that shares the parent's memory. */
 void forksafe__rec_end_aside(struct forksafe__rec *r);
 /* The same, for the last record of a process about to _exit: when it is
-   out of descriptors, one descriptor is closed to make room. */
+   out of descriptors, one descriptor is closed to make room first
+   (forksafe__rec_make_room, which a caller about to _exit may also call
+   before building its record, so that /proc can be read). */
 void forksafe__rec_end_final(struct forksafe__rec *r);
+void forksafe__rec_make_room(void);
 
 /* 1 if this process has written a record already. */
 int forksafe__rec_written(void);
