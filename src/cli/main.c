@@ -86,7 +86,10 @@ static int find_preload(char *out, size_t len)
                     env, strerror(errno));
             return -1;
         }
-        snprintf(out, len, "%s", env);
+        /* Absolute: a program that changes directory before it execs
+           another must still find it. */
+        char abs[PATH_MAX];
+        snprintf(out, len, "%s", realpath(env, abs) ? abs : env);
         return 0;
     }
     char exe[PATH_MAX];

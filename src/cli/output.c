@@ -137,7 +137,54 @@ static int proc_interesting(const struct forksafe_run *run,
     return 0;
 }
 
+static void report_text(FILE *out, const struct forksafe_run *run);
+
+/* Copy the text report to out with what a terminal should not get raw
+   (control characters other than newline, bytes that are not UTF-8: a
+   thread name or a path can hold anything) written as \xHH. */
+static void put_safe(FILE *out, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        if (*p == '\n' || (*p >= 0x20 && *p < 0x7f)) {
+            fputc(*p++, out);
+            continue;
+        }
+        /* A valid multi-byte sequence goes through as it is. */
+        char one[8] = {0};
+        size_t k = 0;
+        while (k < 4 && p + k < end) {
+            one[k] = (char)p[k];
+            k++;
+            if (forksafe__utf8_valid(one) && (unsigned char)one[0] >= 0x80)
+                break;
+        }
+        if ((unsigned char)one[0] >= 0x80 && forksafe__utf8_valid(one)) {
+            fwrite(p, 1, k, out);
+            p += k;
+        } else {
+            fprintf(out, "\\x%02x", *p++);
+        }
+    }
+}
+
 void forksafe__report_text(FILE *out, const struct forksafe_run *run)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m) {
+        report_text(out, run);
+        return;
+    }
+    report_text(m, run);
+    fclose(m);
+    put_safe(out, buf, len);
+    free(buf);
+    fflush(out);
+}
+
+static void report_text(FILE *out, const struct forksafe_run *run)
 {
     size_t nsev[3] = {0, 0, 0};
     for (size_t i = 0; i < run->nfindings; i++)

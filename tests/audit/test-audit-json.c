@@ -21,6 +21,10 @@ static void test_thread_name_not_utf8(void **state)
     assert_int_equal(au_audit(NULL, argv), 0);
     /* "bad\xff\xfe\\\"\t" as the kernel keeps it (15 bytes at most). */
     au_check("--has=fork-with-threads", "--hex=thread_name=626164fffe5c2209");
+    /* The text report shows such bytes escaped, never raw. */
+    char *t = au_slurp(au_err);
+    assert_non_null(strstr(t, "\"bad\\xff\\xfe\\\"\\x09\""));
+    assert_null(strchr(t, '\xff'));
 }
 
 static void test_program_path_not_utf8_with_backslash_and_tab(void **state)
