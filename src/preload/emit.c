@@ -638,9 +638,10 @@ void forksafe__maps_forget(uintptr_t lo, uintptr_t hi)
     }
 }
 
-/* Parse one maps line; returns 1 and fills obj/off if it contains addr. */
+/* Parse one maps line; returns 1 and fills obj/off (and the mapping's
+   extent, when lo_out is not NULL) if it contains addr. */
 static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
-                     uintptr_t *off)
+                     uintptr_t *off, uintptr_t *extent_lo, uintptr_t *extent_hi)
 {
     const char *p = line;
     uintptr_t lo = parse_hex(&p);
@@ -649,6 +650,10 @@ static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
     uintptr_t hi = parse_hex(&p);
     if (a < lo || a >= hi)
         return 0;
+    if (extent_lo) {
+        *extent_lo = lo;
+        *extent_hi = hi;
+    }
     /* perms, offset, dev, inode, path */
     while (*p == ' ')
         p++;
@@ -672,12 +677,28 @@ static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
     return 1;
 }
 
+static int maps_read(uintptr_t a, char *obj, size_t objlen, uintptr_t *off,
+                     uintptr_t *lo, uintptr_t *hi);
+
 int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                         uintptr_t *off)
 {
     uintptr_t a = (uintptr_t)addr;
     if (cache_find(a, obj, objlen, off))
         return 0;
+    return maps_read(a, obj, objlen, off, NULL, NULL);
+}
+
+int forksafe__maps_extent(const void *addr, uintptr_t *lo, uintptr_t *hi)
+{
+    char obj[8];
+    uintptr_t off;
+    return maps_read((uintptr_t)addr, obj, sizeof obj, &off, lo, hi);
+}
+
+static int maps_read(uintptr_t a, char *obj, size_t objlen, uintptr_t *off,
+                     uintptr_t *lo, uintptr_t *hi)
+{
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -697,7 +718,7 @@ int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                 continue;
             }
             line[ll] = '\0';
-            found = maps_line(line, a, obj, objlen, off);
+            found = maps_line(line, a, obj, objlen, off, lo, hi);
             ll = 0;
         }
     }

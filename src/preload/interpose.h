@@ -62,6 +62,12 @@
       (pthread_mutex_t *, clockid_t, const struct timespec *))                 \
     X(int, pthread_mutex_unlock, (pthread_mutex_t *))                          \
     X(int, pthread_mutex_destroy, (pthread_mutex_t *))                         \
+    X(int, pthread_mutex_init,                                                 \
+      (pthread_mutex_t *, const pthread_mutexattr_t *))                        \
+    X(int, pthread_rwlock_init,                                                \
+      (pthread_rwlock_t *, const pthread_rwlockattr_t *))                      \
+    X(int, sem_init, (sem_t *, int, unsigned))                                 \
+    X(int, shmdt, (const void *))                                              \
     X(int, pthread_rwlock_rdlock, (pthread_rwlock_t *))                        \
     X(int, pthread_rwlock_wrlock, (pthread_rwlock_t *))                        \
     X(int, pthread_rwlock_tryrdlock, (pthread_rwlock_t *))                     \

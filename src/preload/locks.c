@@ -24,6 +24,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 
 /* ------------------------------------------------------------ held stack */
 
@@ -185,6 +186,15 @@ EXPORT int pthread_mutex_destroy(pthread_mutex_t *m)
     return REAL(pthread_mutex_destroy)(m);
 }
 
+/* A lock initialized at an address is a new lock, whatever was there
+   before (memory freed without destroying its lock, then reused): the
+   tables must not take it for the old one. */
+EXPORT int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a)
+{
+    forget_one(m);
+    return REAL(pthread_mutex_init)(m, a);
+}
+
 /* ------------------------------------------------------------ rwlocks */
 
 EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
@@ -248,6 +258,13 @@ EXPORT int pthread_rwlock_destroy(pthread_rwlock_t *l)
 {
     forget_one(l);
     return REAL(pthread_rwlock_destroy)(l);
+}
+
+EXPORT int pthread_rwlock_init(pthread_rwlock_t *l,
+                               const pthread_rwlockattr_t *a)
+{
+    forget_one(l);
+    return REAL(pthread_rwlock_init)(l, a);
 }
 
 /* ------------------------------------------------------------ conditions */
@@ -343,6 +360,12 @@ EXPORT int sem_destroy(sem_t *s)
     return REAL(sem_destroy)(s);
 }
 
+EXPORT int sem_init(sem_t *s, int pshared, unsigned value)
+{
+    forget_one(s);
+    return REAL(sem_init)(s, pshared, value);
+}
+
 /* A named semaphore is a mapping of its own: sem_close unmaps it (when it
    is the last reference), from inside libc, where munmap is not seen. */
 EXPORT int sem_close(sem_t *s)
@@ -362,6 +385,18 @@ EXPORT int munmap(void *p, size_t len)
     forget_range(p, len);
     forksafe__maps_forget((uintptr_t)p, (uintptr_t)p + len);
     return REAL(munmap)(p, len);
+}
+
+/* shmdt() detaches a System V segment (process-shared locks live in such
+   memory): its extent is the mapping that contains addr. */
+EXPORT int shmdt(const void *addr)
+{
+    uintptr_t lo, hi;
+    if (!forksafe__in_hook && forksafe__maps_extent(addr, &lo, &hi) == 0) {
+        forget_range((const void *)lo, hi - lo);
+        forksafe__maps_forget(lo, hi);
+    }
+    return REAL(shmdt)(addr);
 }
 
 /* mremap() moves or shrinks a mapping: what was at the old place (or past

@@ -95,6 +95,8 @@ int forksafe__out_enabled(void);
    if no mapping contains addr. Reads /proc/self/maps with raw syscalls. */
 int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                         uintptr_t *off);
+/* The extent [*lo, *hi) of the mapping that contains addr: 0, or -1. */
+int forksafe__maps_extent(const void *addr, uintptr_t *lo, uintptr_t *hi);
 /* Forget what forksafe__maps_find cached about [lo, hi) (it is being
    unmapped). */
 void forksafe__maps_forget(uintptr_t lo, uintptr_t hi);

@@ -6,8 +6,9 @@
    and closed), munmap (an unnamed semaphore in a page that is unmapped),
    mremap (the page is moved elsewhere), free (a semaphore in a large
    malloc block that glibc unmaps itself) and dlclose (a semaphore in a
-   plugin's data, unloaded). Prints "MODE: ok" and exits 0 when the fork
-   and its child behaved. */
+   plugin's data, unloaded) and shmdt (a process-shared semaphore in a
+   System V segment that is detached). Prints "MODE: ok" and exits 0 when
+   the fork and its child behaved. */
 #include "target-util.h"
 
 #include <dlfcn.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 
 static const char *mode;
 static const char *plugin_dir;
@@ -57,6 +59,12 @@ static sem_t *take_and_lose(void)
         if (sem_init(s, 0, 1) != 0 || sem_wait(s) != 0)
             exit(26);
         free(block);
+    } else if (strcmp(mode, "shmdt") == 0) {
+        int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+        s = id < 0 ? NULL : shmat(id, NULL, 0);
+        if (id < 0 || s == (void *)-1 || shmctl(id, IPC_RMID, NULL) != 0 ||
+            sem_init(s, 1, 1) != 0 || sem_wait(s) != 0 || shmdt(s) != 0)
+            exit(30);
     } else if (strcmp(mode, "dlclose") == 0) {
         char path[4096];
         snprintf(path, sizeof path, "%s/audit-plugin.so", plugin_dir);
@@ -83,11 +91,56 @@ static void *holder_main(void *arg)
     return target_parked_main(NULL);
 }
 
+/* reuse: a thread uses a mutex in a malloc'd block and frees the block
+   without destroying it; another thread gets the same block back and
+   initializes a mutex there. The second is a new lock, used by one thread
+   only: nothing is shared. */
+static void *reuse_first(void *arg)
+{
+    pthread_mutex_t *m = malloc(sizeof *m);
+    if (!m || pthread_mutex_init(m, NULL) != 0)
+        exit(40);
+    pthread_mutex_lock(m);
+    pthread_mutex_unlock(m);
+    *(void **)arg = m;
+    free(m);
+    return NULL;
+}
+
+static void *reuse_second(void *arg)
+{
+    pthread_mutex_t *m = malloc(sizeof *m);
+    if (!m || pthread_mutex_init(m, NULL) != 0)
+        exit(41);
+    pthread_mutex_lock(m);
+    pthread_mutex_unlock(m);
+    *(void **)arg = m;
+    pthread_mutex_destroy(m);
+    free(m);
+    return NULL;
+}
+
+static int mode_reuse(void)
+{
+    void *a = NULL, *b = NULL;
+    pthread_t t;
+    if (pthread_create(&t, NULL, reuse_first, &a) != 0 ||
+        pthread_join(t, NULL) != 0 ||
+        pthread_create(&t, NULL, reuse_second, &b) != 0 ||
+        pthread_join(t, NULL) != 0)
+        return 42;
+    /* The test means something only when malloc gave the block back. */
+    printf("reuse: %s\n", a == b ? "ok" : "different block");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
         return 2;
     mode = argv[1];
+    if (strcmp(mode, "reuse") == 0)
+        return mode_reuse();
     plugin_dir = argc > 2 ? argv[2] : ".";
     char c;
     if (pipe(target_pipe) != 0 || pipe(ready) != 0 ||

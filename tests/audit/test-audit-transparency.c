@@ -61,6 +61,23 @@ static void test_sem_unloaded_with_dlclose_before_fork(void **state)
     released("dlclose");
 }
 
+static void test_sem_detached_with_shmdt_before_fork(void **state)
+{
+    (void)state;
+    released("shmdt");
+}
+
+/* Memory freed without destroying its lock, then reused for a new lock by
+   another thread: the new lock is not the old one (no shared lock). */
+static void test_lock_in_reused_memory_is_a_new_lock(void **state)
+{
+    (void)state;
+    char *argv[] = {AU_TARGET("target-release"), "reuse", NULL};
+    assert_int_equal(au_audit(NULL, argv), 0);
+    assert_string_equal(au_slurp(au_out), "reuse: ok\n");
+    au_check("--kinds=");
+}
+
 /* The issue's python reproducer: a thread waits on a multiprocessing
    Event, drops it, and stays alive while a Process is started. */
 static void test_python_event_then_process(void **state)
@@ -202,6 +219,8 @@ int main(void)
         cmocka_unit_test(test_sem_moved_by_mremap_before_fork),
         cmocka_unit_test(test_sem_freed_by_glibc_before_fork),
         cmocka_unit_test(test_sem_unloaded_with_dlclose_before_fork),
+        cmocka_unit_test(test_sem_detached_with_shmdt_before_fork),
+        cmocka_unit_test(test_lock_in_reused_memory_is_a_new_lock),
         cmocka_unit_test(test_python_event_then_process),
         cmocka_unit_test(test_bash_pipelines_and_jobs),
         cmocka_unit_test(test_make_recursive_parallel),
