@@ -173,17 +173,29 @@ static double measure(char *const argv[], const char *preload, const char *dir,
         _exit(127);
     }
     close(fd[1]);
-    char buf[64] = {0};
-    ssize_t n = read(fd[0], buf, sizeof buf - 1);
+    /* Everything it prints, to the end: the figure is the last line. */
+    char buf[256] = {0};
+    size_t n = 0;
+    ssize_t got;
+    while ((got = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0 ||
+           (got < 0 && errno == EINTR))
+        if (got > 0 && (n += (size_t)got) >= sizeof buf - 1)
+            n = 0; /* keep reading; only the tail matters */
+    buf[n] = '\0';
     close(fd[0]);
     int st;
     waitpid(p, &st, 0);
     double ms = (now_ns() - t0) / 1e6;
-    if ((!time_it && n <= 0) || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(stderr, "bench-audit: %s failed\n", argv[0]);
+    if ((!time_it && n == 0) || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "bench-audit: %s failed (status 0x%x, output '%s')\n",
+                argv[0], st, buf);
         exit(1);
     }
-    return time_it ? ms : strtod(buf, NULL);
+    char *last = buf;
+    for (char *c = buf; *c; c++)
+        if (*c == '\n' && c[1])
+            last = c + 1;
+    return time_it ? ms : strtod(last, NULL);
 }
 
 int main(int argc, char **argv)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * records.c: read what every audited process wrote (<pid>.rec and
- * <pid>.x.rec files, one record per line, syntax in src/preload/emit.c;
- * and the run page, src/preload/runpage.h), and merge it into findings and
+ * records.c: read what every audited process wrote (all.rec, one record
+ * per line, each naming its process, syntax in src/preload/emit.c; and
+ * the run page, src/preload/runpage.h), and merge it into findings and
  * processes: frames are symbolized, duplicate findings dropped,
  * registration facts ("lockinfo" records written at exit) attached to the
  * locks reported at fork, descriptors that the program inherited from

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * emit.c: how libforksafe-audit.so writes its records. Each process appends
- * one line per record to <FORKSAFE_AUDIT_DIR>/<pid>.rec with a single
+ * emit.c: how libforksafe-audit.so writes its records. Every process
+ * appends one line per record to <FORKSAFE_AUDIT_DIR>/all.rec with a single
  * write(), so records of parents, forked children and exec'd programs never
- * interleave; forksafe-audit merges the files when the program has ended.
+ * interleave; each names its process, which announces itself with a
+ * "proc" line before its first record. forksafe-audit reads the file when
+ * the program has ended.
  *
  * DESIGN. This code runs in signal handlers and in children of
  * multi-threaded forks, so it never allocates and never takes a lock:
@@ -269,14 +271,18 @@ int forksafe__rec_written(void)
     return __atomic_load_n(&proc_pid, __ATOMIC_ACQUIRE) == forksafe__getpid();
 }
 
-static int open_record_file(long pid, const char *suffix)
+/* Every process appends to the same file: creating a file is the most
+   expensive part of writing a record (a file system allocation), and
+   short-lived forked children write one burst each. Each record is one
+   write() with O_APPEND, which Linux makes atomic for regular files, so
+   records of different processes never interleave; each carries its pid.
+   The first writer creates the file; when the directory itself is gone
+   (forksafe-audit has ended), the open fails and recording stops. */
+static int open_record_file(void)
 {
-    char path[sizeof out_dir + 48], num[24];
+    char path[sizeof out_dir + 16];
     forksafe__str_copy(path, sizeof path, out_dir);
-    forksafe__str_cat(path, sizeof path, "/");
-    forksafe__fmt_dec(num, pid);
-    forksafe__str_cat(path, sizeof path, num);
-    forksafe__str_cat(path, sizeof path, suffix);
+    forksafe__str_cat(path, sizeof path, "/" FORKSAFE_RECORDS_NAME);
     return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
@@ -297,7 +303,7 @@ static void out_failed(int err)
 static int out_open(int count_failure)
 {
     long pid = forksafe__getpid();
-    int fd = open_record_file(pid, ".rec");
+    int fd = open_record_file();
     if (fd < 0) {
         if (count_failure)
             out_failed(errno);
@@ -523,7 +529,7 @@ void forksafe__rec_end_aside(struct forksafe__rec *r)
         return;
     rec_finish(r);
     int saved = errno;
-    int fd = open_record_file(forksafe__getpid(), ".x.rec");
+    int fd = open_record_file();
     if (fd >= 0)
         rec_write(r, fd);
     else

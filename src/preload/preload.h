@@ -20,6 +20,9 @@
    a page fault, and exec-heavy scripts pay them in every process. */
 #define HOT __attribute__((section(".data.forksafe_hot")))
 
+/* The record file in FORKSAFE_AUDIT_DIR, shared by every process. */
+#define FORKSAFE_RECORDS_NAME "all.rec"
+
 /* Exit status of a child ended by the audit after a child-deadlock. */
 #define FORKSAFE_AUDIT_DEADLOCK_STATUS 86
 
@@ -64,9 +67,9 @@ void forksafe__rec_end_batched(struct forksafe__rec *r);
 /* Write what forksafe__rec_end_batched kept. Called before a fork, an exec
    and an exit. */
 void forksafe__rec_flush(void);
-/* The same, into a separate file (<pid>.x.rec) and without the "proc" line
-   or any other static state: for records written from an exec hook, which
-   may run in a vfork child that shares the parent's memory. */
+/* The same, without the "proc" line or any other static state: for
+   records written from an exec hook, which may run in a vfork child that
+   shares the parent's memory. */
 void forksafe__rec_end_aside(struct forksafe__rec *r);
 /* The same, for the last record of a process about to _exit: when it is
    out of descriptors, one descriptor is closed to make room first

@@ -357,7 +357,7 @@ static void describe_socket(int fd, char *out, size_t len)
 /* Which descriptors from 3 up to FD_PROBE - 1 are open, with one poll()
    (an unused one comes back POLLNVAL): much cheaper than listing
    /proc/self/fd, and every exec'd program pays it. */
-#define FD_PROBE 1024
+#define FD_PROBE 256
 
 void forksafe__audit_report_inherited_fds(void)
 {
