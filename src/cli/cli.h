@@ -79,6 +79,7 @@ struct forksafe_run {
                            images that loaded it, and children of fork() */
     long not_audited;   /* not-audited findings */
     long records_lost;  /* records the interposer could not write */
+    long census_failed; /* forks that could not count threads */
 };
 
 /* Descriptor identities the audited program inherited from outside (the
@@ -123,7 +124,8 @@ int forksafe__sev_parse(const char *s);
 const char *forksafe__sev_name(enum forksafe_sev s);
 
 /* 1 when the report is not the whole story: a process was not audited,
-   records were lost, or forksafe-audit was interrupted. */
+   records were lost, a fork could not count threads, or forksafe-audit
+   was interrupted. */
 int forksafe__run_incomplete(const struct forksafe_run *run);
 
 /* The human report, to out. */

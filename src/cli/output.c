@@ -212,12 +212,14 @@ static void report_text(FILE *out, const struct forksafe_run *run)
         fprintf(out, ", %ld not audited", run->not_audited);
     fputc('\n', out);
     if (forksafe__run_incomplete(run)) {
-        const char *why[3];
+        const char *why[4];
         int n = 0;
         if (run->not_audited)
             why[n++] = "some processes were not audited";
         if (run->records_lost)
             why[n++] = "records were lost";
+        if (run->census_failed)
+            why[n++] = "threads could not be counted at some forks";
         if (run->interrupted_by)
             why[n++] = "the audit was interrupted";
         fprintf(out, "forksafe-audit: the report is incomplete: ");

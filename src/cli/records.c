@@ -63,7 +63,8 @@ const char *forksafe__sev_name(enum forksafe_sev s)
 
 int forksafe__run_incomplete(const struct forksafe_run *run)
 {
-    return run->not_audited || run->records_lost || run->interrupted_by;
+    return run->not_audited || run->records_lost || run->census_failed ||
+           run->interrupted_by;
 }
 
 /* Undo the interposer's escaping in place: \\ \t \n \r \| */
@@ -538,9 +539,13 @@ static void run_page(struct forksafe_run *run, const char *dir)
             add_detail_int(&f, "records", e->count);
             run->records_lost += e->count;
         } else if (e->type == FORKSAFE_RUN_CENSUS) {
+            /* Threads the audit could not count may have held locks it
+               did not report: the report is incomplete, like lost
+               records. */
             f.kind = xstrdup("thread-census-failed");
-            f.sev = FS_SEV_WARNING;
+            f.sev = FS_SEV_ERROR;
             add_detail_int(&f, "forks", e->count);
+            run->census_failed += e->count;
         } else {
             free(f.exe);
             continue;

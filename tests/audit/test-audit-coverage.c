@@ -258,7 +258,11 @@ static void test_fork_out_of_descriptors_keeps_guard(void **state)
     assert_int_equal(au_audit(opts, argv), 0);
     au_check("--has=thread-census-failed", "--has=child-deadlock",
              "--message=thread-census-failed~could not count threads",
-             "--detail-eq=thread-census-failed:errno=24");
+             "--detail-eq=thread-census-failed:errno=24",
+             "--top=complete=false");
+    /* Counted, named, and failing the gate. */
+    const char *gate[] = {"--fail-on", "error", "--grace-ms", "200", NULL};
+    assert_int_equal(au_audit(gate, argv), 3);
 }
 
 int main(void)
