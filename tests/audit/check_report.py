@@ -21,6 +21,7 @@ schema before any expectation is looked at. Expectations:
 --detail-eq KIND:KEY=JSON
                       some KIND finding has details[KEY] == JSON (typed)
 --message KIND~TEXT   some KIND finding's message contains TEXT
+--severity KIND=SEV   every KIND finding has severity SEV
 --hex FIELD=HEX       some object anywhere in the report has a FIELD_hex
                       that ends with HEX (every _hex twin is checked to
                       match the text beside it)
@@ -130,6 +131,7 @@ def main():
     ap.add_argument('--detail', action='append', default=[])
     ap.add_argument('--detail-eq', action='append', default=[])
     ap.add_argument('--message', action='append', default=[])
+    ap.add_argument('--severity', action='append', default=[])
     ap.add_argument('--hex', action='append', default=[])
     ap.add_argument('--top', action='append', default=[])
     ap.add_argument('--summary', action='append', default=[])
@@ -191,6 +193,11 @@ def main():
         if not any(text in f['message'] for f in of(kind)):
             fail('no %s message containing %r: %r' %
                  (kind, text, [f['message'] for f in of(kind)]))
+    for spec in a.severity:
+        kind, sev = spec.split('=', 1)
+        if not of(kind) or any(f['severity'] != sev for f in of(kind)):
+            fail('%s findings are not all %s: %r' %
+                 (kind, sev, [f['severity'] for f in of(kind)]))
     for spec in a.hex:
         field, want = spec.split('=', 1)
         got = hexes(doc, field, [])

@@ -32,7 +32,8 @@ static void not_audited(char *const *argv, const char *reason)
     assert_string_equal(au_slurp(au_out), plain_out);
     free(plain_out);
     au_check("--has=not-audited", want, "--top=complete=false",
-             "--summary=processes_not_audited=1");
+             "--summary=processes_not_audited=1",
+             "--severity=not-audited=error");
     /* ...and both gates fail when PROGRAM succeeded. */
     if (plain == 0) {
         assert_int_equal(au_audit(fail_warning, argv), 3);
@@ -259,7 +260,7 @@ static void test_fork_out_of_descriptors_keeps_guard(void **state)
     au_check("--has=thread-census-failed", "--has=child-deadlock",
              "--message=thread-census-failed~could not count threads",
              "--detail-eq=thread-census-failed:errno=24",
-             "--top=complete=false");
+             "--top=complete=false", "--severity=thread-census-failed=error");
     /* Counted, named, and failing the gate. */
     const char *gate[] = {"--fail-on", "error", "--grace-ms", "200", NULL};
     assert_int_equal(au_audit(gate, argv), 3);
