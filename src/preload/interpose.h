@@ -24,6 +24,16 @@
  * of a multi-threaded fork and in a vfork child, so it never allocates,
  * never takes a lock and keeps errno. A library supplies the policy
  * functions declared at the end of this file.
+ *
+ * A library built on the core has its own constructor, which calls, in
+ * this order: forksafe__out_init() (records, if FORKSAFE_AUDIT_DIR names a
+ * directory; emit.c), forksafe__resolve_early(), forksafe__thread_key_init(),
+ * forksafe__exec_keep_init() with the variables its descendants need, and
+ * forksafe__exec_unkeep(). The audit's is src/preload/setup.c. The fork
+ * hooks (fork, _Fork) and what happens in a child are the library's own
+ * (the audit's: fork.c, child.c); the core's lock hooks hand a blocking
+ * acquire to the library's forksafe__policy_acquire() whenever the library
+ * sets forksafe__policy_slow, and cost nothing otherwise.
  */
 #ifndef FORKSAFE_INTERPOSE_H
 #define FORKSAFE_INTERPOSE_H
