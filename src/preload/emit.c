@@ -191,6 +191,15 @@ void forksafe__run_event(int type, int err)
 
 /* ------------------------------------------------------------ records */
 
+/* The variable that names the record directory: the audit's unless the
+   library's constructor chose another before its first record. */
+HOT static const char *out_var = "FORKSAFE_AUDIT_DIR";
+
+void forksafe__out_use_variable(const char *name)
+{
+    out_var = name;
+}
+
 void forksafe__out_init(void)
 {
     if (__atomic_load_n(&out_state, __ATOMIC_ACQUIRE) != 0)
@@ -199,7 +208,7 @@ void forksafe__out_init(void)
        the constructor) or, at worst, racing with another first call that
        computes the same answer. */
     image_pid = forksafe__getpid();
-    const char *d = getenv("FORKSAFE_AUDIT_DIR");
+    const char *d = getenv(out_var);
     int state = -1;
     if (d && *d && strlen(d) < sizeof out_dir - 32) {
         forksafe__str_copy(out_dir, sizeof out_dir, d);

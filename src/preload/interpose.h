@@ -14,7 +14,9 @@
  *   - the pthread mutex, rwlock, condition and semaphore hooks that fill
  *     them, and the hooks on everything that releases lock memory
  *     (sem_close, sem_destroy, pthread_*_destroy, munmap, mremap, dlclose)
- *     so that the tables never point into memory that is gone (locks.c);
+ *     so that the tables never point into memory that is gone (locks.c;
+ *     a library with acquire and release hooks of its own compiles it
+ *     with FORKSAFE_INTERPOSE_LIVENESS_ONLY and gets only the latter);
  *   - fault-safe reads of the program's memory (safemem.c);
  *   - the exec family, posix_spawn, system and popen, which keep the
  *     library's environment in descendants and say when a new program
@@ -26,8 +28,10 @@
  * functions declared at the end of this file.
  *
  * A library built on the core has its own constructor, which calls, in
- * this order: forksafe__out_init() (records, if FORKSAFE_AUDIT_DIR names a
- * directory; emit.c), forksafe__resolve_early(), forksafe__thread_key_init(),
+ * this order: forksafe__out_use_variable() if its record directory is
+ * named by another variable than FORKSAFE_AUDIT_DIR, forksafe__out_init()
+ * (records, if that variable names a directory; emit.c),
+ * forksafe__resolve_early(), forksafe__thread_key_init(),
  * forksafe__exec_keep_init() with the variables its descendants need, and
  * forksafe__exec_unkeep(). The audit's is src/preload/setup.c. The fork
  * hooks (fork, _Fork) and what happens in a child are the library's own

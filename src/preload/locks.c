@@ -13,6 +13,12 @@
  * index slot and one entry of the lock table. A release pops. Nothing on
  * that path allocates, locks or makes a system call. Everything the hooks
  * call on that path is in this file or inline, except the table itself.
+ *
+ * Built twice: whole, into libforksafe-audit.so, and with
+ * FORKSAFE_INTERPOSE_LIVENESS_ONLY defined, into a preload library that
+ * has acquire and release hooks of its own (libforksafe-run.so): then only
+ * the hooks on calls that make lock memory go away (and pthread_*_init)
+ * are compiled, which keep every thread's held stack free of dead locks.
  */
 #include "interpose.h"
 
@@ -77,6 +83,7 @@ static inline int note_release(void *lock)
     return 0;
 }
 
+#ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
 /* A semaphore posted by a thread that did not take it (a Python Lock
    released by another thread, a Condition's waiter lock): clear it from
    the taker's stack. */
@@ -97,6 +104,7 @@ static void release_elsewhere(void *lock)
         }
     }
 }
+#endif
 
 /* The lock at p is going away: forget it everywhere. */
 static void forget_one(void *p)
@@ -130,6 +138,7 @@ static void forget_range(const void *p, size_t len)
 
 HOT int forksafe__policy_slow;
 
+#ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
 EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
     void *site = __builtin_return_address(0);
@@ -180,6 +189,8 @@ EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
     return REAL(pthread_mutex_unlock)(m);
 }
 
+#endif /* FORKSAFE_INTERPOSE_LIVENESS_ONLY */
+
 EXPORT int pthread_mutex_destroy(pthread_mutex_t *m)
 {
     forget_one(m);
@@ -197,6 +208,7 @@ EXPORT int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a)
 
 /* ------------------------------------------------------------ rwlocks */
 
+#ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
 EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
     int r = REAL(pthread_rwlock_rdlock)(l);
@@ -254,6 +266,8 @@ EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l)
     return REAL(pthread_rwlock_unlock)(l);
 }
 
+#endif /* FORKSAFE_INTERPOSE_LIVENESS_ONLY */
+
 EXPORT int pthread_rwlock_destroy(pthread_rwlock_t *l)
 {
     forget_one(l);
@@ -267,6 +281,7 @@ EXPORT int pthread_rwlock_init(pthread_rwlock_t *l,
     return REAL(pthread_rwlock_init)(l, a);
 }
 
+#ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
 /* ------------------------------------------------------------ conditions */
 
 /* A condition wait releases the mutex while it sleeps: a thread parked in
@@ -353,6 +368,8 @@ EXPORT int sem_post(sem_t *s)
         release_elsewhere(s);
     return REAL(sem_post)(s);
 }
+
+#endif /* FORKSAFE_INTERPOSE_LIVENESS_ONLY */
 
 EXPORT int sem_destroy(sem_t *s)
 {

@@ -87,9 +87,14 @@ void forksafe__run_event(int type, int err);
 /* Count a new child of fork() in the run page (called in the child). */
 void forksafe__run_count_fork(void);
 
-/* Read the output directory from the environment (FORKSAFE_AUDIT_DIR).
-   Called from the constructor; harmless to call again. */
+/* Read the output directory from the environment (FORKSAFE_AUDIT_DIR,
+   or the variable named with forksafe__out_use_variable). Called from the
+   constructor; harmless to call again. */
 void forksafe__out_init(void);
+/* Take the record directory from the variable name (a string that lives
+   as long as the library) instead of FORKSAFE_AUDIT_DIR. Called by a
+   library's constructor before forksafe__out_init(). */
+void forksafe__out_use_variable(const char *name);
 /* 1 if records are being collected (a usable directory was given). */
 int forksafe__out_enabled(void);
 
