@@ -186,8 +186,12 @@ struct forksafe_fork_opts {
    Forks from several threads are serialised. */
 FORKSAFE_API pid_t forksafe_fork(const struct forksafe_fork_opts *opts);
 
-/* A description of the calling thread's last forksafe failure, or "" if
-   there was none. Thread-local; valid until the thread's next call. */
+/* A description of the calling thread's last failed forksafe_fork() or
+   registry call (register, unregister, lookup, register_adapter: EINVAL,
+   EEXIST naming the entry that holds the key, ENOENT, ENOMEM, EDEADLK), or
+   "" if there was none. A successful call does not clear it;
+   forksafe_fork() clears it when it starts. Thread-local; valid until the
+   thread's next forksafe call. */
 FORKSAFE_API const char *forksafe_last_error(void);
 
 /* ------------------------------------------------------------------------

@@ -382,20 +382,47 @@ static int owner_index(uintptr_t base, uint16_t *idx)
     return 0;
 }
 
-static int add(const void *key, const char *name, unsigned rank,
-               enum forksafe_kind kind, const struct forksafe_ops *ops,
-               const void *caller)
+/* Record why a registry call failed, for forksafe_last_error(), and return
+   err. fn is the public function's name. */
+static int refuse(int err, const char *fn, const char *why)
 {
-    if (!key || !name)
-        return EINVAL;
+    forksafe__set_error("%s: %s", fn, why);
+    return err;
+}
+
+static int refuse_in_fork(const char *fn)
+{
+    return refuse(EDEADLK, fn,
+                  "called from a forksafe callback on the forking thread");
+}
+
+/* EEXIST: name the entry that holds key. Caller holds the registry lock. */
+static int refuse_taken(const char *fn, const struct forksafe_entry *e)
+{
+    forksafe__set_error("%s: key %p is already registered (%s \"%s\", rank "
+                        "%u)",
+                        fn, e->key, forksafe__kinds[e->kind].name, e->name,
+                        e->rank);
+    return EEXIST;
+}
+
+static int add(const char *fn, const void *key, const char *name,
+               unsigned rank, enum forksafe_kind kind,
+               const struct forksafe_ops *ops, const void *caller)
+{
+    if (!key)
+        return refuse(EINVAL, fn,
+                      kind == FS_KIND_OPS ? "ctx is NULL" : "the lock is NULL");
+    if (!name)
+        return refuse(EINVAL, fn, "name is NULL");
     if (forksafe__in_fork())
-        return EDEADLK;
+        return refuse_in_fork(fn);
     /* Everything that can fail is done before the registry is touched. */
     size_t len = strlen(name);
     size_t pre = ops ? sizeof *ops : 0;
     char *block = malloc(pre + offsetof(struct forksafe_entry, name) + len + 1);
     if (!block)
-        return ENOMEM;
+        return refuse(ENOMEM, fn, "out of memory");
     struct forksafe_entry *e = (struct forksafe_entry *)(void *)(block + pre);
     memcpy(e->name, name, len + 1);
     e->key = key;
@@ -414,7 +441,8 @@ static int add(const void *key, const char *name, unsigned rank,
     struct rank_bucket *nb = malloc(sizeof *nb);
 
     forksafe__registry_lock();
-    int err = !nb ? ENOMEM : find(key) ? EEXIST : 0;
+    struct forksafe_entry *old = find(key);
+    int err = old ? refuse_taken(fn, old) : !nb ? ENOMEM : 0;
     if (!err)
         err = reserve_table(count + 1);
     if (!err)
@@ -429,6 +457,8 @@ static int add(const void *key, const char *name, unsigned rank,
     free(nb); /* unused when the rank already had a bucket */
     if (err)
         free(block);
+    if (err == ENOMEM)
+        refuse(err, fn, "out of memory");
     return err;
 }
 
@@ -438,42 +468,50 @@ static int add(const void *key, const char *name, unsigned rank,
 
 int forksafe_register_mutex(pthread_mutex_t *m, const char *name, unsigned rank)
 {
-    return add(m, name, rank, FS_KIND_MUTEX, NULL, CALLER());
+    return add(__func__, m, name, rank, FS_KIND_MUTEX, NULL, CALLER());
 }
 
 int forksafe_register_rwlock(pthread_rwlock_t *l, const char *name,
                              unsigned rank)
 {
-    return add(l, name, rank, FS_KIND_RWLOCK, NULL, CALLER());
+    return add(__func__, l, name, rank, FS_KIND_RWLOCK, NULL, CALLER());
 }
 
 int forksafe_register_spinlock(pthread_spinlock_t *l, const char *name,
                                unsigned rank)
 {
-    return add((const void *)l, name, rank, FS_KIND_SPINLOCK, NULL, CALLER());
+    return add(__func__, (const void *)l, name, rank, FS_KIND_SPINLOCK, NULL,
+               CALLER());
 }
 
 int forksafe_register_ops(void *ctx, const char *name, unsigned rank,
                           const struct forksafe_ops *ops)
 {
     if (!ops)
-        return EINVAL;
-    return add(ctx, name, rank, FS_KIND_OPS, ops, CALLER());
+        return refuse(EINVAL, __func__, "ops is NULL");
+    return add(__func__, ctx, name, rank, FS_KIND_OPS, ops, CALLER());
+}
+
+/* ENOENT for key, from fn. */
+static int refuse_unknown(const char *fn, const void *key)
+{
+    forksafe__set_error("%s: key %p is not registered", fn, key);
+    return ENOENT;
 }
 
 int forksafe_unregister(const void *key)
 {
     if (!key)
-        return EINVAL;
+        return refuse(EINVAL, __func__, "key is NULL");
     if (forksafe__in_fork())
-        return EDEADLK;
+        return refuse_in_fork(__func__);
     forksafe__registry_lock();
     struct forksafe_entry *e = find(key);
     if (e)
         unlink_entry(e);
     forksafe__registry_unlock();
     if (!e)
-        return ENOENT;
+        return refuse_unknown(__func__, key);
     free_entry(e);
     return 0;
 }
@@ -481,7 +519,7 @@ int forksafe_unregister(const void *key)
 int forksafe_lookup(const void *key, struct forksafe_info *info)
 {
     if (!key)
-        return EINVAL;
+        return refuse(EINVAL, __func__, "key is NULL");
     /* From a callback on the forking thread the registry lock is already
        held by this thread, and nothing else can change the registry. */
     int locked = !forksafe__in_fork();
@@ -496,7 +534,7 @@ int forksafe_lookup(const void *key, struct forksafe_info *info)
     }
     if (locked)
         forksafe__registry_unlock();
-    return e ? 0 : ENOENT;
+    return e ? 0 : refuse_unknown(__func__, key);
 }
 
 /* ------------------------------------------------------------ adapters */
@@ -504,9 +542,9 @@ int forksafe_lookup(const void *key, struct forksafe_info *info)
 int forksafe_register_adapter(const char *name)
 {
     if (!name || !*name)
-        return EINVAL;
+        return refuse(EINVAL, __func__, "name is NULL or empty");
     if (forksafe__in_fork())
-        return EDEADLK;
+        return refuse_in_fork(__func__);
     int err = 0;
     forksafe__registry_lock();
     size_t i;
@@ -530,7 +568,7 @@ int forksafe_register_adapter(const char *name)
         }
     }
     forksafe__registry_unlock();
-    return err;
+    return err ? refuse(err, __func__, "out of memory") : 0;
 }
 
 int forksafe_adapter_installed(const char *name)
