@@ -64,9 +64,14 @@ extern "C" {
  *
  * An entry is one registered lock or callback set. The key is the lock's
  * address, or the ctx pointer of a callback set; the name is copied and
- * shown in diagnostics and reports. The shared object that called the
- * register function owns the entry (for callback sets: the object holding
- * the callbacks); its entries disappear when it is unloaded with dlclose().
+ * shown in diagnostics and reports. An entry disappears when either of two
+ * objects is unloaded with dlclose(): the one that registered it (for a
+ * callback set: the one holding its callbacks), which reports name as its
+ * owner, and the one whose memory holds the key (a static lock, or a ctx in
+ * an object's data). The second is found from the key's address, so it
+ * holds even when a compiler turns the registration into a tail call
+ * (gcc -O2), which makes forksafe see the caller's caller; a lock in heap
+ * memory has only the first, so unregister it before freeing it.
  *
  * Locks must be initialised before they are registered, must not be
  * destroyed or re-initialised while registered, and must live in memory

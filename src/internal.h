@@ -50,7 +50,8 @@ struct forksafe_entry {
     struct forksafe_entry *next;
     unsigned rank;
     uint32_t seq;         /* registration sequence number */
-    uint16_t owner;       /* index into the owner table */
+    uint16_t owner;       /* index into the owner table: who registered */
+    uint16_t home;        /* the object holding the key, or UINT16_MAX */
     unsigned char kind;   /* enum forksafe_kind */
     unsigned char single; /* needs work even when single-threaded */
     char name[];          /* copied at registration */

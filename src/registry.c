@@ -346,15 +346,24 @@ static void free_entry(struct forksafe_entry *e)
     free(e->kind == FS_KIND_OPS ? (void *)forksafe__entry_ops(e) : (void *)e);
 }
 
-/* The load address of the object that contains addr, or 0 if unknown.
-   This is the same value as dl_iterate_phdr's dlpi_addr. */
-static uintptr_t object_of(const void *addr)
+/* Whether addr lies inside a loaded object; if so *base receives its load
+   address (the same value as dl_iterate_phdr's dlpi_addr). */
+static int object_at(const void *addr, uintptr_t *base)
 {
     Dl_info info;
     struct link_map *lm = NULL;
-    if (addr && dladdr1(addr, &info, (void **)&lm, RTLD_DL_LINKMAP) && lm)
-        return (uintptr_t)lm->l_addr;
-    return 0;
+    if (!addr || !dladdr1(addr, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+        return 0;
+    *base = (uintptr_t)lm->l_addr;
+    return 1;
+}
+
+/* The load address of the object that contains addr, or 0 if unknown. */
+static uintptr_t object_of(const void *addr)
+{
+    uintptr_t base = 0;
+    object_at(addr, &base);
+    return base;
 }
 
 /* The owner index for base, adding it if new. Caller holds the registry
@@ -437,7 +446,13 @@ static int add(const char *fn, const void *key, const char *name,
             caller = code;
     }
     e->single = (unsigned char)(forksafe__kinds[kind].single(key) != 0);
-    uintptr_t base = object_of(caller);
+    /* Two objects can take an entry with them when they are unloaded: the
+       one that registered it (for a callback set, the one holding its
+       code), and the one whose memory holds the key (a static lock, or a
+       ctx in a plugin's data). The second does not depend on the return
+       address, which a tail call (gcc -O2) makes the caller's caller. */
+    uintptr_t base = object_of(caller), home_base = 0;
+    int has_home = object_at(key, &home_base);
     struct rank_bucket *nb = malloc(sizeof *nb);
 
     forksafe__registry_lock();
@@ -449,6 +464,9 @@ static int add(const char *fn, const void *key, const char *name,
         err = reserve_slots(count + 1);
     if (!err)
         err = owner_index(base, &e->owner);
+    e->home = OWNER_UNKNOWN;
+    if (!err && has_home)
+        err = owner_index(home_base, &e->home);
     if (!err) {
         e->seq = next_seq++;
         link_entry(e, &nb);
@@ -593,13 +611,13 @@ const char *forksafe__adapter_name(size_t i)
 
 /* ------------------------------------------------------------ unloading */
 
-/* Remove every entry owned by owner index idx. Caller holds the registry
-   lock. */
+/* Remove every entry that object idx registered or that lives in its
+   memory. Caller holds the registry lock. */
 static void drop_owner(size_t idx)
 {
     for (struct forksafe_entry *e = head, *nx; e; e = nx) {
         nx = e->next;
-        if (e->owner == idx) {
+        if (e->owner == idx || e->home == idx) {
             unlink_entry(e);
             free_entry(e);
         }
