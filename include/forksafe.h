@@ -77,6 +77,14 @@ extern "C" {
  * destroyed or re-initialised while registered, and must live in memory
  * that stays mapped until they are unregistered.
  *
+ * A process-shared lock (PTHREAD_PROCESS_SHARED, or any spinlock, which
+ * does not record it) in a MAP_SHARED mapping is one lock in the parent and
+ * the child after fork(), not a copy: forksafe leaves it alone at every
+ * fork (checked once, at registration, from /proc/self/maps). The child
+ * then sees it as the parent does; a hold of the forking thread stays the
+ * parent's. A process-shared lock in private memory is copied, and handled
+ * like any other.
+ *
  * Calling any registration function from a forksafe callback on the forking
  * thread fails with EDEADLK. From another thread during a fork, it waits
  * until the fork has finished.

@@ -54,6 +54,7 @@ struct forksafe_entry {
     uint16_t home;        /* the object holding the key, or UINT16_MAX */
     unsigned char kind;   /* enum forksafe_kind */
     unsigned char single; /* needs work even when single-threaded */
+    unsigned char shared; /* in MAP_SHARED memory: never touched at fork */
     char name[];          /* copied at registration */
 };
 
@@ -115,6 +116,11 @@ extern const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT];
    holds the registry lock. */
 void forksafe__kinds_reset(void);
 
+/* Whether the lock key of this kind may be process-shared: initialised
+   with PTHREAD_PROCESS_SHARED, or of a kind that does not record it
+   (spinlocks). Read once, at registration (locks.c). */
+int forksafe__lock_pshared(enum forksafe_kind kind, const void *key);
+
 /* ---- registry.c ---- */
 
 /* The registry lock. Held from the start of prepare to the end of the parent
@@ -169,6 +175,10 @@ void forksafe__set_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
 /* ---- threads.c ---- */
+
+/* 1 if addr lies in a MAP_SHARED mapping (from /proc/self/maps), 0 if
+   not or if that cannot be read. Reads the file: registration time only. */
+int forksafe__in_shared_mapping(const void *addr);
 
 /* Copy thread tid's name (from /proc) into buf; "?" if unknown. */
 void forksafe__thread_name(pid_t tid, char *buf, size_t len);

@@ -403,6 +403,23 @@ static const char *ops_detail(const void *key)
     return "callbacks";
 }
 
+/* ------------------------------------------------------------ pshared */
+
+int forksafe__lock_pshared(enum forksafe_kind kind, const void *key)
+{
+    switch (kind) {
+    case FS_KIND_MUTEX:
+        return (LOAD(((const pthread_mutex_t *)key)->__data.__kind) &
+                MK_PSHARED) != 0;
+    case FS_KIND_RWLOCK:
+        return LOAD(((const pthread_rwlock_t *)key)->__data.__shared) != 0;
+    case FS_KIND_SPINLOCK:
+        return 1; /* glibc's spinlock is one int: pshared is not recorded */
+    default:
+        return 0;
+    }
+}
+
 const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT] = {
     [FS_KIND_MUTEX] = {"mutex", mutex_prepare, mutex_parent, mutex_child,
                        mutex_holder, mutex_detail, mutex_single},

@@ -128,12 +128,15 @@ void forksafe__registry_snapshot(struct forksafe_snapshot *snap)
 {
     if (slots_generation != generation) {
         size_t i = 0, k = 0;
-        for (struct forksafe_entry *e = head; e; e = e->next, i++) {
+        for (struct forksafe_entry *e = head; e; e = e->next) {
+            if (e->shared)
+                continue; /* never visited at fork (see add) */
             FORKSAFE_ASSERT(i < slot_cap);
             slot_key[i] = e->key;
             slot_kind[i] = e->kind;
             if (e->single)
                 single_idx[k++] = (uint32_t)i;
+            i++;
         }
         n_slots = i;
         n_single = k;
@@ -415,9 +418,9 @@ static int refuse_taken(const char *fn, const struct forksafe_entry *e)
     return EEXIST;
 }
 
-static int add(const char *fn, const void *key, const char *name,
-               unsigned rank, enum forksafe_kind kind,
-               const struct forksafe_ops *ops, const void *caller)
+static int add(const char *fn, const void *key, const char *name, unsigned rank,
+               enum forksafe_kind kind, const struct forksafe_ops *ops,
+               const void *caller)
 {
     if (!key)
         return refuse(EINVAL, fn,
@@ -446,6 +449,11 @@ static int add(const char *fn, const void *key, const char *name,
             caller = code;
     }
     e->single = (unsigned char)(forksafe__kinds[kind].single(key) != 0);
+    /* A process-shared lock in MAP_SHARED memory is one lock in parent and
+       child after fork(): there is nothing to copy consistently, and
+       rewriting it in the child would break the parent's hold. */
+    e->shared = (unsigned char)(forksafe__lock_pshared(kind, key) &&
+                                forksafe__in_shared_mapping(key));
     /* Two objects can take an entry with them when they are unloaded: the
        one that registered it (for a callback set, the one holding its
        code), and the one whose memory holds the key (a static lock, or a
