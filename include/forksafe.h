@@ -22,7 +22,11 @@
  *
  * The library installs exactly one pthread_atfork() triple from a
  * constructor, so a plain fork() made by any code in the process runs the
- * coordinated handlers too. See docs/semantics.md for the full contract.
+ * coordinated handlers too. Raw pthread_atfork() handlers that other objects
+ * register after that constructor are captured and run by forksafe, before
+ * every entry (the process's allocator's after every entry), so that fork()
+ * and forksafe_fork() see one order; this needs the shared library loaded
+ * at start. See docs/semantics.md for the full contract.
  */
 #ifndef FORKSAFE_H
 #define FORKSAFE_H
@@ -49,11 +53,17 @@ extern "C" {
 /* ------------------------------------------------------------------------
  * Ranks
  *
- * Prepare visits entries in ascending (rank, registration order); the parent
- * and child handlers visit them in exactly the reverse order. A lower rank
- * is an outer lock: if code ever takes B while holding A, then
- * rank(A) < rank(B). Use a band and an offset inside it:
- * FORKSAFE_RANK_LIBRARY + 10.
+ * Prepare visits ranks in ascending order; the parent and child handlers
+ * visit the entries in exactly the reverse order. A lower rank is an outer
+ * lock: if code ever takes B while holding A, then rank(A) < rank(B). Use a
+ * band and an offset inside it: FORKSAFE_RANK_LIBRARY + 10.
+ *
+ * The locks that share a rank are acquired as a set that assumes no order
+ * among them (std::lock style: try each; on a busy one release the rank's
+ * locks already held, wait for it within the deadline, start the rank
+ * again), so a library whose internal nesting is unknown puts all its locks
+ * at one rank. Then the rank's callback sets run, in registration order,
+ * with its locks held.
  * ------------------------------------------------------------------------ */
 #define FORKSAFE_RANK_APP 1000u     /* application locks (outermost band) */
 #define FORKSAFE_RANK_LIBRARY 2000u /* third-party library locks */
@@ -187,7 +197,8 @@ struct forksafe_fork_opts {
 /* Like fork(), but bounded and diagnosable. Runs the coordinated prepare
    with a deadline; if it cannot finish, nothing the framework took stays
    held, no child is created, and -1 is returned with errno:
-     ETIMEDOUT  a registered lock or callback did not yield in time;
+     ETIMEDOUT  a registered lock or callback did not yield in time, or
+                other threads' forks held the registry that long;
      EDEADLK    a registered lock is held by the calling thread in a way the
                 platform cannot preserve, or the call was made from a
                 forksafe callback;
@@ -196,7 +207,12 @@ struct forksafe_fork_opts {
      any errno  returned by a prepare callback, or set by fork() itself.
    forksafe_last_error() then names the entry, its rank and, where the
    platform can tell, the holder thread (TID and name). opts may be NULL.
-   Forks from several threads are serialised. */
+   Forks from several threads are serialised; a fork that waits for a lock
+   whose holder is itself waiting to fork (or to register) lets that fork
+   go first and starts again, within its deadline. A plain fork() runs the
+   same prepare with the default timeout, counted from its start (a wait
+   for another thread's fork included); what does not yield by then is
+   skipped and recorded for forksafe_audit_write(). */
 FORKSAFE_API pid_t forksafe_fork(const struct forksafe_fork_opts *opts);
 
 /* A description of the calling thread's last failed forksafe_fork() or

@@ -50,7 +50,10 @@ static int alone_answer = -1;
 
 void forksafe__kinds_reset(void)
 {
-    alone_answer = -1;
+    /* Written only when it changed: a store to this page on every fork
+       would cost the parent a write-protect fault per fork. */
+    if (alone_answer != -1)
+        alone_answer = -1;
 }
 
 static int alone(void)
@@ -62,9 +65,9 @@ static int alone(void)
 
 /* ------------------------------------------------------------ mutex */
 
-static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
-                         unsigned char *st, const struct timespec *deadline,
-                         int mt, pid_t self)
+static int mutex_try(const void *key, const struct forksafe_entry *e UNUSED,
+                     unsigned char *st, const struct timespec *deadline UNUSED,
+                     int mt, pid_t self)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)key;
     if (LOAD(m->__data.__owner) == self) {
@@ -81,29 +84,40 @@ static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
         *st = FS_ST_IDLE; /* a dead thread's lock: keep it as it is */
         return 0;
     }
-    if (r == EBUSY) {
-        r = deadline ? pthread_mutex_clocklock(m, CLOCK_MONOTONIC, deadline)
-                     : pthread_mutex_lock(m);
-        if (r == EINVAL && (LOAD(m->__data.__kind) & MK_PI)) {
-            /* Older kernels only time PI futexes on CLOCK_REALTIME. */
-            struct timespec now, rt;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            clock_gettime(CLOCK_REALTIME, &rt);
-            long long ns = (deadline->tv_sec - now.tv_sec) * 1000000000ll +
-                           (deadline->tv_nsec - now.tv_nsec);
-            if (ns < 0)
-                ns = 0;
-            ns += rt.tv_nsec;
-            rt.tv_sec += ns / 1000000000ll;
-            rt.tv_nsec = ns % 1000000000ll;
-            r = pthread_mutex_timedlock(m, &rt);
-        }
-    }
     if (r == EOWNERDEAD) {
         /* The holder died. We now own it; marking it consistent is the only
            way to release it without making it unusable for everyone
            (ENOTRECOVERABLE). Documented in docs/semantics.md. */
         pthread_mutex_consistent(m);
+        r = 0;
+    }
+    if (r)
+        return r;
+    *st = FS_ST_TAKEN;
+    return 0;
+}
+
+static int mutex_wait(const void *key, unsigned char *st,
+                      const struct timespec *until)
+{
+    pthread_mutex_t *m = (pthread_mutex_t *)key;
+    int r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, until);
+    if (r == EINVAL && (LOAD(m->__data.__kind) & MK_PI)) {
+        /* Older kernels only time PI futexes on CLOCK_REALTIME. */
+        struct timespec now, rt;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        clock_gettime(CLOCK_REALTIME, &rt);
+        long long ns = (until->tv_sec - now.tv_sec) * 1000000000ll +
+                       (until->tv_nsec - now.tv_nsec);
+        if (ns < 0)
+            ns = 0;
+        ns += rt.tv_nsec;
+        rt.tv_sec += ns / 1000000000ll;
+        rt.tv_nsec = ns % 1000000000ll;
+        r = pthread_mutex_timedlock(m, &rt);
+    }
+    if (r == EOWNERDEAD) {
+        pthread_mutex_consistent(m); /* as in mutex_try */
         r = 0;
     }
     if (r)
@@ -204,10 +218,9 @@ static int mutex_single(const void *key)
 
 /* ------------------------------------------------------------ rwlock */
 
-static int rwlock_prepare(const void *key,
-                          const struct forksafe_entry *e UNUSED,
-                          unsigned char *st, const struct timespec *deadline,
-                          int mt, pid_t self)
+static int rwlock_try(const void *key, const struct forksafe_entry *e UNUSED,
+                      unsigned char *st, const struct timespec *deadline UNUSED,
+                      int mt, pid_t self)
 {
     pthread_rwlock_t *l = (pthread_rwlock_t *)key;
     if (LOAD(l->__data.__cur_writer) == self) {
@@ -225,9 +238,17 @@ static int rwlock_prepare(const void *key,
         *st = FS_ST_IDLE;
         return 0;
     }
-    if (r == EBUSY)
-        r = deadline ? pthread_rwlock_clockwrlock(l, CLOCK_MONOTONIC, deadline)
-                     : pthread_rwlock_wrlock(l);
+    if (r)
+        return r;
+    *st = FS_ST_TAKEN;
+    return 0;
+}
+
+static int rwlock_wait(const void *key, unsigned char *st,
+                       const struct timespec *until)
+{
+    int r = pthread_rwlock_clockwrlock((pthread_rwlock_t *)key, CLOCK_MONOTONIC,
+                                       until);
     if (r)
         return r;
     *st = FS_ST_TAKEN;
@@ -290,9 +311,9 @@ static int always(const void *key)
 
 /* ------------------------------------------------------------ spinlock */
 
-static int spin_prepare(const void *key, const struct forksafe_entry *e UNUSED,
-                        unsigned char *st, const struct timespec *deadline,
-                        int mt, pid_t self)
+static int spin_try(const void *key, const struct forksafe_entry *e UNUSED,
+                    unsigned char *st, const struct timespec *deadline UNUSED,
+                    int mt, pid_t self)
 {
     (void)self;
     pthread_spinlock_t *l = (pthread_spinlock_t *)key;
@@ -300,26 +321,37 @@ static int spin_prepare(const void *key, const struct forksafe_entry *e UNUSED,
         *st = FS_ST_IDLE;
         return 0;
     }
+    /* Spinlock holders are expected to be brief: spin a little first. */
+    for (unsigned i = 0; i < 64; i++) {
+        if (pthread_spin_trylock(l) == 0) {
+            *st = FS_ST_TAKEN;
+            return 0;
+        }
+    }
+    if (alone()) {
+        *st = FS_ST_IDLE;
+        return 0;
+    }
+    return EBUSY;
+}
+
+static int spin_wait(const void *key, unsigned char *st,
+                     const struct timespec *until)
+{
+    pthread_spinlock_t *l = (pthread_spinlock_t *)key;
     for (unsigned i = 0;; i++) {
         if (pthread_spin_trylock(l) == 0) {
             *st = FS_ST_TAKEN;
             return 0;
         }
-        if (i == 64 && alone()) {
-            *st = FS_ST_IDLE;
-            return 0;
-        }
-        if (i >= 64) {
-            if (deadline && forksafe__expired(deadline))
-                return ETIMEDOUT;
-            /* Spinlock holders are expected to be brief; back off so the
-               holder can run on this 2-core-class machine. */
-            if (i < 1000) {
-                sched_yield();
-            } else {
-                struct timespec d = {0, 50 * 1000};
-                nanosleep(&d, NULL);
-            }
+        if (forksafe__expired(until))
+            return ETIMEDOUT;
+        /* Back off so the holder can run on this 2-core-class machine. */
+        if (i < 1000) {
+            sched_yield();
+        } else {
+            struct timespec d = {0, 50 * 1000};
+            nanosleep(&d, NULL);
         }
     }
 }
@@ -359,9 +391,9 @@ static const char *spin_detail(const void *key)
 
 /* ------------------------------------------------------------ callbacks */
 
-static int ops_prepare(const void *key, const struct forksafe_entry *e,
-                       unsigned char *st, const struct timespec *deadline,
-                       int mt, pid_t self)
+static int ops_try(const void *key, const struct forksafe_entry *e,
+                   unsigned char *st, const struct timespec *deadline, int mt,
+                   pid_t self)
 {
     (void)mt;
     (void)self;
@@ -421,12 +453,12 @@ int forksafe__lock_pshared(enum forksafe_kind kind, const void *key)
 }
 
 const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT] = {
-    [FS_KIND_MUTEX] = {"mutex", mutex_prepare, mutex_parent, mutex_child,
-                       mutex_holder, mutex_detail, mutex_single},
-    [FS_KIND_RWLOCK] = {"rwlock", rwlock_prepare, rwlock_parent, rwlock_child,
-                        rwlock_holder, rwlock_detail, always},
-    [FS_KIND_SPINLOCK] = {"spinlock", spin_prepare, spin_parent, spin_child,
-                          spin_holder, spin_detail, never},
-    [FS_KIND_OPS] = {"ops", ops_prepare, ops_parent, ops_child, ops_holder,
+    [FS_KIND_MUTEX] = {"mutex", mutex_try, mutex_wait, mutex_parent,
+                       mutex_child, mutex_holder, mutex_detail, mutex_single},
+    [FS_KIND_RWLOCK] = {"rwlock", rwlock_try, rwlock_wait, rwlock_parent,
+                        rwlock_child, rwlock_holder, rwlock_detail, always},
+    [FS_KIND_SPINLOCK] = {"spinlock", spin_try, spin_wait, spin_parent,
+                          spin_child, spin_holder, spin_detail, never},
+    [FS_KIND_OPS] = {"ops", ops_try, NULL, ops_parent, ops_child, ops_holder,
                      ops_detail, always},
 };
