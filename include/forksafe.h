@@ -19,6 +19,13 @@
  *  - Bad input changes nothing: EINVAL (NULL key or name, unknown flags,
  *    non-zero reserved fields), EEXIST (key already registered), ENOENT
  *    (unknown key), ENOMEM (out of memory; the registry is unchanged).
+ *  - One registry per process: when several copies of the library are
+ *    loaded (a program linked with libforksafe.a, a plugin with
+ *    libforksafe.so), the later ones forward every call to the first, and
+ *    the report says so. A copy whose internal interface differs from the
+ *    first's refuses every registration with ENOTSUP and says why in
+ *    forksafe_last_error() and its report, rather than keep a second
+ *    registry (docs/semantics.md, "Several copies").
  *
  * The library installs exactly one pthread_atfork() triple from a
  * constructor, so a plain fork() made by any code in the process runs the

@@ -97,6 +97,7 @@ void forksafe__set_error(const char *fmt, ...)
 
 const char *forksafe_last_error(void)
 {
+    FORKSAFE_FORWARD(last_error());
     return last_error;
 }
 
@@ -554,13 +555,22 @@ static void atfork_child(void)
         STORE(fp->owner, 0);
 }
 
-#ifdef FORKSAFE_SHARED
 /* ------------------------------------------------------------ capture */
 
+static int capturing; /* our own triple is registered */
+
+int forksafe__capture_atfork(const struct forksafe_raw *h, const void *dso,
+                             int inner)
+{
+    if (!LOAD(capturing) || forksafe__in_fork())
+        return EAGAIN;
+    return forksafe__registry_capture_atfork(h, dso, inner);
+}
+
+#ifdef FORKSAFE_SHARED
 typedef int (*register_atfork_fn)(void (*)(void), void (*)(void),
                                   void (*)(void), void *);
 static register_atfork_fn real_register_atfork;
-static int capturing; /* our own triple is registered */
 
 /* Whether code lies in the object that provides the process's malloc():
    its fork handlers lock the allocator, which code calls while holding
@@ -580,12 +590,12 @@ static int is_allocator(const void *code)
 
 /* What pthread_atfork() calls (it is a static stub from libc_nonshared.a in
    every object, passing the object's __dso_handle). Handlers registered
-   after libforksafe's constructor are captured into the registry, so that
-   forksafe runs them in one order on both fork paths; anything else (our
-   own triple, a registration during a fork on this thread, a full table)
-   goes to the C library as usual. Only the shared library has it: a
-   program that links libforksafe.a keeps glibc's ordering for raw
-   handlers (docs/semantics.md). */
+   after libforksafe's constructor are captured into the registry (of the
+   copy that keeps it, peer.c), so that forksafe runs them in one order on
+   both fork paths; anything else (our own triple, a registration during a
+   fork on this thread, a full table) goes to the C library as usual. Only
+   the shared library has it: a program that links libforksafe.a keeps
+   glibc's ordering for raw handlers (docs/semantics.md). */
 __attribute__((visibility("default"))) int
 __register_atfork(void (*prepare)(void), void (*parent)(void),
                   void (*child)(void), void *dso);
@@ -595,12 +605,16 @@ int __register_atfork(void (*prepare)(void), void (*parent)(void),
     if (!real_register_atfork)
         real_register_atfork =
             (register_atfork_fn)dlsym(RTLD_NEXT, "__register_atfork");
-    if (LOAD(capturing) && !forksafe__in_fork()) {
+    const struct forksafe_peer_api *p =
+        __atomic_load_n(&forksafe__peer, __ATOMIC_ACQUIRE);
+    if ((p || LOAD(capturing)) && !forksafe__peer_refused) {
         struct forksafe_raw h = {prepare, parent, child};
         const void *code = prepare ? (const void *)prepare
                            : child ? (const void *)child
                                    : (const void *)parent;
-        if (forksafe__registry_capture_atfork(&h, dso, is_allocator(code)) == 0)
+        int inner = is_allocator(code);
+        if ((p ? p->capture_atfork(&h, dso, inner)
+               : forksafe__capture_atfork(&h, dso, inner)) == 0)
             return 0;
     }
     return real_register_atfork
@@ -609,7 +623,9 @@ int __register_atfork(void (*prepare)(void), void (*parent)(void),
 }
 #endif
 
-__attribute__((constructor(101))) static void forksafe_init(void)
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init_once_fn(void)
 {
     const char *s = getenv("FORKSAFE_TIMEOUT_MS");
     if (s && *s) {
@@ -620,15 +636,28 @@ __attribute__((constructor(101))) static void forksafe_init(void)
     }
     forksafe__registry_init();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-#ifdef FORKSAFE_SHARED
     STORE(capturing, 1);
-#endif
+}
+
+void forksafe__init(void)
+{
+    pthread_once(&init_once, init_once_fn);
+}
+
+/* A copy that forwards to another (peer.c) installs nothing: the other
+   copy's handlers serve every fork. */
+__attribute__((constructor(101))) static void forksafe_ctor(void)
+{
+    forksafe__peer_elect();
+    if (!forksafe__peer && !forksafe__peer_refused)
+        forksafe__init();
 }
 
 /* ------------------------------------------------------------ wrapper */
 
 pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
 {
+    FORKSAFE_FORWARD(fork(opts));
     unsigned timeout_ms = default_timeout_ms, flags = 0;
     if (opts) {
         for (size_t i = 0; i < sizeof opts->reserved / sizeof opts->reserved[0];

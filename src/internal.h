@@ -226,6 +226,67 @@ const char *forksafe__adapter_name(size_t i);
 void forksafe__entry_object(const struct forksafe_entry *e, char *buf,
                             size_t len);
 
+/* ---- peer.c: one registry per process ---- */
+
+/* The entry points one copy of libforksafe offers another (see peer.c).
+   abi and size come first and never move. */
+struct forksafe_peer_api {
+    unsigned abi, size;
+    void (*joined)(const char *who);
+    void (*init)(void);
+    int (*add)(const char *fn, const void *key, const char *name, unsigned rank,
+               int kind, const struct forksafe_ops *ops, const void *caller);
+    int (*unregister)(const void *key);
+    int (*lookup)(const void *key, struct forksafe_info *info);
+    int (*register_adapter)(const char *name);
+    int (*adapter_installed)(const char *name);
+    pid_t (*fork)(const struct forksafe_fork_opts *opts);
+    const char *(*last_error)(void);
+    int (*audit_write)(int fd, unsigned flags);
+    int (*capture_atfork)(const struct forksafe_raw *h, const void *dso,
+                          int inner);
+    void (*object_unloaded)(void *dso);
+};
+
+/* The copy this one forwards every public call to, or NULL if this copy
+   keeps the registry. Set once, by the constructor. */
+extern const struct forksafe_peer_api *forksafe__peer;
+/* Another copy with an incompatible interface was loaded first: this one
+   refuses registrations. */
+extern int forksafe__peer_refused;
+/* Find the other copies and decide (the constructor calls it first). */
+void forksafe__peer_elect(void);
+/* ENOTSUP from fn, with the reason in forksafe_last_error(). */
+int forksafe__peer_refuse(const char *fn);
+/* For the report: what the copies decided, "" with one copy. */
+const char *forksafe__peer_text(void);
+
+/* Forward the enclosing public call to the copy that keeps the registry. */
+#define FORKSAFE_FORWARD(call)                                                 \
+    do {                                                                       \
+        const struct forksafe_peer_api *fs_p_ =                                \
+            __atomic_load_n(&forksafe__peer, __ATOMIC_ACQUIRE);                \
+        if (__builtin_expect(fs_p_ != NULL, 0))                                \
+            return fs_p_->call;                                                \
+    } while (0)
+
+/* registry.c: register an entry; caller is the return address the public
+   function saw. The same for every kind. */
+int forksafe__add(const char *fn, const void *key, const char *name,
+                  unsigned rank, int kind, const struct forksafe_ops *ops,
+                  const void *caller);
+/* registry.c: object dso (a __dso_handle) is being unloaded: drop its
+   entries and captured handlers (__cxa_finalize). */
+void forksafe__object_unloaded(void *dso);
+
+/* fork.c: install the fork handlers (once; the constructor, or a copy that
+   forwards to this one). */
+void forksafe__init(void);
+/* fork.c: capture a raw handler, if this copy captures now; 0 or an errno
+   (then the caller leaves it to the C library). */
+int forksafe__capture_atfork(const struct forksafe_raw *h, const void *dso,
+                             int inner);
+
 /* ---- fork.c ---- */
 
 /* The default prepare timeout (FORKSAFE_TIMEOUT_MS or 5000). */

@@ -585,10 +585,13 @@ static int refuse_taken(const char *fn, const struct forksafe_entry *e)
     return EEXIST;
 }
 
-static int add(const char *fn, const void *key, const char *name, unsigned rank,
-               enum forksafe_kind kind, const struct forksafe_ops *ops,
-               const void *caller)
+int forksafe__add(const char *fn, const void *key, const char *name,
+                  unsigned rank, int kind, const struct forksafe_ops *ops,
+                  const void *caller)
 {
+    FORKSAFE_FORWARD(add(fn, key, name, rank, kind, ops, caller));
+    if (forksafe__peer_refused)
+        return forksafe__peer_refuse(fn);
     if (!key)
         return refuse(EINVAL, fn,
                       kind == FS_KIND_OPS ? "ctx is NULL" : "the lock is NULL");
@@ -659,28 +662,30 @@ static int add(const char *fn, const void *key, const char *name, unsigned rank,
 
 int forksafe_register_mutex(pthread_mutex_t *m, const char *name, unsigned rank)
 {
-    return add(__func__, m, name, rank, FS_KIND_MUTEX, NULL, CALLER());
+    return forksafe__add(__func__, m, name, rank, FS_KIND_MUTEX, NULL,
+                         CALLER());
 }
 
 int forksafe_register_rwlock(pthread_rwlock_t *l, const char *name,
                              unsigned rank)
 {
-    return add(__func__, l, name, rank, FS_KIND_RWLOCK, NULL, CALLER());
+    return forksafe__add(__func__, l, name, rank, FS_KIND_RWLOCK, NULL,
+                         CALLER());
 }
 
 int forksafe_register_spinlock(pthread_spinlock_t *l, const char *name,
                                unsigned rank)
 {
-    return add(__func__, (const void *)l, name, rank, FS_KIND_SPINLOCK, NULL,
-               CALLER());
+    return forksafe__add(__func__, (const void *)l, name, rank,
+                         FS_KIND_SPINLOCK, NULL, CALLER());
 }
 
 int forksafe_register_ops(void *ctx, const char *name, unsigned rank,
                           const struct forksafe_ops *ops)
 {
-    if (!ops)
+    if (!ops && !forksafe__peer)
         return refuse(EINVAL, __func__, "ops is NULL");
-    return add(__func__, ctx, name, rank, FS_KIND_OPS, ops, CALLER());
+    return forksafe__add(__func__, ctx, name, rank, FS_KIND_OPS, ops, CALLER());
 }
 
 /* ENOENT for key, from fn. */
@@ -692,6 +697,7 @@ static int refuse_unknown(const char *fn, const void *key)
 
 int forksafe_unregister(const void *key)
 {
+    FORKSAFE_FORWARD(unregister(key));
     if (!key)
         return refuse(EINVAL, __func__, "key is NULL");
     if (forksafe__in_fork())
@@ -709,6 +715,7 @@ int forksafe_unregister(const void *key)
 
 int forksafe_lookup(const void *key, struct forksafe_info *info)
 {
+    FORKSAFE_FORWARD(lookup(key, info));
     if (!key)
         return refuse(EINVAL, __func__, "key is NULL");
     /* From a callback on the forking thread the registry lock is already
@@ -732,6 +739,9 @@ int forksafe_lookup(const void *key, struct forksafe_info *info)
 
 int forksafe_register_adapter(const char *name)
 {
+    FORKSAFE_FORWARD(register_adapter(name));
+    if (forksafe__peer_refused)
+        return forksafe__peer_refuse(__func__);
     if (!name || !*name)
         return refuse(EINVAL, __func__, "name is NULL or empty");
     if (forksafe__in_fork())
@@ -764,6 +774,7 @@ int forksafe_register_adapter(const char *name)
 
 int forksafe_adapter_installed(const char *name)
 {
+    FORKSAFE_FORWARD(adapter_installed(name));
     if (!name)
         return 0;
     int found = 0;
@@ -877,26 +888,36 @@ void __cxa_finalize(void *d)
 {
     if (!real_cxa_finalize)
         real_cxa_finalize = (cxa_finalize_fn)dlsym(RTLD_NEXT, "__cxa_finalize");
-    if (d && !forksafe__in_fork()) {
-        struct owner o = object_at(d);
-        forksafe__registry_lock();
-        size_t k = 0;
-        for (size_t r = 0; r < n_raws; r++)
-            if (raws[r].dso != d)
-                raws[k++] = raws[r];
-        if (k != n_raws) {
-            n_raws = k;
-            generation++;
-        }
-        for (size_t i = 0; i < n_owners && o.lm; i++)
-            if (owners[i].lm == o.lm)
-                drop_owner(i);
-        forksafe__registry_unlock();
-    }
+    const struct forksafe_peer_api *p =
+        __atomic_load_n(&forksafe__peer, __ATOMIC_ACQUIRE);
+    if (p)
+        p->object_unloaded(d);
+    else
+        forksafe__object_unloaded(d);
     if (real_cxa_finalize)
         real_cxa_finalize(d);
 }
 #endif
+
+void forksafe__object_unloaded(void *d)
+{
+    if (!d || forksafe__in_fork())
+        return;
+    struct owner o = object_at(d);
+    forksafe__registry_lock();
+    size_t k = 0;
+    for (size_t r = 0; r < n_raws; r++)
+        if (raws[r].dso != d)
+            raws[k++] = raws[r];
+    if (k != n_raws) {
+        n_raws = k;
+        generation++;
+    }
+    for (size_t i = 0; i < n_owners && o.lm; i++)
+        if (owners[i].lm == o.lm)
+            drop_owner(i);
+    forksafe__registry_unlock();
+}
 
 /* ------------------------------------------------------------ names */
 

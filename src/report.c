@@ -166,14 +166,18 @@ static void build(struct buf *b, int json)
         put_json_str(b, text);
         put(b, "},\n  \"threads\": [");
     } else {
-        put(b, "%s\nplain fork() prepare failures: %lu%s%s\nthreads:\n",
+        put(b, "%s\nplain fork() prepare failures: %lu%s%s\n",
             forksafe__adapter_name(0) ? "" : " none", fails,
             fails ? "; last: " : "", fails ? text : "");
+        if (*forksafe__peer_text()) /* several copies of libforksafe */
+            put(b, "%s\n", forksafe__peer_text());
+        put(b, "threads:\n");
     }
 }
 
 int forksafe_audit_write(int fd, unsigned flags)
 {
+    FORKSAFE_FORWARD(audit_write(fd, flags));
     if (flags & ~FORKSAFE_AUDIT_JSON)
         return EINVAL;
     if (fd < 0 || fcntl(fd, F_GETFL) < 0)

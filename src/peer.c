@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * peer.c: one registry per process, however many copies of libforksafe it
+ * holds (a program linked with libforksafe.a and a plugin linked with
+ * libforksafe.so, say). Two registries would each order only their own
+ * half of the locks, and each would install its own fork handlers.
+ *
+ * DESIGN. Every copy carries an ELF note ("forksafe-peer") that gives the
+ * version of this interface and, as an offset from the note itself, the
+ * address of its table of entry points (forksafe__peer_table). Notes are
+ * in the PT_NOTE segments that dl_iterate_phdr() shows for every loaded
+ * object, a static copy inside the main program included, without any
+ * symbol being exported. At its constructor each copy looks for the first
+ * note in load order (the main program comes first): if that is its own,
+ * it is the registry; if it is another copy's of the same interface
+ * version, this copy forwards every public call to that one (and pins it
+ * with RTLD_NODELETE); if the version differs, this copy refuses every
+ * registration (ENOTSUP) and says why in forksafe_last_error() and in the
+ * report, rather than keep a second registry.
+ */
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef FORKSAFE_PEER_ABI
+#define FORKSAFE_PEER_ABI 1 /* tests build a copy with another value */
+#endif
+#define NOTE_TYPE 0x46535031 /* "FSP1"; no suffix: also used in asm */
+#define NOTE_NAME "forksafe-peer"
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+/* The note. namesz 14 pads to 16 under 4- and 8-byte note alignment; the
+   descriptor is { u32 interface version, i32 offset of the table from the
+   offset field }, a link-time constant, so the note needs no relocation. */
+__asm__(
+    ".pushsection .note.forksafe-peer,\"a\",@note\n"
+    ".balign 4\n"
+    ".long 14\n"
+    ".long 8\n"
+    ".long " STR(
+        NOTE_TYPE) "\n"
+                   ".asciz \"" NOTE_NAME "\"\n"
+                   ".balign 4\n"
+                   ".long " STR(
+                       FORKSAFE_PEER_ABI) "\n"
+                                          "1: .long forksafe__peer_table - 1b\n"
+                                          ".popsection\n");
+
+const struct forksafe_peer_api *forksafe__peer;
+int forksafe__peer_refused;
+static char peer_text[1024]; /* for the report; "" with one copy */
+static char self_path[256];
+
+/* Who calls the registry through us: the primary's side. */
+static void peer_joined(const char *who);
+
+const struct forksafe_peer_api forksafe__peer_table = {
+    FORKSAFE_PEER_ABI,
+    sizeof(struct forksafe_peer_api),
+    peer_joined,
+    forksafe__init,
+    forksafe__add,
+    forksafe_unregister,
+    forksafe_lookup,
+    forksafe_register_adapter,
+    forksafe_adapter_installed,
+    forksafe_fork,
+    forksafe_last_error,
+    forksafe_audit_write,
+    forksafe__capture_atfork,
+    forksafe__object_unloaded,
+};
+
+struct found {
+    const struct forksafe_peer_api *table;
+    unsigned abi;
+    char path[256];
+};
+
+static void object_path(const struct dl_phdr_info *info, char *buf, size_t len)
+{
+    if (info->dlpi_name && *info->dlpi_name) {
+        snprintf(buf, len, "%s", info->dlpi_name);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+        buf[n > 0 ? n : 0] = '\0';
+    }
+}
+
+/* The first forksafe-peer note in load order. */
+static int first_note(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct found *f = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE)
+            continue;
+        size_t align = ph->p_align >= 8 ? 8 : 4;
+        const unsigned char *p =
+            (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
+        const unsigned char *end = p + ph->p_memsz;
+        while (p + 12 <= end) {
+            uint32_t nsz, dsz, type;
+            memcpy(&nsz, p, 4);
+            memcpy(&dsz, p + 4, 4);
+            memcpy(&type, p + 8, 4);
+            const unsigned char *name = p + 12;
+            const unsigned char *desc =
+                name + ((nsz + align - 1) & ~(align - 1));
+            const unsigned char *next =
+                desc + ((dsz + align - 1) & ~(align - 1));
+            if (next > end || next <= p)
+                break;
+            if (type == (uint32_t)NOTE_TYPE && nsz == sizeof NOTE_NAME &&
+                memcmp(name, NOTE_NAME, sizeof NOTE_NAME) == 0 && dsz == 8) {
+                uint32_t abi;
+                int32_t off;
+                memcpy(&abi, desc, 4);
+                memcpy(&off, desc + 4, 4);
+                f->abi = abi;
+                f->table =
+                    (const struct forksafe_peer_api *)(const void *)(desc + 4 +
+                                                                     off);
+                object_path(info, f->path, sizeof f->path);
+                return 1;
+            }
+            p = next;
+        }
+    }
+    return 0;
+}
+
+/* The path of the object holding this copy. */
+static void find_self(void)
+{
+    Dl_info di;
+    struct link_map *lm = NULL;
+    if (dladdr1((const void *)&forksafe__peer_table, &di, (void **)&lm,
+                RTLD_DL_LINKMAP) &&
+        lm && lm->l_name && *lm->l_name) {
+        snprintf(self_path, sizeof self_path, "%s", lm->l_name);
+    } else {
+        /* The main program: its link map has no name. */
+        ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+        self_path[n > 0 ? n : 0] = '\0';
+        if (n <= 0)
+            snprintf(self_path, sizeof self_path, "?");
+    }
+}
+
+static void peer_joined(const char *who)
+{
+    size_t len = strlen(peer_text);
+    if (!len)
+        len = (size_t)snprintf(peer_text, sizeof peer_text,
+                               "libforksafe copies: this one (%.300s) keeps "
+                               "the registry;",
+                               self_path);
+    if (len < sizeof peer_text)
+        snprintf(peer_text + len, sizeof peer_text - len,
+                 " %.300s forwards to it;", who);
+}
+
+void forksafe__peer_elect(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    find_self();
+    struct found f = {NULL, 0, ""};
+    dl_iterate_phdr(first_note, &f);
+    if (!f.table || f.table == &forksafe__peer_table)
+        return; /* the first copy: the registry is ours */
+    if (f.abi != FORKSAFE_PEER_ABI) {
+        forksafe__peer_refused = 1;
+        snprintf(peer_text, sizeof peer_text,
+                 "libforksafe copies: %.300s (interface %u) was loaded first; "
+                 "this copy (%.300s, interface %u) cannot share its registry "
+                 "and refuses every registration (ENOTSUP)",
+                 f.path, f.abi, self_path, (unsigned)FORKSAFE_PEER_ABI);
+        return;
+    }
+    /* The registry's copy must outlive every caller of its table. */
+    if (strcmp(f.path, "?") != 0) {
+        void *h = dlopen(f.path, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+        (void)h; /* a handle that is never closed: nothing to release */
+    }
+    f.table->joined(self_path);
+    f.table->init();
+    snprintf(peer_text, sizeof peer_text,
+             "libforksafe copies: this one (%.300s) forwards to the "
+             "registry in %.300s",
+             self_path, f.path);
+    __atomic_store_n(&forksafe__peer, f.table, __ATOMIC_RELEASE);
+}
+
+int forksafe__peer_refuse(const char *fn)
+{
+    forksafe__set_error("%s: %s", fn, peer_text);
+    return ENOTSUP;
+}
+
+const char *forksafe__peer_text(void)
+{
+    return peer_text;
+}
