@@ -56,15 +56,15 @@ static int start(struct worker *w, const char *name, int n)
 }
 
 struct batch {
-    double us, flt_parent, flt_child;
+    double us, flt_parent, flt_child, cpu;
 };
 
 static int run(struct worker *w, char cmd, struct batch *b)
 {
     if (fputc(cmd, w->in) == EOF || fflush(w->in))
         return -1;
-    return fscanf(w->out, "%lf %lf %lf", &b->us, &b->flt_parent,
-                  &b->flt_child) == 3
+    return fscanf(w->out, "%lf %lf %lf %lf", &b->us, &b->flt_parent,
+                  &b->flt_child, &b->cpu) == 4
                ? 0
                : -1;
 }
@@ -93,12 +93,11 @@ int main(int argc, char **argv)
     static const int sizes[] = {0, 1024, 16384};
     printf("bench-adopt: two separate programs, lockstep batches of 20 "
            "fork+wait, one idle extra thread; medians of %d per-round "
-           "ratios against the hand-written lock-all handler\n",
+           "ratios against the hand-written lock-all handler (wall clock; "
+           "in brackets: CPU time of parent and children)\n",
            rounds);
-    printf("  %6s %11s %14s %7s %16s %7s %10s %7s   faults/fork "
-           "parent+child: hand, forksafe_fork, fork()\n",
-           "N", "hand (us)", "forksafe_fork", "ratio", "fork()+forksafe",
-           "ratio", "static", "ratio");
+    printf("  %6s %10s | %-25s | %-25s | %-25s\n", "N", "hand (us)",
+           "forksafe_fork (us, ratio)", "fork()+forksafe", "static archive");
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         struct worker w[S_COUNT];
         static const char *const prog[S_COUNT] = {
@@ -108,7 +107,8 @@ int main(int argc, char **argv)
                 perror("bench-adopt: start");
                 return 1;
             }
-        static double t[S_COUNT][3000], ratio[S_COUNT][3000];
+        static double t[S_COUNT][3000], ratio[S_COUNT][3000],
+            cratio[S_COUNT][3000];
         double flt[S_COUNT][2] = {{0}};
         for (int r = -2; r < rounds; r++) {
             struct batch a1, a2, b[S_COUNT];
@@ -121,30 +121,36 @@ int main(int argc, char **argv)
             }
             if (r < 0)
                 continue; /* warm-up */
-            double a = (a1.us + a2.us) / 2;
+            double a = (a1.us + a2.us) / 2, ac = (a1.cpu + a2.cpu) / 2;
             b[S_HAND] = a1;
             t[S_HAND][r] = a;
             for (int k = 0; k < S_COUNT; k++) {
                 if (k != S_HAND) {
                     t[k][r] = b[k].us;
                     ratio[k][r] = b[k].us / a;
+                    cratio[k][r] = ac > 0 ? b[k].cpu / ac : 1;
                 }
                 flt[k][0] += b[k].flt_parent;
                 flt[k][1] += b[k].flt_child;
             }
         }
-        double m[S_COUNT], q[S_COUNT];
+        double m[S_COUNT], q[S_COUNT], c[S_COUNT];
         for (int k = 0; k < S_COUNT; k++) {
             m[k] = bench_median(t[k], rounds);
             q[k] = k == S_HAND ? 1.0 : bench_median(ratio[k], rounds);
+            c[k] = k == S_HAND ? 1.0 : bench_median(cratio[k], rounds);
         }
-        printf("  %6d %11.1f %14.1f %7.3f %16.1f %7.3f %10.1f %7.3f   "
-               "%.1f+%.1f, %.1f+%.1f, %.1f+%.1f\n",
-               sizes[s], m[S_HAND], m[S_FORK], q[S_FORK], m[S_PLAIN],
-               q[S_PLAIN], m[S_STATIC], q[S_STATIC], flt[S_HAND][0] / rounds,
-               flt[S_HAND][1] / rounds, flt[S_FORK][0] / rounds,
-               flt[S_FORK][1] / rounds, flt[S_PLAIN][0] / rounds,
-               flt[S_PLAIN][1] / rounds);
+        printf("  %6d %10.1f | %8.1f %6.3f [%6.3f] | %8.1f %6.3f [%6.3f] | "
+               "%8.1f %6.3f [%6.3f]\n",
+               sizes[s], m[S_HAND], m[S_FORK], q[S_FORK], c[S_FORK], m[S_PLAIN],
+               q[S_PLAIN], c[S_PLAIN], m[S_STATIC], q[S_STATIC], c[S_STATIC]);
+        printf("  %6s minor faults per fork, parent+child: hand %.1f+%.1f, "
+               "forksafe_fork %.1f+%.1f, fork() %.1f+%.1f, static "
+               "%.1f+%.1f\n",
+               "", flt[S_HAND][0] / rounds, flt[S_HAND][1] / rounds,
+               flt[S_FORK][0] / rounds, flt[S_FORK][1] / rounds,
+               flt[S_PLAIN][0] / rounds, flt[S_PLAIN][1] / rounds,
+               flt[S_STATIC][0] / rounds, flt[S_STATIC][1] / rounds);
         fflush(stdout);
         for (int k = 0; k < S_COUNT; k++)
             if (prog[k])

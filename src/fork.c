@@ -194,6 +194,13 @@ static inline unsigned slot_kind(size_t x)
     return cur.snap.kind[x] & FS_SLOT_KIND;
 }
 
+/* The kind operations of slot x (a fast mutex is a mutex). */
+static inline const struct forksafe_kind_ops *slot_ops(size_t x)
+{
+    unsigned k = slot_kind(x);
+    return &forksafe__kinds[k == FS_SLOT_MUTEX_FAST ? FS_KIND_MUTEX : k];
+}
+
 static inline const struct forksafe_entry *ops_entry(size_t slot)
 {
     return slot_kind(slot) == FS_KIND_OPS
@@ -225,7 +232,11 @@ static void release_walk(size_t from, int child)
         if (k > 0 && cur.snap.exc[k - 1].idx == i)
             st = cur.snap.exc[--k].state;
         size_t x = slot_at(i);
-        const struct forksafe_kind_ops *ko = &forksafe__kinds[slot_kind(x)];
+        if (!child && st == FS_ST_TAKEN && slot_kind(x) == FS_SLOT_MUTEX_FAST) {
+            pthread_mutex_unlock((pthread_mutex_t *)cur.snap.key[x]);
+            continue;
+        }
+        const struct forksafe_kind_ops *ko = slot_ops(x);
         if (child)
             ko->child(cur.snap.key[x], ops_entry(x), st, self);
         else
@@ -266,7 +277,7 @@ static void plain_failed(void)
 static int wait_sliced(size_t x, unsigned char *st,
                        const struct timespec *deadline)
 {
-    const struct forksafe_kind_ops *ko = &forksafe__kinds[slot_kind(x)];
+    const struct forksafe_kind_ops *ko = slot_ops(x);
     const void *key = cur.snap.key[x];
     for (;;) {
         struct timespec until;
@@ -299,11 +310,10 @@ static void release_partial(size_t a, size_t i, size_t exc0, size_t pinned)
         int st = cur.dflt;
         if (k > exc0 && cur.snap.exc[k - 1].idx == j)
             st = cur.snap.exc[--k].state;
-        forksafe__kinds[slot_kind(j)].parent(cur.snap.key[j], NULL, st);
+        slot_ops(j)->parent(cur.snap.key[j], NULL, st);
     }
     if (pinned != SIZE_MAX && pinned >= i)
-        forksafe__kinds[slot_kind(pinned)].parent(cur.snap.key[pinned], NULL,
-                                                  FS_ST_TAKEN);
+        slot_ops(pinned)->parent(cur.snap.key[pinned], NULL, FS_ST_TAKEN);
     cur.n_exc = exc0;
 }
 
@@ -323,9 +333,17 @@ restart:
          i++) {
         if (i == pinned)
             continue; /* held since we waited for it: TAKEN, the default */
-        const struct forksafe_kind_ops *ko = &forksafe__kinds[slot_kind(i)];
+        const struct forksafe_kind_ops *ko = slot_ops(i);
         unsigned char st = cur.dflt;
-        int r = ko->try_take(cur.snap.key[i], NULL, &st, deadline, 1, self);
+        int r;
+        if (slot_kind(i) == FS_SLOT_MUTEX_FAST &&
+            (r = pthread_mutex_trylock((pthread_mutex_t *)cur.snap.key[i])) !=
+                EBUSY) {
+            if (r == 0)
+                continue; /* taken: the default state, nothing to record */
+        } else {
+            r = ko->try_take(cur.snap.key[i], NULL, &st, deadline, 1, self);
+        }
         if (r == EBUSY && !expired) {
             /* Release what this rank holds, then wait for this one. */
             release_partial(a, i, exc0, pinned);
@@ -394,8 +412,8 @@ static int walk(const struct timespec *deadline, unsigned timeout_ms,
         for (; i < cur.n; i++) {
             size_t x = cur.snap.single[i];
             unsigned char st = cur.dflt;
-            r = forksafe__kinds[slot_kind(x)].try_take(
-                cur.snap.key[x], ops_entry(x), &st, deadline, 0, self);
+            r = slot_ops(x)->try_take(cur.snap.key[x], ops_entry(x), &st,
+                                      deadline, 0, self);
             if (r) {
                 describe_failure(forksafe__registry_find(cur.snap.key[x]), r,
                                  timeout_ms);

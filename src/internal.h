@@ -55,6 +55,8 @@ struct forksafe_entry {
     unsigned char kind;   /* enum forksafe_kind */
     unsigned char single; /* needs work even when single-threaded */
     unsigned char shared; /* in MAP_SHARED memory: never touched at fork */
+    unsigned char slot;   /* its slot kind (FS_SLOT_MUTEX_FAST or kind) */
+    unsigned char cls;    /* its block's size class (registry.c arena) */
     char name[];          /* copied at registration */
 };
 
@@ -73,11 +75,15 @@ struct forksafe_raw {
     void (*child)(void);
 };
 
-/* The slot kind byte: enum forksafe_kind, plus this bit on the first slot
-   of each rank (a rank's slots are contiguous: its locks, then its
-   callback sets, each in registration order). */
-#define FS_SLOT_FIRST 0x80u
-#define FS_SLOT_KIND  0x7fu
+/* The slot kind byte: enum forksafe_kind, or FS_SLOT_MUTEX_FAST for a
+   mutex that prepare may simply trylock and the parent unlock (normal,
+   adaptive or errorcheck, and not robust, PI or PP: a trylock by its own
+   holder fails with EBUSY, which sends it the full way), plus this bit on
+   the first slot of each rank (a rank's slots are contiguous: its locks,
+   then its callback sets, each in registration order). */
+#define FS_SLOT_MUTEX_FAST FS_KIND_COUNT
+#define FS_SLOT_FIRST      0x80u
+#define FS_SLOT_KIND       0x7fu
 
 /* The entries as the fork handlers see them: dense, read-only arrays in
    fork order, rebuilt from the entry list when the registry has changed
@@ -143,6 +149,10 @@ extern const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT];
 /* Forget what the kinds learned during the previous fork (locks.c). Caller
    holds the registry lock. */
 void forksafe__kinds_reset(void);
+
+/* The slot kind for a lock of this kind (read once, at registration). */
+unsigned char forksafe__lock_slot_kind(enum forksafe_kind kind,
+                                       const void *key);
 
 /* Whether the lock key of this kind may be process-shared: initialised
    with PTHREAD_PROCESS_SHARED, or of a kind that does not record it

@@ -359,6 +359,18 @@ static const char *ops_detail(const void *key)
     return "callbacks";
 }
 
+unsigned char forksafe__lock_slot_kind(enum forksafe_kind kind, const void *key)
+{
+    if (kind != FS_KIND_MUTEX)
+        return (unsigned char)kind;
+    unsigned k = forksafe__platform()->mutex_kind((const pthread_mutex_t *)key);
+    unsigned type = k & FS_MX_TYPE_MASK;
+    if (k & (FS_MX_UNKNOWN | FS_MX_ROBUST | FS_MX_PI | FS_MX_PP))
+        return FS_KIND_MUTEX;
+    /* A recursive mutex's trylock succeeds for its holder: the full way. */
+    return type == FS_MX_RECURSIVE ? FS_KIND_MUTEX : FS_SLOT_MUTEX_FAST;
+}
+
 /* ------------------------------------------------------------ pshared */
 
 int forksafe__lock_pshared(enum forksafe_kind kind, const void *key)

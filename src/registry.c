@@ -271,7 +271,7 @@ static void add_rank(struct forksafe_entry *first, struct forksafe_entry *end,
             FORKSAFE_ASSERT(*i < slot_cap);
             slot_key[*i] = e->key;
             slot_kind[*i] =
-                (unsigned char)(e->kind | (first_slot ? FS_SLOT_FIRST : 0));
+                (unsigned char)(e->slot | (first_slot ? FS_SLOT_FIRST : 0));
             first_slot = 0;
             if (e->single)
                 single_idx[(*k)++] = (uint32_t)*i;
@@ -509,9 +509,91 @@ static void unlink_entry(struct forksafe_entry *e)
     generation++;
 }
 
+/* ------------------------------------------------------------ arena
+
+   Entries are allocated here, not with malloc(), for fork()'s sake: fork
+   copies one page-table entry per resident 4 KiB page of the parent, and
+   the child's exit drops it again (about 0.15 us per page per fork+wait
+   here), and a large registry is most of a process's small allocations.
+   The first ARENA_SMALL_LIMIT bytes come in 64 KiB chunks; beyond that,
+   in 2 MiB chunks that ask for transparent huge pages (MADV_HUGEPAGE),
+   each of which fork copies as one page-table entry. Freed blocks go to a
+   free list per 16-byte size class. Caller holds the registry lock. */
+#define ARENA_CLASSES     32 /* blocks of 16 to 512 bytes; more: malloc */
+#define ARENA_MALLOC      0xff
+#define ARENA_SMALL_CHUNK ((size_t)64 << 10)
+#define ARENA_HUGE_CHUNK  ((size_t)2 << 20)
+#define ARENA_SMALL_LIMIT ((size_t)256 << 10)
+
+static void *arena_free_list[ARENA_CLASSES];
+static char *arena_cur, *arena_end;
+static size_t arena_mapped;
+
+static void *chunk_map(size_t len, int huge)
+{
+    size_t span = huge ? 2 * len : len;
+    char *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (!huge)
+        return p;
+    char *a = (char *)(((uintptr_t)p + len - 1) & ~(uintptr_t)(len - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    if (p + span > a + len)
+        munmap(a + len, (size_t)(p + span - (a + len)));
+#ifdef MADV_HUGEPAGE
+    madvise(a, len, MADV_HUGEPAGE); /* a hint: normal pages otherwise */
+#endif
+    return a;
+}
+
+static void *arena_alloc(size_t n, unsigned char *cls)
+{
+    size_t c = (n + 15) / 16 - 1;
+    if (c >= ARENA_CLASSES) {
+        *cls = ARENA_MALLOC;
+        return malloc(n);
+    }
+    *cls = (unsigned char)c;
+    void *p = arena_free_list[c];
+    if (p) {
+        arena_free_list[c] = *(void **)p;
+        return p;
+    }
+    size_t sz = (c + 1) * 16;
+    if ((size_t)(arena_end - arena_cur) < sz) {
+        int huge = arena_mapped >= ARENA_SMALL_LIMIT;
+        size_t len = huge ? ARENA_HUGE_CHUNK : ARENA_SMALL_CHUNK;
+        char *ch = chunk_map(len, huge);
+        if (!ch)
+            return NULL;
+        arena_cur = ch;
+        arena_end = ch + len;
+        arena_mapped += len;
+    }
+    p = arena_cur;
+    arena_cur += sz;
+    return p;
+}
+
+static void arena_free(void *p, unsigned char cls)
+{
+    if (cls == ARENA_MALLOC) {
+        free(p);
+        return;
+    }
+    *(void **)p = arena_free_list[cls];
+    arena_free_list[cls] = p;
+}
+
+/* Caller holds the registry lock. */
 static void free_entry(struct forksafe_entry *e)
 {
-    free(e->kind == FS_KIND_OPS ? (void *)forksafe__entry_ops(e) : (void *)e);
+    arena_free(e->kind == FS_KIND_OPS ? (void *)forksafe__entry_ops(e)
+                                      : (void *)e,
+               e->cls);
 }
 
 /* The object that contains addr, or lm == NULL if none. */
@@ -599,31 +681,26 @@ int forksafe__add(const char *fn, const void *key, const char *name,
         return refuse(EINVAL, fn, "name is NULL");
     if (forksafe__in_fork())
         return refuse_in_fork(fn);
-    /* Everything that can fail is done before the registry is touched. */
+    /* What can be learnt about the key is learnt before the registry is
+       touched; everything that can fail under its lock leaves it as it
+       was. */
     size_t len = strlen(name);
     size_t pre = ops ? sizeof *ops : 0;
-    char *block = malloc(pre + offsetof(struct forksafe_entry, name) + len + 1);
-    if (!block)
-        return refuse(ENOMEM, fn, "out of memory");
-    struct forksafe_entry *e = (struct forksafe_entry *)(void *)(block + pre);
-    memcpy(e->name, name, len + 1);
-    e->key = key;
-    e->rank = rank;
-    e->kind = (unsigned char)kind;
     if (ops) {
-        memcpy(block, ops, sizeof *ops);
         const void *code = ops->prepare ? (const void *)ops->prepare
                            : ops->child ? (const void *)ops->child
                                         : (const void *)ops->parent;
         if (code)
             caller = code;
     }
-    e->single = (unsigned char)(forksafe__kinds[kind].single(key) != 0);
+    unsigned char single =
+        (unsigned char)(forksafe__kinds[kind].single(key) != 0);
     /* A process-shared lock in MAP_SHARED memory is one lock in parent and
        child after fork(): there is nothing to copy consistently, and
        rewriting it in the child would break the parent's hold. */
-    e->shared = (unsigned char)(forksafe__lock_pshared(kind, key) &&
-                                forksafe__in_shared_mapping(key));
+    unsigned char shared = (unsigned char)(forksafe__lock_pshared(kind, key) &&
+                                           forksafe__in_shared_mapping(key));
+    unsigned char slot = forksafe__lock_slot_kind(kind, key);
     /* Two objects can take an entry with them when they are unloaded: the
        one that registered it (for a callback set, the one holding its
        code), and the one whose memory holds the key (a static lock, or a
@@ -633,24 +710,44 @@ int forksafe__add(const char *fn, const void *key, const char *name,
     struct rank_bucket *nb = malloc(sizeof *nb);
 
     forksafe__registry_lock();
-    struct forksafe_entry *old = find(key);
+    struct forksafe_entry *old = find(key), *e = NULL;
     int err = old ? refuse_taken(fn, old) : !nb ? ENOMEM : 0;
     if (!err)
         err = reserve_table(count + 1);
     if (!err)
         err = reserve_slots(count + 1);
+    uint16_t by_idx = OWNER_UNKNOWN, home_idx = OWNER_UNKNOWN;
     if (!err)
-        err = owner_index(by, &e->owner, 1);
+        err = owner_index(by, &by_idx, 1);
     if (!err)
-        err = owner_index(home, &e->home, 1);
+        err = owner_index(home, &home_idx, 1);
+    unsigned char cls = 0;
+    char *block = NULL;
     if (!err) {
+        block = arena_alloc(
+            pre + offsetof(struct forksafe_entry, name) + len + 1, &cls);
+        if (!block)
+            err = ENOMEM;
+    }
+    if (!err) {
+        e = (struct forksafe_entry *)(void *)(block + pre);
+        if (ops)
+            memcpy(block, ops, sizeof *ops);
+        memcpy(e->name, name, len + 1);
+        e->key = key;
+        e->rank = rank;
+        e->kind = (unsigned char)kind;
+        e->single = single;
+        e->shared = shared;
+        e->slot = slot;
+        e->cls = cls;
+        e->owner = by_idx;
+        e->home = home_idx;
         e->seq = next_seq++;
         link_entry(e, &nb);
     }
     forksafe__registry_unlock();
     free(nb); /* unused when the rank already had a bucket */
-    if (err)
-        free(block);
     if (err == ENOMEM)
         refuse(err, fn, "out of memory");
     return err;
@@ -704,12 +801,13 @@ int forksafe_unregister(const void *key)
         return refuse_in_fork(__func__);
     forksafe__registry_lock();
     struct forksafe_entry *e = find(key);
-    if (e)
+    if (e) {
         unlink_entry(e);
+        free_entry(e);
+    }
     forksafe__registry_unlock();
     if (!e)
         return refuse_unknown(__func__, key);
-    free_entry(e);
     return 0;
 }
 
