@@ -42,6 +42,7 @@
  * fast path (tls below is initial-exec and only read there).
  */
 #include "internal.h"
+#include "platform/platform.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -224,6 +225,7 @@ static inline void record(size_t i, unsigned char st)
 static void release_walk(size_t from, int child)
 {
     pid_t self = child && from ? gettid() : 0;
+    const struct forksafe_platform *P = from ? forksafe__platform() : NULL;
     size_t k = cur.n_exc;
     while (k > 0 && cur.snap.exc[k - 1].idx >= from)
         k--;
@@ -232,8 +234,13 @@ static void release_walk(size_t from, int child)
         if (k > 0 && cur.snap.exc[k - 1].idx == i)
             st = cur.snap.exc[--k].state;
         size_t x = slot_at(i);
-        if (!child && st == FS_ST_TAKEN && slot_kind(x) == FS_SLOT_MUTEX_FAST) {
-            pthread_mutex_unlock((pthread_mutex_t *)cur.snap.key[x]);
+        if (st == FS_ST_TAKEN && slot_kind(x) == FS_SLOT_MUTEX_FAST) {
+            /* The common case, without the per-kind calls. */
+            pthread_mutex_t *m = (pthread_mutex_t *)cur.snap.key[x];
+            if (child)
+                P->child_mutex(m, 0, self);
+            else
+                pthread_mutex_unlock(m);
             continue;
         }
         const struct forksafe_kind_ops *ko = slot_ops(x);
