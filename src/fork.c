@@ -300,7 +300,12 @@ static int wait_sliced(size_t x, unsigned char *st,
         int r = ko->wait(key, st, last ? deadline : &until);
         if (r != ETIMEDOUT || last)
             return r;
+        /* A named holder that waits for the registry goes first. A holder
+           that cannot be named (readers, spinlocks) may be one of the
+           threads that wait for it: let the first of them go. */
         pid_t h = ko->holder(key);
+        if (h < 0)
+            h = forksafe__registry_a_waiter();
         if (h > 0 && forksafe__registry_is_waiter(h)) {
             SET(cur.yield_to, h);
             return FS_YIELD;

@@ -198,6 +198,8 @@ int forksafe__registry_lock_until(const struct timespec *deadline);
 void forksafe__registry_unlock(void);
 /* Whether thread tid is waiting for the registry lock now. */
 int forksafe__registry_is_waiter(pid_t tid);
+/* One thread waiting for the registry lock now, or 0. */
+pid_t forksafe__registry_a_waiter(void);
 /* Return once tid no longer waits for the registry lock (it got it, or
    gave up), or at deadline. Caller does not hold the lock. */
 void forksafe__registry_wait_for(pid_t tid, const struct timespec *deadline);

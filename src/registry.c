@@ -224,6 +224,17 @@ int forksafe__registry_is_waiter(pid_t tid)
     return 0;
 }
 
+pid_t forksafe__registry_a_waiter(void)
+{
+    struct forksafe_fork_page *fp = forksafe__fp;
+    for (int i = 0; i < FS_WAITERS; i++) {
+        pid_t t = LOAD(fp->waiters[i]);
+        if (t)
+            return t;
+    }
+    return 0;
+}
+
 void forksafe__registry_wait_for(pid_t tid, const struct timespec *deadline)
 {
     while (forksafe__registry_is_waiter(tid) && !forksafe__expired(deadline)) {
@@ -567,6 +578,8 @@ static void *arena_alloc(size_t n, unsigned char *cls)
         int huge = arena_mapped >= ARENA_SMALL_LIMIT;
         size_t len = huge ? ARENA_HUGE_CHUNK : ARENA_SMALL_CHUNK;
         char *ch = chunk_map(len, huge);
+        if (!ch && huge) /* no room for 4 MiB of address space: go small */
+            ch = chunk_map(len = ARENA_SMALL_CHUNK, 0);
         if (!ch)
             return NULL;
         arena_cur = ch;
@@ -681,9 +694,17 @@ int forksafe__add(const char *fn, const void *key, const char *name,
         return refuse(EINVAL, fn, "name is NULL");
     if (forksafe__in_fork())
         return refuse_in_fork(fn);
+    /* A key registered already is refused before its memory is read as
+       the kind given now (it may be another kind, and smaller). */
+    forksafe__registry_lock();
+    struct forksafe_entry *taken = find(key);
+    int busy = taken ? refuse_taken(fn, taken) : 0;
+    forksafe__registry_unlock();
+    if (busy)
+        return busy;
     /* What can be learnt about the key is learnt before the registry is
-       touched; everything that can fail under its lock leaves it as it
-       was. */
+       touched again; everything that can fail under its lock leaves it as
+       it was. */
     size_t len = strlen(name);
     size_t pre = ops ? sizeof *ops : 0;
     if (ops) {

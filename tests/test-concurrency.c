@@ -196,6 +196,53 @@ static void test_holder_forks_beside_forker_plain(void **state)
     holder_forks_beside_forker(0);
 }
 
+/* A thread holding a registered rwlock for reading (readers have no
+   recorded owner) registers a lock while a fork waits for the rwlock:
+   the registration waits for the fork, the fork for the reader. The fork
+   cannot name the holder, but a thread waits for the registry: it lets
+   that thread go first. Before, it timed out. */
+static pthread_rwlock_t read_held = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_mutex_t late_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *read_then_register(void *arg)
+{
+    volatile int *stage = arg;
+    pthread_rwlock_rdlock(&read_held);
+    *stage = 1;
+    struct timespec d = {0, 200 * 1000 * 1000};
+    nanosleep(&d, NULL); /* the fork is waiting for read_held by now */
+    int r = forksafe_register_mutex(&late_lock, "late", 20);
+    pthread_rwlock_unlock(&read_held);
+    *stage = r == 0 ? 2 : 3;
+    return NULL;
+}
+
+static void test_reader_registering_beside_fork(void **state)
+{
+    (void)state;
+    assert_int_equal(forksafe_register_rwlock(&read_held, "read held", 10), 0);
+    volatile int stage = 0;
+    pthread_t t;
+    assert_int_equal(
+        pthread_create(&t, NULL, read_then_register, (void *)&stage), 0);
+    while (!stage)
+        sched_yield();
+    uint64_t t0 = fs_now_ms();
+    struct forksafe_fork_opts o = {.timeout_ms = 2000};
+    pid_t pid = forksafe_fork(&o);
+    if (pid == 0)
+        _exit(0);
+    uint64_t took = fs_now_ms() - t0;
+    pthread_join(t, NULL);
+    if (pid < 0)
+        fail_msg("forksafe_fork: %s", forksafe_last_error());
+    fs_assert_child_ok(pid, 5000);
+    assert_int_equal(stage, 2);
+    assert_true(took < 1500);
+    assert_int_equal(forksafe_unregister(&late_lock), 0);
+    assert_int_equal(forksafe_unregister(&read_held), 0);
+}
+
 int main(void)
 {
     fs_watchdog(120);
@@ -203,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_everything_at_once),
         cmocka_unit_test(test_holder_forks_beside_forker_wrapper),
         cmocka_unit_test(test_holder_forks_beside_forker_plain),
+        cmocka_unit_test(test_reader_registering_beside_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
