@@ -220,34 +220,50 @@ static inline void record(size_t i, unsigned char st)
     }
 }
 
+/* Release one visited slot i (slot x) in state st. */
+static void release_one(size_t x, int st, int child, pid_t self)
+{
+    const struct forksafe_kind_ops *ko = slot_ops(x);
+    if (child)
+        ko->child(cur.snap.key[x], ops_entry(x), st, self);
+    else
+        ko->parent(cur.snap.key[x], ops_entry(x), st);
+}
+
 /* Walk the first `from` visited slots backwards, giving each its state, and
-   call the parent (child == 0) or child handler of its kind. */
+   call the parent (child == 0) or child handler of its kind. Between two
+   exceptions every slot has the default state; when that is TAKEN (other
+   threads alive, so slot i is slot i), the fast mutexes there are released
+   in a tight loop, without the per-kind calls. */
 static void release_walk(size_t from, int child)
 {
     pid_t self = child && from ? gettid() : 0;
     const struct forksafe_platform *P = from ? forksafe__platform() : NULL;
-    size_t k = cur.n_exc;
+    const void *const *key = cur.snap.key;
+    const unsigned char *kind = cur.snap.kind;
+    size_t k = cur.n_exc, i = from;
     while (k > 0 && cur.snap.exc[k - 1].idx >= from)
         k--;
-    for (size_t i = from; i-- > 0;) {
-        int st = cur.dflt;
-        if (k > 0 && cur.snap.exc[k - 1].idx == i)
-            st = cur.snap.exc[--k].state;
-        size_t x = slot_at(i);
-        if (st == FS_ST_TAKEN && slot_kind(x) == FS_SLOT_MUTEX_FAST) {
-            /* The common case, without the per-kind calls. */
-            pthread_mutex_t *m = (pthread_mutex_t *)cur.snap.key[x];
-            if (child)
-                P->child_mutex(m, 0, self);
-            else
-                pthread_mutex_unlock(m);
-            continue;
+    while (i > 0) {
+        size_t stop = k > 0 ? cur.snap.exc[k - 1].idx + 1 : 0;
+        if (cur.mt) {
+            for (; i > stop; i--) {
+                pthread_mutex_t *m = (pthread_mutex_t *)key[i - 1];
+                if ((kind[i - 1] & FS_SLOT_KIND) != FS_SLOT_MUTEX_FAST)
+                    release_one(i - 1, FS_ST_TAKEN, child, self);
+                else if (child)
+                    P->child_mutex(m, 0, self);
+                else
+                    pthread_mutex_unlock(m);
+            }
+        } else {
+            for (; i > stop; i--)
+                release_one(slot_at(i - 1), cur.dflt, child, self);
         }
-        const struct forksafe_kind_ops *ko = slot_ops(x);
-        if (child)
-            ko->child(cur.snap.key[x], ops_entry(x), st, self);
-        else
-            ko->parent(cur.snap.key[x], ops_entry(x), st);
+        if (i > 0) { /* slot i - 1 is the exception k - 1 */
+            i--;
+            release_one(slot_at(i), cur.snap.exc[--k].state, child, self);
+        }
     }
 }
 
@@ -330,18 +346,25 @@ static void release_partial(size_t a, size_t i, size_t exc0, size_t pinned)
 }
 
 /* Take the rank starting at visited slot a (multi-threaded): its locks as
-   a set, then its callbacks in order. Returns the end of the rank in *end,
-   and 0, FS_YIELD (nothing of the rank held) or, strict, the errno that
-   stopped it (nothing of the rank held). Not strict, locks that do not
-   yield by the deadline and failing callbacks are recorded FAILED. */
-static int take_rank(size_t a, size_t *end, const struct timespec *deadline,
-                     unsigned timeout_ms, int strict, pid_t self)
+   a set, then its callbacks in order; slots [a, from) are held already
+   (taken, nothing recorded for them). Returns 0, FS_YIELD or, strict, the
+   errno that stopped it; *end is where the visited slots that are held
+   end: the end of the rank on success, a when its locks failed (nothing of
+   the rank is held then), the failing callback's slot when one failed.
+   Not strict, locks that do not yield by the deadline and failing
+   callbacks are recorded FAILED. */
+static int take_rank(size_t a, size_t from, size_t *end,
+                     const struct timespec *deadline, unsigned timeout_ms,
+                     int strict, pid_t self)
 {
-    size_t n = cur.n, exc0 = cur.n_exc, pinned = SIZE_MAX, i;
+    size_t n = cur.n, exc0 = cur.n_exc, pinned = SIZE_MAX, i = from;
     int expired = 0; /* not strict, past the deadline: try only */
+    goto resume;     /* [a, from) are held already, in the default state */
 restart:
-    for (i = a; i < n && (i == a || !(cur.snap.kind[i] & FS_SLOT_FIRST)) &&
-                slot_kind(i) != FS_KIND_OPS;
+    i = a;
+resume:
+    for (; i < n && (i == a || !(cur.snap.kind[i] & FS_SLOT_FIRST)) &&
+           slot_kind(i) != FS_KIND_OPS;
          i++) {
         if (i == pinned)
             continue; /* held since we waited for it: TAKEN, the default */
@@ -365,6 +388,7 @@ restart:
                 pinned = i;
                 goto restart;
             }
+            *end = a; /* the rank holds nothing now */
             if (r == FS_YIELD)
                 return r;
             describe_failure(forksafe__registry_find(cur.snap.key[i]), r,
@@ -381,6 +405,7 @@ restart:
                                  timeout_ms);
             if (strict) {
                 release_partial(a, i, exc0, pinned);
+                *end = a;
                 return r;
             }
             plain_failed();
@@ -397,7 +422,7 @@ restart:
             describe_failure(forksafe__registry_find(cur.snap.key[i]), r,
                              timeout_ms);
             if (strict) {
-                *end = i; /* the caller releases [0, i) */
+                *end = i; /* the rank's locks and earlier callbacks */
                 return r;
             }
             plain_failed();
@@ -438,14 +463,27 @@ static int walk(const struct timespec *deadline, unsigned timeout_ms,
             record(i, st);
         }
     } else {
-        while (i < cur.n) {
+        const void *const *key = cur.snap.key;
+        const unsigned char *kind = cur.snap.kind;
+        size_t n = cur.n, a = 0;
+        while (i < n) {
+            /* The common case first: uncontended fast mutexes, one trylock
+               each, across ranks; a rank's first slot says where it starts
+               (the full walk below needs it to back off). */
+            for (; i < n; i++) {
+                unsigned k = kind[i];
+                if (k & FS_SLOT_FIRST)
+                    a = i;
+                if ((k & FS_SLOT_KIND) != FS_SLOT_MUTEX_FAST ||
+                    pthread_mutex_trylock((pthread_mutex_t *)key[i]) != 0)
+                    break;
+            }
+            if (i == n)
+                break;
             size_t end = i;
-            r = take_rank(i, &end, deadline, timeout_ms, strict, self);
+            r = take_rank(a, i, &end, deadline, timeout_ms, strict, self);
             if (r) {
-                /* A failed callback leaves its rank's earlier slots (its
-                   locks, earlier callbacks) recorded: release them too. */
-                if (r != FS_YIELD && end > i)
-                    i = end;
+                i = end; /* release what is held: [0, end) */
                 break;
             }
             i = end;

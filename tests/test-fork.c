@@ -177,6 +177,42 @@ static void test_failing_prepare_rolls_back(void **state)
     fs_idle_stop();
 }
 
+/* A callback that fails at the rank of locks it shares: the rank's locks,
+   held by then, are released too. */
+static int eio_prepare(void *c, const struct timespec *d)
+{
+    (void)c;
+    (void)d;
+    return EIO;
+}
+
+static void test_failing_callback_releases_its_rank(void **state)
+{
+    (void)state;
+    static const struct forksafe_ops ops = {eio_prepare, NULL, NULL};
+    pthread_mutex_t a = PTHREAD_MUTEX_INITIALIZER,
+                    b = PTHREAD_MUTEX_INITIALIZER;
+    pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+    int c;
+    fs_idle_start();
+    assert_int_equal(forksafe_register_mutex(&a, "a", 700), 0);
+    assert_int_equal(forksafe_register_ops(&c, "fails", 700, &ops), 0);
+    assert_int_equal(forksafe_register_rwlock(&rw, "rw", 680), 0);
+    assert_int_equal(forksafe_register_mutex(&b, "b", 690), 0);
+    assert_int_equal(fs_fork_must_fail(NULL, NULL), EIO);
+    assert_int_equal(pthread_mutex_trylock(&a), 0);
+    assert_int_equal(pthread_mutex_trylock(&b), 0);
+    assert_int_equal(pthread_rwlock_trywrlock(&rw), 0);
+    pthread_mutex_unlock(&a);
+    pthread_mutex_unlock(&b);
+    pthread_rwlock_unlock(&rw);
+    assert_int_equal(forksafe_unregister(&a), 0);
+    assert_int_equal(forksafe_unregister(&b), 0);
+    assert_int_equal(forksafe_unregister(&rw), 0);
+    assert_int_equal(forksafe_unregister(&c), 0);
+    fs_idle_stop();
+}
+
 static void test_fork_failure_releases_everything(void **state)
 {
     (void)state;
@@ -476,6 +512,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timeout_names_lock_and_holder),
         cmocka_unit_test(test_failing_prepare_rolls_back),
+        cmocka_unit_test(test_failing_callback_releases_its_rank),
         cmocka_unit_test(test_fork_failure_releases_everything),
         cmocka_unit_test(test_reentry_fails_with_edeadlk),
         cmocka_unit_test(test_no_threads_policy),
