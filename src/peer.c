@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <link.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,8 +56,12 @@ __asm__(
 
 const struct forksafe_peer_api *forksafe__peer;
 int forksafe__peer_refused;
-static char peer_text[1024]; /* for the report; "" with one copy */
-static char self_path[256];
+/* For the report, allocated only when there is another copy (static data
+   would make the library's writable pages spill into another mapping). */
+static struct peer_info {
+    char self[256]; /* the object holding this copy */
+    char text[1024];
+} * peers;
 
 /* Who calls the registry through us: the primary's side. */
 static void peer_joined(const char *who);
@@ -138,35 +143,46 @@ static int first_note(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-/* The path of the object holding this copy. */
-static void find_self(void)
+/* Room for the texts, and the path of the object holding this copy; 0, or
+   -1 if there is no memory (then the report just says less). */
+static int find_self(void)
 {
+    if (peers)
+        return 0;
+    struct peer_info *pi = calloc(1, sizeof *pi);
+    if (!pi)
+        return -1;
     Dl_info di;
     struct link_map *lm = NULL;
     if (dladdr1((const void *)&forksafe__peer_table, &di, (void **)&lm,
                 RTLD_DL_LINKMAP) &&
         lm && lm->l_name && *lm->l_name) {
-        snprintf(self_path, sizeof self_path, "%s", lm->l_name);
+        snprintf(pi->self, sizeof pi->self, "%s", lm->l_name);
     } else {
         /* The main program: its link map has no name. */
-        ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
-        self_path[n > 0 ? n : 0] = '\0';
+        ssize_t n = readlink("/proc/self/exe", pi->self, sizeof pi->self - 1);
+        pi->self[n > 0 ? n : 0] = '\0';
         if (n <= 0)
-            snprintf(self_path, sizeof self_path, "?");
+            snprintf(pi->self, sizeof pi->self, "?");
     }
+    peers = pi;
+    return 0;
 }
 
 static void peer_joined(const char *who)
 {
-    size_t len = strlen(peer_text);
+    if (find_self())
+        return;
+    char *t = peers->text;
+    size_t len = strlen(t);
     if (!len)
-        len = (size_t)snprintf(peer_text, sizeof peer_text,
+        len = (size_t)snprintf(t, sizeof peers->text,
                                "libforksafe copies: this one (%.300s) keeps "
                                "the registry;",
-                               self_path);
-    if (len < sizeof peer_text)
-        snprintf(peer_text + len, sizeof peer_text - len,
-                 " %.300s forwards to it;", who);
+                               peers->self);
+    if (len < sizeof peers->text)
+        snprintf(t + len, sizeof peers->text - len, " %.300s forwards to it;",
+                 who);
 }
 
 void forksafe__peer_elect(void)
@@ -175,18 +191,19 @@ void forksafe__peer_elect(void)
     if (done)
         return;
     done = 1;
-    find_self();
     struct found f = {NULL, 0, ""};
     dl_iterate_phdr(first_note, &f);
     if (!f.table || f.table == &forksafe__peer_table)
         return; /* the first copy: the registry is ours */
+    int have = find_self() == 0;
     if (f.abi != FORKSAFE_PEER_ABI) {
         forksafe__peer_refused = 1;
-        snprintf(peer_text, sizeof peer_text,
-                 "libforksafe copies: %.300s (interface %u) was loaded first; "
-                 "this copy (%.300s, interface %u) cannot share its registry "
-                 "and refuses every registration (ENOTSUP)",
-                 f.path, f.abi, self_path, (unsigned)FORKSAFE_PEER_ABI);
+        if (have)
+            snprintf(peers->text, sizeof peers->text,
+                     "libforksafe copies: %.300s (interface %u) was loaded "
+                     "first; this copy (%.300s, interface %u) cannot share "
+                     "its registry and refuses every registration (ENOTSUP)",
+                     f.path, f.abi, peers->self, (unsigned)FORKSAFE_PEER_ABI);
         return;
     }
     /* The registry's copy must outlive every caller of its table. */
@@ -194,22 +211,26 @@ void forksafe__peer_elect(void)
         void *h = dlopen(f.path, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
         (void)h; /* a handle that is never closed: nothing to release */
     }
-    f.table->joined(self_path);
+    f.table->joined(have ? peers->self : "?");
     f.table->init();
-    snprintf(peer_text, sizeof peer_text,
-             "libforksafe copies: this one (%.300s) forwards to the "
-             "registry in %.300s",
-             self_path, f.path);
+    if (have)
+        snprintf(peers->text, sizeof peers->text,
+                 "libforksafe copies: this one (%.300s) forwards to the "
+                 "registry in %.300s",
+                 peers->self, f.path);
     __atomic_store_n(&forksafe__peer, f.table, __ATOMIC_RELEASE);
 }
 
 int forksafe__peer_refuse(const char *fn)
 {
-    forksafe__set_error("%s: %s", fn, peer_text);
+    forksafe__set_error("%s: %s", fn,
+                        peers ? peers->text
+                              : "another copy of libforksafe with an "
+                                "incompatible interface was loaded first");
     return ENOTSUP;
 }
 
 const char *forksafe__peer_text(void)
 {
-    return peer_text;
+    return peers ? peers->text : "";
 }

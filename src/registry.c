@@ -102,10 +102,25 @@ static int grow(void *p, size_t cap, size_t sz)
 
 /* ------------------------------------------------------------ fork page */
 
-/* Until the constructor maps the real page (and if it cannot), this one. */
-static struct forksafe_fork_page static_page = {.lock =
-                                                    PTHREAD_MUTEX_INITIALIZER};
-struct forksafe_fork_page *forksafe__fp = &static_page;
+/* The fork page: a whole page of zero-initialised static data, aligned to
+   its size, so that it shares its page with nothing (it lies beyond the
+   file-backed part of the data segment, in anonymous memory, where
+   MADV_WIPEONFORK applies), and needs no mapping of its own when nothing
+   else follows it there: each mapping is a cost of every fork(). Zeroes
+   are a free PTHREAD_MUTEX_INITIALIZER mutex, no owner, no waiters. */
+#define FORK_PAGE 4096
+#if defined(__x86_64__)
+/* .lbss: zero-filled, placed after .bss by the linker, so nothing follows
+   the page in the data segment's anonymous part. */
+#define FORK_PAGE_SECTION __attribute__((section(".lbss.forksafe")))
+#else
+#define FORK_PAGE_SECTION
+#endif
+static union {
+    struct forksafe_fork_page page;
+    char pad[FORK_PAGE];
+} fork_page __attribute__((aligned(FORK_PAGE))) FORK_PAGE_SECTION;
+struct forksafe_fork_page *forksafe__fp = &fork_page.page;
 int forksafe__fp_wiped;
 
 void forksafe__registry_init(void)
@@ -128,39 +143,14 @@ void forksafe__registry_init(void)
             free(in);
         }
     }
-    /* Only while nothing can be using the static page: the constructor
-       runs before any other thread can reach the registry, but a registry
-       call made before it (another object's constructor) keeps the static
-       page for the life of the process. */
-    if (forksafe__fp != &static_page || head || n_raws ||
-        pthread_mutex_trylock(&static_page.lock) != 0)
-        return;
-    long ps = sysconf(_SC_PAGESIZE);
-    size_t len = ps > 0 ? (size_t)ps : 4096;
-    void *p = len >= sizeof static_page
-                  ? mmap(NULL, len, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-                  : MAP_FAILED;
+    /* Where the page size is another (16 or 64 KiB), the advice would
+       take neighbours along: the page is then an ordinary one, reset by
+       the child handler. */
 #ifdef MADV_WIPEONFORK
-    if (p != MAP_FAILED && madvise(p, len, MADV_WIPEONFORK) != 0) {
-        munmap(p, len);
-        p = MAP_FAILED;
-    }
-#else
-    if (p != MAP_FAILED) {
-        munmap(p, len);
-        p = MAP_FAILED;
-    }
-#endif
-    if (p != MAP_FAILED) {
-        /* A zero-filled page is a free PTHREAD_MUTEX_INITIALIZER mutex, no
-           owner and no waiters: what the child gets. */
-        struct forksafe_fork_page *np = p;
-        pthread_mutex_init(&np->lock, NULL);
-        forksafe__fp = np;
+    if (!forksafe__fp_wiped && sysconf(_SC_PAGESIZE) == FORK_PAGE &&
+        madvise(&fork_page, FORK_PAGE, MADV_WIPEONFORK) == 0)
         forksafe__fp_wiped = 1;
-    }
-    pthread_mutex_unlock(&static_page.lock);
+#endif
 }
 
 void forksafe__fork_page_child_reset(void)

@@ -78,7 +78,8 @@ static uint64_t zseq;
 /* Server state: only ever touched in the server process. The receive
    buffer is one byte larger than the largest valid request, so an
    oversized one shows up as MSG_TRUNC. */
-static _Alignas(16) unsigned char srv_buf[FORKSAFE__ZYGOTE_REQ_MAX + 1];
+#define SRV_BUF_LEN (FORKSAFE__ZYGOTE_REQ_MAX + 1)
+static unsigned char *srv_buf; /* SRV_BUF_LEN bytes, in the server only */
 static union {
     struct cmsghdr align;
     char buf[CMSG_SPACE(sizeof(int) * FORKSAFE_ZYGOTE_FDS_MAX) +
@@ -160,7 +161,7 @@ static forksafe_zygote_fn entry_find(const char *name, size_t len)
    on, or 1 when the channel is closed and the server should exit. */
 static int serve_one(int sock, pid_t parent)
 {
-    struct iovec iov = {srv_buf, sizeof srv_buf};
+    struct iovec iov = {srv_buf, SRV_BUF_LEN};
     struct msghdr mh;
     memset(&mh, 0, sizeof mh);
     mh.msg_iov = &iov;
@@ -255,6 +256,12 @@ static _Noreturn void server_main(int sock, pid_t parent)
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &srv_worker_mask);
+    /* The request buffer exists only here: static, it would add a mapping
+       to every program that links libforksafe, and each mapping costs
+       every fork() (docs/semantics.md, "Cost"). */
+    srv_buf = malloc(SRV_BUF_LEN);
+    if (!srv_buf)
+        _exit(1);
     struct ucred pc;
     socklen_t pl = sizeof pc;
     if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &pc, &pl) != 0 ||
