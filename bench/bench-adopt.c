@@ -5,9 +5,11 @@
  * hand-written lock-all pthread_atfork handler and no forksafe, one linked
  * with libforksafe and the same mutexes registered, each with one idle
  * extra thread. Batches of 20 fork+wait are alternated in lockstep between
- * the two processes (hand, forksafe_fork, plain fork, hand), so the noisy
- * machine's drift falls on both; each round gives a ratio against the mean
- * of its two hand batches, and the medians of those per-round ratios are
+ * the processes (hand, forksafe_fork, plain fork, static, hand), so the
+ * noisy machine's drift falls on all; each method runs in its own process,
+ * so every batch follows one of another process, and each batch starts
+ * with two uncounted forks. Each round gives a ratio against the mean of
+ * its two hand batches, and the medians of those per-round ratios are
  * printed, for N = 0, 1,024 and 16,384 mutexes. Also printed: minor faults
  * per fork in the parent and in the child (copy-on-write and first-touch
  * faults, the main cost forksafe can add), and, for reference, the same
@@ -101,9 +103,9 @@ int main(int argc, char **argv)
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         struct worker w[S_COUNT];
         static const char *const prog[S_COUNT] = {
-            "adopt-hand", "adopt-forksafe", NULL, "adopt-static"};
+            "adopt-hand", "adopt-forksafe", "adopt-forksafe", "adopt-static"};
         for (int k = 0; k < S_COUNT; k++)
-            if (prog[k] && start(&w[k], prog[k], sizes[s])) {
+            if (start(&w[k], prog[k], sizes[s])) {
                 perror("bench-adopt: start");
                 return 1;
             }
@@ -113,7 +115,7 @@ int main(int argc, char **argv)
         for (int r = -2; r < rounds; r++) {
             struct batch a1, a2, b[S_COUNT];
             if (run(&w[S_HAND], 'p', &a1) || run(&w[S_FORK], 'f', &b[S_FORK]) ||
-                run(&w[S_FORK], 'p', &b[S_PLAIN]) ||
+                run(&w[S_PLAIN], 'p', &b[S_PLAIN]) ||
                 run(&w[S_STATIC], 'f', &b[S_STATIC]) ||
                 run(&w[S_HAND], 'p', &a2)) {
                 fprintf(stderr, "bench-adopt: a worker failed\n");
@@ -153,8 +155,7 @@ int main(int argc, char **argv)
                flt[S_STATIC][0] / rounds, flt[S_STATIC][1] / rounds);
         fflush(stdout);
         for (int k = 0; k < S_COUNT; k++)
-            if (prog[k])
-                stop(&w[k]);
+            stop(&w[k]);
     }
     return 0;
 }
