@@ -56,12 +56,16 @@ __asm__(
 
 const struct forksafe_peer_api *forksafe__peer;
 int forksafe__peer_refused;
-/* For the report, allocated only when there is another copy (static data
-   would make the library's writable pages spill into another mapping). */
-static struct peer_info {
-    char self[256]; /* the object holding this copy */
-    char text[1024];
-} * peers;
+/* The texts for the report and for forksafe_last_error(). The copy that
+   keeps the registry allocates its text when a second copy joins (it is
+   then pinned, never unloaded); a copy that forwards needs none (its
+   report is the registry's); a copy that refuses keeps a short static
+   one. (Static room for all of them would make the library's writable
+   data spill past its file-backed page into another mapping, and every
+   mapping costs each fork().) */
+#define PEER_TEXT 1024
+static char *joined_text;
+static char refused_text[512];
 
 /* Who calls the registry through us: the primary's side. */
 static void peer_joined(const char *who);
@@ -143,45 +147,40 @@ static int first_note(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-/* Room for the texts, and the path of the object holding this copy; 0, or
-   -1 if there is no memory (then the report just says less). */
-static int find_self(void)
+/* The path of the object holding this copy, into buf. */
+static void find_self(char *buf, size_t len)
 {
-    if (peers)
-        return 0;
-    struct peer_info *pi = calloc(1, sizeof *pi);
-    if (!pi)
-        return -1;
     Dl_info di;
     struct link_map *lm = NULL;
     if (dladdr1((const void *)&forksafe__peer_table, &di, (void **)&lm,
                 RTLD_DL_LINKMAP) &&
         lm && lm->l_name && *lm->l_name) {
-        snprintf(pi->self, sizeof pi->self, "%s", lm->l_name);
-    } else {
-        /* The main program: its link map has no name. */
-        ssize_t n = readlink("/proc/self/exe", pi->self, sizeof pi->self - 1);
-        pi->self[n > 0 ? n : 0] = '\0';
-        if (n <= 0)
-            snprintf(pi->self, sizeof pi->self, "?");
+        snprintf(buf, len, "%s", lm->l_name);
+        return;
     }
-    peers = pi;
-    return 0;
+    /* The main program: its link map has no name. */
+    ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    if (n <= 0)
+        snprintf(buf, len, "?");
 }
 
 static void peer_joined(const char *who)
 {
-    if (find_self())
-        return;
-    char *t = peers->text;
-    size_t len = strlen(t);
-    if (!len)
-        len = (size_t)snprintf(t, sizeof peers->text,
-                               "libforksafe copies: this one (%.300s) keeps "
-                               "the registry;",
-                               peers->self);
-    if (len < sizeof peers->text)
-        snprintf(t + len, sizeof peers->text - len, " %.300s forwards to it;",
+    if (!joined_text) {
+        char self[256];
+        char *t = calloc(1, PEER_TEXT);
+        if (!t)
+            return; /* the report then just says less */
+        find_self(self, sizeof self);
+        snprintf(t, PEER_TEXT,
+                 "libforksafe copies: this one (%.300s) keeps the registry;",
+                 self);
+        joined_text = t;
+    }
+    size_t len = strlen(joined_text);
+    if (len < PEER_TEXT)
+        snprintf(joined_text + len, PEER_TEXT - len, " %.300s forwards to it;",
                  who);
 }
 
@@ -195,42 +194,36 @@ void forksafe__peer_elect(void)
     dl_iterate_phdr(first_note, &f);
     if (!f.table || f.table == &forksafe__peer_table)
         return; /* the first copy: the registry is ours */
-    int have = find_self() == 0;
+    char self[256];
+    find_self(self, sizeof self);
     if (f.abi != FORKSAFE_PEER_ABI) {
         forksafe__peer_refused = 1;
-        if (have)
-            snprintf(peers->text, sizeof peers->text,
-                     "libforksafe copies: %.300s (interface %u) was loaded "
-                     "first; this copy (%.300s, interface %u) cannot share "
-                     "its registry and refuses every registration (ENOTSUP)",
-                     f.path, f.abi, peers->self, (unsigned)FORKSAFE_PEER_ABI);
+        snprintf(refused_text, sizeof refused_text,
+                 "libforksafe copies: %.100s (interface %u) was loaded first; "
+                 "this copy (%.100s, interface %u) cannot share its registry "
+                 "and refuses every registration (ENOTSUP)",
+                 f.path, f.abi, self, (unsigned)FORKSAFE_PEER_ABI);
         return;
     }
     /* The registry's copy must outlive every caller of its table. */
-    if (strcmp(f.path, "?") != 0) {
+    if (f.path[0] && strcmp(f.path, "?") != 0) {
         void *h = dlopen(f.path, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
         (void)h; /* a handle that is never closed: nothing to release */
     }
-    f.table->joined(have ? peers->self : "?");
+    f.table->joined(self);
     f.table->init();
-    if (have)
-        snprintf(peers->text, sizeof peers->text,
-                 "libforksafe copies: this one (%.300s) forwards to the "
-                 "registry in %.300s",
-                 peers->self, f.path);
     __atomic_store_n(&forksafe__peer, f.table, __ATOMIC_RELEASE);
 }
 
 int forksafe__peer_refuse(const char *fn)
 {
-    forksafe__set_error("%s: %s", fn,
-                        peers ? peers->text
-                              : "another copy of libforksafe with an "
-                                "incompatible interface was loaded first");
+    forksafe__set_error("%s: %s", fn, refused_text);
     return ENOTSUP;
 }
 
 const char *forksafe__peer_text(void)
 {
-    return peers ? peers->text : "";
+    if (forksafe__peer_refused)
+        return refused_text;
+    return joined_text ? joined_text : "";
 }

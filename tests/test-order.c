@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -244,6 +245,97 @@ static void test_same_rank_names_busy_lock(void **state)
     assert_int_equal(forksafe_unregister(&c), 0);
 }
 
+/* ---- one rank under steady use ----
+
+   SET_N threads each take their own mutex of one rank over and over,
+   holding it about half a millisecond and leaving it free for a fifth of
+   the time, as threads using one library's connections do. A forker that
+   releases the whole rank at the first busy lock and starts again finds
+   the set all free at one instant only rarely (about 0.2^7 per try) and
+   the threads it let go take their locks back at once: it starves until
+   its deadline. One that waits a while for the busy lock, holding what it
+   has, gets each lock as soon as its holder lets go. */
+#define SET_N 8
+static pthread_mutex_t busy_set[SET_N];
+static volatile int busy_stop;
+
+static void *busy_user(void *arg)
+{
+    pthread_mutex_t *m = arg;
+    long hu = getenv("HOLD_US") ? atol(getenv("HOLD_US")) : 500, gu = getenv("GAP_US") ? atol(getenv("GAP_US")) : 100;
+    const struct timespec hold = {0, hu * 1000}, gap = {0, gu * 1000};
+    while (!busy_stop) {
+        pthread_mutex_lock(m);
+        nanosleep(&hold, NULL);
+        pthread_mutex_unlock(m);
+        nanosleep(&gap, NULL);
+    }
+    return NULL;
+}
+
+static void steady_use(int wrapper, int forks)
+{
+    pthread_t t[SET_N];
+    busy_stop = 0;
+    for (int i = 0; i < SET_N; i++) {
+        pthread_mutex_init(&busy_set[i], NULL);
+        assert_int_equal(forksafe_register_mutex(&busy_set[i], "busy", 800),
+                         0);
+    }
+    for (int i = 0; i < SET_N; i++)
+        assert_int_equal(
+            pthread_create(&t[i], NULL, busy_user, &busy_set[i]), 0);
+    int refused = 0, skipped = 0;
+    uint64_t slowest = 0;
+    char why[512] = "";
+    for (int k = 0; k < forks && refused < (getenv("MAXREF")?atoi(getenv("MAXREF")):3) && skipped < 3; k++) {
+        struct forksafe_fork_opts o = {.timeout_ms = 300};
+        uint64_t t0 = fs_now_ms();
+        pid_t pid = wrapper ? forksafe_fork(&o) : fork();
+        if (pid == 0) {
+            /* Every lock of the rank was held by prepare: all free here. */
+            for (int i = 0; i < SET_N; i++)
+                if (pthread_mutex_trylock(&busy_set[i]) != 0)
+                    _exit(1);
+            _exit(0);
+        }
+        uint64_t took = fs_now_ms() - t0;
+        slowest = took > slowest ? took : slowest;
+        if (pid < 0) {
+            assert_int_equal(errno, ETIMEDOUT);
+            snprintf(why, sizeof why, "%s", forksafe_last_error());
+            refused++;
+            continue;
+        }
+        int code = -1;
+        assert_int_equal(fs_wait(pid, 5000, &code), FS_EXITED);
+        skipped += code != 0;
+    }
+    busy_stop = 1;
+    for (int i = 0; i < SET_N; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < SET_N; i++)
+        assert_int_equal(forksafe_unregister(&busy_set[i]), 0);
+    if (getenv("STATS")) fprintf(stderr, "STATS refused %d skipped %d slowest %llu\n", refused, skipped, (unsigned long long)slowest);
+    if (refused || skipped)
+        fail_msg("%s: %d refused, %d children found a lock held (the "
+                 "slowest fork took %llu ms); last error: %s",
+                 wrapper ? "forksafe_fork" : "fork", refused, skipped,
+                 (unsigned long long)slowest, why);
+}
+
+static void test_same_rank_steady_use_wrapper(void **state)
+{
+    (void)state;
+    steady_use(1, 60);
+}
+
+static void test_same_rank_steady_use_plain(void **state)
+{
+    (void)state;
+    steady_use(0, 10);
+}
+
 /* Within one rank the locks are held before the rank's callbacks run, and
    released after them; between ranks the order is unchanged. */
 static pthread_mutex_t order_m = PTHREAD_MUTEX_INITIALIZER;
@@ -307,6 +399,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_same_rank_any_order_wrapper),
         cmocka_unit_test(test_same_rank_any_order_plain),
         cmocka_unit_test(test_same_rank_names_busy_lock),
+        cmocka_unit_test(test_same_rank_steady_use_wrapper),
+        cmocka_unit_test(test_same_rank_steady_use_plain),
         cmocka_unit_test(test_same_rank_locks_before_callbacks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
