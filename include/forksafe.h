@@ -66,11 +66,17 @@ extern "C" {
  * band and an offset inside it: FORKSAFE_RANK_LIBRARY + 10.
  *
  * The locks that share a rank are acquired as a set that assumes no order
- * among them (std::lock style: try each; on a busy one release the rank's
- * locks already held, wait for it within the deadline, start the rank
- * again), so a library whose internal nesting is unknown puts all its locks
- * at one rank. Then the rank's callback sets run, in registration order,
- * with its locks held.
+ * among them, so a library whose internal nesting is unknown puts all its
+ * locks at one rank. Prepare tries each; a busy one is waited for while the
+ * rank's locks taken so far stay held, as long as its holder can be seen
+ * to run or sleep (Linux: /proc/self/task/TID/syscall); when the holder
+ * waits for one of the held locks (the set taken in another order), or
+ * does something else for more than a few milliseconds (2, doubling each
+ * time in one fork, up to 32), the rank's locks are released, the busy one
+ * is waited for alone and the rank starts again holding it (std::lock
+ * style). So neither a cycle nor steady use of the set can stall a fork
+ * past its deadline. Then the rank's callback sets run, in registration
+ * order, with its locks held.
  * ------------------------------------------------------------------------ */
 #define FORKSAFE_RANK_APP 1000u     /* application locks (outermost band) */
 #define FORKSAFE_RANK_LIBRARY 2000u /* third-party library locks */

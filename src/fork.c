@@ -8,9 +8,12 @@
  * child handlers walk it backwards, so every fork acquires in one global
  * order whatever order libraries registered in (glibc bug 19431 is what
  * registration order does). The locks that share a rank are taken as a set
- * that assumes no order among them, the way std::lock does: try each, and
- * on a busy one release the rank's locks already taken, wait for the busy
- * one, and start the rank again holding it. The same handlers serve a plain
+ * that assumes no order among them: try each; wait for a busy one while
+ * keeping the rank's others as long as its holder is seen to make progress
+ * by itself (wait_holding); when it waits for one of them, or for what
+ * cannot be seen for too long, release the rank's locks, wait for the
+ * busy one and start the rank again holding it, the way std::lock does.
+ * The same handlers serve a plain
  * fork() made by any code, which cannot fail: there a lock that does not
  * yield by the default deadline is recorded and skipped. forksafe_fork()
  * runs prepare itself, before calling fork(), so that it can fail cleanly:
@@ -60,6 +63,15 @@
 /* Internal results of the prepare walk. */
 #define FS_YIELD   (-1) /* a holder waits to fork: everything was released */
 #define FS_NO_LOCK (-2) /* the registry lock could not be had again */
+#define FS_RELEASE (-3) /* release the rank's locks, then wait for this one */
+/* A busy lock of a rank is waited for while the rank's locks taken so far
+   stay held (wait_holding): its holder is looked at every HOLD_SLICE_NS,
+   and when what it does cannot be seen, the rank is held that way for
+   HOLD_FIRST_NS, doubled each time it runs out in one fork up to
+   HOLD_MAX_NS. */
+#define HOLD_SLICE_NS (1000 * 1000l)
+#define HOLD_FIRST_NS (2 * 1000 * 1000l)
+#define HOLD_MAX_NS   (32 * 1000 * 1000l)
 
 #define LOAD(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
@@ -329,6 +341,159 @@ static int wait_sliced(size_t x, unsigned char *st,
     }
 }
 
+/* ts += ns; whether ts is at or past deadline. */
+static int add_ns(struct timespec *ts, long ns, const struct timespec *deadline)
+{
+    ts->tv_nsec += ns;
+    while (ts->tv_nsec >= 1000000000l) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000l;
+    }
+    return ts->tv_sec > deadline->tv_sec ||
+           (ts->tv_sec == deadline->tv_sec && ts->tv_nsec >= deadline->tv_nsec);
+}
+
+/* The bytes a lock in slot x spans: a waiter for it waits on a futex word
+   inside them. */
+static size_t lock_size(size_t x)
+{
+    switch (slot_kind(x)) {
+    case FS_KIND_RWLOCK:
+        return sizeof(pthread_rwlock_t);
+    case FS_KIND_SPINLOCK:
+        return sizeof(pthread_spinlock_t);
+    case FS_KIND_OPS:
+        return 0;
+    default:
+        return sizeof(pthread_mutex_t);
+    }
+}
+
+/* The locks a walk of the rank starting at visited slot a holds while it
+   waits for slot i: [a, i) but those recorded FAILED or IDLE (their
+   exceptions start at exc0), and pinned. */
+struct held_set {
+    size_t a, i, exc0, pinned;
+};
+
+static int held_slot(const struct held_set *hs, size_t j)
+{
+    if (j == hs->pinned)
+        return 1;
+    if (j < hs->a || j >= hs->i)
+        return 0;
+    for (size_t k = hs->exc0; k < cur.n_exc; k++)
+        if (cur.snap.exc[k].idx == j)
+            return cur.snap.exc[k].state == FS_ST_TAKEN ||
+                   cur.snap.exc[k].state == FS_ST_SELF;
+    return cur.dflt == FS_ST_TAKEN;
+}
+
+/* Whether the walk holds slot j and it spans address p, or (p == 0) it is
+   a spinlock. */
+static int held_match(const struct held_set *hs, size_t j, uintptr_t p)
+{
+    if (!held_slot(hs, j))
+        return 0;
+    uintptr_t k = (uintptr_t)cur.snap.key[j];
+    return p ? p >= k && p - k < lock_size(j)
+             : slot_kind(j) == FS_KIND_SPINLOCK;
+}
+
+/* Whether the walk holds a lock that spans address p, or (p == 0) any
+   spinlock: a thread spinning for one runs without a system call. */
+static int holds(const struct held_set *hs, uintptr_t p)
+{
+    for (size_t j = hs->a; j < hs->i; j++)
+        if (held_match(hs, j, p))
+            return 1;
+    return hs->pinned != SIZE_MAX && hs->pinned >= hs->i &&
+           held_match(hs, hs->pinned, p);
+}
+
+/* What the holder h of a busy lock is up to, as far as it can be seen:
+   HOLDER_BUSY (running or sleeping: it will let go without us), HOLDER_CYCLE
+   (it waits for a lock the walk holds, directly or through the holders of
+   registered mutexes), HOLDER_UNSEEN (anything else). */
+enum { HOLDER_UNSEEN, HOLDER_BUSY, HOLDER_CYCLE };
+
+static int look_at_holder(pid_t h, const struct held_set *hs, pid_t self)
+{
+    for (int depth = 0; depth < 4; depth++) {
+        if (h == 0)
+            return HOLDER_BUSY; /* it just let go */
+        if (h < 0 || h == self)
+            return HOLDER_UNSEEN;
+        uintptr_t addr = 0;
+        switch (forksafe__thread_activity(h, &addr)) {
+        case FS_TS_RUNNING:
+            return holds(hs, 0) ? HOLDER_UNSEEN : HOLDER_BUSY;
+        case FS_TS_SLEEPING:
+            return HOLDER_BUSY;
+        case FS_TS_FUTEX: {
+            if (holds(hs, addr))
+                return HOLDER_CYCLE;
+            const struct forksafe_entry *e =
+                forksafe__registry_find((const void *)addr);
+            if (!e || e->kind != FS_KIND_MUTEX)
+                return HOLDER_UNSEEN;
+            h = forksafe__kinds[FS_KIND_MUTEX].holder(e->key);
+            break; /* the holder of the mutex it waits for, in turn */
+        }
+        default:
+            return HOLDER_UNSEEN;
+        }
+    }
+    return HOLDER_UNSEEN;
+}
+
+/* Wait for the busy lock in slot hs->i while the rank's locks taken so far
+   stay held. Most busy locks are merely in use: releasing the rank at once
+   and starting again lets the threads kept out run back in, and under
+   steady use the whole set is then rarely free at one instant (the
+   restarting forker starves). Releasing is needed only when the holder
+   waits for a lock the walk holds (a cycle: the rank's locks taken in
+   another order), so every slice the holder is looked at: one that runs
+   or sleeps is waited for; one that waits for a held lock sends the walk
+   back (FS_RELEASE); one doing anything else is waited for *hold_ns in all,
+   then FS_RELEASE too (and *hold_ns doubles, so a long hold is outwaited
+   in the end). 0 (taken), FS_RELEASE, FS_YIELD (the holder waits for the
+   registry lock), ETIMEDOUT (deadline) or another errno. */
+static int wait_holding(const struct held_set *hs, unsigned char *st,
+                        const struct timespec *deadline, long *hold_ns,
+                        pid_t self)
+{
+    const struct forksafe_kind_ops *ko = slot_ops(hs->i);
+    const void *key = cur.snap.key[hs->i];
+    long unseen = 0;
+    for (;;) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        int last = add_ns(&until, HOLD_SLICE_NS, deadline);
+        int r = ko->wait(key, st, last ? deadline : &until);
+        if (r != ETIMEDOUT || last)
+            return r;
+        pid_t h = ko->holder(key);
+        if (h > 0 && forksafe__registry_is_waiter(h)) {
+            SET(cur.yield_to, h);
+            return FS_YIELD;
+        }
+        switch (look_at_holder(h, hs, self)) {
+        case HOLDER_BUSY:
+            break;
+        case HOLDER_CYCLE:
+            return FS_RELEASE;
+        default:
+            unseen += HOLD_SLICE_NS;
+            if (unseen >= *hold_ns) {
+                if (*hold_ns < HOLD_MAX_NS)
+                    *hold_ns *= 2;
+                return FS_RELEASE;
+            }
+        }
+    }
+}
+
 /* Release the locks of visited slots [a, i) taken in this pass (their
    exceptions start at exc0), and the pinned one if it is not among them. */
 static void release_partial(size_t a, size_t i, size_t exc0, size_t pinned)
@@ -359,7 +524,8 @@ static int take_rank(size_t a, size_t from, size_t *end,
 {
     size_t n = cur.n, exc0 = cur.n_exc, pinned = SIZE_MAX, i = from;
     int expired = 0; /* not strict, past the deadline: try only */
-    goto resume;     /* [a, from) are held already, in the default state */
+    long hold_ns = HOLD_FIRST_NS;
+    goto resume; /* [a, from) are held already, in the default state */
 restart:
     i = a;
 resume:
@@ -378,6 +544,25 @@ resume:
                 continue; /* taken: the default state, nothing to record */
         } else {
             r = ko->try_take(cur.snap.key[i], NULL, &st, deadline, 1, self);
+        }
+        if (r == EBUSY && !expired && (i > a || pinned != SIZE_MAX)) {
+            /* Wait for it holding what this rank holds (see above). */
+            struct held_set hs = {a, i, exc0, pinned};
+            r = wait_holding(&hs, &st, deadline, &hold_ns, self);
+            if (r != FS_RELEASE && r != 0) {
+                release_partial(a, i, exc0, pinned);
+                *end = a; /* the rank holds nothing now */
+                if (r == FS_YIELD)
+                    return r;
+                describe_failure(forksafe__registry_find(cur.snap.key[i]), r,
+                                 timeout_ms);
+                if (strict)
+                    return r;
+                expired = 1;
+                goto restart;
+            }
+            if (r == FS_RELEASE)
+                r = EBUSY;
         }
         if (r == EBUSY && !expired) {
             /* Release what this rank holds, then wait for this one. */

@@ -326,6 +326,16 @@ void forksafe__set_error(const char *fmt, ...)
    not or if that cannot be read. Reads the file: registration time only. */
 int forksafe__in_shared_mapping(const void *addr);
 
+/* What thread tid of this process is doing now (from /proc, so only on a
+   slow path): on a CPU or preempted outside any system call
+   (FS_TS_RUNNING), sleeping for a set time (FS_TS_SLEEPING: it goes on by
+   itself), in a futex call whose first argument, the futex word's
+   address, is stored in *addr (FS_TS_FUTEX: waiting for a lock or a
+   condition, most likely), in another system call (FS_TS_OTHER), or not
+   known (FS_TS_UNKNOWN: no /proc, or the thread is gone). */
+enum { FS_TS_UNKNOWN, FS_TS_RUNNING, FS_TS_SLEEPING, FS_TS_FUTEX, FS_TS_OTHER };
+int forksafe__thread_activity(pid_t tid, uintptr_t *addr);
+
 /* Copy thread tid's name (from /proc) into buf; "?" if unknown. */
 void forksafe__thread_name(pid_t tid, char *buf, size_t len);
 /* Call fn for every live thread of the process. Returns 0 or an errno. */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * threads.c: the thread census, read from /proc/self. Nothing here
- * allocates, so the counting function may be called on the slow path of
- * prepare (a registered lock found busy).
+ * threads.c: the thread census and what a thread is doing, read from
+ * /proc/self. Nothing here allocates, so these may be called on the slow
+ * path of prepare (a registered lock found busy).
  */
 #include "internal.h"
 
@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Read up to len-1 bytes of path into buf, NUL-terminated. Returns the
@@ -123,4 +124,46 @@ int forksafe__threads_visit(void (*fn)(pid_t tid, void *arg), void *arg)
     }
     closedir(d);
     return 0;
+}
+
+int forksafe__thread_activity(pid_t tid, uintptr_t *addr)
+{
+    /* /proc/PID/task/TID/syscall (proc(5)): "running" on a CPU, "-1 SP PC"
+       outside any system call, else "NR ARG1 ... ARG6 SP PC" in hex. */
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    if (read_small(path, buf, sizeof buf) <= 0)
+        return FS_TS_UNKNOWN;
+    if (strncmp(buf, "running", 7) == 0)
+        return FS_TS_RUNNING;
+    char *end;
+    long nr = strtol(buf, &end, 10);
+    if (end == buf)
+        return FS_TS_UNKNOWN;
+    if (nr < 0)
+        return FS_TS_RUNNING;
+#ifdef SYS_nanosleep
+    if (nr == SYS_nanosleep)
+        return FS_TS_SLEEPING;
+#endif
+#ifdef SYS_clock_nanosleep
+    if (nr == SYS_clock_nanosleep)
+        return FS_TS_SLEEPING;
+#endif
+#ifdef SYS_clock_nanosleep_time64
+    if (nr == SYS_clock_nanosleep_time64)
+        return FS_TS_SLEEPING;
+#endif
+    int futex = 0;
+#ifdef SYS_futex
+    futex |= nr == SYS_futex;
+#endif
+#ifdef SYS_futex_time64
+    futex |= nr == SYS_futex_time64;
+#endif
+    if (!futex)
+        return FS_TS_OTHER;
+    unsigned long long a = strtoull(end, &end, 16);
+    *addr = (uintptr_t)a;
+    return FS_TS_FUTEX;
 }
