@@ -685,10 +685,18 @@ int forksafe__add(const char *fn, const void *key, const char *name,
     if (forksafe__in_fork())
         return refuse_in_fork(fn);
     /* A key registered already is refused before its memory is read as
-       the kind given now (it may be another kind, and smaller). */
+       the kind given now (it may be another kind, and smaller), and what
+       is read from the lock is read under the registry lock, so that no
+       registration of the key as another kind can come in between. */
     forksafe__registry_lock();
     struct forksafe_entry *taken = find(key);
     int busy = taken ? refuse_taken(fn, taken) : 0;
+    unsigned char single = 0, pshared = 0, slot = 0;
+    if (!busy) {
+        single = (unsigned char)(forksafe__kinds[kind].single(key) != 0);
+        pshared = (unsigned char)(forksafe__lock_pshared(kind, key) != 0);
+        slot = forksafe__lock_slot_kind(kind, key);
+    }
     forksafe__registry_unlock();
     if (busy)
         return busy;
@@ -704,14 +712,12 @@ int forksafe__add(const char *fn, const void *key, const char *name,
         if (code)
             caller = code;
     }
-    unsigned char single =
-        (unsigned char)(forksafe__kinds[kind].single(key) != 0);
     /* A process-shared lock in MAP_SHARED memory is one lock in parent and
        child after fork(): there is nothing to copy consistently, and
-       rewriting it in the child would break the parent's hold. */
-    unsigned char shared = (unsigned char)(forksafe__lock_pshared(kind, key) &&
-                                           forksafe__in_shared_mapping(key));
-    unsigned char slot = forksafe__lock_slot_kind(kind, key);
+       rewriting it in the child would break the parent's hold. (/proc is
+       read without the registry lock: forks need not wait for it.) */
+    unsigned char shared =
+        (unsigned char)(pshared && forksafe__in_shared_mapping(key));
     /* Two objects can take an entry with them when they are unloaded: the
        one that registered it (for a callback set, the one holding its
        code), and the one whose memory holds the key (a static lock, or a
