@@ -79,7 +79,9 @@ static struct forksafe_raw *raw_outer, *raw_inner;
 static size_t n_outer, n_inner, n_ops;
 
 /* The fork handlers' view (see forksafe__registry_snapshot). Capacity is
-   reserved at registration so that rebuilding it never allocates. */
+   reserved at registration so that rebuilding it never allocates. The
+   four arrays share one block (slot_block). */
+static void *slot_block;
 static const void **slot_key;
 static unsigned char *slot_kind;
 static uint32_t *single_idx;
@@ -240,8 +242,13 @@ struct forksafe_entry *forksafe__registry_first(void)
 
 /* ------------------------------------------------------------ snapshot */
 
-/* Make room for `need` slots. The arrays are grown one after the other; a
-   failure leaves all of them valid, with at least the old capacity. */
+/* Make room for `need` slots: one new block for the four arrays, the old
+   one freed. Nothing is copied: the snapshot is rebuilt from the entry list
+   before the next fork uses it (every registration changes generation),
+   so memory a fork never writes (exception room, single-threaded slots
+   beyond the few in use) is never touched, and a large block, which
+   malloc() maps fresh, stays out of what fork() has to copy. A failure
+   leaves the old block. */
 static int reserve_slots(size_t need)
 {
     if (need <= slot_cap)
@@ -249,12 +256,21 @@ static int reserve_slots(size_t need)
     size_t cap = slot_cap ? slot_cap * 2 : 64;
     while (cap < need)
         cap *= 2;
-    if (grow(&slot_key, cap, sizeof *slot_key) ||
-        grow(&slot_kind, cap, sizeof *slot_kind) ||
-        grow(&single_idx, cap, sizeof *single_idx) ||
-        grow(&exceptions, cap, sizeof *exceptions))
+    /* key (8), exceptions (8), single (4), kind (1), each aligned. */
+    size_t exc_off = cap * sizeof *slot_key;
+    size_t single_off = exc_off + cap * sizeof *exceptions;
+    size_t kind_off = single_off + cap * sizeof *single_idx;
+    char *b = malloc(kind_off + cap * sizeof *slot_kind);
+    if (!b)
         return ENOMEM;
+    free(slot_block);
+    slot_block = b;
+    slot_key = (const void **)(void *)b;
+    exceptions = (struct forksafe_exception *)(void *)(b + exc_off);
+    single_idx = (uint32_t *)(void *)(b + single_off);
+    slot_kind = (unsigned char *)(b + kind_off);
     slot_cap = cap;
+    slots_generation = 0; /* rebuild it into the new block */
     return 0;
 }
 
