@@ -4,7 +4,9 @@
  * hostile program would. Each case runs in its own process (a hang ends it
  * with SIGALRM) unless it is cheap and self-contained:
  *  - threads nesting one rank's locks against their registration order,
- *    in every pair, while forks of both kinds run (the rank set);
+ *    in every pair, while forks of both kinds run (the rank set); and
+ *    with short-lived holders that sleep, spin or wait on a condition,
+ *    and a signal interrupting the forker every 200 us;
  *  - two threads that each hold a lock the other's fork needs: both forks
  *    end within their deadlines (the yield must not live-lock);
  *  - plugins loaded, registering (through a tail call) and unloaded in a
@@ -115,6 +117,125 @@ static void test_rank_set_under_traffic(void **state)
     int code = fs_run_scenario(rank_set_scenario, 0, out, sizeof out);
     if (code != 0)
         fail_msg("exit %d: %s", code, out);
+}
+
+/* ---- the same rank, with holders that come and go, and signals ----
+
+   What a fork looks at while it waits for a busy lock of a rank (the
+   holder's TID, /proc/self/task/TID/syscall) changes under it: holders
+   that exit right after they let go (TIDs come and go), holders that
+   sleep, spin or wait on a condition variable while holding, and a
+   signal interrupting the forking thread every 200 us. Every fork must
+   succeed and every child find the rank free. */
+static pthread_mutex_t churn_cv_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t churn_cv = PTHREAD_COND_INITIALIZER;
+static pthread_t churn_main;
+
+static void *short_holder(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    pthread_mutex_t *m = &set[rand_r(&seed) % SET_N];
+    pthread_mutex_lock(m);
+    switch (rand_r(&seed) % 3) {
+    case 0: {
+        struct timespec d = {0, 300 * 1000};
+        nanosleep(&d, NULL);
+        break;
+    }
+    case 1:
+        for (volatile int spin = 0; spin < 20000; spin++)
+            ;
+        break;
+    default: {
+        /* Waits on a condition (unseen by the fork) that times out. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 300 * 1000;
+        if (until.tv_nsec >= 1000000000l) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000l;
+        }
+        pthread_mutex_lock(&churn_cv_mu);
+        pthread_cond_timedwait(&churn_cv, &churn_cv_mu, &until);
+        pthread_mutex_unlock(&churn_cv_mu);
+    }
+    }
+    pthread_mutex_unlock(m);
+    return NULL;
+}
+
+static void *spawner(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    while (!stop) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, short_holder,
+                           (void *)(uintptr_t)rand_r(&seed)) == 0)
+            pthread_join(t, NULL);
+    }
+    return NULL;
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+static void *signaller(void *arg)
+{
+    (void)arg;
+    while (!stop) {
+        pthread_kill(churn_main, SIGUSR1);
+        struct timespec d = {0, 200 * 1000};
+        nanosleep(&d, NULL);
+    }
+    return NULL;
+}
+
+static int holder_churn_scenario(int mode, int fd)
+{
+    alarm(60);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = mode ? SA_RESTART : 0;
+    sigaction(SIGUSR1, &sa, NULL);
+    churn_main = pthread_self();
+    for (int i = 0; i < SET_N; i++) {
+        pthread_mutex_init(&set[i], NULL);
+        if (forksafe_register_mutex(&set[i], "set", 500))
+            return 10;
+    }
+    pthread_t t[5];
+    for (long i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, nest_pairs, (void *)(i + 1));
+    for (long i = 2; i < 4; i++)
+        pthread_create(&t[i], NULL, spawner, (void *)(i + 1));
+    pthread_create(&t[4], NULL, signaller, NULL);
+    int bad = 0;
+    for (int n = 0; n < 100 && !bad; n++) {
+        bad = fork_check(n % 2, 2000, all_set_free);
+        if (bad)
+            dprintf(fd, "fork %d (%s): %d %s\n", n, n % 2 ? "wrapper" : "plain",
+                    bad, forksafe_last_error());
+    }
+    stop = 1;
+    for (int i = 0; i < 5; i++)
+        pthread_join(t[i], NULL);
+    return bad;
+}
+
+static void test_rank_set_holders_come_and_go(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        char out[1024];
+        int code =
+            fs_run_scenario(holder_churn_scenario, mode, out, sizeof out);
+        if (code != 0)
+            fail_msg("%s: exit %d: %s", mode ? "SA_RESTART" : "no SA_RESTART",
+                     code, out);
+    }
 }
 
 /* ---- two forkers, each holding what the other needs ---- */
@@ -438,6 +559,7 @@ int main(int argc, char **argv)
         snprintf(dir, sizeof dir, ".");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rank_set_under_traffic),
+        cmocka_unit_test(test_rank_set_holders_come_and_go),
         cmocka_unit_test(test_crossed_forkers_end_in_time),
         cmocka_unit_test(test_plugins_churn_while_forking),
         cmocka_unit_test(test_meddling_raw_handlers),
