@@ -250,14 +250,15 @@ static void test_same_rank_names_busy_lock(void **state)
 /* ---- one rank under steady use ----
 
    SET_N threads each take their own mutex of one rank over and over,
-   holding it 20 ms and leaving it free for about 0.3 ms, as threads that
-   keep one library's connections busy do. A forker that releases the whole
-   rank at the first busy lock and starts again holding only that one
-   finds the others free at that instant only rarely, and the threads it
-   let go take their locks back at once: it starves until its deadline
-   (4 to 16 of 60 forksafe_fork()s refused at 300 ms here, plain fork()s
-   stalled 1.5 s and skipped the rank). One that waits for the busy lock
-   while it keeps what it has gets each lock when its holder lets go. */
+   holding it 5 to 35 ms and leaving it free 0.5 to 3.5 ms (at random, so
+   that they do not fall into step), as threads that keep one library's
+   connections busy do. A forker that releases the whole rank at the first
+   busy lock and starts again holding only that one finds the others all
+   free at that instant almost never, and the threads it let go take
+   their locks back at once: it starves until its deadline (9 to 11 of 15
+   forksafe_fork()s refused at 1 s here; plain fork()s stalled 1.5 s and
+   skipped the rank). One that waits for the busy lock while it keeps what
+   it has gets each lock when its holder lets go: about 100 ms. */
 #define SET_N 8
 static pthread_mutex_t busy_set[SET_N];
 static volatile int busy_stop;
@@ -265,8 +266,11 @@ static volatile int busy_stop;
 static void *busy_user(void *arg)
 {
     pthread_mutex_t *m = arg;
-    const struct timespec hold = {0, 20 * 1000 * 1000}, gap = {0, 300 * 1000};
+    unsigned seed = (unsigned)(uintptr_t)arg;
     while (!busy_stop) {
+        long hold_us = 5000 + rand_r(&seed) % 30000;
+        long gap_us = 500 + rand_r(&seed) % 3000;
+        struct timespec hold = {0, hold_us * 1000}, gap = {0, gap_us * 1000};
         pthread_mutex_lock(m);
         nanosleep(&hold, NULL);
         pthread_mutex_unlock(m);
@@ -290,7 +294,7 @@ static void steady_use(int wrapper, int forks)
     uint64_t slowest = 0;
     char why[512] = "";
     for (int k = 0; k < forks && refused < 3 && skipped < 3; k++) {
-        struct forksafe_fork_opts o = {.timeout_ms = 300};
+        struct forksafe_fork_opts o = {.timeout_ms = 1000};
         uint64_t t0 = fs_now_ms();
         pid_t pid = wrapper ? forksafe_fork(&o) : fork();
         if (pid == 0) {
@@ -327,13 +331,13 @@ static void steady_use(int wrapper, int forks)
 static void test_same_rank_steady_use_wrapper(void **state)
 {
     (void)state;
-    steady_use(1, 30);
+    steady_use(1, 20);
 }
 
 static void test_same_rank_steady_use_plain(void **state)
 {
     (void)state;
-    steady_use(0, 8);
+    steady_use(0, 6);
 }
 
 /* A holder that waits for something the forker cannot see through: T1
