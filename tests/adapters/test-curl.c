@@ -8,6 +8,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/curl.h>
 
 #include <arpa/inet.h>
@@ -257,6 +259,11 @@ static void test_curl_track_contract(void **state)
     assert_int_equal(forksafe_curl_unshare(sh), 0);
     assert_int_equal(forksafe_curl_unshare(sh), ENOENT);
     assert_int_equal(curl_share_cleanup(sh), CURLSHE_OK);
+    /* The install contract every adapter shares (nothing is tracked). */
+    assert_int_equal(
+        fs_adapter_shape(forksafe_curl_install, forksafe_curl_uninstall,
+                         "curl", "curl: tracked sockets", FORKSAFE_CURL_RANK),
+        0);
 }
 
 static void test_curl_child_request_on_new_connection(void **state)
@@ -443,6 +450,7 @@ static void test_curl_without_adapter_share_lock_hangs_child(void **state)
 int main(void)
 {
     fs_watchdog(60);
+    fs_adapter_test_filter();
     if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
         return 1;
     const struct CMUnitTest tests[] = {

@@ -9,6 +9,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/sqlite.h>
 
 #include <errno.h>
@@ -341,6 +343,13 @@ static int api_scenario(int m, int fd)
         return 22;
     sqlite3_close(a);
     sqlite3_close(b);
+    /* The install contract every adapter shares: nothing is tracked any
+       more. */
+    int shape = fs_adapter_shape(forksafe_sqlite_install,
+                                 forksafe_sqlite_uninstall, "sqlite", "sqlite",
+                                 FORKSAFE_SQLITE_RANK);
+    if (shape != 0)
+        return 40 + shape;
     return 0;
 }
 
@@ -354,6 +363,7 @@ static void test_sqlite_track_api(void **state)
 int main(void)
 {
     fs_watchdog(150);
+    fs_adapter_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sqlite_track_api),
         cmocka_unit_test(test_sqlite_inherited_connection_refuses),

@@ -8,6 +8,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/stdio.h>
 
 #include <errno.h>
@@ -432,6 +434,13 @@ static int api_scenario(int m, int fd)
     if (n <= 0)
         return 19;
     buf[n] = '\0';
+    /* The install contract every adapter shares: nothing is tracked any
+       more. */
+    int shape = fs_adapter_shape(forksafe_stdio_install,
+                                 forksafe_stdio_uninstall, "stdio", "stdio",
+                                 FORKSAFE_STDIO_RANK);
+    if (shape != 0)
+        return 40 + shape;
     return strstr(buf, "stdio") ? 0 : 20;
 }
 
@@ -446,6 +455,7 @@ static void test_stdio_install_api(void **state)
 int main(void)
 {
     fs_watchdog(120);
+    fs_adapter_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stdio_install_api),
         cmocka_unit_test(test_stdio_partial_text_once),
