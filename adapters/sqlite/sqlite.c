@@ -52,6 +52,10 @@ static const struct {
 #define N_STATICS (sizeof k_statics / sizeof k_statics[0])
 static pthread_mutex_t *s_statics[N_STATICS]; /* registered ones, or NULL */
 
+/* Held across sqlite3_close() by forksafe_sqlite_close(), registered at
+   FORKSAFE_SQLITE_RANK_CLOSE: no fork lands inside a close. */
+static pthread_mutex_t s_close_mu = PTHREAD_MUTEX_INITIALIZER;
+
 /* Tracked connections, in tracking order. */
 static struct forksafe__list s_conns =
     FORKSAFE__LIST_INIT(struct conn, sqlite3 *);
@@ -121,6 +125,7 @@ static void sqlite_child(void)
 
 static void unregister_statics(void)
 {
+    forksafe_unregister(&s_close_mu);
     for (size_t i = N_STATICS; i-- > 0;) {
         if (s_statics[i] != NULL)
             forksafe_unregister(s_statics[i]);
@@ -135,7 +140,8 @@ static int sqlite_install(void)
         return ENOMEM;
     if (!layout_ok())
         return ENOTSUP;
-    int rc = 0;
+    int rc = forksafe_register_mutex(&s_close_mu, "sqlite: closing",
+                                     FORKSAFE_SQLITE_RANK_CLOSE);
     for (size_t i = 0; i < N_STATICS && rc == 0; i++) {
         sqlite3_mutex *m = sqlite3_mutex_alloc(k_statics[i].id);
         if (m == NULL)
@@ -225,4 +231,26 @@ int forksafe_sqlite_untrack(sqlite3 *db)
     }
     forksafe__adapter_leave(&ad);
     return rc;
+}
+
+/* Contract in forksafe/sqlite.h. The close runs under s_close_mu, a
+   registered lock ranked before every SQLite mutex (sqlite3_close() takes
+   them), taken only after db's own entry is gone, so forksafe_unregister()
+   never waits for a fork that waits for s_close_mu. */
+int forksafe_sqlite_close(sqlite3 *db)
+{
+    if (db == NULL)
+        return EINVAL;
+    int rc = forksafe_sqlite_untrack(db);
+    int was_tracked = rc == 0;
+    if (rc != 0 && rc != ENOENT)
+        return rc;
+    pthread_mutex_lock(&s_close_mu);
+    int src = sqlite3_close(db);
+    pthread_mutex_unlock(&s_close_mu);
+    if (src == SQLITE_OK)
+        return 0;
+    if (was_tracked)
+        forksafe_sqlite_track(db);
+    return EBUSY;
 }

@@ -341,8 +341,10 @@ static int api_scenario(int m, int fd)
     if (forksafe_lookup(sqlite3_mutex_alloc(SQLITE_MUTEX_STATIC_MAIN), NULL) !=
         ENOENT)
         return 22;
-    sqlite3_close(a);
-    sqlite3_close(b);
+    /* forksafe_sqlite_close(): untracks (if tracked) and closes. */
+    if (forksafe_sqlite_close(NULL) != EINVAL || forksafe_sqlite_track(a) ||
+        forksafe_sqlite_close(a) != 0 || forksafe_sqlite_close(b) != 0)
+        return 23;
     /* The install contract every adapter shares: nothing is tracked any
        more. */
     int shape = fs_adapter_shape(forksafe_sqlite_install,
