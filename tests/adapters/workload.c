@@ -63,8 +63,8 @@ void wl_forks(const struct wl_opts *o, int (*child)(void *), void *arg)
         pid_t pid = forksafe_fork(&fo);
         if (pid < 0) {
             if (s_refused++ < 3)
-                fprintf(stderr, "fork %d refused: %s: %s\n", i,
-                        strerror(errno), forksafe_last_error());
+                fprintf(stderr, "fork %d refused: %s: %s\n", i, strerror(errno),
+                        forksafe_last_error());
             continue;
         }
         if (pid == 0) {
@@ -80,7 +80,7 @@ void wl_forks(const struct wl_opts *o, int (*child)(void *), void *arg)
         if (r != FS_EXITED || code != 0) {
             if (s_failed++ < 3)
                 fprintf(stderr, "child %d: %s %d\n", i,
-                        r == FS_HUNG       ? "hung"
+                        r == FS_HUNG     ? "hung"
                         : r == FS_EXITED ? "exit status"
                                          : "signal",
                         code);
