@@ -89,7 +89,8 @@ int forksafe__adapter_uninstall(struct forksafe__adapter *a)
     pthread_mutex_lock(&a->api);
     if (!a->installed)
         rc = ENOENT;
-    else if (a->hooks && a->hooks->busy && a->hooks->busy())
+    else if (a->hooks && ((a->hooks->tracked && a->hooks->tracked->n > 0) ||
+                          (a->hooks->busy && a->hooks->busy())))
         rc = EBUSY;
     else
         rc = forksafe_unregister(a);
@@ -102,8 +103,10 @@ int forksafe__adapter_uninstall(struct forksafe__adapter *a)
     return rc;
 }
 
-int forksafe__adapter_enter(struct forksafe__adapter *a)
+int forksafe__adapter_enter(struct forksafe__adapter *a, const void *obj)
 {
+    if (obj == NULL)
+        return EINVAL;
     pthread_mutex_lock(&a->api);
     int rc = install_locked(a);
     if (rc != 0)
@@ -184,4 +187,33 @@ int forksafe__list_remove(struct forksafe__list *l, const void *key, void *out)
             (l->n - i - 1) * l->size);
     l->n--;
     return 0;
+}
+
+int forksafe__adapter_reserve(struct forksafe__adapter *a,
+                              struct forksafe__list *l, const void *key)
+{
+    pthread_mutex_lock(&a->mu);
+    int rc =
+        forksafe__list_find(l, key) < l->n ? EEXIST : forksafe__list_reserve(l);
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+int forksafe__adapter_add(struct forksafe__adapter *a, struct forksafe__list *l,
+                          const void *item)
+{
+    pthread_mutex_lock(&a->mu);
+    int rc = forksafe__list_add(l, item);
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+int forksafe__adapter_remove(struct forksafe__adapter *a,
+                             struct forksafe__list *l, const void *key,
+                             void *out)
+{
+    pthread_mutex_lock(&a->mu);
+    int rc = forksafe__list_remove(l, key, out);
+    pthread_mutex_unlock(&a->mu);
+    return rc;
 }

@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <time.h>
 
+struct forksafe__list;
+
 /* What one adapter adds to the common steps; every member may be NULL. */
 struct forksafe__adapter_hooks {
     /* Extra install steps (register the library's locks, make objects the
@@ -38,7 +40,9 @@ struct forksafe__adapter_hooks {
     int (*install)(void);
     /* Undo install(), api held; called after the entry is unregistered. */
     void (*uninstall)(void);
-    /* true while objects are tracked that make uninstall refuse (EBUSY). */
+    /* Uninstall refuses (EBUSY) while this array is not empty, or while
+       busy() says so. */
+    const struct forksafe__list *tracked;
     bool (*busy)(void);
     /* Fork callbacks, each called with mu held by the forking thread.
        prepare returns 0 or an errno value (mu is then released for it). */
@@ -73,14 +77,30 @@ int forksafe__adapter_install(struct forksafe__adapter *a);
    (hooks->busy() said so) or EDEADLK. */
 int forksafe__adapter_uninstall(struct forksafe__adapter *a);
 
-/* Take a->api and install a if needed: for a track call. On 0, a->api is
-   held (release it with forksafe__adapter_leave()); on error it is not. */
-int forksafe__adapter_enter(struct forksafe__adapter *a);
+/* Start a track call on obj: EINVAL if obj is NULL, else take a->api and
+   install a if needed. On 0, a->api is held (release it with
+   forksafe__adapter_leave()); on error it is not. */
+int forksafe__adapter_enter(struct forksafe__adapter *a, const void *obj);
 
 /* Take a->api without installing: for an untrack call. */
 void forksafe__adapter_enter_plain(struct forksafe__adapter *a);
 
 void forksafe__adapter_leave(struct forksafe__adapter *a);
+
+/* Define the adapter's state, static struct forksafe__adapter ad, and
+   its public forksafe_<lib>_install() and _uninstall() (contracts in its
+   header) on the helper's; lib also names the adapter record. */
+#define FORKSAFE__ADAPTER_DEFINE(lib, entry, rank, hooks)                      \
+    static struct forksafe__adapter ad =                                       \
+        FORKSAFE__ADAPTER_INIT(#lib, entry, rank, hooks);                      \
+    int forksafe_##lib##_install(void)                                         \
+    {                                                                          \
+        return forksafe__adapter_install(&ad);                                 \
+    }                                                                          \
+    int forksafe_##lib##_uninstall(void)                                       \
+    {                                                                          \
+        return forksafe__adapter_uninstall(&ad);                               \
+    }
 
 /* Take and release a->mu (the list lock). */
 void forksafe__adapter_lock(struct forksafe__adapter *a);
@@ -116,5 +136,16 @@ int forksafe__list_add(struct forksafe__list *l, const void *item);
 /* Remove the element whose key is *key, keeping the others' order, and
    copy it to *out (out may be NULL). 0 or ENOENT. */
 int forksafe__list_remove(struct forksafe__list *l, const void *key, void *out);
+
+/* The same three under a->mu (for callers holding a->api, per the rules
+   above). forksafe__adapter_reserve() makes room for the element whose
+   key is *key: 0, EEXIST (already there) or ENOMEM. */
+int forksafe__adapter_reserve(struct forksafe__adapter *a,
+                              struct forksafe__list *l, const void *key);
+int forksafe__adapter_add(struct forksafe__adapter *a, struct forksafe__list *l,
+                          const void *item);
+int forksafe__adapter_remove(struct forksafe__adapter *a,
+                             struct forksafe__list *l, const void *key,
+                             void *out);
 
 #endif /* FORKSAFE_ADAPTER_COMMON_H */

@@ -90,20 +90,8 @@ static const struct forksafe__adapter_hooks hooks = {
     .busy = cu_busy,
     .child = cu_child,
 };
-static struct forksafe__adapter ad = FORKSAFE__ADAPTER_INIT(
-    "curl", "curl: tracked sockets", FORKSAFE_CURL_RANK, &hooks);
-
-/* Contract in forksafe/curl.h. */
-int forksafe_curl_install(void)
-{
-    return forksafe__adapter_install(&ad);
-}
-
-/* Contract in forksafe/curl.h. */
-int forksafe_curl_uninstall(void)
-{
-    return forksafe__adapter_uninstall(&ad);
-}
+FORKSAFE__ADAPTER_DEFINE(curl, "curl: tracked sockets", FORKSAFE_CURL_RANK,
+                         &hooks)
 
 static curl_socket_t cu_open(void *clientp, curlsocktype purpose,
                              struct curl_sockaddr *addr)
@@ -130,9 +118,7 @@ static int cu_close(void *clientp, curl_socket_t fd)
     (void)clientp;
     /* Forget before closing: until close() the number cannot be reused by
        another socket, so the list never names a stranger. */
-    forksafe__adapter_lock(&ad);
-    forksafe__list_remove(&cu_fds, &fd, NULL);
-    forksafe__adapter_unlock(&ad);
+    forksafe__adapter_remove(&ad, &cu_fds, &fd, NULL);
     return close(fd);
 }
 
@@ -140,9 +126,7 @@ static int cu_close(void *clientp, curl_socket_t fd)
    callbacks are replaced). 0 or an errno value. */
 int forksafe_curl_track(CURL *easy)
 {
-    if (!easy)
-        return EINVAL;
-    int rc = forksafe__adapter_enter(&ad);
+    int rc = forksafe__adapter_enter(&ad, easy);
     if (rc != 0)
         return rc;
     /* Set the options every time, even for a known handle: the address may
@@ -170,9 +154,7 @@ int forksafe_curl_untrack(CURL *easy)
     if (!easy)
         return EINVAL;
     forksafe__adapter_enter_plain(&ad);
-    forksafe__adapter_lock(&ad);
-    int rc = forksafe__list_remove(&cu_easy, &easy, NULL);
-    forksafe__adapter_unlock(&ad);
+    int rc = forksafe__adapter_remove(&ad, &cu_easy, &easy, NULL);
     if (rc == 0) {
         /* Connections opened while tracked keep cu_close() (libcurl copies
            the callback into each connection), so they are forgotten when
@@ -239,9 +221,7 @@ static void cu_share_unregister(struct cu_share *s, int upto)
    0, EINVAL, EEXIST, EBUSY, ENOMEM or EDEADLK. */
 int forksafe_curl_share(CURLSH *sh)
 {
-    if (!sh)
-        return EINVAL;
-    int rc = forksafe__adapter_enter(&ad);
+    int rc = forksafe__adapter_enter(&ad, sh);
     if (rc != 0)
         return rc;
     struct cu_share *s = NULL;
@@ -275,9 +255,8 @@ int forksafe_curl_share(CURLSH *sh)
         rc = cu_share_errno(
             curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, cu_unlock));
     if (rc == 0) {
-        forksafe__adapter_lock(&ad);
-        forksafe__list_add(&cu_shares, &s); /* room reserved, api held */
-        forksafe__adapter_unlock(&ad);
+        forksafe__adapter_add(&ad, &cu_shares,
+                              &s); /* room reserved, api held */
     } else if (s != NULL) {
         cu_share_unregister(s, d);
         free(s);
@@ -304,9 +283,7 @@ int forksafe_curl_unshare(CURLSH *sh)
         curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, (curl_unlock_function)NULL);
         curl_share_setopt(sh, CURLSHOPT_USERDATA, (void *)NULL);
         cu_share_unregister(s, CURL_LOCK_DATA_LAST);
-        forksafe__adapter_lock(&ad);
-        forksafe__list_remove(&cu_shares, &s, NULL);
-        forksafe__adapter_unlock(&ad);
+        forksafe__adapter_remove(&ad, &cu_shares, &s, NULL);
         for (int d = 0; d < CURL_LOCK_DATA_LAST; d++)
             pthread_mutex_destroy(&s->mu[d]);
         free(s);

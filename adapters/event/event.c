@@ -54,29 +54,12 @@ static void ev_child(void)
     ev_in_reinit = 0;
 }
 
-static bool ev_busy(void)
-{
-    return ev_bases.n > 0;
-}
-
 static const struct forksafe__adapter_hooks hooks = {
-    .busy = ev_busy,
+    .tracked = &ev_bases,
     .child = ev_child,
 };
-static struct forksafe__adapter ad = FORKSAFE__ADAPTER_INIT(
-    "event", "event: tracked bases", FORKSAFE_EVENT_RANK, &hooks);
-
-/* Contract in forksafe/event.h. */
-int forksafe_event_install(void)
-{
-    return forksafe__adapter_install(&ad);
-}
-
-/* Contract in forksafe/event.h. */
-int forksafe_event_uninstall(void)
-{
-    return forksafe__adapter_uninstall(&ad);
-}
+FORKSAFE__ADAPTER_DEFINE(event, "event: tracked bases", FORKSAFE_EVENT_RANK,
+                         &hooks)
 
 static int ev_noop(const struct event_base *b, const struct event *e, void *arg)
 {
@@ -102,15 +85,13 @@ static pthread_mutex_t *ev_base_lock(struct event_base *base)
    adapter's lock callbacks are in use. 0 or an errno value. */
 int forksafe_event_track(struct event_base *base)
 {
-    if (!base)
-        return EINVAL;
-    int rc = forksafe__adapter_enter(&ad);
+    int rc = forksafe__adapter_enter(&ad, base);
     if (rc != 0)
         return rc;
-    forksafe__adapter_lock(&ad);
-    int known = forksafe__list_find(&ev_bases, &base) < ev_bases.n;
-    rc = known ? 0 : forksafe__list_reserve(&ev_bases);
-    forksafe__adapter_unlock(&ad);
+    rc = forksafe__adapter_reserve(&ad, &ev_bases, &base);
+    int known = rc == EEXIST;
+    if (known)
+        rc = 0;
     /* Register the base lock before listing the base: a fork in between
        then only covers the lock, which is always correct. */
     struct ev_entry e = {base, NULL};
@@ -121,9 +102,7 @@ int forksafe_event_track(struct event_base *base)
                                          FORKSAFE_EVENT_RANK_BASE);
     }
     if (!known && rc == 0) {
-        forksafe__adapter_lock(&ad);
-        forksafe__list_add(&ev_bases, &e); /* room reserved, api held */
-        forksafe__adapter_unlock(&ad);
+        forksafe__adapter_add(&ad, &ev_bases, &e); /* room reserved, api held */
     }
     forksafe__adapter_leave(&ad);
     return rc;
@@ -148,9 +127,7 @@ int forksafe_event_untrack(struct event_base *base)
         }
     }
     if (rc == 0) {
-        forksafe__adapter_lock(&ad);
-        forksafe__list_remove(&ev_bases, &base, NULL);
-        forksafe__adapter_unlock(&ad);
+        forksafe__adapter_remove(&ad, &ev_bases, &base, NULL);
     }
     forksafe__adapter_leave(&ad);
     return rc;

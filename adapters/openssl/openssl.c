@@ -125,44 +125,21 @@ static int openssl_install(void)
     return 0;
 }
 
-static bool openssl_busy(void)
-{
-    return s_list.n > 0;
-}
-
 static const struct forksafe__adapter_hooks hooks = {
     .install = openssl_install,
-    .busy = openssl_busy,
+    .tracked = &s_list,
     .child = openssl_child,
 };
-static struct forksafe__adapter ad =
-    FORKSAFE__ADAPTER_INIT("openssl", "openssl", FORKSAFE_OPENSSL_RANK, &hooks);
-
-/* Contract in forksafe/openssl.h. */
-int forksafe_openssl_install(void)
-{
-    return forksafe__adapter_install(&ad);
-}
-
-/* Contract in forksafe/openssl.h. */
-int forksafe_openssl_uninstall(void)
-{
-    return forksafe__adapter_uninstall(&ad);
-}
+FORKSAFE__ADAPTER_DEFINE(openssl, "openssl", FORKSAFE_OPENSSL_RANK, &hooks)
 
 /* Contract in forksafe/openssl.h. Everything the child handler will need
    (the failing BIO, a reference to ssl) is made here, in the parent. */
 int forksafe_openssl_track(SSL *ssl)
 {
-    if (ssl == NULL)
-        return EINVAL;
-    int rc = forksafe__adapter_enter(&ad);
+    int rc = forksafe__adapter_enter(&ad, ssl);
     if (rc != 0)
         return rc;
-    forksafe__adapter_lock(&ad);
-    int known = forksafe__list_find(&s_list, &ssl) < s_list.n;
-    rc = known ? EEXIST : forksafe__list_reserve(&s_list);
-    forksafe__adapter_unlock(&ad);
+    rc = forksafe__adapter_reserve(&ad, &s_list, &ssl);
     struct tracked t = {ssl, NULL};
     if (rc == 0) {
         t.dead = BIO_new(s_dead_method);
@@ -173,9 +150,7 @@ int forksafe_openssl_track(SSL *ssl)
     }
     if (rc == 0) {
         /* api is held throughout, so the room reserved is still there. */
-        forksafe__adapter_lock(&ad);
-        forksafe__list_add(&s_list, &t);
-        forksafe__adapter_unlock(&ad);
+        forksafe__adapter_add(&ad, &s_list, &t);
     }
     forksafe__adapter_leave(&ad);
     return rc;
@@ -188,9 +163,7 @@ int forksafe_openssl_untrack(SSL *ssl)
         return EINVAL;
     struct tracked gone;
     forksafe__adapter_enter_plain(&ad);
-    forksafe__adapter_lock(&ad);
-    int rc = forksafe__list_remove(&s_list, &ssl, &gone);
-    forksafe__adapter_unlock(&ad);
+    int rc = forksafe__adapter_remove(&ad, &s_list, &ssl, &gone);
     forksafe__adapter_leave(&ad);
     if (rc != 0)
         return rc;

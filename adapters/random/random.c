@@ -78,17 +78,4 @@ static const struct forksafe__adapter_hooks hooks = {
     .parent = random_parent,
     .child = random_child,
 };
-static struct forksafe__adapter ad =
-    FORKSAFE__ADAPTER_INIT("random", "random", FORKSAFE_RANDOM_RANK, &hooks);
-
-/* Contract in forksafe/random.h. */
-int forksafe_random_install(void)
-{
-    return forksafe__adapter_install(&ad);
-}
-
-/* Contract in forksafe/random.h. */
-int forksafe_random_uninstall(void)
-{
-    return forksafe__adapter_uninstall(&ad);
-}
+FORKSAFE__ADAPTER_DEFINE(random, "random", FORKSAFE_RANDOM_RANK, &hooks)

@@ -156,57 +156,30 @@ static int sqlite_install(void)
     return rc;
 }
 
-/* Connection mutexes rank against the static ones: refuse while
-   tracked. */
-static bool sqlite_busy(void)
-{
-    return s_conns.n > 0;
-}
-
 static const struct forksafe__adapter_hooks hooks = {
     .install = sqlite_install,
     .uninstall = unregister_statics,
-    .busy = sqlite_busy,
+    .tracked = &s_conns,
     .child = sqlite_child,
 };
-static struct forksafe__adapter ad =
-    FORKSAFE__ADAPTER_INIT("sqlite", "sqlite", FORKSAFE_SQLITE_RANK, &hooks);
-
-/* Contract in forksafe/sqlite.h. */
-int forksafe_sqlite_install(void)
-{
-    return forksafe__adapter_install(&ad);
-}
-
-/* Contract in forksafe/sqlite.h. */
-int forksafe_sqlite_uninstall(void)
-{
-    return forksafe__adapter_uninstall(&ad);
-}
+FORKSAFE__ADAPTER_DEFINE(sqlite, "sqlite", FORKSAFE_SQLITE_RANK, &hooks)
 
 /* Contract in forksafe/sqlite.h. Registers db's mutex with the core
    before db joins the list, so the child handler never sees a connection
    whose mutex the core did not restore. */
 int forksafe_sqlite_track(sqlite3 *db)
 {
-    if (db == NULL)
-        return EINVAL;
-    int rc = forksafe__adapter_enter(&ad);
+    int rc = forksafe__adapter_enter(&ad, db);
     if (rc != 0)
         return rc;
-    forksafe__adapter_lock(&ad);
-    int known = forksafe__list_find(&s_conns, &db) < s_conns.n;
-    rc = known ? EEXIST : forksafe__list_reserve(&s_conns);
-    forksafe__adapter_unlock(&ad);
+    rc = forksafe__adapter_reserve(&ad, &s_conns, &db);
     sqlite3_mutex *sm = rc == 0 ? sqlite3_db_mutex(db) : NULL;
     struct conn c = {db, sm ? pthread_of(sm) : NULL};
     if (rc == 0 && c.mutex != NULL)
         rc = forksafe_register_mutex(c.mutex, "sqlite connection mutex",
                                      FORKSAFE_SQLITE_RANK_DB);
     if (rc == 0) {
-        forksafe__adapter_lock(&ad);
-        forksafe__list_add(&s_conns, &c); /* room reserved, api held */
-        forksafe__adapter_unlock(&ad);
+        forksafe__adapter_add(&ad, &s_conns, &c); /* room reserved, api held */
     }
     forksafe__adapter_leave(&ad);
     return rc;
@@ -224,9 +197,7 @@ int forksafe_sqlite_untrack(sqlite3 *db)
         struct conn *c = forksafe__list_at(&s_conns, i);
         rc = c->mutex ? forksafe_unregister(c->mutex) : 0;
         if (rc == 0) {
-            forksafe__adapter_lock(&ad);
-            forksafe__list_remove(&s_conns, &db, NULL);
-            forksafe__adapter_unlock(&ad);
+            forksafe__adapter_remove(&ad, &s_conns, &db, NULL);
         }
     }
     forksafe__adapter_leave(&ad);

@@ -141,21 +141,7 @@ static const struct forksafe__adapter_hooks hooks = {
     .parent = stdio_parent,
     .child = stdio_child,
 };
-static struct forksafe__adapter ad =
-    FORKSAFE__ADAPTER_INIT("stdio", "stdio", FORKSAFE_STDIO_RANK, &hooks);
-
-/* Contract in forksafe/stdio.h. */
-int forksafe_stdio_install(void)
-{
-    return forksafe__adapter_install(&ad);
-}
-
-/* Contract in forksafe/stdio.h. Tracked streams are kept for a later
-   install. */
-int forksafe_stdio_uninstall(void)
-{
-    return forksafe__adapter_uninstall(&ad);
-}
+FORKSAFE__ADAPTER_DEFINE(stdio, "stdio", FORKSAFE_STDIO_RANK, &hooks)
 
 /* Contract in forksafe/stdio.h. The tracking order is the locking
    order. */
@@ -165,12 +151,10 @@ int forksafe_stdio_track(FILE *fp)
         return EINVAL;
     if (fp == stdout || fp == stderr)
         return EEXIST;
-    int rc = forksafe__adapter_enter(&ad);
+    int rc = forksafe__adapter_enter(&ad, fp);
     if (rc != 0)
         return rc;
-    forksafe__adapter_lock(&ad);
-    rc = forksafe__list_add(&s_streams, &fp);
-    forksafe__adapter_unlock(&ad);
+    rc = forksafe__adapter_add(&ad, &s_streams, &fp);
     forksafe__adapter_leave(&ad);
     return rc;
 }
@@ -182,9 +166,7 @@ int forksafe_stdio_untrack(FILE *fp)
     if (fp == NULL)
         return EINVAL;
     forksafe__adapter_enter_plain(&ad);
-    forksafe__adapter_lock(&ad);
-    int rc = forksafe__list_remove(&s_streams, &fp, NULL);
-    forksafe__adapter_unlock(&ad);
+    int rc = forksafe__adapter_remove(&ad, &s_streams, &fp, NULL);
     forksafe__adapter_leave(&ad);
     return rc;
 }

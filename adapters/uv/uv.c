@@ -34,52 +34,31 @@ static void uv_child(void)
     }
 }
 
-static bool uv_busy(void)
-{
-    return uv_loops.n > 0;
-}
-
 static const struct forksafe__adapter_hooks hooks = {
-    .busy = uv_busy,
+    .tracked = &uv_loops,
     .child = uv_child,
 };
-static struct forksafe__adapter ad =
-    FORKSAFE__ADAPTER_INIT("uv", "uv: tracked loops", FORKSAFE_UV_RANK, &hooks);
-
-/* Contract in forksafe/uv.h. */
-int forksafe_uv_install(void)
-{
-    return forksafe__adapter_install(&ad);
-}
-
-/* Contract in forksafe/uv.h. */
-int forksafe_uv_uninstall(void)
-{
-    return forksafe__adapter_uninstall(&ad);
-}
+FORKSAFE__ADAPTER_DEFINE(uv, "uv: tracked loops", FORKSAFE_UV_RANK, &hooks)
 
 /* Register loop->wq_mutex, then list loop for uv_loop_fork() in children.
    0 or an errno value; nothing changed on error. */
 int forksafe_uv_track(uv_loop_t *loop)
 {
-    if (!loop)
-        return EINVAL;
-    int rc = forksafe__adapter_enter(&ad);
+    int rc = forksafe__adapter_enter(&ad, loop);
     if (rc != 0)
         return rc;
-    forksafe__adapter_lock(&ad);
-    int known = forksafe__list_find(&uv_loops, &loop) < uv_loops.n;
-    rc = known ? 0 : forksafe__list_reserve(&uv_loops);
-    forksafe__adapter_unlock(&ad);
+    rc = forksafe__adapter_reserve(&ad, &uv_loops, &loop);
+    int known = rc == EEXIST;
+    if (known)
+        rc = 0;
     /* Register the mutex before listing the loop: a fork in between then
        only covers the mutex, which is always correct. */
     if (!known && rc == 0)
         rc = forksafe_register_mutex(&loop->wq_mutex, "uv: loop wq_mutex",
                                      FORKSAFE_UV_RANK_WQ);
     if (!known && rc == 0) {
-        forksafe__adapter_lock(&ad);
-        forksafe__list_add(&uv_loops, &loop); /* room reserved, api held */
-        forksafe__adapter_unlock(&ad);
+        forksafe__adapter_add(&ad, &uv_loops,
+                              &loop); /* room reserved, api held */
     }
     forksafe__adapter_leave(&ad);
     return rc;
@@ -101,9 +80,7 @@ int forksafe_uv_untrack(uv_loop_t *loop)
             rc = 0;
     }
     if (rc == 0) {
-        forksafe__adapter_lock(&ad);
-        forksafe__list_remove(&uv_loops, &loop, NULL);
-        forksafe__adapter_unlock(&ad);
+        forksafe__adapter_remove(&ad, &uv_loops, &loop, NULL);
     }
     forksafe__adapter_leave(&ad);
     return rc;

@@ -35,43 +35,22 @@ static void zmq_child(void)
         ((struct zmq_entry *)forksafe__list_at(&zmq_ctxs, i))->inherited = 1;
 }
 
-static bool zmq_busy(void)
-{
-    return zmq_ctxs.n > 0;
-}
-
 static const struct forksafe__adapter_hooks hooks = {
-    .busy = zmq_busy,
+    .tracked = &zmq_ctxs,
     .child = zmq_child,
 };
-static struct forksafe__adapter ad = FORKSAFE__ADAPTER_INIT(
-    "zmq", "zmq: tracked contexts", FORKSAFE_ZMQ_RANK, &hooks);
-
-/* Contract in forksafe/zmq.h. */
-int forksafe_zmq_install(void)
-{
-    return forksafe__adapter_install(&ad);
-}
-
-/* Contract in forksafe/zmq.h. */
-int forksafe_zmq_uninstall(void)
-{
-    return forksafe__adapter_uninstall(&ad);
-}
+FORKSAFE__ADAPTER_DEFINE(zmq, "zmq: tracked contexts", FORKSAFE_ZMQ_RANK,
+                         &hooks)
 
 /* List ctx as owned by this process. 0, EINVAL or ENOMEM (or the core's
    registration error on first use). */
 int forksafe_zmq_track(void *ctx)
 {
-    if (!ctx)
-        return EINVAL;
-    int rc = forksafe__adapter_enter(&ad);
+    int rc = forksafe__adapter_enter(&ad, ctx);
     if (rc != 0)
         return rc;
     struct zmq_entry e = {ctx, 0};
-    forksafe__adapter_lock(&ad);
-    rc = forksafe__list_add(&zmq_ctxs, &e);
-    forksafe__adapter_unlock(&ad);
+    rc = forksafe__adapter_add(&ad, &zmq_ctxs, &e);
     forksafe__adapter_leave(&ad);
     return rc == EEXIST ? 0 : rc;
 }
@@ -82,9 +61,7 @@ int forksafe_zmq_untrack(void *ctx)
     if (!ctx)
         return EINVAL;
     forksafe__adapter_enter_plain(&ad);
-    forksafe__adapter_lock(&ad);
-    int rc = forksafe__list_remove(&zmq_ctxs, &ctx, NULL);
-    forksafe__adapter_unlock(&ad);
+    int rc = forksafe__adapter_remove(&ad, &zmq_ctxs, &ctx, NULL);
     forksafe__adapter_leave(&ad);
     return rc;
 }
