@@ -204,13 +204,7 @@ int main(int argc, char **argv)
                           CURL_LOCK_DATA_SSL_SESSION) ||
         curl_share_setopt(s_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE))
         return 3;
-    pthread_t t[64];
-    for (int i = 0; i < o.threads; i++)
-        if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i) != 0)
-            return 3;
-    wl_forks(&o, child, (void *)o.mode);
-    for (int i = 0; i < o.threads; i++)
-        pthread_join(t[i], NULL);
+    wl_run(&o, worker, child, (void *)o.mode);
     /* The acceptors and servers stay: the process ends here. */
     return wl_report("workload-curl", &o);
 }

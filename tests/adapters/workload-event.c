@@ -83,15 +83,10 @@ int main(int argc, char **argv)
     const struct timeval ms = {0, 1000};
     if (!rd || !tick || event_add(rd, NULL) || event_add(tick, &ms))
         return 3;
-    pthread_t loop, t[64];
+    pthread_t loop;
     if (pthread_create(&loop, NULL, loop_main, NULL) != 0)
         return 3;
-    for (int i = 0; i < o.threads; i++)
-        if (pthread_create(&t[i], NULL, worker, NULL) != 0)
-            return 3;
-    wl_forks(&o, child, NULL);
-    for (int i = 0; i < o.threads; i++)
-        pthread_join(t[i], NULL);
+    wl_run(&o, worker, child, NULL);
     event_base_loopbreak(s_base);
     pthread_join(loop, NULL);
     if (atomic_load(&s_fired) == 0)

@@ -131,14 +131,8 @@ int main(int argc, char **argv)
         pthread_create(&a, NULL, acceptor, (void *)(intptr_t)ls) != 0)
         return 3;
     SSL_CTX_set_verify(s_client, SSL_VERIFY_NONE, NULL);
-    pthread_t t[64];
-    for (int i = 0; i < o.threads; i++)
-        if (pthread_create(&t[i], NULL, worker, NULL) != 0)
-            return 3;
     /* Leave something on the forking thread's error queue. */
     ERR_put_error(ERR_LIB_USER, 0, 1, __FILE__, __LINE__);
-    wl_forks(&o, child, NULL);
-    for (int i = 0; i < o.threads; i++)
-        pthread_join(t[i], NULL);
+    wl_run(&o, worker, child, NULL);
     return wl_report("workload-openssl", &o);
 }

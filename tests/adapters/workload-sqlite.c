@@ -129,13 +129,7 @@ int main(int argc, char **argv)
     sqlite3_close(db);
     if (forksafe_sqlite_install() != 0)
         return 3;
-    pthread_t t[64];
-    for (int i = 0; i < o.threads; i++)
-        if (pthread_create(&t[i], NULL, worker, NULL) != 0)
-            return 3;
-    wl_forks(&o, child, NULL);
-    for (int i = 0; i < o.threads; i++)
-        pthread_join(t[i], NULL);
+    wl_run(&o, worker, child, NULL);
     char p[160];
     unlink(s_path);
     snprintf(p, sizeof p, "%s-wal", s_path);

@@ -95,15 +95,10 @@ int main(int argc, char **argv)
         uv_async_init(&s_loop, &s_quit, on_quit) != 0 ||
         forksafe_uv_track(&s_loop) != 0)
         return 3;
-    pthread_t loop, t[64];
+    pthread_t loop;
     if (pthread_create(&loop, NULL, loop_main, NULL) != 0)
         return 3;
-    for (int i = 0; i < o.threads; i++)
-        if (pthread_create(&t[i], NULL, worker, NULL) != 0)
-            return 3;
-    wl_forks(&o, child, NULL);
-    for (int i = 0; i < o.threads; i++)
-        pthread_join(t[i], NULL);
+    wl_run(&o, worker, child, NULL);
     uv_async_send(&s_quit);
     pthread_join(loop, NULL);
     if (atomic_load(&s_done) == 0)

@@ -8,6 +8,8 @@
 #include <forksafe.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,4 +101,19 @@ int wl_report(const char *name, const struct wl_opts *o)
            o->threads, s_refused, s_failed, s_hung, te, (double)s_ms / 1000);
     fflush(stdout);
     return s_refused == 0 && s_failed == 0 && te == 0 ? 0 : 1;
+}
+
+void wl_run(const struct wl_opts *o, void *(*worker)(void *),
+            int (*child)(void *), void *arg)
+{
+    pthread_t t[64];
+    for (int i = 0; i < o->threads; i++) {
+        if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i) != 0) {
+            fprintf(stderr, "cannot start thread %d\n", i);
+            exit(3);
+        }
+    }
+    wl_forks(o, child, arg);
+    for (int i = 0; i < o->threads; i++)
+        pthread_join(t[i], NULL);
 }

@@ -39,6 +39,12 @@ void wl_thread_error(const char *what);
    and failed or hung children (10 s each). Sets wl_stop at the end. */
 void wl_forks(const struct wl_opts *o, int (*child)(void *), void *arg);
 
+/* Start o->threads threads running worker((void *)(intptr_t)i), run
+   wl_forks(o, child, arg), then join them. Exits with status 3 if a
+   thread cannot be started. */
+void wl_run(const struct wl_opts *o, void *(*worker)(void *),
+            int (*child)(void *), void *arg);
+
 /* Print "<name>: forks=... refused=... child_failed=... thread_errors=...
    seconds=..." and return the exit status: 0 if all is well, else 1. */
 int wl_report(const char *name, const struct wl_opts *o);
