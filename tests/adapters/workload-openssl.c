@@ -66,6 +66,9 @@ static void *acceptor(void *arg)
     return NULL;
 }
 
+/* The thread's last session, offered for resumption. */
+static _Thread_local SSL_SESSION *session;
+
 static int one_connection(void)
 {
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -79,7 +82,6 @@ static int one_connection(void)
     }
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    static _Thread_local SSL_SESSION *session;
     SSL *ssl = SSL_new(s_client);
     int rc = -1;
     char buf[32];
@@ -108,6 +110,7 @@ static void *worker(void *arg)
     while (!atomic_load(&wl_stop))
         if (one_connection() != 0)
             wl_thread_error("TLS connection");
+    SSL_SESSION_free(session);
     return NULL;
 }
 
