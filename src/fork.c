@@ -1,21 +1,49 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fork.c: the one pthread_atfork() triple, forksafe_fork(), deadlines and
- * the thread-local error text.
+ * fork.c: the one pthread_atfork() triple, forksafe_fork(), deadlines, the
+ * capture of other objects' raw pthread_atfork() handlers, and the
+ * thread-local error text.
  *
- * DESIGN. Prepare walks the registry in ascending (rank, seq) and the parent
- * and child handlers walk it backwards, so every fork acquires in one global
+ * DESIGN. Prepare walks the registry in ascending rank and the parent and
+ * child handlers walk it backwards, so every fork acquires in one global
  * order whatever order libraries registered in (glibc bug 19431 is what
- * registration order does). The same handlers serve a plain fork() made by
- * any code, which cannot fail: there a lock that does not yield by the
- * default deadline is recorded and skipped. forksafe_fork() runs prepare
- * itself, before calling fork(), so that it can fail cleanly: on any error
- * it releases what it took, in reverse order, and no child is created. The
- * registry lock is held from prepare to the end of the parent or child
- * handler; that serialises forks and makes registry changes wait.
+ * registration order does). The locks that share a rank are taken as a set
+ * that assumes no order among them, the way std::lock does: try each, and
+ * on a busy one release the rank's locks already taken, wait for the busy
+ * one, and start the rank again holding it. The same handlers serve a plain
+ * fork() made by any code, which cannot fail: there a lock that does not
+ * yield by the default deadline is recorded and skipped. forksafe_fork()
+ * runs prepare itself, before calling fork(), so that it can fail cleanly:
+ * on any error it releases what it took, in reverse order, and no child is
+ * created. The registry lock is held from prepare to the end of the parent
+ * or child handler; that serialises forks and makes registry changes wait.
+ *
+ * Raw pthread_atfork() handlers that other objects register after
+ * libforksafe's constructor would run before forksafe's prepare under a
+ * plain fork() (glibc runs prepare handlers newest first) but after it
+ * under forksafe_fork(). They are captured (__register_atfork below) and
+ * run by forksafe's own walks: before every entry, newest first, as glibc
+ * would run them, and released after every entry; the handlers of the
+ * object that provides the process's malloc() run after every entry
+ * instead, since code allocates while holding any lock. So both fork paths
+ * see one order.
+ *
+ * Two forks waiting for each other: a fork that waits for a busy lock
+ * whose holder is itself waiting for the registry lock (to fork, or to
+ * register) lets that thread go first: it releases everything, waits until
+ * the other thread has had the registry lock, and starts again, within its
+ * own deadline.
+ *
+ * Cost: after fork() every page either process writes is copied. So
+ * nothing on the fork path writes to memory shared with the child after
+ * prepare: the registry lock and the fork state the parent writes live in
+ * the fork page (internal.h), per-fork bookkeeping is written only when it
+ * changes, and the child handler touches no thread-local storage on the
+ * fast path (tls below is initial-exec and only read there).
  */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,27 +53,39 @@
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 5000u
+/* A wait for a busy lock looks this often whether its holder is waiting
+   for the registry lock itself (the yield above). */
+#define SLICE_NS (5 * 1000 * 1000l)
+/* Internal results of the prepare walk. */
+#define FS_YIELD   (-1) /* a holder waits to fork: everything was released */
+#define FS_NO_LOCK (-2) /* the registry lock could not be had again */
+
+#define LOAD(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+/* A store that skips an unchanged value: a store to a page after fork()
+   costs a copy (or a write-protect fault) even when it writes the same. */
+#define SET(x, v)                                                              \
+    do {                                                                       \
+        if ((x) != (v))                                                        \
+            (x) = (v);                                                         \
+    } while (0)
 
 static unsigned default_timeout_ms = DEFAULT_TIMEOUT_MS;
 
-/* Per-thread state of the fork in progress on this thread. */
+/* Per thread, and only read after fork() on the fast path. no_lock: this
+   thread's plain fork() found the registry held past its deadline, so its
+   parent and child handlers must not touch the registry. */
 static __thread struct {
-    int in_fork;     /* holds the registry lock for a fork */
-    int by_wrapper;  /* forksafe_fork() ran prepare; the handler must not */
-    int parent_done; /* the parent handler ran for this fork */
-    int nested;      /* a fork() made from inside one of our callbacks */
-} tls;
+    unsigned char no_lock;
+} tls __attribute__((tls_model("initial-exec")));
 
 static __thread char last_error[512];
 
-/* Plain-fork failures, for the report. Guarded by the registry lock. */
+/* Plain-fork failures, for the report. Guarded by the registry lock,
+   except no_lock_forks (a fork that does not have it). */
 static unsigned long plain_failures;
 static char plain_failure_text[512];
-
-int forksafe__in_fork(void)
-{
-    return tls.in_fork;
-}
+static unsigned long no_lock_forks, no_lock_forks_at_text;
 
 void forksafe__set_error(const char *fmt, ...)
 {
@@ -124,18 +164,22 @@ static void describe_failure(const struct forksafe_entry *e, int err,
                             strerror(err), who);
 }
 
-/* The fork in progress, set by prepare_all() and read by the parent and
-   child walks; guarded by the registry lock. When the process is
+/* The fork in progress, set by prepare and read by the parent and child
+   walks; guarded by the registry lock. When the process is
    single-threaded only the slots listed in snap.single are visited at all
    (DESIGN.md, item 9), so thousands of registered plain mutexes cost
    nothing there. A slot's state is the fork's default unless it is listed,
-   in visiting order, in the exceptions. */
+   in visiting order, in the exceptions. Every field is written only when
+   its value changes (SET), so that a steady stream of forks writes nothing
+   here. */
 static struct {
     struct forksafe_snapshot snap;
     size_t n; /* slots visited */
     size_t n_exc;
     int mt;
     unsigned char dflt;
+    unsigned nested; /* fork() calls made from inside our callbacks */
+    pid_t yield_to;  /* the holder that made the walk yield */
 } cur;
 
 /* The slot index of the i-th visited slot. */
@@ -144,11 +188,27 @@ static inline size_t slot_at(size_t i)
     return cur.mt ? i : cur.snap.single[i];
 }
 
+static inline unsigned slot_kind(size_t x)
+{
+    return cur.snap.kind[x] & FS_SLOT_KIND;
+}
+
 static inline const struct forksafe_entry *ops_entry(size_t slot)
 {
-    return cur.snap.kind[slot] == FS_KIND_OPS
+    return slot_kind(slot) == FS_KIND_OPS
                ? forksafe__registry_find(cur.snap.key[slot])
                : NULL;
+}
+
+/* Record the state of visited slot i if it is not the default. Slots are
+   recorded in increasing order. */
+static inline void record(size_t i, unsigned char st)
+{
+    if (st != cur.dflt) {
+        cur.snap.exc[cur.n_exc].idx = (uint32_t)i;
+        cur.snap.exc[cur.n_exc].state = st;
+        cur.n_exc++;
+    }
 }
 
 /* Walk the first `from` visited slots backwards, giving each its state, and
@@ -164,7 +224,7 @@ static void release_walk(size_t from, int child)
         if (k > 0 && cur.snap.exc[k - 1].idx == i)
             st = cur.snap.exc[--k].state;
         size_t x = slot_at(i);
-        const struct forksafe_kind_ops *ko = &forksafe__kinds[cur.snap.kind[x]];
+        const struct forksafe_kind_ops *ko = &forksafe__kinds[slot_kind(x)];
         if (child)
             ko->child(cur.snap.key[x], ops_entry(x), st, self);
         else
@@ -172,47 +232,237 @@ static void release_walk(size_t from, int child)
     }
 }
 
-/* Drop the entries of unloaded objects, then run prepare over every entry
-   in ascending order. strict (forksafe_fork):
-   the first failure releases everything taken so far, in reverse order, and
-   is returned. Otherwise (plain fork(), which cannot fail): failures are
-   recorded and those entries are skipped after the fork. Caller holds the
-   registry lock. */
+/* The raw handlers captured from other objects, released in registration
+   order (glibc's order for parent and child handlers). */
+static void release_raw(const struct forksafe_raw *h, size_t n, int child)
+{
+    for (size_t i = 0; i < n; i++) {
+        void (*fn)(void) = child ? h[i].child : h[i].parent;
+        if (fn)
+            fn();
+    }
+}
+
+static void prepare_raw(const struct forksafe_raw *h, size_t n)
+{
+    for (size_t i = n; i-- > 0;)
+        if (h[i].prepare)
+            h[i].prepare();
+}
+
+/* A plain fork() could not prepare entry i: count it and keep its text. */
+static void plain_failed(void)
+{
+    plain_failures++;
+    snprintf(plain_failure_text, sizeof plain_failure_text, "%s", last_error);
+    no_lock_forks_at_text = LOAD(no_lock_forks);
+}
+
+/* Wait for the busy lock in slot x until deadline, in slices: after each
+   slice, give up with FS_YIELD if the lock's holder is waiting for the
+   registry lock (it wants to fork or to register, and cannot until this
+   fork ends). 0 (taken), FS_YIELD, ETIMEDOUT or another errno. */
+static int wait_sliced(size_t x, unsigned char *st,
+                       const struct timespec *deadline)
+{
+    const struct forksafe_kind_ops *ko = &forksafe__kinds[slot_kind(x)];
+    const void *key = cur.snap.key[x];
+    for (;;) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += SLICE_NS;
+        if (until.tv_nsec >= 1000000000l) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000l;
+        }
+        int last = until.tv_sec > deadline->tv_sec ||
+                   (until.tv_sec == deadline->tv_sec &&
+                    until.tv_nsec >= deadline->tv_nsec);
+        int r = ko->wait(key, st, last ? deadline : &until);
+        if (r != ETIMEDOUT || last)
+            return r;
+        pid_t h = ko->holder(key);
+        if (h > 0 && forksafe__registry_is_waiter(h)) {
+            SET(cur.yield_to, h);
+            return FS_YIELD;
+        }
+    }
+}
+
+/* Release the locks of visited slots [a, i) taken in this pass (their
+   exceptions start at exc0), and the pinned one if it is not among them. */
+static void release_partial(size_t a, size_t i, size_t exc0, size_t pinned)
+{
+    size_t k = cur.n_exc;
+    for (size_t j = i; j-- > a;) {
+        int st = cur.dflt;
+        if (k > exc0 && cur.snap.exc[k - 1].idx == j)
+            st = cur.snap.exc[--k].state;
+        forksafe__kinds[slot_kind(j)].parent(cur.snap.key[j], NULL, st);
+    }
+    if (pinned != SIZE_MAX && pinned >= i)
+        forksafe__kinds[slot_kind(pinned)].parent(cur.snap.key[pinned], NULL,
+                                                  FS_ST_TAKEN);
+    cur.n_exc = exc0;
+}
+
+/* Take the rank starting at visited slot a (multi-threaded): its locks as
+   a set, then its callbacks in order. Returns the end of the rank in *end,
+   and 0, FS_YIELD (nothing of the rank held) or, strict, the errno that
+   stopped it (nothing of the rank held). Not strict, locks that do not
+   yield by the deadline and failing callbacks are recorded FAILED. */
+static int take_rank(size_t a, size_t *end, const struct timespec *deadline,
+                     unsigned timeout_ms, int strict, pid_t self)
+{
+    size_t n = cur.n, exc0 = cur.n_exc, pinned = SIZE_MAX, i;
+    int expired = 0; /* not strict, past the deadline: try only */
+restart:
+    for (i = a; i < n && (i == a || !(cur.snap.kind[i] & FS_SLOT_FIRST)) &&
+                slot_kind(i) != FS_KIND_OPS;
+         i++) {
+        if (i == pinned)
+            continue; /* held since we waited for it: TAKEN, the default */
+        const struct forksafe_kind_ops *ko = &forksafe__kinds[slot_kind(i)];
+        unsigned char st = cur.dflt;
+        int r = ko->try_take(cur.snap.key[i], NULL, &st, deadline, 1, self);
+        if (r == EBUSY && !expired) {
+            /* Release what this rank holds, then wait for this one. */
+            release_partial(a, i, exc0, pinned);
+            pinned = SIZE_MAX;
+            r = wait_sliced(i, &st, deadline);
+            if (r == 0) {
+                pinned = i;
+                goto restart;
+            }
+            if (r == FS_YIELD)
+                return r;
+            describe_failure(forksafe__registry_find(cur.snap.key[i]), r,
+                             timeout_ms);
+            if (strict)
+                return r;
+            /* Take the rest of the rank again, without waiting now. */
+            expired = 1;
+            goto restart;
+        }
+        if (r) {
+            if (r != EBUSY)
+                describe_failure(forksafe__registry_find(cur.snap.key[i]), r,
+                                 timeout_ms);
+            if (strict) {
+                release_partial(a, i, exc0, pinned);
+                return r;
+            }
+            plain_failed();
+            st = FS_ST_FAILED;
+        }
+        record(i, st);
+    }
+    /* The rank's callbacks, in registration order. */
+    for (; i < n && (i == a || !(cur.snap.kind[i] & FS_SLOT_FIRST)); i++) {
+        unsigned char st = cur.dflt;
+        int r = forksafe__kinds[FS_KIND_OPS].try_take(
+            cur.snap.key[i], ops_entry(i), &st, deadline, 1, self);
+        if (r) {
+            describe_failure(forksafe__registry_find(cur.snap.key[i]), r,
+                             timeout_ms);
+            if (strict) {
+                *end = i; /* the caller releases [0, i) */
+                return r;
+            }
+            plain_failed();
+            st = FS_ST_FAILED;
+        }
+        record(i, st);
+    }
+    *end = i;
+    return 0;
+}
+
+/* Prepare every entry, once: raw handlers first, then the ranks, then the
+   allocator's raw handlers. On failure (strict) or FS_YIELD, everything
+   taken is released again, in reverse order. Caller holds the registry
+   lock. */
+static int walk(const struct timespec *deadline, unsigned timeout_ms,
+                int strict)
+{
+    prepare_raw(cur.snap.outer, cur.snap.n_outer);
+    pid_t self = cur.n ? gettid() : 0;
+    size_t i = 0;
+    int r = 0;
+    if (!cur.mt) {
+        for (; i < cur.n; i++) {
+            size_t x = cur.snap.single[i];
+            unsigned char st = cur.dflt;
+            r = forksafe__kinds[slot_kind(x)].try_take(
+                cur.snap.key[x], ops_entry(x), &st, deadline, 0, self);
+            if (r) {
+                describe_failure(forksafe__registry_find(cur.snap.key[x]), r,
+                                 timeout_ms);
+                if (strict)
+                    break;
+                plain_failed();
+                st = FS_ST_FAILED;
+                r = 0;
+            }
+            record(i, st);
+        }
+    } else {
+        while (i < cur.n) {
+            size_t end = i;
+            r = take_rank(i, &end, deadline, timeout_ms, strict, self);
+            if (r) {
+                /* A failed callback leaves its rank's earlier slots (its
+                   locks, earlier callbacks) recorded: release them too. */
+                if (r != FS_YIELD && end > i)
+                    i = end;
+                break;
+            }
+            i = end;
+        }
+    }
+    if (r) {
+        release_walk(i, 0);
+        release_raw(cur.snap.outer, cur.snap.n_outer, 0);
+        return r;
+    }
+    prepare_raw(cur.snap.inner, cur.snap.n_inner);
+    return 0;
+}
+
+/* Drop the entries of unloaded objects, then prepare every entry in
+   ascending order. strict (forksafe_fork): the first failure releases
+   everything taken so far, in reverse order, and is returned. Otherwise
+   (plain fork(), which cannot fail): failures are recorded and those
+   entries are skipped after the fork. A walk that must yield to a waiting
+   forker gives up the registry lock and starts again once that thread has
+   had it; FS_NO_LOCK if it cannot get it back by the deadline. Caller
+   holds the registry lock and is its fork owner. */
 static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
                        int strict)
 {
-    forksafe__registry_sweep();
-    forksafe__registry_snapshot(&cur.snap);
-    forksafe__kinds_reset();
-    cur.mt = !__libc_single_threaded;
-    cur.n = cur.mt ? cur.snap.n : cur.snap.n_single;
-    cur.n_exc = 0;
-    cur.dflt = cur.mt ? FS_ST_TAKEN : FS_ST_IDLE;
-    pid_t self = cur.n ? gettid() : 0;
-    for (size_t i = 0; i < cur.n; i++) {
-        size_t x = slot_at(i);
-        unsigned char st = cur.dflt;
-        int r = forksafe__kinds[cur.snap.kind[x]].prepare(
-            cur.snap.key[x], ops_entry(x), &st, deadline, cur.mt, self);
-        if (r) {
-            describe_failure(forksafe__registry_find(cur.snap.key[x]), r,
-                             timeout_ms);
-            if (strict) {
-                release_walk(i, 0);
-                return r;
-            }
-            st = FS_ST_FAILED;
-            plain_failures++;
-            snprintf(plain_failure_text, sizeof plain_failure_text, "%s",
-                     last_error);
-        }
-        if (st != cur.dflt) {
-            cur.snap.exc[cur.n_exc].idx = (uint32_t)i;
-            cur.snap.exc[cur.n_exc].state = st;
-            cur.n_exc++;
-        }
+    struct forksafe_fork_page *fp = forksafe__fp;
+    for (;;) {
+        forksafe__registry_sweep();
+        struct forksafe_snapshot s;
+        forksafe__registry_snapshot(&s);
+        if (memcmp(&s, &cur.snap, sizeof s) != 0)
+            cur.snap = s;
+        forksafe__kinds_reset();
+        int mt = !__libc_single_threaded;
+        SET(cur.mt, mt);
+        SET(cur.n, mt ? s.n : s.n_single);
+        SET(cur.n_exc, 0);
+        SET(cur.dflt, mt ? FS_ST_TAKEN : FS_ST_IDLE);
+        int r = walk(deadline, timeout_ms, strict);
+        if (r != FS_YIELD)
+            return r;
+        STORE(fp->owner, 0);
+        forksafe__registry_unlock();
+        forksafe__registry_wait_for(cur.yield_to, deadline);
+        if (forksafe__registry_lock_until(deadline))
+            return FS_NO_LOCK;
+        STORE(fp->owner, pthread_self());
     }
-    return 0;
 }
 
 /* Release everything prepare took, in reverse order, and end the fork on
@@ -220,59 +470,144 @@ static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
    without running the handlers. */
 static void finish_parent(void)
 {
+    struct forksafe_fork_page *fp = forksafe__fp;
+    release_raw(cur.snap.inner, cur.snap.n_inner, 0);
     release_walk(cur.n, 0);
-    tls.in_fork = 0;
-    tls.parent_done = 1;
+    release_raw(cur.snap.outer, cur.snap.n_outer, 0);
+    SET(fp->by_wrapper, 0);
+    fp->seq++;
+    STORE(fp->owner, 0);
     forksafe__registry_unlock();
-}
-
-static void child_all(void)
-{
-    release_walk(cur.n, 1);
 }
 
 /* ------------------------------------------------------------ handlers */
 
+/* A plain fork() that could not have the registry lock by its deadline
+   (another thread's fork held it): it prepares nothing, which is recorded,
+   and its parent and child handlers do nothing. */
+static void no_lock_fork(void)
+{
+    tls.no_lock = 1;
+    __atomic_add_fetch(&no_lock_forks, 1, __ATOMIC_RELAXED);
+}
+
 static void atfork_prepare(void)
 {
-    if (tls.by_wrapper)
-        return;
-    if (tls.in_fork) {
-        /* fork() called from inside one of our callbacks: the registry is
-           already held by this thread and mid-walk; run nothing. */
-        tls.nested++;
+    struct forksafe_fork_page *fp = forksafe__fp;
+    pthread_t self = pthread_self();
+    if (LOAD(fp->owner) == self) {
+        /* forksafe_fork() has prepared already; or fork() was called from
+           inside one of our callbacks, with the registry held by this
+           thread and mid-walk: then run nothing. */
+        if (!fp->by_wrapper)
+            cur.nested++;
         return;
     }
-    forksafe__registry_lock();
-    tls.in_fork = 1;
+    /* The deadline starts now, also counting the wait for the registry. */
     struct timespec deadline;
     forksafe__deadline(&deadline, default_timeout_ms);
-    prepare_all(&deadline, default_timeout_ms, 0);
+    if (forksafe__registry_lock_until(&deadline)) {
+        no_lock_fork();
+        return;
+    }
+    STORE(fp->owner, self);
+    if (prepare_all(&deadline, default_timeout_ms, 0) == FS_NO_LOCK)
+        no_lock_fork();
 }
 
 static void atfork_parent(void)
 {
-    if (tls.nested) {
-        tls.nested--;
+    if (tls.no_lock) {
+        tls.no_lock = 0;
         return;
     }
-    if (tls.in_fork)
-        finish_parent();
+    if (cur.nested) {
+        cur.nested--;
+        return;
+    }
+    finish_parent();
 }
 
 static void atfork_child(void)
 {
-    if (tls.nested) {
-        tls.nested--;
+    struct forksafe_fork_page *fp = forksafe__fp;
+    if (tls.no_lock) {
+        tls.no_lock = 0;
+        if (!forksafe__fp_wiped)
+            forksafe__fork_page_child_reset();
         return;
     }
-    if (!tls.in_fork)
+    if (cur.nested)
         return;
-    child_all();
-    tls.in_fork = 0;
-    tls.by_wrapper = 0;
-    forksafe__registry_child_reset();
+    /* Callbacks may call the registry: they must see the fork in progress
+       (EDEADLK), so the child's thread owns it while they run. Locks need
+       no such thing, and the wiped page is then not even read. */
+    int callbacks = cur.snap.n_ops || cur.snap.n_outer || cur.snap.n_inner;
+    if (callbacks)
+        STORE(fp->owner, pthread_self());
+    release_raw(cur.snap.inner, cur.snap.n_inner, 1);
+    release_walk(cur.n, 1);
+    release_raw(cur.snap.outer, cur.snap.n_outer, 1);
+    if (!forksafe__fp_wiped)
+        forksafe__fork_page_child_reset();
+    else if (callbacks)
+        STORE(fp->owner, 0);
 }
+
+#ifdef FORKSAFE_SHARED
+/* ------------------------------------------------------------ capture */
+
+typedef int (*register_atfork_fn)(void (*)(void), void (*)(void),
+                                  void (*)(void), void *);
+static register_atfork_fn real_register_atfork;
+static int capturing; /* our own triple is registered */
+
+/* Whether code lies in the object that provides the process's malloc():
+   its fork handlers lock the allocator, which code calls while holding
+   any lock, so they must prepare after every entry. */
+static int is_allocator(const void *code)
+{
+    static void *malloc_lm;
+    Dl_info a, b;
+    void *lm = NULL;
+    if (!malloc_lm) {
+        void *m = dlsym(RTLD_DEFAULT, "malloc");
+        if (!m || !dladdr1(m, &a, &malloc_lm, RTLD_DL_LINKMAP))
+            return 0;
+    }
+    return code && dladdr1(code, &b, &lm, RTLD_DL_LINKMAP) && lm == malloc_lm;
+}
+
+/* What pthread_atfork() calls (it is a static stub from libc_nonshared.a in
+   every object, passing the object's __dso_handle). Handlers registered
+   after libforksafe's constructor are captured into the registry, so that
+   forksafe runs them in one order on both fork paths; anything else (our
+   own triple, a registration during a fork on this thread, a full table)
+   goes to the C library as usual. Only the shared library has it: a
+   program that links libforksafe.a keeps glibc's ordering for raw
+   handlers (docs/semantics.md). */
+__attribute__((visibility("default"))) int
+__register_atfork(void (*prepare)(void), void (*parent)(void),
+                  void (*child)(void), void *dso);
+int __register_atfork(void (*prepare)(void), void (*parent)(void),
+                      void (*child)(void), void *dso)
+{
+    if (!real_register_atfork)
+        real_register_atfork =
+            (register_atfork_fn)dlsym(RTLD_NEXT, "__register_atfork");
+    if (LOAD(capturing) && !forksafe__in_fork()) {
+        struct forksafe_raw h = {prepare, parent, child};
+        const void *code = prepare ? (const void *)prepare
+                           : child ? (const void *)child
+                                   : (const void *)parent;
+        if (forksafe__registry_capture_atfork(&h, dso, is_allocator(code)) == 0)
+            return 0;
+    }
+    return real_register_atfork
+               ? real_register_atfork(prepare, parent, child, dso)
+               : ENOMEM;
+}
+#endif
 
 __attribute__((constructor(101))) static void forksafe_init(void)
 {
@@ -283,7 +618,11 @@ __attribute__((constructor(101))) static void forksafe_init(void)
         if (*end == '\0' && v > 0 && v <= 24ul * 3600 * 1000)
             default_timeout_ms = (unsigned)v;
     }
+    forksafe__registry_init();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+#ifdef FORKSAFE_SHARED
+    STORE(capturing, 1);
+#endif
 }
 
 /* ------------------------------------------------------------ wrapper */
@@ -312,13 +651,14 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
         if (opts->timeout_ms)
             timeout_ms = opts->timeout_ms;
     }
-    if (tls.in_fork) {
+    if (forksafe__in_fork()) {
         forksafe__set_error("forksafe_fork: called from a forksafe callback "
                             "on the forking thread");
         errno = EDEADLK;
         return -1;
     }
-    last_error[0] = '\0';
+    if (last_error[0])
+        last_error[0] = '\0';
     if (flags & FORKSAFE_FORK_NO_THREADS) {
         int n = forksafe_thread_count();
         if (n != 1) {
@@ -330,6 +670,7 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
         }
     }
 
+    struct forksafe_fork_page *fp = forksafe__fp;
     struct timespec deadline;
     forksafe__deadline(&deadline, timeout_ms);
     int r = forksafe__registry_lock_until(&deadline);
@@ -340,25 +681,32 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
         errno = r;
         return -1;
     }
-    tls.in_fork = 1;
+    STORE(fp->owner, pthread_self());
     r = prepare_all(&deadline, timeout_ms, 1);
+    if (r == FS_NO_LOCK) {
+        forksafe__set_error("forksafe_fork: timed out after %u ms: another "
+                            "thread's fork went first and held the registry",
+                            timeout_ms);
+        errno = ETIMEDOUT;
+        return -1;
+    }
     if (r) {
-        tls.in_fork = 0;
+        STORE(fp->owner, 0);
         forksafe__registry_unlock();
         errno = r;
         return -1;
     }
 
-    tls.by_wrapper = 1;
-    tls.parent_done = 0;
+    fp->by_wrapper = 1;
+    unsigned long seq = fp->seq;
     pid_t pid = fork();
     int saved = errno;
     if (pid == 0)
         return 0; /* atfork_child restored everything */
-    tls.by_wrapper = 0;
-    if (!tls.parent_done) {
+    if (fp->seq == seq) {
         /* fork() returned without running the handlers (an interposed or
-           failing fork): release here, exactly as the parent handler would. */
+           failing fork): release here, exactly as the parent handler would.
+           Had it run, it would have counted the fork (fp->seq). */
         finish_parent();
     }
     if (pid < 0) {
@@ -369,12 +717,17 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
     return pid;
 }
 
-/* For the report: how many plain fork() calls had an entry fail, and the
-   text of the last failure. Caller holds the registry lock. */
+/* For the report: how many plain fork() calls had an entry fail or could
+   not have the registry, and the text of the last entry failure. Caller
+   holds the registry lock. */
 unsigned long forksafe__plain_failures(const char **text)
 {
+    unsigned long locks = LOAD(no_lock_forks);
     *text = plain_failure_text;
-    return plain_failures;
+    if (locks != no_lock_forks_at_text) /* the latest was one of those */
+        *text = "timed out waiting for another thread's fork; no entry was "
+                "prepared";
+    return plain_failures + locks;
 }
 
 #ifdef FORKSAFE_DEBUG

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,6 +55,47 @@ int forksafe_thread_count(void)
     }
     long v = strtol(p, NULL, 10);
     return v > 0 ? (int)v : -EIO;
+}
+
+/* /proc/self/maps, one line per mapping: "start-end perms offset dev
+   inode path" (proc(5)); perms[3] is 's' for a shared mapping. Read in
+   blocks into a fixed buffer: nothing is allocated. */
+int forksafe__in_shared_mapping(const void *addr)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    uintptr_t a = (uintptr_t)addr;
+    char buf[4096];
+    size_t have = 0;
+    int found = -1;
+    while (found < 0) {
+        ssize_t r = read(fd, buf + have, sizeof buf - 1 - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        while (found < 0 && (nl = strchr(line, '\n')) != NULL) {
+            *nl = '\0';
+            char *end;
+            unsigned long lo = strtoul(line, &end, 16);
+            if (*end == '-') {
+                unsigned long hi = strtoul(end + 1, &end, 16);
+                if (a >= lo && a < hi && *end == ' ' && strlen(end) > 4)
+                    found = end[4] == 's';
+            }
+            line = nl + 1;
+        }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+        if (have == sizeof buf - 1)
+            have = 0; /* a line longer than the buffer: skip it */
+    }
+    close(fd);
+    return found > 0;
 }
 
 void forksafe__thread_name(pid_t tid, char *buf, size_t len)
