@@ -289,6 +289,32 @@ static int wait_sliced(size_t x, unsigned char *st,
     }
 }
 
+/* Wait for the busy lock in slot x for at most HOLD_NS (or until deadline,
+   if sooner) while the rank's locks taken so far stay held. Most busy locks
+   are merely in use, not part of a cycle: releasing the rank at once and
+   starting again lets the threads that were kept out run back into the
+   library, and under steady use the whole set is rarely free at one
+   instant (6 threads using SQLite: 2 to 9 of 1,000 forksafe_forks refused
+   at 300 ms, against 0 when held locks stayed held). A real cycle costs
+   HOLD_NS before the rank is released. 0 (taken) or ETIMEDOUT. */
+#define HOLD_NS 2000000l
+static int wait_holding(size_t x, unsigned char *st,
+                        const struct timespec *deadline)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += HOLD_NS;
+    if (until.tv_nsec >= 1000000000l) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000l;
+    }
+    if (until.tv_sec > deadline->tv_sec ||
+        (until.tv_sec == deadline->tv_sec && until.tv_nsec > deadline->tv_nsec))
+        until = *deadline;
+    int r = forksafe__kinds[slot_kind(x)].wait(cur.snap.key[x], st, &until);
+    return r == 0 ? 0 : ETIMEDOUT;
+}
+
 /* Release the locks of visited slots [a, i) taken in this pass (their
    exceptions start at exc0), and the pinned one if it is not among them. */
 static void release_partial(size_t a, size_t i, size_t exc0, size_t pinned)
@@ -325,6 +351,8 @@ restart:
         const struct forksafe_kind_ops *ko = &forksafe__kinds[slot_kind(i)];
         unsigned char st = cur.dflt;
         int r = ko->try_take(cur.snap.key[i], NULL, &st, deadline, 1, self);
+        if (r == EBUSY && !expired && wait_holding(i, &st, deadline) == 0)
+            r = 0;
         if (r == EBUSY && !expired) {
             /* Release what this rank holds, then wait for this one. */
             release_partial(a, i, exc0, pinned);
