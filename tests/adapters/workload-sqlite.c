@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 static char s_path[128];
+/* Microseconds each thread pauses between requests: 2,000 by default,
+   500 with --mode busy (six threads that keep two cores saturated). */
+static long s_pause_us = 2000;
 
 /* Retry every 200 us for up to 5 s. SQLite's default busy handler
    sleeps up to 100 ms at a time, holding the connection mutex; a writer
@@ -68,7 +71,7 @@ static void *worker(void *arg)
         /* A pause between requests, as servers have: six writers that
            never pause keep one another (and the children) waiting in
            SQLite's busy handler, holding the connection mutex. */
-        struct timespec pause = {0, 500 * 1000};
+        struct timespec pause = {0, s_pause_us * 1000L};
         nanosleep(&pause, NULL);
         if (n % 4 == 0 &&
             run(db, "BEGIN IMMEDIATE;"
@@ -122,6 +125,8 @@ int main(int argc, char **argv)
              (int)getpid());
     sqlite3 *db = open_db();
     int wal = strcmp(o.mode, "rollback") != 0;
+    if (strcmp(o.mode, "busy") == 0)
+        s_pause_us = 500;
     if (db == NULL || (wal && run(db, "PRAGMA journal_mode=WAL")) ||
         run(db, "PRAGMA synchronous=NORMAL;"
                 "CREATE TABLE t(id INTEGER PRIMARY KEY, a, b)"))
