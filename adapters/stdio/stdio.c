@@ -17,14 +17,23 @@
 #include "../common/adapter.h"
 
 #include <errno.h>
-#include <sys/single_threaded.h>
 
 #ifdef __GLIBC__
+#include <sys/single_threaded.h>
 /* Exported by glibc since 2.2.5 (libio/genops.c) and taken by its own
    fork(); weak so that the adapter still links where they are absent. The
    lock is recursive, which is what lets fork() take it again after us. */
 extern void _IO_list_lock(void) __attribute__((weak));
 extern void _IO_list_unlock(void) __attribute__((weak));
+/* glibc resets every stream lock in the child of a multi-threaded fork. */
+#define SINGLE_THREADED()   __libc_single_threaded
+#define CHILD_UNLOCKS_FILES 0
+#else
+/* Elsewhere (musl) nothing says the process has one thread, and the child
+   keeps stream locks as they were, recording the parent thread's TID:
+   the child releases them itself (musl's funlockfile checks no owner). */
+#define SINGLE_THREADED()   0
+#define CHILD_UNLOCKS_FILES 1
 #endif
 
 static struct forksafe__list s_streams = FORKSAFE__LIST_INIT(FILE *, FILE *);
@@ -83,7 +92,7 @@ static int stdio_prepare(const struct timespec *deadline)
        not reset stream locks in the child of a single-threaded process
        (posix/fork.c resets them only when the parent had threads), so
        locking here would leave them held in the child. */
-    if (__libc_single_threaded) {
+    if (SINGLE_THREADED()) {
         fflush(NULL);
         return 0;
     }
@@ -93,12 +102,11 @@ static int stdio_prepare(const struct timespec *deadline)
         s_list_locked = true;
     }
 #endif
-    if (!s_list_locked) {
-        /* Without the list lock, fflush(NULL) must not run while we hold
-           stream locks (it takes the list first): flush before, and flush
-           each stream again once it is locked. */
-        fflush(NULL);
-    }
+    /* Without the list lock (musl), fflush(NULL) must not run while we
+       hold stream locks (it takes the list first), and before them it
+       would wait without a deadline for any stream another thread holds:
+       only the streams locked below are flushed, each once it is locked
+       (docs/adapters/stdio.md). */
     s_locked[0] = stdout;
     s_locked[1] = stderr;
     size_t total = 2 + s_streams.n;
@@ -132,6 +140,8 @@ static void stdio_child(void)
 {
     /* glibc reset the stream locks and the list lock already (see the
        header); the helper re-creates the adapter's own list lock. */
+    if (CHILD_UNLOCKS_FILES)
+        release(s_n_locked);
     s_n_locked = 0;
     s_list_locked = false;
 }

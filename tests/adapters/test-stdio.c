@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/single_threaded.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -237,6 +236,13 @@ static void test_stdio_lines_torn_without(void **state)
 {
     (void)state;
     struct output out;
+#ifndef __GLIBC__
+    /* musl does not reset stream locks in the child: without the adapter
+       a child forked while the printer holds the stream hangs on it. */
+    assert_int_equal(run_scenario(lines_scenario, WITHOUT, &out), 6);
+    free(out.buf);
+    return;
+#endif
     assert_int_equal(run_scenario(lines_scenario, WITHOUT, &out), 0);
     size_t cap = out.len;
     unsigned char *seen = calloc(cap + 1, 1);
@@ -279,7 +285,7 @@ static int locks_scenario(int m, int fd)
     bool threaded = m == WITH;
     if (threaded)
         fs_idle_start();
-    else if (!__libc_single_threaded)
+    else if (forksafe_thread_count() != 1)
         FAIL(7); /* the premise of the single-threaded case */
     if (forksafe_stdio_install() != 0)
         FAIL(3);
