@@ -19,10 +19,21 @@
  *  - Bad input changes nothing: EINVAL (NULL key or name, unknown flags,
  *    non-zero reserved fields), EEXIST (key already registered), ENOENT
  *    (unknown key), ENOMEM (out of memory; the registry is unchanged).
+ *  - One registry per process: when several copies of the library are
+ *    loaded (a program linked with libforksafe.a, a plugin with
+ *    libforksafe.so), the later ones forward every call to the first, and
+ *    the report says so. A copy whose internal interface differs from the
+ *    first's refuses every registration with ENOTSUP and says why in
+ *    forksafe_last_error() and its report, rather than keep a second
+ *    registry (docs/semantics.md, "Several copies").
  *
  * The library installs exactly one pthread_atfork() triple from a
  * constructor, so a plain fork() made by any code in the process runs the
- * coordinated handlers too. See docs/semantics.md for the full contract.
+ * coordinated handlers too. Raw pthread_atfork() handlers that other objects
+ * register after that constructor are captured and run by forksafe, before
+ * every entry (the process's allocator's after every entry), so that fork()
+ * and forksafe_fork() see one order; this needs the shared library loaded
+ * at start. See docs/semantics.md for the full contract.
  */
 #ifndef FORKSAFE_H
 #define FORKSAFE_H
@@ -49,11 +60,23 @@ extern "C" {
 /* ------------------------------------------------------------------------
  * Ranks
  *
- * Prepare visits entries in ascending (rank, registration order); the parent
- * and child handlers visit them in exactly the reverse order. A lower rank
- * is an outer lock: if code ever takes B while holding A, then
- * rank(A) < rank(B). Use a band and an offset inside it:
- * FORKSAFE_RANK_LIBRARY + 10.
+ * Prepare visits ranks in ascending order; the parent and child handlers
+ * visit the entries in exactly the reverse order. A lower rank is an outer
+ * lock: if code ever takes B while holding A, then rank(A) < rank(B). Use a
+ * band and an offset inside it: FORKSAFE_RANK_LIBRARY + 10.
+ *
+ * The locks that share a rank are acquired as a set that assumes no order
+ * among them, so a library whose internal nesting is unknown puts all its
+ * locks at one rank. Prepare tries each; a busy one is waited for while the
+ * rank's locks taken so far stay held, as long as its holder can be seen
+ * to run or sleep (Linux: /proc/self/task/TID/syscall); when the holder
+ * waits for one of the held locks (the set taken in another order), or
+ * does something else for more than a few milliseconds (2, doubling each
+ * time in one fork, up to 32), the rank's locks are released, the busy one
+ * is waited for alone and the rank starts again holding it (std::lock
+ * style). So neither a cycle nor steady use of the set can stall a fork
+ * past its deadline. Then the rank's callback sets run, in registration
+ * order, with its locks held.
  * ------------------------------------------------------------------------ */
 #define FORKSAFE_RANK_APP 1000u     /* application locks (outermost band) */
 #define FORKSAFE_RANK_LIBRARY 2000u /* third-party library locks */
@@ -64,13 +87,26 @@ extern "C" {
  *
  * An entry is one registered lock or callback set. The key is the lock's
  * address, or the ctx pointer of a callback set; the name is copied and
- * shown in diagnostics and reports. The shared object that called the
- * register function owns the entry (for callback sets: the object holding
- * the callbacks); its entries disappear when it is unloaded with dlclose().
+ * shown in diagnostics and reports. An entry disappears when either of two
+ * objects is unloaded with dlclose(): the one that registered it (for a
+ * callback set: the one holding its callbacks), which reports name as its
+ * owner, and the one whose memory holds the key (a static lock, or a ctx in
+ * an object's data). The second is found from the key's address, so it
+ * holds even when a compiler turns the registration into a tail call
+ * (gcc -O2), which makes forksafe see the caller's caller; a lock in heap
+ * memory has only the first, so unregister it before freeing it.
  *
  * Locks must be initialised before they are registered, must not be
  * destroyed or re-initialised while registered, and must live in memory
  * that stays mapped until they are unregistered.
+ *
+ * A process-shared lock (PTHREAD_PROCESS_SHARED, or any spinlock, which
+ * does not record it) in a MAP_SHARED mapping is one lock in the parent and
+ * the child after fork(), not a copy: forksafe leaves it alone at every
+ * fork (checked once, at registration, from /proc/self/maps). The child
+ * then sees it as the parent does; a hold of the forking thread stays the
+ * parent's. A process-shared lock in private memory is copied, and handled
+ * like any other.
  *
  * Calling any registration function from a forksafe callback on the forking
  * thread fails with EDEADLK. From another thread during a fork, it waits
@@ -174,7 +210,8 @@ struct forksafe_fork_opts {
 /* Like fork(), but bounded and diagnosable. Runs the coordinated prepare
    with a deadline; if it cannot finish, nothing the framework took stays
    held, no child is created, and -1 is returned with errno:
-     ETIMEDOUT  a registered lock or callback did not yield in time;
+     ETIMEDOUT  a registered lock or callback did not yield in time, or
+                other threads' forks held the registry that long;
      EDEADLK    a registered lock is held by the calling thread in a way the
                 platform cannot preserve, or the call was made from a
                 forksafe callback;
@@ -186,11 +223,20 @@ struct forksafe_fork_opts {
      any errno  returned by a prepare callback, or set by fork() itself.
    forksafe_last_error() then names the entry, its rank and, where the
    platform can tell, the holder thread (TID and name). opts may be NULL.
-   Forks from several threads are serialised. */
+   Forks from several threads are serialised; a fork that waits for a lock
+   whose holder is itself waiting to fork (or to register) lets that fork
+   go first and starts again, within its deadline. A plain fork() runs the
+   same prepare with the default timeout, counted from its start (a wait
+   for another thread's fork included); what does not yield by then is
+   skipped and recorded for forksafe_audit_write(). */
 FORKSAFE_API pid_t forksafe_fork(const struct forksafe_fork_opts *opts);
 
-/* A description of the calling thread's last forksafe failure, or "" if
-   there was none. Thread-local; valid until the thread's next call. */
+/* A description of the calling thread's last failed forksafe_fork() or
+   registry call (register, unregister, lookup, register_adapter: EINVAL,
+   EEXIST naming the entry that holds the key, ENOENT, ENOMEM, EDEADLK), or
+   "" if there was none. A successful call does not clear it;
+   forksafe_fork() clears it when it starts. Thread-local; valid until the
+   thread's next forksafe call. */
 FORKSAFE_API const char *forksafe_last_error(void);
 
 /* ------------------------------------------------------------------------

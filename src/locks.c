@@ -35,7 +35,10 @@ static int alone_answer = -1;
 
 void forksafe__kinds_reset(void)
 {
-    alone_answer = -1;
+    /* Written only when it changed: a store to this page on every fork
+       would cost the parent a write-protect fault per fork. */
+    if (alone_answer != -1)
+        alone_answer = -1;
 }
 
 static int alone(void)
@@ -47,9 +50,9 @@ static int alone(void)
 
 /* ------------------------------------------------------------ mutex */
 
-static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
-                         unsigned char *st, const struct timespec *deadline,
-                         int mt, pid_t self)
+static int mutex_try(const void *key, const struct forksafe_entry *e UNUSED,
+                     unsigned char *st, const struct timespec *deadline UNUSED,
+                     int mt, pid_t self)
 {
     const struct forksafe_platform *P = forksafe__platform();
     pthread_mutex_t *m = (pthread_mutex_t *)key;
@@ -67,13 +70,26 @@ static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
         *st = FS_ST_IDLE; /* a dead thread's lock: keep it as it is */
         return 0;
     }
-    if (r == EBUSY)
-        r = P->mutex_lock_until(m, deadline);
     if (r == EOWNERDEAD) {
         /* The holder died. We now own it; marking it consistent is the only
            way to release it without making it unusable for everyone
            (ENOTRECOVERABLE). Documented in docs/semantics.md. */
         pthread_mutex_consistent(m);
+        r = 0;
+    }
+    if (r)
+        return r;
+    *st = FS_ST_TAKEN;
+    return 0;
+}
+
+static int mutex_wait(const void *key, unsigned char *st,
+                      const struct timespec *until)
+{
+    pthread_mutex_t *m = (pthread_mutex_t *)key;
+    int r = forksafe__platform()->mutex_lock_until(m, until);
+    if (r == EOWNERDEAD) {
+        pthread_mutex_consistent(m); /* as in mutex_try */
         r = 0;
     }
     if (r)
@@ -136,10 +152,9 @@ static int mutex_single(const void *key)
 
 /* ------------------------------------------------------------ rwlock */
 
-static int rwlock_prepare(const void *key,
-                          const struct forksafe_entry *e UNUSED,
-                          unsigned char *st, const struct timespec *deadline,
-                          int mt, pid_t self)
+static int rwlock_try(const void *key, const struct forksafe_entry *e UNUSED,
+                      unsigned char *st, const struct timespec *deadline UNUSED,
+                      int mt, pid_t self)
 {
     const struct forksafe_platform *P = forksafe__platform();
     pthread_rwlock_t *l = (pthread_rwlock_t *)key;
@@ -158,8 +173,17 @@ static int rwlock_prepare(const void *key,
         *st = FS_ST_IDLE;
         return 0;
     }
-    if (r == EBUSY)
-        r = P->rwlock_wrlock_until(l, deadline);
+    if (r)
+        return r;
+    *st = FS_ST_TAKEN;
+    return 0;
+}
+
+static int rwlock_wait(const void *key, unsigned char *st,
+                       const struct timespec *until)
+{
+    int r = forksafe__platform()->rwlock_wrlock_until((pthread_rwlock_t *)key,
+                                                      until);
     if (r)
         return r;
     *st = FS_ST_TAKEN;
@@ -212,9 +236,9 @@ static int always(const void *key)
 
 /* ------------------------------------------------------------ spinlock */
 
-static int spin_prepare(const void *key, const struct forksafe_entry *e UNUSED,
-                        unsigned char *st, const struct timespec *deadline,
-                        int mt, pid_t self)
+static int spin_try(const void *key, const struct forksafe_entry *e UNUSED,
+                    unsigned char *st, const struct timespec *deadline UNUSED,
+                    int mt, pid_t self)
 {
     (void)self;
     pthread_spinlock_t *l = (pthread_spinlock_t *)key;
@@ -222,26 +246,37 @@ static int spin_prepare(const void *key, const struct forksafe_entry *e UNUSED,
         *st = FS_ST_IDLE;
         return 0;
     }
+    /* Spinlock holders are expected to be brief: spin a little first. */
+    for (unsigned i = 0; i < 64; i++) {
+        if (pthread_spin_trylock(l) == 0) {
+            *st = FS_ST_TAKEN;
+            return 0;
+        }
+    }
+    if (alone()) {
+        *st = FS_ST_IDLE;
+        return 0;
+    }
+    return EBUSY;
+}
+
+static int spin_wait(const void *key, unsigned char *st,
+                     const struct timespec *until)
+{
+    pthread_spinlock_t *l = (pthread_spinlock_t *)key;
     for (unsigned i = 0;; i++) {
         if (pthread_spin_trylock(l) == 0) {
             *st = FS_ST_TAKEN;
             return 0;
         }
-        if (i == 64 && alone()) {
-            *st = FS_ST_IDLE;
-            return 0;
-        }
-        if (i >= 64) {
-            if (deadline && forksafe__expired(deadline))
-                return ETIMEDOUT;
-            /* Spinlock holders are expected to be brief; back off so the
-               holder can run on this 2-core-class machine. */
-            if (i < 1000) {
-                sched_yield();
-            } else {
-                struct timespec d = {0, 50 * 1000};
-                nanosleep(&d, NULL);
-            }
+        if (forksafe__expired(until))
+            return ETIMEDOUT;
+        /* Back off so the holder can run on this 2-core-class machine. */
+        if (i < 1000) {
+            sched_yield();
+        } else {
+            struct timespec d = {0, 50 * 1000};
+            nanosleep(&d, NULL);
         }
     }
 }
@@ -280,9 +315,9 @@ static const char *spin_detail(const void *key)
 
 /* ------------------------------------------------------------ callbacks */
 
-static int ops_prepare(const void *key, const struct forksafe_entry *e,
-                       unsigned char *st, const struct timespec *deadline,
-                       int mt, pid_t self)
+static int ops_try(const void *key, const struct forksafe_entry *e,
+                   unsigned char *st, const struct timespec *deadline, int mt,
+                   pid_t self)
 {
     (void)mt;
     (void)self;
@@ -324,13 +359,46 @@ static const char *ops_detail(const void *key)
     return "callbacks";
 }
 
+unsigned char forksafe__lock_slot_kind(enum forksafe_kind kind, const void *key)
+{
+    if (kind != FS_KIND_MUTEX)
+        return (unsigned char)kind;
+    unsigned k = forksafe__platform()->mutex_kind((const pthread_mutex_t *)key);
+    unsigned type = k & FS_MX_TYPE_MASK;
+    if (k & (FS_MX_UNKNOWN | FS_MX_ROBUST | FS_MX_PI | FS_MX_PP))
+        return FS_KIND_MUTEX;
+    /* A recursive mutex's trylock succeeds for its holder: the full way. */
+    return type == FS_MX_RECURSIVE ? FS_KIND_MUTEX : FS_SLOT_MUTEX_FAST;
+}
+
+/* ------------------------------------------------------------ pshared */
+
+int forksafe__lock_pshared(enum forksafe_kind kind, const void *key)
+{
+    const struct forksafe_platform *P = forksafe__platform();
+    switch (kind) {
+    case FS_KIND_MUTEX: {
+        unsigned k = P->mutex_kind((const pthread_mutex_t *)key);
+        return (k & FS_MX_UNKNOWN) || (k & FS_MX_PSHARED);
+    }
+    case FS_KIND_RWLOCK: {
+        unsigned k = P->rwlock_kind((const pthread_rwlock_t *)key);
+        return (k & FS_RW_UNKNOWN) || (k & FS_RW_PSHARED);
+    }
+    case FS_KIND_SPINLOCK:
+        return 1; /* a spinlock does not record pshared (glibc, musl) */
+    default:
+        return 0;
+    }
+}
+
 const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT] = {
-    [FS_KIND_MUTEX] = {"mutex", mutex_prepare, mutex_parent, mutex_child,
-                       mutex_holder, mutex_detail, mutex_single},
-    [FS_KIND_RWLOCK] = {"rwlock", rwlock_prepare, rwlock_parent, rwlock_child,
-                        rwlock_holder, rwlock_detail, always},
-    [FS_KIND_SPINLOCK] = {"spinlock", spin_prepare, spin_parent, spin_child,
-                          spin_holder, spin_detail, never},
-    [FS_KIND_OPS] = {"ops", ops_prepare, ops_parent, ops_child, ops_holder,
+    [FS_KIND_MUTEX] = {"mutex", mutex_try, mutex_wait, mutex_parent,
+                       mutex_child, mutex_holder, mutex_detail, mutex_single},
+    [FS_KIND_RWLOCK] = {"rwlock", rwlock_try, rwlock_wait, rwlock_parent,
+                        rwlock_child, rwlock_holder, rwlock_detail, always},
+    [FS_KIND_SPINLOCK] = {"spinlock", spin_try, spin_wait, spin_parent,
+                          spin_child, spin_holder, spin_detail, never},
+    [FS_KIND_OPS] = {"ops", ops_try, NULL, ops_parent, ops_child, ops_holder,
                      ops_detail, always},
 };

@@ -186,13 +186,17 @@ static void build_text(struct buf *b)
         put(b, " %s", a);
     const char *text;
     unsigned long fails = forksafe__plain_failures(&text);
-    put(b, "%s\nplain fork() prepare failures: %lu%s%s\nthreads:\n",
+    put(b, "%s\nplain fork() prepare failures: %lu%s%s\n",
         forksafe__adapter_name(0) ? "" : " none", fails,
         fails ? "; last: " : "", fails ? text : "");
+    if (*forksafe__peer_text()) /* several copies of libforksafe */
+        put(b, "%s\n", forksafe__peer_text());
+    put(b, "threads:\n");
 }
 
 int forksafe_audit_write(int fd, unsigned flags)
 {
+    FORKSAFE_FORWARD(audit_write(fd, flags));
     if (flags & ~FORKSAFE_AUDIT_JSON)
         return EINVAL;
     if (fd < 0 || fcntl(fd, F_GETFL) < 0)

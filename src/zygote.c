@@ -115,7 +115,8 @@ static pthread_mutex_t zrt = PTHREAD_MUTEX_INITIALIZER;
 /* Server state: only ever touched in the server process. The receive
    buffer is one byte larger than the largest valid request, so an
    oversized one shows up as MSG_TRUNC. */
-static _Alignas(16) unsigned char srv_buf[FORKSAFE__ZYGOTE_REQ_MAX + 1];
+#define SRV_BUF_LEN (FORKSAFE__ZYGOTE_REQ_MAX + 1)
+static unsigned char *srv_buf; /* SRV_BUF_LEN bytes, in the server only */
 static union {
     struct cmsghdr align;
     char buf[CMSG_SPACE(sizeof(int) * FORKSAFE_ZYGOTE_FDS_MAX) +
@@ -294,7 +295,7 @@ static int send_reply(int sock, const struct forksafe__zygote_reply *rep,
    on, or 1 when the channel is closed and the server should exit. */
 static int serve_one(int sock, pid_t parent)
 {
-    struct iovec iov = {srv_buf, sizeof srv_buf};
+    struct iovec iov = {srv_buf, SRV_BUF_LEN};
     struct msghdr mh;
     memset(&mh, 0, sizeof mh);
     mh.msg_iov = &iov;
@@ -414,6 +415,12 @@ static _Noreturn void server_main(int sock, pid_t parent)
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &srv_worker_mask);
+    /* The request buffer exists only here: static, it would add a mapping
+       to every program that links libforksafe, and each mapping costs
+       every fork() (docs/semantics.md, "Cost"). */
+    srv_buf = malloc(SRV_BUF_LEN);
+    if (!srv_buf)
+        _exit(1);
     struct ucred pc;
     socklen_t pl = sizeof pc;
     if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &pc, &pl) != 0 ||

@@ -6,8 +6,11 @@
  */
 #include "common.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+
+static char test_dir[PATH_MAX - 64];
 
 static void test_only_public_symbols(void **state)
 {
@@ -25,13 +28,40 @@ static void test_only_public_symbols(void **state)
             public++;
             continue;
         }
-        if (strcmp(name, "__cxa_finalize") == 0)
+        if (strcmp(name, "__cxa_finalize") == 0 ||
+            strcmp(name, "__register_atfork") == 0)
             continue;
         fail_msg("unexpected exported symbol: %s", name);
     }
     assert_int_equal(pclose(p), 0);
     assert_true(public >= 12); /* the core API at least */
     assert_true(n > 0);
+}
+
+/* A program that links the static archive, even with -rdynamic, exports
+   none of the library's interposers: __cxa_finalize would otherwise catch
+   every object's unload in the program (issue 10, item 7). */
+static void test_static_archive_exports_no_interposer(void **state)
+{
+    (void)state;
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof cmd, "nm -D --defined-only %s/fs-static-prog",
+             test_dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[512];
+    int bad = 0, n = 0;
+    while (fgets(line, sizeof line, p)) {
+        n++;
+        if (strstr(line, "__cxa_finalize") ||
+            strstr(line, "__register_atfork")) {
+            print_error("exported: %s", line);
+            bad++;
+        }
+    }
+    assert_int_equal(pclose(p), 0);
+    assert_true(n > 0); /* -rdynamic did export the program's symbols */
+    assert_int_equal(bad, 0);
 }
 
 static void test_soname(void **state)
@@ -47,11 +77,19 @@ static void test_soname(void **state)
     assert_true(found);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
     fs_watchdog(60);
+    snprintf(test_dir, sizeof test_dir, "%s", argv[0]);
+    char *slash = strrchr(test_dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(test_dir, sizeof test_dir, ".");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_only_public_symbols),
+        cmocka_unit_test(test_static_archive_exports_no_interposer),
         cmocka_unit_test(test_soname),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -33,6 +33,7 @@
 #define MK_PI               0x20 /* PTHREAD_MUTEX_PRIO_INHERIT_NP */
 #define MK_PP               0x40 /* PTHREAD_MUTEX_PRIO_PROTECT_NP */
 #define MK_PSHARED          0x80 /* PTHREAD_MUTEX_PSHARED_BIT */
+#define MK_ELISION          256  /* PTHREAD_MUTEX_ELISION_NP */
 #define MK_REBUILD          (MK_ROBUST | MK_PI | MK_PP)
 #define MUTEX_CEILING_SHIFT 19 /* PTHREAD_MUTEX_PRIO_CEILING_SHIFT */
 #define RW_READER_SHIFT     3  /* PTHREAD_RWLOCK_READER_SHIFT */
@@ -125,15 +126,29 @@ static void mutex_rebuild(pthread_mutex_t *m, int held)
 
 static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
 {
-    if (m->__data.__kind & MK_REBUILD) {
+    int kind = m->__data.__kind;
+    if (kind & MK_REBUILD) {
         mutex_rebuild(m, held);
         return;
     }
     /* glibc checks __owner against the caller's TID for errorcheck and
        recursive mutexes; the child's TID is new (CLONE_CHILD_SETTID). */
-    m->__data.__owner = self;
-    if (!held)
-        pthread_mutex_unlock(m);
+    if (held || (kind & MK_ELISION)) {
+        m->__data.__owner = self;
+        if (!held)
+            pthread_mutex_unlock(m);
+        return;
+    }
+    /* Prepare took it, once, and the child's thread is the only one: leave
+       what pthread_mutex_unlock() leaves (no owner, one user less, count
+       0, lock word 0) with plain stores. Unlock would do one atomic
+       exchange per mutex, and a futex wake for each that had waiters in
+       the parent, which has none here: at 16,384 mutexes that was most of
+       the child's side of a fork (bench/bench-adopt.c). */
+    m->__data.__owner = 0;
+    m->__data.__count = 0;
+    m->__data.__nusers--;
+    m->__data.__lock = 0;
 }
 
 /* ------------------------------------------------------------ rwlock */
