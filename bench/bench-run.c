@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench-run.c: what forksafe-run fixes and what it costs an unmodified
+ * program. Each workload runs in a fresh process with and without
+ * libforksafe-run.so preloaded, in interleaved rounds:
+ *
+ *   hang:   tests/run/target-hang (4 threads take 8 mutexes at random
+ *           while main forks 200 times; each child takes every mutex and
+ *           calls malloc under a 400 ms watchdog), normal, errorcheck and
+ *           recursive mutexes, with and without the forking thread holding
+ *           one: children hung without and under it      (goal: ~95%, 0),
+ *           and children that found the forking thread's mutex not held
+ *           with its type and depth ("wrong"; a recursive mutex the forker
+ *           held cannot be unlocked in a plain child: EPERM)
+ *   sqlite: python3, a thread using sqlite3 while multiprocessing forks
+ *           12 workers: workers hung without and under it  (goal: >0, 0)
+ *   mutex:  lock+unlock pairs from 4 threads, own mutex each   <= 1.3x
+ *   fork:   fork + _exit + waitpid, 4 idle threads alive       <= 1.5x
+ *
+ * and the extra wait at a fork as forksafe-run --report gives it (median,
+ * percentiles, maximum), for the hang workload and for the idle one.
+ * Without FORKSAFE_RUN_PRELOAD (built outside scons) it says so and exits
+ * 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define THREADS    4
+#define PAIRS      2000000L
+#define FORKS      300
+#define HANG_FORKS 200
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ workloads */
+
+static pthread_barrier_t start;
+
+static void *pairs(void *arg)
+{
+    pthread_mutex_t *m = arg;
+    pthread_barrier_wait(&start);
+    for (long i = 0; i < PAIRS; i++) {
+        pthread_mutex_lock(m);
+        pthread_mutex_unlock(m);
+    }
+    return NULL;
+}
+
+/* ns per lock+unlock pair, as seen by each thread (wall time / pairs). */
+static double run_mutex(void)
+{
+    static pthread_mutex_t locks[THREADS];
+    pthread_t t[THREADS];
+    pthread_barrier_init(&start, NULL, THREADS + 1);
+    for (int i = 0; i < THREADS; i++) {
+        pthread_mutex_init(&locks[i], NULL);
+        pthread_create(&t[i], NULL, pairs, &locks[i]);
+    }
+    pthread_barrier_wait(&start);
+    double t0 = now_ns();
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    return (now_ns() - t0) / (double)PAIRS;
+}
+
+static int idle_pipe[2];
+
+static void *idle(void *arg)
+{
+    char c;
+    (void)arg;
+    while (read(idle_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+/* µs per fork + _exit + waitpid, THREADS idle threads alive. */
+static double run_fork(void)
+{
+    pthread_t t[THREADS];
+    if (pipe(idle_pipe) != 0)
+        exit(3);
+    for (int i = 0; i < THREADS; i++)
+        if (pthread_create(&t[i], NULL, idle, NULL) != 0)
+            exit(3);
+    double t0 = now_ns();
+    for (int i = 0; i < FORKS; i++) {
+        pid_t p = fork();
+        if (p == 0)
+            _exit(0);
+        int st;
+        if (p < 0 || waitpid(p, &st, 0) != p || st != 0)
+            exit(4);
+    }
+    double us = (now_ns() - t0) / 1e3 / FORKS;
+    char x[THREADS] = {0};
+    if (write(idle_pipe[1], x, sizeof x) != (ssize_t)sizeof x)
+        exit(5);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    return us;
+}
+
+/* ------------------------------------------------------------ driver */
+
+/* Run argv in a fresh process, with LD_PRELOAD=preload (or none); returns
+   its standard output's last line in out (size n). Exits on failure. */
+static void run_capture(char *const argv[], const char *preload, char *out,
+                        size_t n)
+{
+    int fd[2];
+    if (pipe(fd) != 0)
+        exit(7);
+    pid_t p = fork();
+    if (p == 0) {
+        dup2(fd[1], 1);
+        close_range(3, ~0U, 0);
+        unsetenv("LD_PRELOAD");
+        unsetenv("FORKSAFE_RUN_TIMEOUT_MS");
+        if (preload)
+            setenv("LD_PRELOAD", preload, 1);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    char buf[4096] = {0};
+    size_t len = 0;
+    ssize_t got;
+    while ((got = read(fd[0], buf + len, sizeof buf - 1 - len)) > 0 ||
+           (got < 0 && errno == EINTR))
+        if (got > 0 && (len += (size_t)got) >= sizeof buf - 1)
+            len = 0; /* keep reading; only the tail matters */
+    buf[len] = '\0';
+    close(fd[0]);
+    int st;
+    waitpid(p, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || len == 0) {
+        fprintf(stderr, "bench-run: %s failed (status 0x%x, output '%s')\n",
+                argv[0], st, buf);
+        exit(1);
+    }
+    char *last = buf;
+    for (char *c = buf; *c; c++)
+        if (*c == '\n' && c[1])
+            last = c + 1;
+    snprintf(out, n, "%s", last);
+    char *nl = strchr(out, '\n');
+    if (nl)
+        *nl = '\0';
+}
+
+static double measure(char *const argv[], const char *preload)
+{
+    char line[256];
+    run_capture(argv, preload, line, sizeof line);
+    return strtod(line, NULL);
+}
+
+/* "hung H of N, wrong W" or "sqlite: hung H of N": H (N added to *total,
+   W, children that found a lock in the wrong state, to *wrong). */
+static int hung_of(char *const argv[], const char *preload, int *total,
+                   int *wrong)
+{
+    char line[256];
+    run_capture(argv, preload, line, sizeof line);
+    char *h = strstr(line, "hung ");
+    int hung = -1, n = 0, w = 0;
+    if (!h || sscanf(h, "hung %d of %d, wrong %d", &hung, &n, &w) < 2) {
+        fprintf(stderr, "bench-run: %s printed '%s'\n", argv[0], line);
+        exit(1);
+    }
+    *total += n;
+    *wrong += w;
+    return hung;
+}
+
+/* Run argv under `cli --report FILE` and print the report's wait line. */
+static void wait_line(const char *cli, const char *what, char *const argv[])
+{
+    char report[] = "/tmp/bench-run-report-XXXXXX";
+    int fd = mkstemp(report);
+    if (fd < 0)
+        exit(8);
+    close(fd);
+    char *full[16] = {(char *)cli, "--report", report, "--"};
+    int k = 4;
+    for (int i = 0; argv[i] && k < 15; i++)
+        full[k++] = argv[i];
+    full[k] = NULL;
+    char line[256];
+    run_capture(full, NULL, line, sizeof line);
+    FILE *f = fopen(report, "r");
+    char buf[512];
+    int found = 0;
+    while (f && fgets(buf, sizeof buf, f)) {
+        char *w = strstr(buf, "wait at a fork with threads: ");
+        if (w) {
+            printf("  wait   %-46s %s", what,
+                   w + strlen("wait at a fork with threads: "));
+            found = 1;
+        }
+    }
+    if (f)
+        fclose(f);
+    unlink(report);
+    if (!found)
+        printf("  wait   %-46s (no fork with threads reported)\n", what);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--child") == 0) {
+        double v = strcmp(argv[2], "mutex") == 0 ? run_mutex() : run_fork();
+        printf("%.3f\n", v);
+        return 0;
+    }
+    const char *preload = getenv("FORKSAFE_RUN_PRELOAD");
+    const char *cli = getenv("FORKSAFE_RUN_CLI");
+    const char *hang = getenv("FORKSAFE_RUN_HANG");
+    const char *pysqlite = getenv("FORKSAFE_RUN_PYSQLITE");
+    if (!preload || !*preload || !cli || !hang) {
+        printf("bench-run: FORKSAFE_RUN_PRELOAD, FORKSAFE_RUN_CLI and "
+               "FORKSAFE_RUN_HANG are not set (run it through `scons "
+               "bench`); skipped\n");
+        return 0;
+    }
+    int rounds = bench_rounds();
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl <= 0)
+        return 1;
+    self[sl] = '\0';
+
+    /* What it fixes: children hung, without and under it. */
+    int hang_rounds = rounds < 5 ? rounds : 5;
+    printf("bench-run: children hung (goal ~95%% without, 0 under) or that "
+           "found the forker's lock wrong (goal 0 under), without / under "
+           "libforksafe-run.so, %d rounds of %d forks\n",
+           hang_rounds, HANG_FORKS);
+    static const char *types[] = {"normal", "errorcheck", "recursive"};
+    char forks[16];
+    snprintf(forks, sizeof forks, "%d", HANG_FORKS);
+    for (int holds = 0; holds < 2; holds++) {
+        for (int t = 0; t < 3; t++) {
+            char *argv_h[] = {(char *)hang, (char *)types[t],
+                              holds ? "forker-holds" : forks,
+                              holds ? forks : NULL, NULL};
+            int plain = 0, under = 0, np = 0, nu = 0, wp = 0, wu = 0;
+            for (int r = 0; r < hang_rounds; r++) {
+                plain += hung_of(argv_h, NULL, &np, &wp);
+                under += hung_of(argv_h, preload, &nu, &wu);
+            }
+            char what[64];
+            snprintf(what, sizeof what, "%s%s", types[t],
+                     holds ? ", forking thread holds one" : "");
+            printf("  hang   %-38s without %5.1f%% hung, %4d wrong  under "
+                   "%5.1f%% hung, %d wrong (of %d)\n",
+                   what, 100.0 * plain / np, wp, 100.0 * under / nu, wu, nu);
+            fflush(stdout);
+        }
+    }
+    if (pysqlite && *pysqlite && access("/usr/bin/python3", X_OK) == 0) {
+        char *argv_p[] = {"/usr/bin/python3", (char *)pysqlite, "12", NULL};
+        int np = 0, nu = 0, w = 0;
+        int plain = hung_of(argv_p, NULL, &np, &w);
+        int under = hung_of(argv_p, preload, &nu, &w);
+        printf("  sqlite %-46s without %d of %d  under %d of %d  (goal >0, "
+               "0)\n",
+               "python3 sqlite3 thread + multiprocessing fork", plain, np,
+               under, nu);
+        fflush(stdout);
+    }
+
+    /* What it costs. */
+    char *fork_argv[] = {self, "--child", "fork", NULL};
+    char *mutex_argv[] = {self, "--child", "mutex", NULL};
+    static const struct {
+        const char *name, *unit, *what;
+        double goal;
+    } w[] = {
+        {"mutex", "ns", "lock+unlock pair, 4 threads, own mutex each", 1.3},
+        {"fork", "us", "fork + _exit + waitpid, 4 idle threads alive", 1.5},
+    };
+    char *const *args[] = {mutex_argv, fork_argv};
+    printf("bench-run: %d interleaved rounds, medians; ratio = under "
+           "libforksafe-run.so / plain\n",
+           rounds);
+    for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
+        double *plain = calloc((size_t)rounds, sizeof *plain);
+        double *under = calloc((size_t)rounds, sizeof *under);
+        if (!plain || !under)
+            return 1;
+        for (int r = 0; r < rounds; r++) {
+            /* Alternate which goes first, so drift hits both equally. */
+            if (r % 2) {
+                under[r] = measure(args[k], preload);
+                plain[r] = measure(args[k], NULL);
+            } else {
+                plain[r] = measure(args[k], NULL);
+                under[r] = measure(args[k], preload);
+            }
+        }
+        double mp = bench_median(plain, rounds);
+        double mu = bench_median(under, rounds);
+        printf("  %-6s %-46s plain %8.2f %s  under %8.2f %s  ratio %.2fx "
+               "(goal <= %.1fx)\n",
+               w[k].name, w[k].what, mp, w[k].unit, mu, w[k].unit, mu / mp,
+               w[k].goal);
+        fflush(stdout);
+        free(plain);
+        free(under);
+    }
+
+    /* The extra wait at a fork, as the report gives it. */
+    printf("bench-run: the wait at a fork with threads (forksafe-run "
+           "--report)\n");
+    char *argv_busy[] = {(char *)hang, "normal", forks, NULL};
+    wait_line(cli, "target-hang normal (4 busy threads)", argv_busy);
+    wait_line(cli, "fork + waitpid, 4 idle threads", fork_argv);
+    return 0;
+}
