@@ -34,6 +34,7 @@
 
 /* ------------------------------------------------------------ held stack */
 
+#ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
 static inline void note_acquire(void *lock, int kind, void *site)
 {
     struct thread_rec *r = forksafe__self();
@@ -64,6 +65,7 @@ static inline void note_acquire(void *lock, int kind, void *site)
         *c = a;
     }
 }
+#endif
 
 /* Remove lock from this thread's held stack; 1 if it was there. */
 static inline int note_release(void *lock)
