@@ -111,6 +111,7 @@ def main():
     ap.add_argument('--keep', help='keep logs, results and reports here')
     ap.add_argument('suites', nargs='+')
     a = ap.parse_args()
+    a.cli = os.path.abspath(a.cli)
     probe = subprocess.run([PYTHON, '-c', 'import test.support'],
                            stderr=subprocess.DEVNULL)
     if probe.returncode != 0:
