@@ -97,8 +97,8 @@ def fork_summary(report):
         return 'no report'
     f = doc['forks']
     w = doc.get('wait_ns')
-    wait = ('wait median %.1f us, max %.1f ms' %
-            (w['median'] / 1e3, w['max'] / 1e6)) if w else 'no wait'
+    wait = ('wait median %.1f us, max %.1f us' %
+            (w['median'] / 1e3, w['max'] / 1e3)) if w else 'no wait'
     return ('%d processes, %d forks, %d with threads, %d timed out, %d stuck;'
             ' %s' % (doc['processes'], f['total'], f['threaded'],
                      f['timed_out'], f['stuck'], wait))
