@@ -60,9 +60,9 @@ static int slow(struct thread_rec *r, struct run_thread *rt, void *acq,
 /* The part of every acquire hook before the real call. Returns the
    thread's run state (NULL: not tracked, just call the real function) and
    in *pre 0, HANDED or ETIMEDOUT. */
-static inline struct run_thread *begin(struct thread_rec **rp, void *acq,
-                                       void *site, clockid_t clk,
-                                       const struct timespec *abstime, int *pre)
+static inline __attribute__((always_inline)) struct run_thread *
+begin(struct thread_rec **rp, void *acq, void *site, clockid_t clk,
+      const struct timespec *abstime, int *pre)
 {
     *pre = 0;
     if (UNLIKELY(forksafe__in_hook))
