@@ -15,13 +15,13 @@
  * handler; that serialises forks and makes registry changes wait.
  */
 #include "internal.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 5000u
@@ -96,6 +96,14 @@ static void describe_failure(const struct forksafe_entry *e, int err,
         forksafe__set_error("%s \"%s\" (rank %u, registered by %s): prepare "
                             "callback failed: %s",
                             k->name, e->name, e->rank, obj, strerror(err));
+        return;
+    }
+    const char *refused = forksafe__kinds_refusal();
+    if (refused) {
+        forksafe__set_error("cannot fork with %s \"%s\" (rank %u, %s, "
+                            "registered by %s): %s (%s)",
+                            k->name, e->name, e->rank, k->detail(e->key), obj,
+                            refused, strerror(err));
         return;
     }
     pid_t h = k->holder(e->key);
@@ -184,7 +192,7 @@ static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
     forksafe__registry_sweep();
     forksafe__registry_snapshot(&cur.snap);
     forksafe__kinds_reset();
-    cur.mt = !__libc_single_threaded;
+    cur.mt = forksafe__platform()->multithreaded();
     cur.n = cur.mt ? cur.snap.n : cur.snap.n_single;
     cur.n_exc = 0;
     cur.dflt = cur.mt ? FS_ST_TAKEN : FS_ST_IDLE;

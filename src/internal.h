@@ -114,6 +114,10 @@ extern const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT];
    holds the registry lock. */
 void forksafe__kinds_reset(void);
 
+/* Why the platform layer refused the lock whose prepare just failed (a
+   phrase for forksafe_last_error), or NULL (locks.c). */
+const char *forksafe__kinds_refusal(void);
+
 /* ---- registry.c ---- */
 
 /* The registry lock. Held from the start of prepare to the end of the parent

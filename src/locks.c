@@ -47,12 +47,44 @@ static int alone(void)
 
 /* ------------------------------------------------------------ mutex */
 
+/* Why the last prepare refused its lock, for forksafe_last_error(); NULL
+   if it did not. Forks are serialised, so one is enough. */
+static const char *refusal;
+
+const char *forksafe__kinds_refusal(void)
+{
+    return refusal;
+}
+
+static int vet(const struct forksafe_platform *P, pthread_mutex_t *m,
+               enum forksafe_vet how)
+{
+    if (!P->mutex_vet)
+        return 0;
+    int r = P->mutex_vet(m, how);
+    if (r)
+        refusal = P->vet_refusal ? P->vet_refusal() : NULL;
+    return r;
+}
+
+static int vet_rwlock(const struct forksafe_platform *P, pthread_rwlock_t *l,
+                      enum forksafe_vet how)
+{
+    if (!P->rwlock_vet)
+        return 0;
+    int r = P->rwlock_vet(l, how);
+    if (r)
+        refusal = P->vet_refusal ? P->vet_refusal() : NULL;
+    return r;
+}
+
 static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
                          unsigned char *st, const struct timespec *deadline,
                          int mt, pid_t self)
 {
     const struct forksafe_platform *P = forksafe__platform();
     pthread_mutex_t *m = (pthread_mutex_t *)key;
+    refusal = NULL;
     if (P->mutex_holder(m) == self) {
         *st = FS_ST_SELF;
         return 0;
@@ -64,20 +96,34 @@ static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
     }
     int r = pthread_mutex_trylock(m);
     if (r == EBUSY && alone()) {
-        *st = FS_ST_IDLE; /* a dead thread's lock: keep it as it is */
+        /* A dead thread's lock, or this thread's: keep it as it is. */
+        r = vet(P, m, FS_VET_STRAY);
+        if (r)
+            return r;
+        *st = FS_ST_IDLE;
         return 0;
     }
     if (r == EBUSY)
         r = P->mutex_lock_until(m, deadline);
+    enum forksafe_vet how = FS_VET_TAKEN;
     if (r == EOWNERDEAD) {
         /* The holder died. We now own it; marking it consistent is the only
            way to release it without making it unusable for everyone
            (ENOTRECOVERABLE). Documented in docs/semantics.md. */
         pthread_mutex_consistent(m);
         r = 0;
+        how = FS_VET_RECOVERED;
     }
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it (an errorcheck mutex), and "
+                  "this platform layer cannot hand it to the child";
     if (r)
         return r;
+    r = vet(P, m, how);
+    if (r) {
+        pthread_mutex_unlock(m);
+        return r;
+    }
     *st = FS_ST_TAKEN;
     return 0;
 }
@@ -143,6 +189,7 @@ static int rwlock_prepare(const void *key,
 {
     const struct forksafe_platform *P = forksafe__platform();
     pthread_rwlock_t *l = (pthread_rwlock_t *)key;
+    refusal = NULL;
     if (P->rwlock_holder(l) == self) {
         *st = FS_ST_SELF;
         return 0;
@@ -155,13 +202,24 @@ static int rwlock_prepare(const void *key,
     }
     int r = pthread_rwlock_trywrlock(l);
     if (r == EBUSY && alone()) {
+        r = vet_rwlock(P, l, FS_VET_STRAY);
+        if (r)
+            return r;
         *st = FS_ST_IDLE;
         return 0;
     }
     if (r == EBUSY)
         r = P->rwlock_wrlock_until(l, deadline);
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it for writing, and this "
+                  "platform layer cannot hand it to the child";
     if (r)
         return r;
+    r = vet_rwlock(P, l, FS_VET_TAKEN);
+    if (r) {
+        pthread_rwlock_unlock(l);
+        return r;
+    }
     *st = FS_ST_TAKEN;
     return 0;
 }

@@ -16,6 +16,7 @@
  * or child handler releases it, so registry changes wait for a fork.
  */
 #include "internal.h"
+#include "platform/platform.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -74,7 +75,7 @@ void forksafe__registry_lock(void)
 
 int forksafe__registry_lock_until(const struct timespec *deadline)
 {
-    return pthread_mutex_clocklock(&reg_lock, CLOCK_MONOTONIC, deadline);
+    return forksafe__platform()->mutex_lock_until(&reg_lock, deadline);
 }
 
 void forksafe__registry_unlock(void)
@@ -350,11 +351,7 @@ static void free_entry(struct forksafe_entry *e)
    This is the same value as dl_iterate_phdr's dlpi_addr. */
 static uintptr_t object_of(const void *addr)
 {
-    Dl_info info;
-    struct link_map *lm = NULL;
-    if (addr && dladdr1(addr, &info, (void **)&lm, RTLD_DL_LINKMAP) && lm)
-        return (uintptr_t)lm->l_addr;
-    return 0;
+    return forksafe__platform()->object_base(addr);
 }
 
 /* The owner index for base, adding it if new. Caller holds the registry

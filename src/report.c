@@ -6,6 +6,7 @@
  * it is released, so a slow reader of fd never holds up a fork.
  */
 #include "internal.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,16 +99,36 @@ static void build(struct buf *b, int json)
     if (json)
         put(b,
             "{\n  \"schema\": \"forksafe-report\",\n  \"version\": 1,\n"
-            "  \"pid\": %d,\n  \"default_timeout_ms\": %u,\n"
-            "  \"entries\": [",
+            "  \"pid\": %d,\n  \"default_timeout_ms\": %u,\n",
             (int)getpid(), forksafe__default_timeout_ms());
     else
-        put(b,
-            "forksafe report: pid %d, %zu registered entr%s\n"
-            "entries, in prepare order:\n"
-            "  %-6s %-9s %-18s %-24s %-22s %s\n",
-            (int)getpid(), n, n == 1 ? "y" : "ies", "rank", "kind", "type",
-            "name", "holder", "object");
+        put(b, "forksafe report: pid %d, %zu registered entr%s\n",
+            (int)getpid(), n, n == 1 ? "y" : "ies");
+    struct forksafe_platform_info pi;
+    forksafe__platform_info(&pi);
+    const struct forksafe_platform *P = forksafe__platform();
+    unsigned long child_failures = P->child_failures ? P->child_failures() : 0;
+    if (json) {
+        put(b, "  \"platform\": {\"layer\": ");
+        put_json_str(b, pi.layer);
+        put(b, ", \"libc\": ");
+        put_json_str(b, pi.libc);
+        put(b, ", \"arch\": ");
+        put_json_str(b, pi.arch);
+        put(b, ", \"fallback\": ");
+        put_json_str(b, pi.fallback);
+        put(b, ", \"child_failures\": %lu},\n  \"entries\": [", child_failures);
+    } else {
+        put(b, "platform: %s layer (%s, %s)%s%s\n", pi.layer, pi.libc, pi.arch,
+            *pi.fallback ? "; " : "", pi.fallback);
+        if (child_failures)
+            put(b,
+                "platform: %lu registered lock(s) could not be handed to "
+                "this process when it was forked\n",
+                child_failures);
+        put(b, "entries, in prepare order:\n  %-6s %-9s %-18s %-24s %-22s %s\n",
+            "rank", "kind", "type", "name", "holder", "object");
+    }
     int first = 1;
     for (struct forksafe_entry *e = forksafe__registry_first(); e;
          e = e->next) {
@@ -125,7 +146,10 @@ static void build(struct buf *b, int json)
                 e->rank, (unsigned long)e->seq, k->name, k->detail(e->key),
                 e->key);
             put_json_str(b, obj);
-            put(b, ", \"held\": %s, \"holder\": ", h ? "true" : "false");
+            put(b, ", \"held\": %s, \"holder\": ",
+                h == FS_HOLDER_UNKNOWN ? "null"
+                : h                    ? "true"
+                                       : "false");
             if (h > 0) {
                 put(b, "{\"tid\": %d, \"name\": ", (int)h);
                 put_json_str(b, tname);
@@ -139,7 +163,9 @@ static void build(struct buf *b, int json)
                 snprintf(holder, sizeof holder, "%d (%s)", (int)h, tname);
             else
                 snprintf(holder, sizeof holder, "%s",
-                         h ? "held (unknown)" : "-");
+                         h == FS_HOLDER_UNKNOWN ? "unknown"
+                         : h                    ? "held (unknown)"
+                                                : "-");
             put(b, "  %-6u %-9s %-18s %-24s %-22s %s\n", e->rank, k->name,
                 k->detail(e->key), e->name, holder, obj);
         }

@@ -17,6 +17,7 @@
  *    copy, for the same reason.
  */
 #include "forksafe.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,19 +181,21 @@ static int actions_build(posix_spawn_file_actions_t *fa,
         if ((r = posix_spawn_file_actions_adddup2(fa, base + (int)i,
                                                   o->fd_map[i].child_fd)) != 0)
             return r;
-    if (o->flags & FORKSAFE_SPAWN_KEEP_FDS) {
-        for (size_t i = 0; i < o->n_fd_map; i++)
-            if ((r = posix_spawn_file_actions_addclose(fa, base + (int)i)) != 0)
-                return r;
+    /* The temporaries are closed explicitly: a closefrom that is not a
+       file action (the platform layer's, where the libc has none) sees
+       only the descriptors open before the spawn. */
+    for (size_t i = 0; i < o->n_fd_map; i++)
+        if ((r = posix_spawn_file_actions_addclose(fa, base + (int)i)) != 0)
+            return r;
+    if (o->flags & FORKSAFE_SPAWN_KEEP_FDS)
         return 0;
-    }
     /* glibc ignores EBADF from a close action on a descriptor that is not
        open, so holes below top can be closed blindly. */
     for (int fd = 3; fd <= top; fd++)
         if (!map_has_child(o, fd) &&
             (r = posix_spawn_file_actions_addclose(fa, fd)) != 0)
             return r;
-    return posix_spawn_file_actions_addclosefrom_np(fa, top + 1);
+    return forksafe__platform()->spawn_closefrom(fa, top + 1);
 }
 
 static int attr_build(posix_spawnattr_t *at, const struct forksafe_spawn_opts *o)

@@ -17,15 +17,24 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <sys/single_threaded.h>
 #include <time.h>
 
 #ifdef __GLIBC__
+#include <sys/single_threaded.h>
 /* Exported by glibc since 2.2.5 (libio/genops.c) and taken by its own
    fork(); weak so that the adapter still links where they are absent. The
    lock is recursive, which is what lets fork() take it again after us. */
 extern void _IO_list_lock(void) __attribute__((weak));
 extern void _IO_list_unlock(void) __attribute__((weak));
+/* glibc resets every stream lock in the child of a multi-threaded fork. */
+#define SINGLE_THREADED()   __libc_single_threaded
+#define CHILD_UNLOCKS_FILES 0
+#else
+/* Elsewhere (musl) nothing says the process has one thread, and the child
+   keeps stream locks as they were, recording the parent thread's TID:
+   the child releases them itself (musl's funlockfile checks no owner). */
+#define SINGLE_THREADED()   0
+#define CHILD_UNLOCKS_FILES 1
 #endif
 
 static pthread_mutex_t s_install_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -92,7 +101,7 @@ static int stdio_prepare(void *ctx, const struct timespec *deadline)
        not reset stream locks in the child of a single-threaded process
        (posix/fork.c resets them only when the parent had threads), so
        locking here would leave them held in the child. */
-    if (__libc_single_threaded) {
+    if (SINGLE_THREADED()) {
         fflush(NULL);
         return 0;
     }
@@ -146,6 +155,8 @@ static void stdio_child(void *ctx)
     /* glibc reset the stream locks and the list lock already (see the
        header); only our own list mutex, a normal mutex that the forking
        thread holds, is released. */
+    if (CHILD_UNLOCKS_FILES)
+        release(s_n_locked);
     s_n_locked = 0;
     s_list_locked = false;
     pthread_mutex_unlock(&s_list_mu);

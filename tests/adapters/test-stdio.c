@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/single_threaded.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -277,7 +276,7 @@ static int locks_scenario(int m, int fd)
     bool threaded = m == WITH;
     if (threaded)
         fs_idle_start();
-    else if (!__libc_single_threaded)
+    else if (forksafe_thread_count() != 1)
         FAIL(7); /* the premise of the single-threaded case */
     if (forksafe_stdio_install() != 0)
         FAIL(3);

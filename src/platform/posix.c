@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * platform/posix.c: the lock layer that reads no C library internals,
+ * only what POSIX functions return. It is the layer for C libraries
+ * forksafe has no layer for, and the fallback when the glibc layer's
+ * self-check fails.
+ *
+ * DESIGN. Without internals nothing says who holds a lock or what type it
+ * is, and no libc is bound to let the child's thread release a lock the
+ * parent's thread took (glibc and musl refuse it for every mutex type that
+ * records an owner). So this layer keeps only the cases it can prove:
+ * a mutex that prepare takes is asked its type with a timed lock whose
+ * deadline has passed (0: recursive, EDEADLK: errorcheck, ETIMEDOUT:
+ * normal) and pthread_mutex_getprioceiling (succeeds only for
+ * priority-protect); only a normal one is kept, and it is released in the
+ * child with pthread_mutex_unlock. Every other case is refused before the
+ * fork: ENOTSUP for a type or protocol it cannot hand to the child,
+ * EDEADLK for an errorcheck mutex the forking thread holds. POSIX has no
+ * query for robustness or priority inheritance on a normal mutex; such a
+ * mutex is refused when prepare finds its owner dead, and otherwise is
+ * only found out in the child, where the unlock fails: the layer then
+ * says so on stderr and in the report, and the mutex stays locked there.
+ * rwlocks are re-initialised in the child with default attributes (their
+ * attributes cannot be read back); spinlocks are unlocked.
+ */
+#include "platform.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <link.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int multithreaded(void)
+{
+    return 1;
+}
+
+void forksafe__posix_realtime(const struct timespec *deadline,
+                              struct timespec *rt)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_gettime(CLOCK_REALTIME, rt);
+    long long ns = (deadline->tv_sec - now.tv_sec) * 1000000000ll +
+                   (deadline->tv_nsec - now.tv_nsec);
+    if (ns < 0)
+        ns = 0;
+    ns += rt->tv_nsec;
+    rt->tv_sec += ns / 1000000000ll;
+    rt->tv_nsec = ns % 1000000000ll;
+}
+
+struct object_query {
+    uintptr_t addr;
+    uintptr_t base;
+};
+
+static int find_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct object_query *q = arg;
+    for (size_t i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = (uintptr_t)info->dlpi_addr + (uintptr_t)ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && q->addr >= start &&
+            q->addr - start < (uintptr_t)ph->p_memsz) {
+            q->base = (uintptr_t)info->dlpi_addr;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+uintptr_t forksafe__posix_object_base(const void *addr)
+{
+    struct object_query q = {(uintptr_t)addr, 0};
+    if (addr)
+        dl_iterate_phdr(find_object, &q);
+    return q.base;
+}
+
+/* Without a closefrom action (glibc's is an extension), close what is
+   open now: the descriptors listed in /proc/self/fd where there is one,
+   else every number below the descriptor limit (capped). A descriptor
+   another thread opens, without O_CLOEXEC, while this runs is not seen. */
+int forksafe__posix_spawn_closefrom(posix_spawn_file_actions_t *fa, int lowfd)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        int self = dirfd(d), r = 0;
+        struct dirent *de;
+        while (r == 0 && (de = readdir(d)) != NULL) {
+            char *end;
+            long fd = strtol(de->d_name, &end, 10);
+            if (*end == '\0' && end != de->d_name && fd >= lowfd &&
+                fd != self && fd <= INT_MAX)
+                r = posix_spawn_file_actions_addclose(fa, (int)fd);
+        }
+        closedir(d);
+        return r;
+    }
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536)
+        max = 65536;
+    for (long fd = lowfd; fd < max; fd++) {
+        int r = posix_spawn_file_actions_addclose(fa, (int)fd);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ mutex */
+
+static unsigned mutex_kind(const pthread_mutex_t *m)
+{
+    (void)m;
+    return FS_MX_UNKNOWN;
+}
+
+static pid_t mutex_holder(const pthread_mutex_t *m)
+{
+    (void)m;
+    return FS_HOLDER_UNKNOWN;
+}
+
+static int mutex_lock_until(pthread_mutex_t *m, const struct timespec *deadline)
+{
+    if (!deadline)
+        return pthread_mutex_lock(m);
+    struct timespec rt;
+    forksafe__posix_realtime(deadline, &rt);
+    return pthread_mutex_timedlock(m, &rt);
+}
+
+/* The type of a mutex the caller holds, told by what a relock with an
+   expired deadline returns; a recursive one is relocked and let go. */
+static unsigned probe_type(pthread_mutex_t *m)
+{
+    static const struct timespec past = {0, 0};
+    int r = pthread_mutex_timedlock(m, &past);
+    if (r == 0) {
+        pthread_mutex_unlock(m);
+        return FS_MX_RECURSIVE;
+    }
+    if (r == EDEADLK)
+        return FS_MX_ERRORCHECK;
+    if (r == ETIMEDOUT)
+        return FS_MX_NORMAL;
+    return FS_MX_UNKNOWN;
+}
+
+static const char *refusal;
+
+static int refuse(int err, const char *why)
+{
+    refusal = why;
+    return err;
+}
+
+static int mutex_vet(pthread_mutex_t *m, enum forksafe_vet how)
+{
+    refusal = NULL;
+    if (how == FS_VET_RECOVERED)
+        return refuse(ENOTSUP, "a robust mutex: the POSIX platform layer "
+                               "cannot hand it to the child");
+    unsigned type = probe_type(m);
+    if (how == FS_VET_STRAY) {
+        /* Left as it is: fine unless the child must be able to release it
+           and cannot, which is what an errorcheck mutex held by this very
+           thread would be. */
+        return type == FS_MX_ERRORCHECK
+                   ? refuse(EDEADLK, "an errorcheck mutex held by the forking "
+                                     "thread: the POSIX platform layer cannot "
+                                     "hand it to the child")
+                   : 0;
+    }
+    switch (type) {
+    case FS_MX_NORMAL: {
+        int ceiling;
+        if (pthread_mutex_getprioceiling(m, &ceiling) == 0)
+            return refuse(ENOTSUP, "a priority-protect mutex: the POSIX "
+                                   "platform layer cannot hand it to the "
+                                   "child");
+        return 0;
+    }
+    case FS_MX_RECURSIVE:
+        return refuse(ENOTSUP, "a recursive mutex: the POSIX platform layer "
+                               "cannot hand it to the child");
+    case FS_MX_ERRORCHECK:
+        return refuse(ENOTSUP, "an errorcheck mutex: the POSIX platform layer "
+                               "cannot hand it to the child");
+    default:
+        return refuse(ENOTSUP, "a mutex of a type the POSIX platform layer "
+                               "cannot tell");
+    }
+}
+
+static const char *vet_refusal(void)
+{
+    return refusal;
+}
+
+static unsigned long child_failures;
+
+static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
+{
+    (void)self;
+    if (held)
+        return; /* never: this layer sees no holder, so nothing is kept */
+    if (pthread_mutex_unlock(m) == 0)
+        return;
+    child_failures++;
+    static const char msg[] =
+        "forksafe: the POSIX platform layer could not release a registered "
+        "mutex in the child (robust or priority-inheritance: POSIX cannot "
+        "tell them before the fork); it stays locked in this process\n";
+    (void)!write(2, msg, sizeof msg - 1);
+}
+
+static unsigned long failures(void)
+{
+    return child_failures;
+}
+
+/* ------------------------------------------------------------ rwlock */
+
+static unsigned rwlock_kind(const pthread_rwlock_t *l)
+{
+    (void)l;
+    return FS_RW_UNKNOWN;
+}
+
+static pid_t rwlock_holder(const pthread_rwlock_t *l)
+{
+    (void)l;
+    return FS_HOLDER_UNKNOWN;
+}
+
+static int rwlock_wrlock_until(pthread_rwlock_t *l,
+                               const struct timespec *deadline)
+{
+    if (!deadline)
+        return pthread_rwlock_wrlock(l);
+    struct timespec rt;
+    forksafe__posix_realtime(deadline, &rt);
+    return pthread_rwlock_timedwrlock(l, &rt);
+}
+
+static int rwlock_vet(pthread_rwlock_t *l, enum forksafe_vet how)
+{
+    refusal = NULL;
+    if (how != FS_VET_STRAY)
+        return 0;
+    /* Left as it is: a write lock of this thread's that the libc checks
+       (glibc) cannot be released in the child; glibc says EDEADLK for
+       it. Read locks carry no owner. */
+    static const struct timespec past = {0, 0};
+    int r = pthread_rwlock_timedwrlock(l, &past);
+    if (r == 0) {
+        pthread_rwlock_unlock(l); /* freed meanwhile: nothing held */
+        return 0;
+    }
+    return r == EDEADLK ? refuse(EDEADLK, "an rwlock the forking thread "
+                                          "holds for writing: the POSIX "
+                                          "platform layer cannot hand it to "
+                                          "the child")
+                        : 0;
+}
+
+/* Unlocking in the child is not safe on every libc (glibc takes the
+   reader path and leaves the lock busy), so the lock is made anew. */
+static void child_rwlock(pthread_rwlock_t *l, int held, pid_t self)
+{
+    (void)self;
+    pthread_rwlock_init(l, NULL);
+    if (held)
+        pthread_rwlock_wrlock(l);
+}
+
+/* ------------------------------------------------------------ spinlock */
+
+static pid_t spin_holder(const pthread_spinlock_t *l)
+{
+    (void)l;
+    return FS_HOLDER_UNKNOWN;
+}
+
+static void child_spin(pthread_spinlock_t *l)
+{
+    pthread_spin_unlock(l);
+}
+
+static int sem_pshared(const sem_t *s)
+{
+    (void)s;
+    return -1;
+}
+
+const struct forksafe_platform forksafe__platform_posix = {
+    .name = "posix",
+    .check = NULL,
+    .multithreaded = multithreaded,
+    .mutex_kind = mutex_kind,
+    .mutex_holder = mutex_holder,
+    .mutex_lock_until = mutex_lock_until,
+    .mutex_vet = mutex_vet,
+    .vet_refusal = vet_refusal,
+    .child_mutex = child_mutex,
+    .child_failures = failures,
+    .rwlock_kind = rwlock_kind,
+    .rwlock_holder = rwlock_holder,
+    .rwlock_wrlock_until = rwlock_wrlock_until,
+    .rwlock_vet = rwlock_vet,
+    .child_rwlock = child_rwlock,
+    .spin_holder = spin_holder,
+    .child_spin = child_spin,
+    .spawn_closefrom = forksafe__posix_spawn_closefrom,
+    .object_base = forksafe__posix_object_base,
+    .sem_pshared = sem_pshared,
+};
