@@ -34,6 +34,8 @@ static __thread struct {
     int by_wrapper;  /* forksafe_fork() ran prepare; the handler must not */
     int parent_done; /* the parent handler ran for this fork */
     int nested;      /* a fork() made from inside one of our callbacks */
+    int joined;      /* this plain fork() rides on another thread's
+                        forksafe_fork() prepare (see lock_for_plain_fork) */
 } tls;
 
 static __thread char last_error[512];
@@ -144,6 +146,7 @@ static struct {
     size_t n_exc;
     int mt;
     unsigned char dflt;
+    int ready; /* a forksafe_fork() prepared all of this and is forking */
 } cur;
 
 /* The slot index of the i-th visited slot. */
@@ -161,7 +164,7 @@ static inline const struct forksafe_entry *ops_entry(size_t slot)
 
 /* Walk the first `from` visited slots backwards, giving each its state, and
    call the parent (child == 0) or child handler of its kind. */
-static void release_walk(size_t from, int child)
+static void release_walk(size_t from, int child, int joined)
 {
     pid_t self = child && from ? gettid() : 0;
     size_t k = cur.n_exc;
@@ -171,6 +174,8 @@ static void release_walk(size_t from, int child)
         int st = cur.dflt;
         if (k > 0 && cur.snap.exc[k - 1].idx == i)
             st = cur.snap.exc[--k].state;
+        if (joined && st == FS_ST_SELF)
+            st = FS_ST_FAILED; /* the other forker's own: not ours to keep */
         size_t x = slot_at(i);
         const struct forksafe_kind_ops *ko = &forksafe__kinds[cur.snap.kind[x]];
         if (child)
@@ -206,7 +211,7 @@ static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
             describe_failure(forksafe__registry_find(cur.snap.key[x]), r,
                              timeout_ms);
             if (strict) {
-                release_walk(i, 0);
+                release_walk(i, 0, 0);
                 return r;
             }
             st = FS_ST_FAILED;
@@ -228,15 +233,42 @@ static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
    without running the handlers. */
 static void finish_parent(void)
 {
-    release_walk(cur.n, 0);
+    __atomic_store_n(&cur.ready, 0, __ATOMIC_RELAXED);
+    release_walk(cur.n, 0, 0);
     tls.in_fork = 0;
     tls.parent_done = 1;
     forksafe__registry_unlock();
 }
 
-static void child_all(void)
+static void child_all(int joined)
 {
-    release_walk(cur.n, 1);
+    release_walk(cur.n, 1, joined);
+    __atomic_store_n(&cur.ready, 0, __ATOMIC_RELAXED);
+}
+
+/* The registry lock for a plain fork()'s prepare. Where the C library
+   runs every prepare handler under one lock of its own, held until the
+   fork is over (musl: src/thread/pthread_atfork.c), a forksafe_fork() in
+   another thread that holds the registry and is about to call fork()
+   waits for this fork to end, so waiting for it here would never end
+   (seen as a hang of test-concurrency on musl). That forker has already
+   taken every entry and changes nothing until this fork is done: this
+   fork joins it instead, and its child releases what that prepare took
+   (not what that thread held itself). Returns 1 when joined. */
+static int lock_for_plain_fork(void)
+{
+    if (!forksafe__platform()->atfork_serialized) {
+        forksafe__registry_lock();
+        return 0;
+    }
+    for (;;) {
+        struct timespec slice;
+        forksafe__deadline(&slice, 1);
+        if (forksafe__registry_lock_until(&slice) == 0)
+            return 0;
+        if (__atomic_load_n(&cur.ready, __ATOMIC_ACQUIRE))
+            return 1;
+    }
 }
 
 /* ------------------------------------------------------------ handlers */
@@ -251,7 +283,10 @@ static void atfork_prepare(void)
         tls.nested++;
         return;
     }
-    forksafe__registry_lock();
+    if (lock_for_plain_fork()) {
+        tls.joined = 1;
+        return;
+    }
     tls.in_fork = 1;
     struct timespec deadline;
     forksafe__deadline(&deadline, default_timeout_ms);
@@ -264,6 +299,10 @@ static void atfork_parent(void)
         tls.nested--;
         return;
     }
+    if (tls.joined) {
+        tls.joined = 0; /* the other forker releases, after its fork */
+        return;
+    }
     if (tls.in_fork)
         finish_parent();
 }
@@ -274,9 +313,10 @@ static void atfork_child(void)
         tls.nested--;
         return;
     }
-    if (!tls.in_fork)
+    if (!tls.in_fork && !tls.joined)
         return;
-    child_all();
+    child_all(tls.joined);
+    tls.joined = 0;
     tls.in_fork = 0;
     tls.by_wrapper = 0;
     forksafe__registry_child_reset();
@@ -359,6 +399,7 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
 
     tls.by_wrapper = 1;
     tls.parent_done = 0;
+    __atomic_store_n(&cur.ready, 1, __ATOMIC_RELEASE);
     pid_t pid = fork();
     int saved = errno;
     if (pid == 0)

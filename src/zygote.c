@@ -34,6 +34,7 @@
  *    error reply and the server goes on serving.
  */
 #include "forksafe.h"
+#include "platform/platform.h"
 #include "spawn-zygote.h"
 
 #include <errno.h>
@@ -260,12 +261,12 @@ static _Noreturn void server_main(int sock, pid_t parent)
     if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &pc, &pl) != 0 ||
         pc.pid != parent || pc.uid != getuid())
         _exit(1);
-    /* Where glibc keeps this thread's TID, so workers get theirs written
-       there as fork() children do. Without it (kernel lacking
-       CONFIG_CHECKPOINT_RESTORE) workers keep the server's TID in glibc's
-       descriptor; docs/zygote.md says what that affects. */
-    if (prctl(PR_GET_TID_ADDRESS, &srv_tid_addr, 0, 0, 0) != 0)
-        srv_tid_addr = NULL;
+    /* Where the libc keeps this thread's TID, so workers get theirs
+       written there as fork() children do. Without it (kernel lacking
+       CONFIG_CHECKPOINT_RESTORE, or a platform layer that does not know)
+       workers keep the server's TID in the libc's descriptor;
+       docs/zygote.md says what that affects. */
+    srv_tid_addr = forksafe__platform()->tid_slot();
     if (syscall(SYS_get_robust_list, 0, &srv_robust_head, &srv_robust_len) !=
         0)
         srv_robust_head = NULL;

@@ -78,6 +78,13 @@ static void random_child(void *ctx)
     unsigned short x[3];
     seed_bytes(x, sizeof x);
     seed48(x);
+#ifndef __GLIBC__
+    /* musl's rand() is a generator of its own (glibc's is random()): a
+       64-bit word and no lock, so srand() is a plain store here. */
+    unsigned r;
+    seed_bytes(&r, sizeof r);
+    srand(r);
+#endif
 }
 
 /* Contract in forksafe/random.h. Serialised by s_install_mu, which no

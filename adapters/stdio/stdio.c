@@ -111,12 +111,11 @@ static int stdio_prepare(void *ctx, const struct timespec *deadline)
         s_list_locked = true;
     }
 #endif
-    if (!s_list_locked) {
-        /* Without the list lock, fflush(NULL) must not run while we hold
-           stream locks (it takes the list first): flush before, and flush
-           each stream again once it is locked. */
-        fflush(NULL);
-    }
+    /* Without the list lock (musl), fflush(NULL) must not run while we
+       hold stream locks (it takes the list first), and before them it
+       would wait without a deadline for any stream another thread holds:
+       only the streams locked below are flushed, each once it is locked
+       (docs/adapters/stdio.md). */
     s_locked[0] = stdout;
     s_locked[1] = stderr;
     size_t total = 2 + s_n;

@@ -22,6 +22,7 @@
 #include <link.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/single_threaded.h>
 #include <unistd.h>
 
@@ -202,6 +203,16 @@ static void child_spin(pthread_spinlock_t *l)
 
 /* ------------------------------------------------------------ processes */
 
+/* glibc registers its descriptor's tid field with set_tid_address(), and
+   the kernel reports that address back. */
+static pid_t *tid_slot(void)
+{
+    pid_t *p = NULL;
+    if (prctl(PR_GET_TID_ADDRESS, &p, 0, 0, 0) != 0)
+        return NULL;
+    return p;
+}
+
 static int spawn_closefrom(posix_spawn_file_actions_t *fa, int lowfd)
 {
     return posix_spawn_file_actions_addclosefrom_np(fa, lowfd); /* 2.34 */
@@ -237,39 +248,8 @@ static int sem_pshared(const sem_t *s)
 
 /* ------------------------------------------------------------ self-check */
 
-/* Each claim is one thing this file relies on, tried on a scratch lock.
-   The fields are read from a copy of the lock taken right after the step
-   (so the test hook can change what is read without breaking the scratch
-   lock itself, which is always cleaned up); the first claim that does not
-   hold is named in why and makes the check fail. */
-struct check {
-    char *why;
-    size_t len;
-    const char *step;
-    int bad;
-    pid_t tid;
-};
-
-static void *look(struct check *c, const char *step, const void *lock,
-                  void *copy, size_t size)
-{
-    c->step = step;
-    memcpy(copy, lock, size);
-    if (forksafe__platform_check_hook)
-        forksafe__platform_check_hook(step, copy);
-    return copy;
-}
-#define LOOK(c, step, lock, copy)                                              \
-    look((c), (step), (lock), (copy), sizeof *(copy))
-
-#define CLAIM(c, cond, fmt, ...)                                               \
-    do {                                                                       \
-        if (!(c)->bad && !(cond)) {                                            \
-            snprintf((c)->why, (c)->len, "%s: " fmt, (c)->step, __VA_ARGS__);  \
-            (c)->bad = 1;                                                      \
-        }                                                                      \
-    } while (0)
-
+/* Each claim is one thing this file relies on, tried on a scratch lock
+   (struct forksafe_check in platform.h). */
 static void init_mutex(pthread_mutex_t *m, int type, int robust, int proto,
                        int pshared)
 {
@@ -291,7 +271,7 @@ static void init_mutex(pthread_mutex_t *m, int type, int robust, int proto,
     pthread_mutexattr_destroy(&a);
 }
 
-static void check_mutexes(struct check *c)
+static void check_mutexes(struct forksafe_check *c)
 {
     static const struct {
         int type;
@@ -392,7 +372,7 @@ static void check_mutexes(struct check *c)
     pthread_mutex_destroy(&m);
 }
 
-static void check_others(struct check *c)
+static void check_others(struct forksafe_check *c)
 {
     pthread_rwlock_t l, lcopy;
     const pthread_rwlock_t *v;
@@ -432,13 +412,13 @@ static void check_others(struct check *c)
     pthread_spinlock_t sp, spcopy;
     const pthread_spinlock_t *vs;
     pthread_spin_init(&sp, PTHREAD_PROCESS_PRIVATE);
-    vs = look(c, "spinlock word when free", (const void *)&sp, (void *)&spcopy,
-              sizeof spcopy);
+    vs = forksafe__check_look(c, "spinlock word when free", (const void *)&sp,
+                              (void *)&spcopy, sizeof spcopy);
     CLAIM(c, spin_holder(vs) == FS_HOLDER_FREE, "unlocked, reads as %d",
           (int)spin_holder(vs));
     pthread_spin_lock(&sp);
-    vs = look(c, "spinlock word when held", (const void *)&sp, (void *)&spcopy,
-              sizeof spcopy);
+    vs = forksafe__check_look(c, "spinlock word when held", (const void *)&sp,
+                              (void *)&spcopy, sizeof spcopy);
     CLAIM(c, spin_holder(vs) == FS_HOLDER_UNNAMED, "locked, reads as %d",
           (int)spin_holder(vs));
     pthread_spin_unlock(&sp);
@@ -460,7 +440,7 @@ static void check_others(struct check *c)
 
 static int check(char *why, size_t len)
 {
-    struct check c = {why, len, "", 0, gettid()};
+    struct forksafe_check c = {why, len, "", 0, gettid()};
     check_mutexes(&c);
     check_others(&c);
     return c.bad ? ENOTSUP : 0;
@@ -470,6 +450,7 @@ const struct forksafe_platform forksafe__platform_glibc = {
     .name = "glibc",
     .check = check,
     .multithreaded = multithreaded,
+    .atfork_serialized = 0, /* handlers run unlocked (register-atfork.c) */
     .mutex_kind = mutex_kind,
     .mutex_holder = mutex_holder,
     .mutex_lock_until = mutex_lock_until,
@@ -481,6 +462,7 @@ const struct forksafe_platform forksafe__platform_glibc = {
     .child_rwlock = child_rwlock,
     .spin_holder = spin_holder,
     .child_spin = child_spin,
+    .tid_slot = tid_slot,
     .spawn_closefrom = spawn_closefrom,
     .object_base = object_base,
     .sem_pshared = sem_pshared,

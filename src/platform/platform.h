@@ -20,6 +20,7 @@
 #include <spawn.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -80,6 +81,10 @@ struct forksafe_platform {
     /* 0 if the libc knows the process has a single thread, 1 if other
        threads may exist. */
     int (*multithreaded)(void);
+    /* 1 if the libc runs every prepare handler under one lock of its own
+       that it holds until the fork is over (musl), so a thread inside
+       fork() blocks every other thread's fork() until it is done. */
+    int atfork_serialized;
 
     /* ---- mutexes ---- */
     unsigned (*mutex_kind)(const pthread_mutex_t *m); /* FS_MX_* */
@@ -126,6 +131,11 @@ struct forksafe_platform {
     void (*child_spin)(pthread_spinlock_t *l);
 
     /* ---- processes ---- */
+    /* Where the libc keeps the calling thread's TID, so that a process
+       made with a raw clone() can have the kernel write its own TID there
+       (CLONE_CHILD_SETTID) as fork() would; NULL if the layer does not
+       know. */
+    pid_t *(*tid_slot)(void);
     /* Add to fa the actions that close every descriptor >= lowfd in the
        spawned child. 0 or an errno value. */
     int (*spawn_closefrom)(posix_spawn_file_actions_t *fa, int lowfd);
@@ -164,6 +174,30 @@ void forksafe__posix_realtime(const struct timespec *deadline,
                               struct timespec *rt);
 uintptr_t forksafe__posix_object_base(const void *addr);
 int forksafe__posix_spawn_closefrom(posix_spawn_file_actions_t *fa, int lowfd);
+
+/* For the layers' self-checks. Each claim is one thing a layer relies on,
+   tried on a scratch lock. The fields are read from a copy of the lock
+   taken right after the step (LOOK), so the test hook can change what is
+   read without breaking the scratch lock itself, which is always cleaned
+   up; the first claim that does not hold is named in why. */
+struct forksafe_check {
+    char *why;
+    size_t len;
+    const char *step;
+    int bad;
+    pid_t tid;
+};
+void *forksafe__check_look(struct forksafe_check *c, const char *step,
+                           const void *lock, void *copy, size_t size);
+#define LOOK(c, step, lock, copy)                                              \
+    forksafe__check_look((c), (step), (lock), (copy), sizeof *(copy))
+#define CLAIM(c, cond, fmt, ...)                                               \
+    do {                                                                       \
+        if (!(c)->bad && !(cond)) {                                            \
+            snprintf((c)->why, (c)->len, "%s: " fmt, (c)->step, __VA_ARGS__);  \
+            (c)->bad = 1;                                                      \
+        }                                                                      \
+    } while (0)
 
 /* Tests only: when set before the first forksafe__platform() call, the
    build layer's check calls it at each step with the step's name and the

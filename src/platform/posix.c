@@ -38,6 +38,15 @@ static int multithreaded(void)
     return 1;
 }
 
+/* A fact of the C library, not of this layer: musl holds its handler
+   lock across fork (see platform.h); glibc does not; elsewhere assume it
+   does not (FreeBSD takes a shared lock). */
+#ifdef FORKSAFE_LIBC_MUSL
+#define LIBC_ATFORK_SERIALIZED 1
+#else
+#define LIBC_ATFORK_SERIALIZED 0
+#endif
+
 void forksafe__posix_realtime(const struct timespec *deadline,
                               struct timespec *rt)
 {
@@ -294,6 +303,11 @@ static void child_spin(pthread_spinlock_t *l)
     pthread_spin_unlock(l);
 }
 
+static pid_t *tid_slot(void)
+{
+    return NULL;
+}
+
 static int sem_pshared(const sem_t *s)
 {
     (void)s;
@@ -304,6 +318,7 @@ const struct forksafe_platform forksafe__platform_posix = {
     .name = "posix",
     .check = NULL,
     .multithreaded = multithreaded,
+    .atfork_serialized = LIBC_ATFORK_SERIALIZED,
     .mutex_kind = mutex_kind,
     .mutex_holder = mutex_holder,
     .mutex_lock_until = mutex_lock_until,
@@ -318,6 +333,7 @@ const struct forksafe_platform forksafe__platform_posix = {
     .child_rwlock = child_rwlock,
     .spin_holder = spin_holder,
     .child_spin = child_spin,
+    .tid_slot = tid_slot,
     .spawn_closefrom = forksafe__posix_spawn_closefrom,
     .object_base = forksafe__posix_object_base,
     .sem_pshared = sem_pshared,

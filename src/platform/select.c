@@ -7,6 +7,7 @@
 #include "platform.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #ifdef __GLIBC__
 #include <gnu/libc-version.h>
@@ -50,6 +51,16 @@ static void choose(void)
         p = &forksafe__platform_posix;
     }
     __atomic_store_n(&chosen, p, __ATOMIC_RELEASE);
+}
+
+void *forksafe__check_look(struct forksafe_check *c, const char *step,
+                           const void *lock, void *copy, size_t size)
+{
+    c->step = step;
+    memcpy(copy, lock, size);
+    if (forksafe__platform_check_hook)
+        forksafe__platform_check_hook(step, copy);
+    return copy;
 }
 
 const struct forksafe_platform *forksafe__platform(void)

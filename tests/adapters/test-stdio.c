@@ -234,6 +234,13 @@ static void test_stdio_lines_torn_without(void **state)
 {
     (void)state;
     struct output out;
+#ifndef __GLIBC__
+    /* musl does not reset stream locks in the child: without the adapter
+       a child forked while the printer holds the stream hangs on it. */
+    assert_int_equal(run_scenario(lines_scenario, WITHOUT, &out), 6);
+    free(out.buf);
+    return;
+#endif
     assert_int_equal(run_scenario(lines_scenario, WITHOUT, &out), 0);
     size_t cap = out.len;
     unsigned char *seen = calloc(cap + 1, 1);
