@@ -204,18 +204,16 @@ static void child_spin(pthread_spinlock_t *l)
 /* ------------------------------------------------------------ processes */
 
 /* glibc registers its descriptor's tid field with set_tid_address(), and
-   the kernel reports that address back. */
+   the kernel reports that address back (CONFIG_CHECKPOINT_RESTORE). */
+#ifndef PR_GET_TID_ADDRESS
+#define PR_GET_TID_ADDRESS 40
+#endif
 static pid_t *tid_slot(void)
 {
     pid_t *p = NULL;
     if (prctl(PR_GET_TID_ADDRESS, &p, 0, 0, 0) != 0)
         return NULL;
     return p;
-}
-
-static int spawn_closefrom(posix_spawn_file_actions_t *fa, int lowfd)
-{
-    return posix_spawn_file_actions_addclosefrom_np(fa, lowfd); /* 2.34 */
 }
 
 /* ------------------------------------------------------------ objects */
@@ -463,7 +461,6 @@ const struct forksafe_platform forksafe__platform_glibc = {
     .spin_holder = spin_holder,
     .child_spin = child_spin,
     .tid_slot = tid_slot,
-    .spawn_closefrom = spawn_closefrom,
     .object_base = object_base,
     .sem_pshared = sem_pshared,
 };

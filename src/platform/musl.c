@@ -383,7 +383,6 @@ const struct forksafe_platform forksafe__platform_musl = {
     .spin_holder = spin_holder,
     .child_spin = child_spin,
     .tid_slot = tid_slot,
-    .spawn_closefrom = forksafe__posix_spawn_closefrom,
     .object_base = forksafe__posix_object_base,
     .sem_pshared = sem_pshared,
 };

@@ -17,7 +17,6 @@
 
 #include <pthread.h>
 #include <semaphore.h>
-#include <spawn.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -136,9 +135,6 @@ struct forksafe_platform {
        (CLONE_CHILD_SETTID) as fork() would; NULL if the layer does not
        know. */
     pid_t *(*tid_slot)(void);
-    /* Add to fa the actions that close every descriptor >= lowfd in the
-       spawned child. 0 or an errno value. */
-    int (*spawn_closefrom)(posix_spawn_file_actions_t *fa, int lowfd);
 
     /* ---- objects ---- */
     /* The load address (dl_iterate_phdr's dlpi_addr) of the loaded object
@@ -168,12 +164,10 @@ void forksafe__platform_info(struct forksafe_platform_info *info);
 
 /* Portable helpers of the POSIX layer that the other layers share
    (posix.c): a CLOCK_REALTIME time for a CLOCK_MONOTONIC deadline (the
-   clock POSIX's timed locks take), object_base by dl_iterate_phdr, and
-   spawn_closefrom as one close action per descriptor open now. */
+   clock POSIX's timed locks take), and object_base by dl_iterate_phdr. */
 void forksafe__posix_realtime(const struct timespec *deadline,
                               struct timespec *rt);
 uintptr_t forksafe__posix_object_base(const void *addr);
-int forksafe__posix_spawn_closefrom(posix_spawn_file_actions_t *fa, int lowfd);
 
 /* For the layers' self-checks. Each claim is one thing a layer relies on,
    tried on a scratch lock. The fields are read from a copy of the lock

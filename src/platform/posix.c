@@ -25,11 +25,8 @@
  */
 #include "platform.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <link.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -89,37 +86,6 @@ uintptr_t forksafe__posix_object_base(const void *addr)
     if (addr)
         dl_iterate_phdr(find_object, &q);
     return q.base;
-}
-
-/* Without a closefrom action (glibc's is an extension), close what is
-   open now: the descriptors listed in /proc/self/fd where there is one,
-   else every number below the descriptor limit (capped). A descriptor
-   another thread opens, without O_CLOEXEC, while this runs is not seen. */
-int forksafe__posix_spawn_closefrom(posix_spawn_file_actions_t *fa, int lowfd)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (d) {
-        int self = dirfd(d), r = 0;
-        struct dirent *de;
-        while (r == 0 && (de = readdir(d)) != NULL) {
-            char *end;
-            long fd = strtol(de->d_name, &end, 10);
-            if (*end == '\0' && end != de->d_name && fd >= lowfd &&
-                fd != self && fd <= INT_MAX)
-                r = posix_spawn_file_actions_addclose(fa, (int)fd);
-        }
-        closedir(d);
-        return r;
-    }
-    long max = sysconf(_SC_OPEN_MAX);
-    if (max < 0 || max > 65536)
-        max = 65536;
-    for (long fd = lowfd; fd < max; fd++) {
-        int r = posix_spawn_file_actions_addclose(fa, (int)fd);
-        if (r)
-            return r;
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------ mutex */
@@ -334,7 +300,6 @@ const struct forksafe_platform forksafe__platform_posix = {
     .spin_holder = spin_holder,
     .child_spin = child_spin,
     .tid_slot = tid_slot,
-    .spawn_closefrom = forksafe__posix_spawn_closefrom,
     .object_base = forksafe__posix_object_base,
     .sem_pshared = sem_pshared,
 };
