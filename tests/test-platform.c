@@ -364,6 +364,121 @@ static void test_check_rwlock_writer(void **s)
     test_failed_check_falls_back("rwlock write-locked");
 }
 
+/* ---- a plain fork() meeting a forksafe_fork() in another thread ----
+
+   Thread B holds registered errorcheck mutex `own` (a kind the glibc and
+   musl layers keep when the forker holds it; the POSIX layer keeps no
+   lock the forker holds, so there `own` is a normal mutex B leaves free)
+   and calls forksafe_fork(); a callback of rank
+   between makes its prepare slow, and while it sleeps the main thread
+   calls fork(). Where the C library holds its handler lock across fork
+   (musl), B cannot reach fork() until the main thread's fork is over, so
+   that fork joins B's prepare: its child finds `taken` (which B's prepare
+   took) free and `own` (B's own) still held. Elsewhere the plain fork
+   waits for B's fork, then takes both itself. Either way nothing hangs
+   and `taken` is free in every child. */
+#ifdef __GLIBC__
+#define LIBC_JOINS 0
+#else
+#define LIBC_JOINS 1 /* musl: src/thread/pthread_atfork.c */
+#endif
+static pthread_mutex_t j_own;
+static pthread_mutex_t j_taken = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t j_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t j_cv = PTHREAD_COND_INITIALIZER;
+static int j_in_prepare, j_b_done, j_b_holds;
+static pid_t j_b_child;
+static int j_b_code = -1, j_b_errno;
+static char j_b_error[256];
+
+static int slow_prepare(void *ctx, const struct timespec *deadline)
+{
+    (void)ctx;
+    (void)deadline;
+    pthread_mutex_lock(&j_mu);
+    j_in_prepare = 1;
+    pthread_cond_broadcast(&j_cv);
+    pthread_mutex_unlock(&j_mu);
+    struct timespec d = {0, 300 * 1000 * 1000};
+    nanosleep(&d, NULL);
+    return 0;
+}
+
+static void *wrapper_forker(void *arg)
+{
+    (void)arg;
+    if (j_b_holds)
+        pthread_mutex_lock(&j_own);
+    struct forksafe_fork_opts o = {.timeout_ms = 10000};
+    pid_t pid = forksafe_fork(&o);
+    if (pid == 0)
+        _exit(pthread_mutex_trylock(&j_taken) == 0 ? 0 : 1);
+    j_b_errno = pid < 0 ? errno : 0;
+    if (pid < 0)
+        snprintf(j_b_error, sizeof j_b_error, "%s", forksafe_last_error());
+    if (j_b_holds)
+        pthread_mutex_unlock(&j_own);
+    j_b_child = pid;
+    if (pid > 0 && fs_wait(pid, 10000, &j_b_code) != FS_EXITED)
+        j_b_code = -2;
+    pthread_mutex_lock(&j_mu);
+    j_b_done = 1;
+    pthread_cond_broadcast(&j_cv);
+    pthread_mutex_unlock(&j_mu);
+    return NULL;
+}
+
+static void test_plain_fork_beside_forksafe_fork(void **state)
+{
+    (void)state;
+    static const struct forksafe_ops slow = {slow_prepare, NULL, NULL};
+    j_b_holds = !fs_layer_is("posix");
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, j_b_holds ? PTHREAD_MUTEX_ERRORCHECK
+                                            : PTHREAD_MUTEX_NORMAL);
+    assert_int_equal(pthread_mutex_init(&j_own, &a), 0);
+    pthread_mutexattr_destroy(&a);
+    int joins = LIBC_JOINS;
+    int ctx;
+    assert_int_equal(forksafe_register_mutex(&j_own, "own", 10), 0);
+    assert_int_equal(forksafe_register_ops(&ctx, "slow", 20, &slow), 0);
+    assert_int_equal(forksafe_register_mutex(&j_taken, "taken", 30), 0);
+    j_in_prepare = j_b_done = 0;
+    pthread_t b;
+    assert_int_equal(pthread_create(&b, NULL, wrapper_forker, NULL), 0);
+    /* B's prepare must reach the slow callback; if forksafe_fork() fails
+       before it, say why instead of waiting forever. */
+    pthread_mutex_lock(&j_mu);
+    while (!j_in_prepare && !j_b_done)
+        pthread_cond_wait(&j_cv, &j_mu);
+    int reached = j_in_prepare;
+    pthread_mutex_unlock(&j_mu);
+    if (!reached) {
+        pthread_join(b, NULL);
+        fail_msg("forksafe_fork() in thread B returned %d (%s) before its "
+                 "prepare reached the slow callback: %s",
+                 (int)j_b_child, strerror(j_b_errno), j_b_error);
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        int taken_free = pthread_mutex_trylock(&j_taken) == 0;
+        int own_held = pthread_mutex_trylock(&j_own) == EBUSY;
+        _exit(!taken_free ? 1 : own_held == (joins && j_b_holds) ? 0 : 2);
+    }
+    assert_true(pid > 0);
+    int code = -1;
+    assert_int_equal(fs_wait(pid, 15000, &code), FS_EXITED);
+    assert_int_equal(code, 0);
+    pthread_join(b, NULL);
+    assert_true(j_b_child > 0);
+    assert_int_equal(j_b_code, 0);
+    assert_int_equal(forksafe_unregister(&j_own), 0);
+    assert_int_equal(forksafe_unregister(&ctx), 0);
+    assert_int_equal(forksafe_unregister(&j_taken), 0);
+    pthread_mutex_destroy(&j_own);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--tampered") == 0)
@@ -377,6 +492,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_check_recursive_count),
         cmocka_unit_test(test_check_kind_bits),
         cmocka_unit_test(test_check_rwlock_writer),
+        cmocka_unit_test(test_plain_fork_beside_forksafe_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
