@@ -57,11 +57,12 @@ const char *forksafe__kinds_refusal(void)
 }
 
 static int vet(const struct forksafe_platform *P, pthread_mutex_t *m,
-               enum forksafe_vet how)
+               enum forksafe_vet how, const struct timespec *deadline,
+               int *still_held)
 {
     if (!P->mutex_vet)
         return 0;
-    int r = P->mutex_vet(m, how);
+    int r = P->mutex_vet(m, how, deadline, still_held);
     if (r)
         refusal = P->vet_refusal ? P->vet_refusal() : NULL;
     return r;
@@ -97,7 +98,8 @@ static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
     int r = pthread_mutex_trylock(m);
     if (r == EBUSY && alone()) {
         /* A dead thread's lock, or this thread's: keep it as it is. */
-        r = vet(P, m, FS_VET_STRAY);
+        int unused = 1;
+        r = vet(P, m, FS_VET_STRAY, deadline, &unused);
         if (r)
             return r;
         *st = FS_ST_IDLE;
@@ -119,9 +121,11 @@ static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
                   "this platform layer cannot hand it to the child";
     if (r)
         return r;
-    r = vet(P, m, how);
+    int still_held = 1;
+    r = vet(P, m, how, deadline, &still_held);
     if (r) {
-        pthread_mutex_unlock(m);
+        if (still_held)
+            pthread_mutex_unlock(m);
         return r;
     }
     *st = FS_ST_TAKEN;
@@ -173,8 +177,12 @@ static const char *mutex_detail(const void *key)
    keeps it in the futex word, so the child must fix it. */
 static int mutex_single(const void *key)
 {
-    unsigned kind =
-        forksafe__platform()->mutex_kind((const pthread_mutex_t *)key);
+    /* Asked once per registration: the layer forgets what it knew of an
+       earlier mutex at this address. */
+    const struct forksafe_platform *P = forksafe__platform();
+    if (P->mutex_registered)
+        P->mutex_registered((const pthread_mutex_t *)key);
+    unsigned kind = P->mutex_kind((const pthread_mutex_t *)key);
     unsigned type = kind & FS_MX_TYPE_MASK;
     return (kind & (FS_MX_UNKNOWN | FS_MX_ROBUST | FS_MX_PI | FS_MX_PP)) ||
            type == FS_MX_RECURSIVE || type == FS_MX_ERRORCHECK;

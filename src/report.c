@@ -176,8 +176,8 @@ static void build_text(struct buf *b)
     size_t n = 0;
     for (struct forksafe_entry *e = forksafe__registry_first(); e; e = e->next)
         n++;
-    put(b, "forksafe report: pid %d, %zu registered entr%s\n", (int)getpid(),
-        n, n == 1 ? "y" : "ies");
+    put(b, "forksafe report: pid %d, %zu registered entr%s\n", (int)getpid(), n,
+        n == 1 ? "y" : "ies");
     struct forksafe_platform_info pi;
     forksafe__platform_info(&pi);
     const struct forksafe_platform *P = forksafe__platform();

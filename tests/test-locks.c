@@ -66,11 +66,10 @@ union lock {
 
 /* What the layer in use promises for a case (docs/platforms.md). */
 enum outcome {
-    KEEP,        /* both processes get the lock as it was, type intact */
-    NOTSUP,      /* forksafe_fork fails with ENOTSUP, nothing taken */
-    DEADLK,      /* forksafe_fork fails with EDEADLK, nothing taken */
-    TIMEOUT,     /* the holder is unknown: ETIMEDOUT at the deadline */
-    CHILD_STUCK, /* POSIX cannot see it coming: the child cannot free it */
+    KEEP,    /* both processes get the lock as it was, type intact */
+    NOTSUP,  /* forksafe_fork fails with ENOTSUP, nothing taken */
+    DEADLK,  /* forksafe_fork fails with EDEADLK, nothing taken */
+    TIMEOUT, /* the holder is unknown: ETIMEDOUT at the deadline */
 };
 
 static enum outcome expect(const struct lcase *c, int held)
@@ -101,9 +100,9 @@ static enum outcome expect(const struct lcase *c, int held)
     default:
         if (held)
             return TIMEOUT;
-        if (c->proto == PP)
-            return NOTSUP;
-        return c->robust || c->proto == PI ? CHILD_STUCK : KEEP;
+        /* PP: getprioceiling tells it. Robust and PI: another thread
+           cannot release them, which the layer tries before the fork. */
+        return c->proto != NONE || c->robust ? NOTSUP : KEEP;
     }
 }
 
@@ -315,23 +314,6 @@ static int check_lock(union lock *l, const struct lcase *c, int depth, int kind)
                               : check_spin(&l->s, depth > 0);
 }
 
-/* The child of a CHILD_STUCK case: the lock stays held there, and the
-   layer says so in the report. */
-static int check_stuck(pthread_mutex_t *m)
-{
-    CHECK(pthread_mutex_trylock(m) == EBUSY);
-    FILE *f = tmpfile();
-    CHECK(f && forksafe_audit_write(fileno(f), FORKSAFE_AUDIT_JSON) == 0);
-    char line[1024];
-    int seen = 0;
-    rewind(f);
-    while (fgets(line, sizeof line, f))
-        seen |= strstr(line, "\"child_failures\": 1}") != NULL;
-    fclose(f);
-    CHECK(seen);
-    return 0;
-}
-
 /* ---- the matrix ---- */
 
 static pid_t do_fork(int wrapper, unsigned timeout_ms)
@@ -418,15 +400,13 @@ static void run_case(const struct lcase *c, int held, int wrapper)
         /* The POSIX layer cannot read an rwlock's attributes back: it
            rebuilds it with the default ones (docs/platforms.md). */
         int kind = !fs_layer_is("posix");
-        int code = want == KEEP          ? check_lock(&l, c, depth, kind)
-                   : want == CHILD_STUCK ? check_stuck(&l.m)
-                                         : 0;
+        int code = want == KEEP ? check_lock(&l, c, depth, kind) : 0;
         _exit(code);
     }
     /* Failures are collected, so the lock is always unregistered (it lives
        on this stack frame) before the test fails. */
     char bad[512] = "";
-    if (want == KEEP || want == CHILD_STUCK || !wrapper) {
+    if (want == KEEP || !wrapper) {
         int code = -1;
         enum fs_wait_result r = pid > 0 ? fs_wait(pid, 10000, &code) : FS_HUNG;
         if (pid < 0)
@@ -438,8 +418,7 @@ static void run_case(const struct lcase *c, int held, int wrapper)
                      : r == FS_EXITED ? "failed at line"
                                       : "died of signal",
                      code);
-        else if (!wrapper && want != KEEP && want != CHILD_STUCK &&
-                 plain_failures() != failures0 + 1)
+        else if (!wrapper && want != KEEP && plain_failures() != failures0 + 1)
             snprintf(bad, sizeof bad, "the refused entry was not recorded");
     } else {
         int want_err = want == NOTSUP   ? ENOTSUP
@@ -559,9 +538,8 @@ static void test_rwlock_read_held_single_thread(void **state)
 
 /* With no other thread alive, a busy lock is the forking thread's own (or
    a dead thread's): it is kept as it is, unless the layer could not hand
-   it to the child. The POSIX layer cannot tell a robust or PI normal mutex
-   from a normal one: held by the forker, its unlock in the child fails
-   (docs/platforms.md); that case is not run. */
+   it to the child. The POSIX layer refuses what another thread cannot
+   release: a robust or PI mutex held by the forker (docs/platforms.md). */
 static enum outcome expect_single(const struct lcase *c)
 {
     if (!fs_layer_is("posix") || c->cls == SPIN)
@@ -577,7 +555,7 @@ static enum outcome expect_single(const struct lcase *c)
         return DEADLK;
     if (c->type == RECURSIVE)
         return NOTSUP;
-    return c->robust || c->proto != NONE ? CHILD_STUCK : KEEP;
+    return c->robust || c->proto != NONE ? DEADLK : KEEP;
 }
 
 static void test_held_single_thread(void **state)
@@ -589,7 +567,7 @@ static void test_held_single_thread(void **state)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             const struct lcase *c = &cases[i];
             enum outcome want = expect_single(c);
-            if (c->proto == PP || want == CHILD_STUCK)
+            if (c->proto == PP)
                 continue;
             union lock l;
             memset(&l, 0, sizeof l);

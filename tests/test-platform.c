@@ -479,6 +479,62 @@ static void test_plain_fork_beside_forksafe_fork(void **state)
     pthread_mutex_destroy(&j_own);
 }
 
+/* ---- the POSIX layer learns per registration ----
+
+   The POSIX layer asks a helper thread, once per registered normal mutex,
+   whether another thread can release it (robust and PI ones cannot), and
+   remembers the answer. A mutex destroyed, made anew as a robust one at
+   the same address and registered again must be asked again: refused on
+   that layer, kept on the others. Seen failing with the layer's
+   mutex_registered hook switched off. */
+static pthread_mutex_t again;
+
+static pid_t fork_and_check(void)
+{
+    struct forksafe_fork_opts o = {.timeout_ms = 2000};
+    pid_t pid = forksafe_fork(&o);
+    if (pid == 0)
+        _exit(pthread_mutex_trylock(&again) == 0 ? 0 : 1);
+    if (pid > 0) {
+        int code = -1;
+        assert_int_equal(fs_wait(pid, 10000, &code), FS_EXITED);
+        assert_int_equal(code, 0);
+        assert_int_equal(pthread_mutex_trylock(&again), 0);
+        assert_int_equal(pthread_mutex_unlock(&again), 0);
+    }
+    return pid;
+}
+
+static void test_reregistered_at_same_address(void **state)
+{
+    (void)state;
+    fs_idle_start();
+    assert_int_equal(pthread_mutex_init(&again, NULL), 0);
+    assert_int_equal(forksafe_register_mutex(&again, "again", 10), 0);
+    assert_true(fork_and_check() > 0);
+    assert_true(fork_and_check() > 0); /* the remembered answer */
+    assert_int_equal(forksafe_unregister(&again), 0);
+    assert_int_equal(pthread_mutex_destroy(&again), 0);
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    assert_int_equal(pthread_mutex_init(&again, &a), 0);
+    pthread_mutexattr_destroy(&a);
+    assert_int_equal(forksafe_register_mutex(&again, "again", 10), 0);
+    pid_t pid = fork_and_check();
+    int err = errno;
+    if (fs_layer_is("posix")) {
+        assert_true(pid < 0);
+        assert_int_equal(err, ENOTSUP);
+        assert_non_null(strstr(forksafe_last_error(), "robust"));
+    } else {
+        assert_true(pid > 0);
+    }
+    assert_int_equal(forksafe_unregister(&again), 0);
+    pthread_mutex_destroy(&again);
+    fs_idle_stop();
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--tampered") == 0)
@@ -493,6 +549,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_check_kind_bits),
         cmocka_unit_test(test_check_rwlock_writer),
         cmocka_unit_test(test_plain_fork_beside_forksafe_fork),
+        cmocka_unit_test(test_reregistered_at_same_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

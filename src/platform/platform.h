@@ -95,9 +95,17 @@ struct forksafe_platform {
     int (*mutex_lock_until)(pthread_mutex_t *m,
                             const struct timespec *deadline);
     /* Whether the child can be given m in the state how describes: 0, or
-       the errno that refuses the fork (the caller then releases what it
-       took). NULL: every case can. */
-    int (*mutex_vet)(pthread_mutex_t *m, enum forksafe_vet how);
+       the errno that refuses the fork. It may let m go and take it again
+       before deadline (the POSIX layer does, to learn whether another
+       thread can release it); *still_held is set to 0 if it then could
+       not, else left alone. On a refusal of a taken m that is still held,
+       the caller releases it. NULL: every case can. */
+    int (*mutex_vet)(pthread_mutex_t *m, enum forksafe_vet how,
+                     const struct timespec *deadline, int *still_held);
+    /* m is about to be registered (called outside the registry lock):
+       forget what mutex_vet learned of an earlier mutex at that address.
+       May be NULL. */
+    void (*mutex_registered)(const pthread_mutex_t *m);
     /* Why the last mutex_vet or rwlock_vet refused, as a phrase ("a
        recursive mutex: ..."), or NULL. May be NULL. */
     const char *(*vet_refusal)(void);

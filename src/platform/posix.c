@@ -12,21 +12,24 @@
  * a mutex that prepare takes is asked its type with a timed lock whose
  * deadline has passed (0: recursive, EDEADLK: errorcheck, ETIMEDOUT:
  * normal) and pthread_mutex_getprioceiling (succeeds only for
- * priority-protect); only a normal one is kept, and it is released in the
- * child with pthread_mutex_unlock. Every other case is refused before the
- * fork: ENOTSUP for a type or protocol it cannot hand to the child,
- * EDEADLK for an errorcheck mutex the forking thread holds. POSIX has no
- * query for robustness or priority inheritance on a normal mutex; such a
- * mutex is refused when prepare finds its owner dead, and otherwise is
- * only found out in the child, where the unlock fails: the layer then
- * says so on stderr and in the report, and the mutex stays locked there.
- * rwlocks are re-initialised in the child with default attributes (their
- * attributes cannot be read back); spinlocks are unlocked.
+ * priority-protect); only a normal one is kept, and only if a thread other
+ * than its holder can release it (a short-lived helper thread tries, see
+ * probe_release), because the child's thread will have to. It is released
+ * in the child with pthread_mutex_unlock. Every other case is refused
+ * before the fork: ENOTSUP for a type or protocol it cannot hand to the
+ * child (recursive, errorcheck, priority-protect, and robust or PI, which
+ * POSIX cannot query but the helper's failed release reveals), EDEADLK
+ * for an errorcheck, robust or PI mutex the forking thread holds. Should
+ * a child's unlock still fail, the layer says so on stderr and in the
+ * report, and the mutex stays locked there. rwlocks are re-initialised in
+ * the child with default attributes (their attributes cannot be read
+ * back); spinlocks are unlocked.
  */
 #include "platform.h"
 
 #include <errno.h>
 #include <link.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -136,7 +139,105 @@ static int refuse(int err, const char *why)
     return err;
 }
 
-static int mutex_vet(pthread_mutex_t *m, enum forksafe_vet how)
+/* Whether a thread other than the one that holds m can release it, which
+   is what the child's only thread will have to do. POSIX has no query for
+   robustness or priority inheritance, and a robust or PI mutex of the
+   normal type answers every other probe like a plain one; but glibc and
+   musl (and FreeBSD, for every type) refuse its unlock from another
+   thread with EPERM and leave it as it was. So a helper thread tries:
+   EPERM means the child could not release it; success means it could,
+   and the helper takes it again at once, so that m stays held through
+   the fork (which thread holds a mutex that any thread may release does
+   not matter). The helper runs with every signal blocked and is joined
+   before this returns, so no thread is left for the fork. */
+struct release_probe {
+    pthread_mutex_t *m;
+    const struct timespec *deadline;
+    int unlocked; /* pthread_mutex_unlock's answer */
+    int retaken;  /* taking it again: 0, or the error */
+};
+
+static void *try_release(void *arg)
+{
+    struct release_probe *p = arg;
+    p->unlocked = pthread_mutex_unlock(p->m);
+    if (p->unlocked == 0) {
+        /* Another thread may slip in between; then wait as prepare would. */
+        p->retaken = pthread_mutex_trylock(p->m);
+        if (p->retaken == EBUSY)
+            p->retaken = mutex_lock_until(p->m, p->deadline);
+    }
+    return NULL;
+}
+
+/* 0: another thread can release m (and m is held again); EPERM: it cannot
+   (m is still held by the caller); otherwise the error, with *still_held
+   saying whether m is still held. */
+static int probe_release(pthread_mutex_t *m, const struct timespec *deadline,
+                         int *still_held)
+{
+    struct release_probe p = {m, deadline, -1, -1};
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    int r = pthread_create(&t, NULL, try_release, &p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0)
+        return r;
+    pthread_join(t, NULL);
+    if (p.unlocked != 0)
+        return EPERM;
+    if (p.retaken != 0) {
+        *still_held = 0;
+        return p.retaken;
+    }
+    return 0;
+}
+
+/* What probe_release learned, per mutex, so that it runs once per
+   registration and not at every fork (a thread start costs some 30 us):
+   a direct-mapped table of (address | verdict) words, 0 for empty; a
+   collision only costs another probe. Written under the registry lock by
+   mutex_vet, cleared without it by mutex_registered, after any fork that
+   could have seen an earlier registration at that address is over. */
+#define MEMO_SLOTS      4096
+#define MEMO_RELEASABLE 1u
+#define MEMO_OWNED      2u
+static uintptr_t memo[MEMO_SLOTS];
+
+static size_t memo_slot(const void *m)
+{
+    uintptr_t a = (uintptr_t)m;
+    return (size_t)((a >> 3) ^ (a >> 15)) % MEMO_SLOTS;
+}
+
+static void mutex_registered(const pthread_mutex_t *m)
+{
+    uintptr_t *slot = &memo[memo_slot(m)];
+    uintptr_t v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if ((v & ~(uintptr_t)3) == (uintptr_t)m)
+        __atomic_compare_exchange_n(slot, &v, 0, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
+}
+
+static int releasable(pthread_mutex_t *m, const struct timespec *deadline,
+                      int *still_held)
+{
+    uintptr_t *slot = &memo[memo_slot(m)];
+    uintptr_t v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if ((v & ~(uintptr_t)3) == (uintptr_t)m && (v & 3))
+        return (v & 3) == MEMO_RELEASABLE ? 0 : EPERM;
+    int r = probe_release(m, deadline, still_held);
+    if (r == 0 || r == EPERM)
+        __atomic_store_n(slot,
+                         (uintptr_t)m | (r ? MEMO_OWNED : MEMO_RELEASABLE),
+                         __ATOMIC_RELEASE);
+    return r;
+}
+
+static int mutex_vet(pthread_mutex_t *m, enum forksafe_vet how,
+                     const struct timespec *deadline, int *still_held)
 {
     refusal = NULL;
     if (how == FS_VET_RECOVERED)
@@ -145,13 +246,25 @@ static int mutex_vet(pthread_mutex_t *m, enum forksafe_vet how)
     unsigned type = probe_type(m);
     if (how == FS_VET_STRAY) {
         /* Left as it is: fine unless the child must be able to release it
-           and cannot, which is what an errorcheck mutex held by this very
-           thread would be. */
-        return type == FS_MX_ERRORCHECK
-                   ? refuse(EDEADLK, "an errorcheck mutex held by the forking "
-                                     "thread: the POSIX platform layer cannot "
-                                     "hand it to the child")
-                   : 0;
+           and cannot: an errorcheck mutex held by this very thread, or one
+           that records its owner (robust, PI). A recursive one nests. */
+        if (type == FS_MX_ERRORCHECK)
+            return refuse(EDEADLK, "an errorcheck mutex held by the forking "
+                                   "thread: the POSIX platform layer cannot "
+                                   "hand it to the child");
+        if (type != FS_MX_NORMAL)
+            return 0;
+        int r = releasable(m, deadline, still_held);
+        if (r == EPERM)
+            return refuse(EDEADLK, "a mutex held by the forking thread (or "
+                                   "a thread that is gone) that no other "
+                                   "thread may release (robust or priority "
+                                   "inheritance): the POSIX platform layer "
+                                   "cannot hand it to the child");
+        if (r)
+            return refuse(r, "the POSIX platform layer could not check "
+                             "whether the child can release this mutex");
+        return 0;
     }
     switch (type) {
     case FS_MX_NORMAL: {
@@ -160,6 +273,15 @@ static int mutex_vet(pthread_mutex_t *m, enum forksafe_vet how)
             return refuse(ENOTSUP, "a priority-protect mutex: the POSIX "
                                    "platform layer cannot hand it to the "
                                    "child");
+        int r = releasable(m, deadline, still_held);
+        if (r == EPERM)
+            return refuse(ENOTSUP, "a mutex that no other thread may "
+                                   "release (robust or priority "
+                                   "inheritance): the POSIX platform layer "
+                                   "cannot hand it to the child");
+        if (r)
+            return refuse(r, "the POSIX platform layer could not check "
+                             "whether the child can release this mutex");
         return 0;
     }
     case FS_MX_RECURSIVE:
@@ -191,8 +313,7 @@ static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
     child_failures++;
     static const char msg[] =
         "forksafe: the POSIX platform layer could not release a registered "
-        "mutex in the child (robust or priority-inheritance: POSIX cannot "
-        "tell them before the fork); it stays locked in this process\n";
+        "mutex in the child; it stays locked in this process\n";
     (void)!write(2, msg, sizeof msg - 1);
 }
 
@@ -289,6 +410,7 @@ const struct forksafe_platform forksafe__platform_posix = {
     .mutex_holder = mutex_holder,
     .mutex_lock_until = mutex_lock_until,
     .mutex_vet = mutex_vet,
+    .mutex_registered = mutex_registered,
     .vet_refusal = vet_refusal,
     .child_mutex = child_mutex,
     .child_failures = failures,
