@@ -20,8 +20,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#if defined(__has_include)
+#if __has_include(<linux/filter.h>) && __has_include(<linux/seccomp.h>) &&     \
+    __has_include(<linux/audit.h>)
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#define HAVE_SECCOMP_HEADERS 1
+#endif
+#endif
 
 extern char **environ;
 
@@ -535,6 +547,96 @@ static void test_reregistered_at_same_address(void **state)
     fs_idle_stop();
 }
 
+/* ---- the POSIX layer cannot start its helper thread ----
+
+   In a process where no thread can be created (a seccomp filter makes
+   clone3 ENOSYS and a clone() with CLONE_THREAD EAGAIN; fork() still
+   works), the POSIX layer cannot ask whether another thread may release a
+   normal mutex: forksafe_fork() is refused with EAGAIN, names the lock,
+   and leaves it free. The other layers need no thread and fork. x86-64
+   only (the filter checks the system call numbers of that ABI). */
+static int deny_threads(void)
+{
+#if defined(HAVE_SECCOMP_HEADERS) && defined(__x86_64__) && defined(SYS_clone3)
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                 offsetof(struct seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x00010000 /* CLONE_THREAD */, 0,
+                 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {(unsigned short)(sizeof f / sizeof f[0]), f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        return -1;
+    return 0;
+#else
+    return -1;
+#endif
+}
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+static pthread_mutex_t nothread_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void test_posix_probe_without_threads(void **state)
+{
+    (void)state;
+#if !defined(HAVE_SECCOMP_HEADERS) || !defined(__x86_64__)
+    skip();
+#endif
+    pid_t scenario = fork();
+    assert_true(scenario >= 0);
+    if (scenario == 0) {
+        fs_idle_start(); /* another thread alive: the multi-threaded path */
+        if (forksafe_register_mutex(&nothread_mu, "no-thread", 10) != 0)
+            _exit(2);
+        if (deny_threads() != 0)
+            _exit(3);
+        pthread_t t;
+        if (pthread_create(&t, NULL, nothing, NULL) == 0)
+            _exit(4); /* the filter does not work here */
+        struct forksafe_fork_opts o = {.timeout_ms = 2000};
+        pid_t pid = forksafe_fork(&o);
+        int err = errno;
+        if (pid == 0)
+            _exit(pthread_mutex_trylock(&nothread_mu) == 0 ? 0 : 1);
+        if (fs_layer_is("posix")) {
+            if (pid >= 0 || err != EAGAIN) {
+                fprintf(stderr, "forksafe_fork = %d (%s), not EAGAIN: %s\n",
+                        (int)pid, strerror(err), forksafe_last_error());
+                _exit(5);
+            }
+            if (!strstr(forksafe_last_error(), "no-thread")) {
+                fprintf(stderr, "error: %s\n", forksafe_last_error());
+                _exit(6);
+            }
+        } else {
+            int code = -1;
+            if (pid < 0 || fs_wait(pid, 10000, &code) != FS_EXITED || code)
+                _exit(7);
+        }
+        /* Nothing stays held. */
+        if (pthread_mutex_trylock(&nothread_mu) != 0)
+            _exit(8);
+        pthread_mutex_unlock(&nothread_mu);
+        _exit(0);
+    }
+    fs_assert_child_ok(scenario, 20000);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--tampered") == 0)
@@ -550,6 +652,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_check_rwlock_writer),
         cmocka_unit_test(test_plain_fork_beside_forksafe_fork),
         cmocka_unit_test(test_reregistered_at_same_address),
+        cmocka_unit_test(test_posix_probe_without_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
