@@ -215,6 +215,12 @@ struct forksafe_fork_opts {
      EDEADLK    a registered lock is held by the calling thread in a way the
                 platform cannot preserve, or the call was made from a
                 forksafe callback;
+     ENOTSUP    a registered lock is of a kind the platform layer in use
+                cannot hand to the child (the POSIX layer: errorcheck,
+                recursive, priority-protect, robust and PI mutexes; see
+                docs/platforms.md);
+     EAGAIN     the POSIX platform layer could not start the thread with
+                which it checks a mutex;
      EBUSY      FORKSAFE_FORK_NO_THREADS and other threads are alive;
      ENOENT, EMFILE, ENFILE  FORKSAFE_FORK_NO_THREADS and the thread count
                 could not be read from /proc/self/stat (ENOENT: /proc is

@@ -185,6 +185,10 @@ void forksafe__registry_init(void);
 /* In the child, when the page is not wiped: reset it to all-free. */
 void forksafe__fork_page_child_reset(void);
 
+/* Why the platform layer refused the lock whose prepare just failed (a
+   phrase for forksafe_last_error), or NULL (locks.c). */
+const char *forksafe__kinds_refusal(void);
+
 /* ---- registry.c ---- */
 
 /* The registry lock. Held from the start of prepare to the end of the parent

@@ -16,8 +16,8 @@
  *  - Waiting: workers are created with clone(CLONE_PARENT), so they are the
  *    program's children: waitpid(), SIGCHLD, kill() and pidfds work on them
  *    as on any child, and nothing has to be relayed. The kernel is asked to
- *    store the worker's TID in glibc's thread descriptor, as fork() does
- *    (CLONE_CHILD_SETTID at the address PR_GET_TID_ADDRESS reports), and
+ *    store the worker's TID in the libc's thread descriptor, as fork() does
+ *    (CLONE_CHILD_SETTID at the address the platform layer names), and
  *    the worker re-registers its robust-mutex list, as glibc's fork child
  *    does. Fork handlers do not run in workers: they ran once, when the
  *    server itself was forked.
@@ -56,6 +56,7 @@
  *    since gets EPERM rather than workers with its former credentials.
  */
 #include "internal.h"
+#include "platform/platform.h"
 #include "spawn-zygote.h"
 
 #include <errno.h>
@@ -77,9 +78,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef PR_GET_TID_ADDRESS
-#define PR_GET_TID_ADDRESS 40
-#endif
 #ifndef CLONE_PARENT
 #define CLONE_PARENT 0x00008000
 #endif
@@ -426,12 +424,12 @@ static _Noreturn void server_main(int sock, pid_t parent)
     if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &pc, &pl) != 0 ||
         pc.pid != parent || pc.uid != getuid())
         _exit(1);
-    /* Where glibc keeps this thread's TID, so workers get theirs written
-       there as fork() children do. Without it (kernel lacking
-       CONFIG_CHECKPOINT_RESTORE) workers keep the server's TID in glibc's
-       descriptor; docs/zygote.md says what that affects. */
-    if (prctl(PR_GET_TID_ADDRESS, &srv_tid_addr, 0, 0, 0) != 0)
-        srv_tid_addr = NULL;
+    /* Where the libc keeps this thread's TID, so workers get theirs
+       written there as fork() children do. Without it (kernel lacking
+       CONFIG_CHECKPOINT_RESTORE, or a platform layer that does not know)
+       workers keep the server's TID in the libc's descriptor;
+       docs/zygote.md says what that affects. */
+    srv_tid_addr = forksafe__platform()->tid_slot();
     if (syscall(SYS_get_robust_list, 0, &srv_robust_head, &srv_robust_len) != 0)
         srv_robust_head = NULL;
     while (serve_one(sock, parent) == 0) {

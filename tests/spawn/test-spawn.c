@@ -1091,6 +1091,13 @@ static void *setenv_loop(void *arg)
 static void spawn_concurrent_setenv(void **state)
 {
     unsigned v = variant(state);
+#ifndef __GLIBC__
+    /* glibc's setenv() never frees a string it replaces, which is what
+       makes copying environ beside it safe; musl's frees it (POSIX does
+       not require setenv to be thread-safe at all). docs/platforms.md. */
+    (void)v;
+    skip();
+#endif
     setenv("FS_PROBE_VAR", "alpha", 1); /* created before the threads */
     setenv_stop = 0;
     pthread_t t[2];
