@@ -1,37 +1,70 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test-exports.c: the shared library exports the public API and nothing
- * else (-fvisibility=hidden): every defined dynamic symbol is forksafe_*,
- * plus the documented __cxa_finalize hook, and the soname is versioned.
+ * test-exports.c: the shared libraries export the public API and nothing
+ * else. libforksafe (-fvisibility=hidden): every defined dynamic symbol is
+ * forksafe_* with the version node FORKSAFE_0 (src/forksafe.map), plus the
+ * documented __cxa_finalize hook, which must stay unversioned; the soname
+ * is versioned. Each adapter: only forksafe_<lib>_* at FORKSAFE_0, and no
+ * RUNPATH but $ORIGIN (nothing that points into the build tree).
  */
 #include "common.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Check the dynamic symbols of lib: each must start with prefix and carry
+   @@FORKSAFE_0, except an unversioned __cxa_finalize when allowed.
+   Returns the number of public symbols. */
+static int check_symbols(const char *lib, const char *prefix, int cxa_ok)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "nm -D --defined-only %s", lib);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[512];
+    int public = 0, node = 0;
+    while (fgets(line, sizeof line, p)) {
+        char addr[64], type[8], sym[256];
+        if (sscanf(line, "%63s %7s %255s", addr, type, sym) != 3)
+            continue;
+        /* The version node itself, as an absolute symbol (GNU ld). */
+        if (strcmp(type, "A") == 0 && strcmp(sym, "FORKSAFE_0") == 0) {
+            node = 1;
+            continue;
+        }
+        char ver[64] = "";
+        char *at = strchr(sym, '@');
+        if (at) {
+            snprintf(ver, sizeof ver, "%s", at);
+            *at = '\0';
+        }
+        if (cxa_ok && strcmp(sym, "__cxa_finalize") == 0) {
+            if (*ver)
+                fail_msg("%s: __cxa_finalize%s is versioned: calls from "
+                         "other objects (__cxa_finalize@GLIBC_2.2.5) "
+                         "would no longer reach it",
+                         lib, ver);
+            continue;
+        }
+        if (strncmp(sym, prefix, strlen(prefix)) != 0 ||
+            strncmp(sym, "forksafe__", 10) == 0)
+            fail_msg("%s: unexpected exported symbol: %s", lib, sym);
+        if (strcmp(ver, "@@FORKSAFE_0") != 0)
+            fail_msg("%s: %s has version '%s', not @@FORKSAFE_0", lib, sym,
+                     ver);
+        public++;
+    }
+    assert_int_equal(pclose(p), 0);
+    (void)node;
+    return public;
+}
 
 static void test_only_public_symbols(void **state)
 {
     (void)state;
-    FILE *p = popen("nm -D --defined-only " FS_LIBDIR "/libforksafe.so", "r");
-    assert_non_null(p);
-    char line[512];
-    int n = 0, public = 0;
-    while (fgets(line, sizeof line, p)) {
-        char addr[64], type[8], name[256];
-        if (sscanf(line, "%63s %7s %255s", addr, type, name) != 3)
-            continue;
-        n++;
-        if (strncmp(name, "forksafe_", 9) == 0) {
-            public++;
-            continue;
-        }
-        if (strcmp(name, "__cxa_finalize") == 0)
-            continue;
-        fail_msg("unexpected exported symbol: %s", name);
-    }
-    assert_int_equal(pclose(p), 0);
+    int public = check_symbols(FS_LIBDIR "/libforksafe.so", "forksafe_", 1);
     assert_true(public >= 12); /* the core API at least */
-    assert_true(n > 0);
 }
 
 static void test_soname(void **state)
@@ -41,10 +74,45 @@ static void test_soname(void **state)
     assert_non_null(p);
     char line[512];
     int found = 0;
-    while (fgets(line, sizeof line, p))
+    while (fgets(line, sizeof line, p)) {
         found |= strstr(line, "SONAME") && strstr(line, "[libforksafe.so.0]");
+        if (strstr(line, "RPATH") || strstr(line, "RUNPATH"))
+            fail_msg("libforksafe has a search path: %s", line);
+    }
     pclose(p);
     assert_true(found);
+}
+
+/* FS_ADAPTER_LIBS: "name=path name=path ..." for every adapter built. */
+static void test_adapters(void **state)
+{
+    (void)state;
+    char list[] = FS_ADAPTER_LIBS;
+    int n = 0;
+    for (char *save, *tok = strtok_r(list, " ", &save); tok;
+         tok = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(tok, '=');
+        assert_non_null(eq);
+        *eq = '\0';
+        const char *lib = eq + 1;
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "forksafe_%s_", tok);
+        assert_true(check_symbols(lib, prefix, 0) >= 1);
+
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "readelf -d %s", lib);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        char line[4400];
+        while (fgets(line, sizeof line, p))
+            if ((strstr(line, "(RPATH)") || strstr(line, "(RUNPATH)")) &&
+                !strstr(line, "[$ORIGIN]"))
+                fail_msg("%s: search path other than $ORIGIN: %s", lib, line);
+        pclose(p);
+        n++;
+    }
+    if (n == 0)
+        skip();
 }
 
 int main(void)
@@ -53,6 +121,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_only_public_symbols),
         cmocka_unit_test(test_soname),
+        cmocka_unit_test(test_adapters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
