@@ -10,7 +10,7 @@
  * wrong on glibc for errorcheck and recursive mutexes (unlock in the child
  * fails with EPERM: the owner TID is the parent thread's), for robust and PI
  * mutexes (the futex word itself holds the old TID), and for rwlocks
- * (unlock takes the reader path and leaves the lock busy); see NOTES.md. So
+ * (unlock takes the reader path and leaves the lock busy; docs/design.md). So
  * the child handler rewrites the owner of plain mutexes to the child's TID
  * before unlocking, and rebuilds robust/PI/PP mutexes and rwlocks from
  * their own attributes, re-acquiring them when the forking thread held
