@@ -34,8 +34,11 @@ line=$(echo "$out" | grep -- '-c .*src/version.c' | head -1)
 ok
 
 step "CFLAGS, LDFLAGS from the environment; LDFLAGS before the libraries"
-out=$(CFLAGS=-DFS_FROM_ENV LDFLAGS=-Wl,--as-needed scons -Q VERBOSE=1 \
-      build/release/src 2>&1) || die "$out"
+# Configure once with these flags, then a dry run prints every command.
+export CFLAGS=-DFS_FROM_ENV LDFLAGS=-Wl,--as-needed
+scons -Q build/release/src/forksafe.pc > /dev/null 2>&1
+out=$(scons -Q -n VERBOSE=1 build/release/src 2>&1) || die "$out"
+unset CFLAGS LDFLAGS
 echo "$out" | grep -- '-c .*src/version.c' | grep -q -- '-DFS_FROM_ENV' ||
     die "environment CFLAGS dropped: $out"
 link=$(echo "$out" | grep -- '-o build/release/src/libforksafe.so' | head -1)
