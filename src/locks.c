@@ -7,39 +7,24 @@
  * both processes, in the state the forking thread saw just before it: free,
  * or held by the forking thread with the same recursion depth, with its
  * type intact. The textbook handler (lock in prepare, unlock in child) is
- * wrong on glibc for errorcheck and recursive mutexes (unlock in the child
- * fails with EPERM: the owner TID is the parent thread's), for robust and PI
- * mutexes (the futex word itself holds the old TID), and for rwlocks
- * (unlock takes the reader path and leaves the lock busy; docs/design.md). So
- * the child handler rewrites the owner of plain mutexes to the child's TID
- * before unlocking, and rebuilds robust/PI/PP mutexes and rwlocks from
- * their own attributes, re-acquiring them when the forking thread held
- * them. This reads glibc's pthread structures (bits/struct_mutex.h,
- * bits/struct_rwlock.h); it is the platform layer, and glibc-specific.
+ * wrong on glibc and musl for errorcheck and recursive mutexes (unlock in
+ * the child fails with EPERM: the owner TID is the parent thread's), for
+ * robust and PI mutexes (the futex word itself holds the old TID), and on
+ * glibc for rwlocks (unlock takes the reader path and leaves the lock
+ * busy). So this file takes and releases locks with portable calls, and
+ * leaves everything that depends on a libc's private structures (who holds
+ * a lock, what kind it is, how the child's thread is made its owner) to the
+ * platform layer (platform/platform.h).
  */
 #include "internal.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
 
-#ifndef __GLIBC__
-#error "forksafe's lock layer reads glibc's pthread structures"
-#endif
-
-/* glibc's mutex __kind bits (nptl/pthreadP.h). */
-#define MK_TYPE_MASK        0x3  /* PTHREAD_MUTEX_KIND_MASK_NP */
-#define MK_ROBUST           0x10 /* PTHREAD_MUTEX_ROBUST_NORMAL_NP */
-#define MK_PI               0x20 /* PTHREAD_MUTEX_PRIO_INHERIT_NP */
-#define MK_PP               0x40 /* PTHREAD_MUTEX_PRIO_PROTECT_NP */
-#define MK_PSHARED          0x80 /* PTHREAD_MUTEX_PSHARED_BIT */
-#define MK_REBUILD          (MK_ROBUST | MK_PI | MK_PP)
-#define MUTEX_CEILING_SHIFT 19 /* PTHREAD_MUTEX_PRIO_CEILING_SHIFT */
-#define RW_READER_SHIFT     3  /* PTHREAD_RWLOCK_READER_SHIFT */
-
-#define UNUSED  __attribute__((unused))
-#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define UNUSED __attribute__((unused))
 
 /* When prepare finds a lock busy and other threads may exist, this says
    whether they really do: once all other threads have exited, the only
@@ -66,8 +51,9 @@ static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
                          unsigned char *st, const struct timespec *deadline,
                          int mt, pid_t self)
 {
+    const struct forksafe_platform *P = forksafe__platform();
     pthread_mutex_t *m = (pthread_mutex_t *)key;
-    if (LOAD(m->__data.__owner) == self) {
+    if (P->mutex_holder(m) == self) {
         *st = FS_ST_SELF;
         return 0;
     }
@@ -81,24 +67,8 @@ static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
         *st = FS_ST_IDLE; /* a dead thread's lock: keep it as it is */
         return 0;
     }
-    if (r == EBUSY) {
-        r = deadline ? pthread_mutex_clocklock(m, CLOCK_MONOTONIC, deadline)
-                     : pthread_mutex_lock(m);
-        if (r == EINVAL && (LOAD(m->__data.__kind) & MK_PI)) {
-            /* Older kernels only time PI futexes on CLOCK_REALTIME. */
-            struct timespec now, rt;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            clock_gettime(CLOCK_REALTIME, &rt);
-            long long ns = (deadline->tv_sec - now.tv_sec) * 1000000000ll +
-                           (deadline->tv_nsec - now.tv_nsec);
-            if (ns < 0)
-                ns = 0;
-            ns += rt.tv_nsec;
-            rt.tv_sec += ns / 1000000000ll;
-            rt.tv_nsec = ns % 1000000000ll;
-            r = pthread_mutex_timedlock(m, &rt);
-        }
-    }
+    if (r == EBUSY)
+        r = P->mutex_lock_until(m, deadline);
     if (r == EOWNERDEAD) {
         /* The holder died. We now own it; marking it consistent is the only
            way to release it without making it unusable for everyone
@@ -119,60 +89,18 @@ static void mutex_parent(const void *key, const struct forksafe_entry *e UNUSED,
         pthread_mutex_unlock((pthread_mutex_t *)key);
 }
 
-/* Re-initialise a robust, PI or PP mutex with its own attributes; if the
-   forking thread held it, take it again to the same recursion depth. */
-static void mutex_rebuild(pthread_mutex_t *m, int held)
-{
-    int kind = m->__data.__kind;
-    unsigned depth = held ? m->__data.__count : 0;
-    int ceiling = (m->__data.__lock >> MUTEX_CEILING_SHIFT) & 0xfff;
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_settype(&a, kind & MK_TYPE_MASK);
-    if (kind & MK_ROBUST)
-        pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    if (kind & MK_PI)
-        pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
-    if (kind & MK_PP) {
-        pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_PROTECT);
-        pthread_mutexattr_setprioceiling(&a, ceiling);
-    }
-    if (kind & MK_PSHARED)
-        pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutex_init(m, &a);
-    pthread_mutexattr_destroy(&a);
-    if (!held)
-        return;
-    if (depth == 0)
-        depth = 1;
-    for (unsigned i = 0; i < depth; i++)
-        pthread_mutex_lock(m);
-}
-
 static void mutex_child(const void *key, const struct forksafe_entry *e UNUSED,
                         int st, pid_t self)
 {
-    pthread_mutex_t *m = (pthread_mutex_t *)key;
     if (st != FS_ST_TAKEN && st != FS_ST_SELF)
         return;
-    if (m->__data.__kind & MK_REBUILD) {
-        mutex_rebuild(m, st == FS_ST_SELF);
-        return;
-    }
-    /* glibc checks __owner against the caller's TID for errorcheck and
-       recursive mutexes; the child's TID is new (CLONE_CHILD_SETTID). */
-    m->__data.__owner = self;
-    if (st == FS_ST_TAKEN)
-        pthread_mutex_unlock(m);
+    forksafe__platform()->child_mutex((pthread_mutex_t *)key, st == FS_ST_SELF,
+                                      self);
 }
 
 static pid_t mutex_holder(const void *key)
 {
-    const pthread_mutex_t *m = (const pthread_mutex_t *)key;
-    if (LOAD(m->__data.__lock) == 0)
-        return 0;
-    pid_t owner = LOAD(m->__data.__owner);
-    return owner > 0 && owner < 0x3fffffff ? owner : -1;
+    return forksafe__platform()->mutex_holder((const pthread_mutex_t *)key);
 }
 
 static const char *mutex_detail(const void *key)
@@ -185,21 +113,25 @@ static const char *mutex_detail(const void *key)
          "errorcheck,robust,pi"},
         {"adaptive", "adaptive,robust", "adaptive,pi", "adaptive,robust,pi"},
     };
-    int kind = LOAD(((const pthread_mutex_t *)key)->__data.__kind);
-    int flags = (kind & MK_ROBUST ? 1 : 0) | (kind & MK_PI ? 2 : 0);
-    return names[kind & MK_TYPE_MASK][flags];
+    unsigned kind =
+        forksafe__platform()->mutex_kind((const pthread_mutex_t *)key);
+    if (kind & FS_MX_UNKNOWN)
+        return "unknown";
+    unsigned flags = (kind & FS_MX_ROBUST ? 1 : 0) | (kind & FS_MX_PI ? 2 : 0);
+    return names[kind & 3][flags];
 }
 
 /* A normal or adaptive mutex needs nothing when single-threaded: if this
-   thread holds it, the child inherits it held, and glibc unlocks those
+   thread holds it, the child inherits it held, and the libc unlocks those
    types without checking the owner. Every other type checks the owner or
    keeps it in the futex word, so the child must fix it. */
 static int mutex_single(const void *key)
 {
-    int kind = LOAD(((const pthread_mutex_t *)key)->__data.__kind);
-    int type = kind & MK_TYPE_MASK;
-    return (kind & MK_REBUILD) || type == PTHREAD_MUTEX_RECURSIVE_NP ||
-           type == PTHREAD_MUTEX_ERRORCHECK_NP;
+    unsigned kind =
+        forksafe__platform()->mutex_kind((const pthread_mutex_t *)key);
+    unsigned type = kind & FS_MX_TYPE_MASK;
+    return (kind & (FS_MX_UNKNOWN | FS_MX_ROBUST | FS_MX_PI | FS_MX_PP)) ||
+           type == FS_MX_RECURSIVE || type == FS_MX_ERRORCHECK;
 }
 
 /* ------------------------------------------------------------ rwlock */
@@ -209,8 +141,9 @@ static int rwlock_prepare(const void *key,
                           unsigned char *st, const struct timespec *deadline,
                           int mt, pid_t self)
 {
+    const struct forksafe_platform *P = forksafe__platform();
     pthread_rwlock_t *l = (pthread_rwlock_t *)key;
-    if (LOAD(l->__data.__cur_writer) == self) {
+    if (P->rwlock_holder(l) == self) {
         *st = FS_ST_SELF;
         return 0;
     }
@@ -226,8 +159,7 @@ static int rwlock_prepare(const void *key,
         return 0;
     }
     if (r == EBUSY)
-        r = deadline ? pthread_rwlock_clockwrlock(l, CLOCK_MONOTONIC, deadline)
-                     : pthread_rwlock_wrlock(l);
+        r = P->rwlock_wrlock_until(l, deadline);
     if (r)
         return r;
     *st = FS_ST_TAKEN;
@@ -244,37 +176,27 @@ static void rwlock_parent(const void *key,
 static void rwlock_child(const void *key, const struct forksafe_entry *e UNUSED,
                          int st, pid_t self)
 {
-    (void)self;
     if (st != FS_ST_TAKEN && st != FS_ST_SELF)
         return;
-    pthread_rwlock_t *l = (pthread_rwlock_t *)key;
-    pthread_rwlockattr_t a;
-    pthread_rwlockattr_init(&a);
-    pthread_rwlockattr_setkind_np(&a, (int)l->__data.__flags);
-    if (l->__data.__shared)
-        pthread_rwlockattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_rwlock_init(l, &a);
-    pthread_rwlockattr_destroy(&a);
-    if (st == FS_ST_SELF)
-        pthread_rwlock_wrlock(l);
+    forksafe__platform()->child_rwlock((pthread_rwlock_t *)key,
+                                       st == FS_ST_SELF, self);
 }
 
 static pid_t rwlock_holder(const void *key)
 {
-    const pthread_rwlock_t *l = (const pthread_rwlock_t *)key;
-    pid_t w = LOAD(l->__data.__cur_writer);
-    if (w > 0)
-        return w;
-    return LOAD(l->__data.__readers) >> RW_READER_SHIFT ? -1 : 0;
+    return forksafe__platform()->rwlock_holder((const pthread_rwlock_t *)key);
 }
 
 static const char *rwlock_detail(const void *key)
 {
-    const pthread_rwlock_t *l = (const pthread_rwlock_t *)key;
-    switch (LOAD(l->__data.__flags)) {
-    case PTHREAD_RWLOCK_PREFER_WRITER_NP:
+    unsigned kind =
+        forksafe__platform()->rwlock_kind((const pthread_rwlock_t *)key);
+    if (kind & FS_RW_UNKNOWN)
+        return "unknown";
+    switch (kind & FS_RW_PREFER_MASK) {
+    case FS_RW_PREFER_WRITER:
         return "prefer-writer";
-    case PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP:
+    case FS_RW_PREFER_WRITER_NONRECURSIVE:
         return "prefer-writer-nonrecursive";
     default:
         return "prefer-reader";
@@ -335,14 +257,13 @@ static void spin_child(const void *key, const struct forksafe_entry *e UNUSED,
                        int st, pid_t self)
 {
     (void)self;
-    /* glibc's spinlock records no owner: unlocking in the child is valid. */
     if (st == FS_ST_TAKEN)
-        pthread_spin_unlock((pthread_spinlock_t *)key);
+        forksafe__platform()->child_spin((pthread_spinlock_t *)key);
 }
 
 static pid_t spin_holder(const void *key)
 {
-    return LOAD(*(const pthread_spinlock_t *)key) ? -1 : 0;
+    return forksafe__platform()->spin_holder((const pthread_spinlock_t *)key);
 }
 
 static int never(const void *key)
