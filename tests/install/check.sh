@@ -99,6 +99,10 @@ if command -v cmake > /dev/null; then
     cmake --build cmake-build > cmake-build.log 2>&1 ||
         die "cmake --build: $(tail -20 cmake-build.log)"
     cmake-build/demo > /dev/null || die "CMake demo exited with $?"
+    if readelf -d cmake-build/demo-static | grep -q 'NEEDED.*libforksafe'; then
+        die "forksafe::forksafe_static linked the shared library"
+    fi
+    cmake-build/demo-static > /dev/null || die "CMake demo-static exited with $?"
     cmake-build/adapters > /dev/null || die "CMake adapters exited with $?"
     ok
     for want in 0.3 1.0 '0.3...1.0'; do
