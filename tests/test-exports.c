@@ -4,8 +4,10 @@
  * else. libforksafe (-fvisibility=hidden): every defined dynamic symbol is
  * forksafe_* with the version node FORKSAFE_0 (src/forksafe.map), plus the
  * documented __cxa_finalize hook, which must stay unversioned; the soname
- * is versioned. Each adapter: only forksafe_<lib>_* at FORKSAFE_0, and no
- * RUNPATH but $ORIGIN (nothing that points into the build tree).
+ * is versioned. Each adapter: only forksafe_<lib>_* at FORKSAFE_0, no
+ * RUNPATH but $ORIGIN (nothing that points into the build tree), and it
+ * loads in a process that has no libforksafe yet (python3): the core is
+ * found next to it.
  */
 #include "common.h"
 
@@ -109,6 +111,21 @@ static void test_adapters(void **state)
                 !strstr(line, "[$ORIGIN]"))
                 fail_msg("%s: search path other than $ORIGIN: %s", lib, line);
         pclose(p);
+
+        /* A process with no libforksafe loaded and no search path of its
+           own (python3) must still be able to load the adapter: it finds
+           the core through $ORIGIN, in the build tree as when installed. */
+        snprintf(cmd, sizeof cmd,
+                 "python3 -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "
+                 "%s 2>&1",
+                 lib);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        char out[4096] = "";
+        size_t got = fread(out, 1, sizeof out - 1, p);
+        out[got] = '\0';
+        if (pclose(p) != 0)
+            fail_msg("%s does not load on its own: %s", lib, out);
         n++;
     }
     if (n == 0)
