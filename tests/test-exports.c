@@ -114,7 +114,14 @@ static void test_adapters(void **state)
 
         /* A process with no libforksafe loaded and no search path of its
            own (python3) must still be able to load the adapter: it finds
-           the core through $ORIGIN, in the build tree as when installed. */
+           the core through $ORIGIN, in the build tree as when installed.
+           A sanitized adapter cannot be loaded into an uninstrumented
+           python3 (the sanitizer runtime must come first), so that build
+           skips this part. */
+        if (FS_SANITIZED) {
+            n++;
+            continue;
+        }
         snprintf(cmd, sizeof cmd,
                  "python3 -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "
                  "%s 2>&1",
