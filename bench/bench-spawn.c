@@ -3,9 +3,10 @@
  * bench-spawn.c: what starting a process costs as the parent grows.
  * For parent resident sizes of 10 MB, 1 GB and 4 GB (or the largest that
  * fits in half the available memory), it times, start to reaped:
- *   fork()+exec(/bin/true)  vs  forksafe_spawn(/bin/true)  vs  raw
- *   posix_spawn(/bin/true); and fork()+_exit(0) of the big parent vs
- *   forksafe_zygote_spawn() of an empty worker (the server was started
+ *   fork()+exec(/bin/true)  vs  forksafe_spawn(/bin/true), without and with
+ *   FORKSAFE_SPAWN_PIDFD (posix_spawn() and forksafe's own clone() path)
+ *   vs  raw posix_spawn(/bin/true); and fork()+_exit(0) of the big parent
+ *   vs forksafe_zygote_spawn() of an empty worker (the server was started
  *   while the parent was small).
  * Methods are interleaved round by round; medians and ratios are printed.
  */
@@ -24,10 +25,18 @@
 
 extern char **environ;
 
-enum { M_FORK_EXEC, M_FS_SPAWN, M_POSIX_SPAWN, M_FORK, M_ZYGOTE, M_COUNT };
+enum {
+    M_FORK_EXEC,
+    M_FS_SPAWN,
+    M_FS_PIDFD,
+    M_POSIX_SPAWN,
+    M_FORK,
+    M_ZYGOTE,
+    M_COUNT
+};
 static const char *const method_names[M_COUNT] = {
-    "fork+exec", "forksafe_spawn", "posix_spawn", "fork+_exit",
-    "zygote_spawn"};
+    "fork+exec",   "forksafe_spawn", "forksafe_spawn PIDFD",
+    "posix_spawn", "fork+_exit",     "zygote_spawn"};
 
 static double now_ms(void)
 {
@@ -62,7 +71,8 @@ static double run_once(int m)
 {
     static char *const argv[] = {"true", NULL};
     pid_t pid = -1;
-    int r = 0;
+    int r = 0, pidfd = -1;
+    struct forksafe_spawn_opts po;
     double t0 = now_ms();
     switch (m) {
     case M_FORK_EXEC:
@@ -74,6 +84,12 @@ static double run_once(int m)
         break;
     case M_FS_SPAWN:
         r = forksafe_spawn(&pid, "/bin/true", argv, NULL, NULL);
+        break;
+    case M_FS_PIDFD:
+        memset(&po, 0, sizeof po);
+        po.flags = FORKSAFE_SPAWN_PIDFD;
+        po.pidfd_out = &pidfd;
+        r = forksafe_spawn(&pid, "/bin/true", argv, NULL, &po);
         break;
     case M_POSIX_SPAWN:
         r = posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ);
@@ -93,6 +109,8 @@ static double run_once(int m)
         exit(1);
     }
     reap(pid);
+    if (pidfd >= 0)
+        close(pidfd);
     return now_ms() - t0;
 }
 
@@ -163,9 +181,9 @@ int main(void)
     printf("bench-spawn: start to reaped, ms, medians; %d interleaved rounds "
            "of the fork methods, then %d of the spawn methods; 4 KiB pages\n",
            rounds, rounds * CHEAP_REPS);
-    printf("%8s %10s %10s %10s %8s %8s | %10s %10s %8s\n", "parent",
-           "fork+exec", "fs_spawn", "posix_sp", "fs/posix", "fe/fs",
-           "fork", "zygote", "fork/zyg");
+    printf("%8s %10s %10s %10s %10s %8s %8s %8s | %10s %10s %8s\n", "parent",
+           "fork+exec", "fs_spawn", "fs_pidfd", "posix_sp", "fs/posix",
+           "pfd/posix", "fe/fs", "fork", "zygote", "fork/zyg");
     double zyg_first = 0, zyg_last = 0;
     double *t[M_COUNT];
     for (int m = 0; m < M_COUNT; m++)
@@ -187,13 +205,14 @@ int main(void)
            runs next; the cheap methods are compared among themselves,
            away from that wake. Within a phase the order is shuffled each
            round (fixed seed: repeatable). */
-        static const int phases[2][3] = {{M_FORK_EXEC, M_FORK, -1},
-                                         {M_FS_SPAWN, M_POSIX_SPAWN, M_ZYGOTE}};
+        static const int phases[2][4] = {
+            {M_FORK_EXEC, M_FORK, -1, -1},
+            {M_FS_SPAWN, M_FS_PIDFD, M_POSIX_SPAWN, M_ZYGOTE}};
         for (int ph = 0; ph < 2; ph++) {
-            int cnt = phases[ph][2] < 0 ? 2 : 3;
+            int cnt = phases[ph][2] < 0 ? 2 : 4;
             int per = ph == 0 ? 1 : CHEAP_REPS;
             for (int r = 0; r < rounds * per; r++) {
-                int order[3];
+                int order[4];
                 memcpy(order, phases[ph], sizeof order);
                 for (int k = cnt - 1; k > 0; k--) {
                     int j = rand() % (k + 1), x = order[k];
@@ -207,9 +226,11 @@ int main(void)
         double med[M_COUNT];
         for (int m = 0; m < M_COUNT; m++)
             med[m] = median(t[m], n[m]);
-        printf("%6zuMB %10.3f %10.3f %10.3f %7.2fx %7.1fx | %10.3f %10.3f "
-               "%7.1fx\n", mb, med[M_FORK_EXEC], med[M_FS_SPAWN],
+        printf("%6zuMB %10.3f %10.3f %10.3f %10.3f %7.2fx %8.2fx %7.1fx | "
+               "%10.3f %10.3f %7.1fx\n",
+               mb, med[M_FORK_EXEC], med[M_FS_SPAWN], med[M_FS_PIDFD],
                med[M_POSIX_SPAWN], med[M_FS_SPAWN] / med[M_POSIX_SPAWN],
+               med[M_FS_PIDFD] / med[M_POSIX_SPAWN],
                med[M_FORK_EXEC] / med[M_FS_SPAWN], med[M_FORK],
                med[M_ZYGOTE], med[M_FORK] / med[M_ZYGOTE]);
         fflush(stdout);
@@ -221,9 +242,10 @@ int main(void)
     }
     printf("zygote_spawn latency, largest parent / 10 MB parent: %.2fx\n",
            zyg_last / zyg_first);
-    printf("columns: fs/posix = forksafe_spawn / raw posix_spawn; fe/fs = "
-           "fork+exec / forksafe_spawn; fork/zyg = fork+_exit of the parent "
-           "/ zygote_spawn of an empty worker\n");
+    printf("columns: fs/posix = forksafe_spawn / raw posix_spawn; pfd/posix "
+           "= forksafe_spawn with FORKSAFE_SPAWN_PIDFD / raw posix_spawn; "
+           "fe/fs = fork+exec / forksafe_spawn; fork/zyg = fork+_exit of the "
+           "parent / zygote_spawn of an empty worker\n");
     for (int m = 0; m < M_COUNT; m++)
         free(t[m]);
     forksafe_zygote_stop();

@@ -201,6 +201,9 @@ struct forksafe_fork_opts {
                 platform cannot preserve, or the call was made from a
                 forksafe callback;
      EBUSY      FORKSAFE_FORK_NO_THREADS and other threads are alive;
+     ENOENT, EMFILE, ENFILE  FORKSAFE_FORK_NO_THREADS and the thread count
+                could not be read from /proc/self/stat (ENOENT: /proc is
+                not mounted);
      EINVAL     unknown flags or non-zero reserved fields;
      any errno  returned by a prepare callback, or set by fork() itself.
    forksafe_last_error() then names the entry, its rank and, where the
@@ -216,7 +219,9 @@ FORKSAFE_API const char *forksafe_last_error(void);
  * Diagnostics
  * ------------------------------------------------------------------------ */
 
-/* The number of threads alive in the process now, or -errno. */
+/* The number of threads alive in the process now (from /proc/self/stat),
+   or -errno: -ENOENT without /proc, -EMFILE or -ENFILE with no descriptor
+   free. */
 FORKSAFE_API int forksafe_thread_count(void);
 
 #define FORKSAFE_AUDIT_JSON 0x1u /* JSON instead of text; see docs/report.md */
@@ -230,9 +235,11 @@ FORKSAFE_API int forksafe_audit_write(int fd, unsigned flags);
 /* ------------------------------------------------------------------------
  * Spawn: start a child that execs, without fork()
  *
- * Built on posix_spawn() (glibc: clone(CLONE_VM|CLONE_VFORK)): no copy of
- * the parent's page tables, no fork handlers run, no lock is inherited, and
- * the cost does not grow with the parent's size. See docs/spawn.md.
+ * Built on posix_spawn() (glibc: clone(CLONE_VM|CLONE_VFORK)), or with
+ * FORKSAFE_SPAWN_PIDFD on the same kind of clone() made by forksafe itself:
+ * no copy of the parent's page tables, no fork handlers run, no lock is
+ * inherited, and the cost does not grow with the parent's size.
+ * forksafe_spawn() never sends a signal to any process. See docs/spawn.md.
  * ------------------------------------------------------------------------ */
 
 /* Inherit every descriptor that is not close-on-exec (default: only 0, 1,
@@ -249,7 +256,10 @@ FORKSAFE_API int forksafe_audit_write(int fd, unsigned flags);
 #define FORKSAFE_SPAWN_SETSID 0x10u
 /* Put the child in process group pgroup (0: a new group led by it). */
 #define FORKSAFE_SPAWN_SETPGROUP 0x20u
-/* Store a pidfd for the child (close-on-exec) in *pidfd_out. */
+/* Store a pidfd for the child (close-on-exec) in *pidfd_out. The kernel
+   makes it together with the child (clone(CLONE_PIDFD)), so it names that
+   child even if it has already exited and been reaped (SIGCHLD ignored,
+   another thread's waitpid(-1)) by the time forksafe_spawn() returns. */
 #define FORKSAFE_SPAWN_PIDFD 0x40u
 
 struct forksafe_fd_map {
@@ -283,17 +293,27 @@ struct forksafe_spawn_opts {
 
    Returns 0 or an errno value, and never sets errno. Failures to exec come
    back here, not as exit status 127: ENOENT, EACCES, ENOEXEC, ENOTDIR,
-   E2BIG, ... (with PATH search: the first error other than ENOENT/ENOTDIR,
-   EACCES if any candidate was not executable, else ENOENT). Also:
+   ENAMETOOLONG, ELOOP, E2BIG, ... PATH search follows execvp(): ENOENT,
+   ENOTDIR, ESTALE, ENODEV and ETIMEDOUT move on to the next directory,
+   EACCES is remembered (and returned if no candidate execs), any other
+   error stops the search with that error, and a candidate longer than
+   PATH_MAX stops it with ENAMETOOLONG. Also:
      EINVAL  pid, file or argv NULL, file empty, unknown flags, reserved
              not NULL, a negative or repeated child_fd, fd_map NULL with
              n_fd_map > 0, SETPGROUP with a negative pgroup, PIDFD with
              pidfd_out NULL, SETSID together with SETPGROUP;
-     EBADF   a parent_fd is not open;
-     ENOSYS  PIDFD and the kernel has no pidfd_open() (nothing is started);
-     ENOMEM, EAGAIN  from posix_spawn();
+     EBADF   a parent_fd is not open, or a child_fd is not below the
+             RLIMIT_NOFILE soft limit;
+     EMFILE, ENFILE  no descriptor free for the pidfd (PIDFD), or for the
+             close-on-exec copy made of each parent_fd that is also another
+             entry's child_fd (a swap needs them; other maps do not);
+     ENOSYS  PIDFD and the kernel has no pidfds (before Linux 5.3) or the
+             platform is not supported (nothing is started);
+     ENOMEM, EAGAIN  the child could not be created (EAGAIN: RLIMIT_NPROC);
      cwd errors (ENOENT, ENOTDIR, EACCES) when cwd cannot be entered.
-   On failure no child is left behind and *pid and *pidfd_out are unchanged. */
+   On failure no child is left behind and *pid and *pidfd_out are unchanged.
+   A child that was created is reported as started even if it dies at once
+   (also of a signal that reaches it before it execs: its status says so). */
 FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
                                 char *const argv[], char *const envp[],
                                 const struct forksafe_spawn_opts *opts);
@@ -307,7 +327,18 @@ FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
  * by name. The server creates each worker with clone(CLONE_PARENT), so a
  * worker is a child of the *caller*, not of the server: waitpid(), SIGCHLD,
  * kill() and pidfd_open() work on it exactly as on a fork()ed child.
- * See docs/zygote.md.
+ *
+ * No call waits without bound, whatever state the server is in:
+ * forksafe_zygote_spawn() returns within the library's default timeout
+ * (the one forksafe_fork() uses: FORKSAFE_TIMEOUT_MS from the environment
+ * when the library was loaded, else 5000 ms; plus at most 50 ms when it
+ * reaps a worker killed for an earlier request that timed out),
+ * forksafe_zygote_stop() within twice that (plus 50 ms for each late
+ * worker it kills), and neither forksafe_zygote_pid() nor a plain fork()
+ * by another thread ever waits for a request in flight.
+ * Workers have the credentials the program had at forksafe_zygote_start()
+ * and only descriptors 0, 1, 2 and those passed to them. See
+ * docs/zygote.md.
  * ------------------------------------------------------------------------ */
 
 #define FORKSAFE_ZYGOTE_NAME_MAX 64      /* bytes in an entry name */
@@ -317,26 +348,37 @@ FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
 /* An entry point. Runs in the worker, a single-threaded copy of the program
    as it was at forksafe_zygote_start(), with arg[0..len) (8-byte aligned,
    NULL when len is 0) and the passed descriptors, renumbered, in
-   fds[0..nfds). Its return value is the worker's exit status (modulo 256);
-   stdio is flushed and _exit() called, so atexit handlers do not run. */
+   fds[0..nfds); besides those it has only descriptors 0, 1 and 2. Its
+   return value is the worker's exit status (modulo 256); stdio is flushed
+   and _exit() called, so atexit handlers do not run. */
 typedef int (*forksafe_zygote_fn)(const void *arg, size_t len, const int *fds,
                                   size_t nfds);
 
 /* Register an entry point under name (copied). Must be called before
    forksafe_zygote_start(). Returns 0, EINVAL (name NULL, empty or longer
-   than FORKSAFE_ZYGOTE_NAME_MAX; fn NULL), EEXIST (name taken), ENOMEM, or
-   EBUSY (the server has been started). */
+   than FORKSAFE_ZYGOTE_NAME_MAX; fn NULL), EEXIST (name taken), EBUSY (the
+   server has been started), or ENOMEM (also when the fork server's own
+   lock could not be registered with the registry: nothing was added, and
+   the next call tries again). */
 FORKSAFE_API int forksafe_zygote_register(const char *name,
                                           forksafe_zygote_fn fn);
 
 /* Start the fork server. Call it early in main(), after registering the
    entry points and before any thread is started (a constructor works too).
    stdio is flushed first so that no buffered output is inherited. The
-   server dies with the caller: it exits when the channel closes and is
-   killed (PR_SET_PDEATHSIG) when the thread that started it exits, so keep
-   that thread alive (it normally is main()).
-   Returns 0, EALREADY (running), EBUSY (other threads are alive), or the
-   errno of a failed socketpair() or fork(). */
+   server keeps descriptors 0, 1, 2 and its channel and closes every other
+   descriptor it inherited, close-on-exec or not, so it holds no file,
+   pipe or socket of the program's open. Its credentials (uids, gids,
+   supplementary groups, capabilities) are the caller's now, and so are
+   every worker's. The server dies with the caller: it exits when the
+   channel closes and is killed (PR_SET_PDEATHSIG) when the thread that
+   started it exits, so keep that thread alive (it normally is main()).
+   Works without /proc: the single-thread check is unshare(CLONE_VM).
+   Returns 0, EALREADY (running), EBUSY (other threads are alive), ENOMEM
+   (the fork server's lock could not be registered; retried by the next
+   call), the errno of a failed socketpair() or fork() (EMFILE, ENFILE,
+   EAGAIN, ENOMEM), or, only where a seccomp filter forbids unshare(), the
+   errno of reading /proc/self/stat (ENOENT without /proc). */
 FORKSAFE_API int forksafe_zygote_start(void);
 
 /* Ask the server to fork a worker that runs the entry point name with a
@@ -350,10 +392,25 @@ FORKSAFE_API int forksafe_zygote_start(void);
      E2BIG   len > FORKSAFE_ZYGOTE_ARG_MAX or nfds > FORKSAFE_ZYGOTE_FDS_MAX;
      ENOENT  no entry point of that name;
      EBADF   a descriptor is not open;
+     ETIMEDOUT  no answer within the timeout (the server is stopped, or
+             busy, or requests of other threads queued ahead of this one
+             took the time). The request is cancelled: a server that reads
+             it late refuses it and makes no worker; if it had already
+             forked one when the caller gave up, the late reply names it
+             and the next call (or forksafe_zygote_stop()) kills it
+             (SIGKILL, through its pidfd; not without pidfds) and reaps it.
+             The server is kept; stop it if it must not be waited for
+             again;
+     EPERM   the caller's real or effective uid or gid is not what it was
+             at forksafe_zygote_start() (workers would have the old ones);
      ECHILD  no server: not started, stopped, dead, or the caller is a
              forked child of the process that started it;
-     EBUSY   the server found itself with more than one thread, and refused;
+     EMFILE, ENFILE  the server had no descriptor free to receive fds;
+     EBUSY   the server found itself with more than one thread (or could
+             not tell), and refused;
      EAGAIN, ENOMEM, ENOSYS  the server could not create the worker;
+     ENOBUFS, ETOOMANYREFS  the request could not be sent (too much in
+             flight);
      EPROTO  the server's reply was malformed. */
 FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
                                        size_t len, const int *fds, size_t nfds,
@@ -365,14 +422,18 @@ FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
    channel. Returns the pid, 0 (WNOHANG, still running) or -1 with errno. */
 FORKSAFE_API pid_t forksafe_zygote_wait(pid_t pid, int *status, int options);
 
-/* The fork server's PID, or 0 if none is running in this process. */
+/* The fork server's PID, or 0 if none is running in this process. Never
+   waits for a request in flight. */
 FORKSAFE_API pid_t forksafe_zygote_pid(void);
 
 /* Stop the fork server and reap it; running workers are not affected (they
-   are the caller's children). Entry points stay registered, and
-   forksafe_zygote_start() may be called again. Returns 0, or ECHILD if no
-   server is running (never started, stopped, or found dead and reaped by
-   forksafe_zygote_spawn()). */
+   are the caller's children), except those forked for requests that timed
+   out, which are killed. Waits for a request in flight (bounded by its
+   timeout), then gives the server the timeout to exit and kills it
+   (SIGKILL) if it has not: a stopped or hung server cannot make this block.
+   Entry points stay registered, and forksafe_zygote_start() may be called
+   again. Returns 0, or ECHILD if no server is running (never started,
+   stopped, or found dead and reaped by forksafe_zygote_spawn()). */
 FORKSAFE_API int forksafe_zygote_stop(void);
 
 /* ------------------------------------------------------------------------

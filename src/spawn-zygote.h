@@ -8,7 +8,13 @@
  * bytes, then the entry name (no NUL), with the descriptors in one
  * SCM_RIGHTS message and the sender's credentials in SCM_CREDENTIALS. The
  * argument comes first so that it is 8-byte aligned in the server's buffer.
- * A reply is one fixed record echoing the request's sequence number.
+ * The header carries the client's deadline: a server that reads the
+ * request too late (it was stopped, or the machine stalled) refuses it
+ * with ETIMEDOUT instead of forking a worker nobody waits for.
+ * A reply is one fixed record echoing the request's sequence number; a
+ * successful one carries a pidfd for the worker in SCM_RIGHTS where the
+ * kernel has them, so the client can kill a worker whose reply came after
+ * it had given up, without signalling a PID it may no longer own.
  * All integers are in host byte order: both ends are the same program.
  */
 #ifndef FORKSAFE_SPAWN_ZYGOTE_H
@@ -19,9 +25,9 @@
 
 #include "forksafe.h"
 
-#define FORKSAFE__ZYGOTE_MAGIC 0x315a5346u  /* "FSZ1" */
-#define FORKSAFE__ZYGOTE_REPLY 0x525a5346u  /* "FSZR" */
-#define FORKSAFE__ZYGOTE_SPAWN 1u           /* the only request kind */
+#define FORKSAFE__ZYGOTE_MAGIC 0x315a5346u /* "FSZ1" */
+#define FORKSAFE__ZYGOTE_REPLY 0x525a5346u /* "FSZR" */
+#define FORKSAFE__ZYGOTE_SPAWN 1u          /* the only request kind */
 
 struct forksafe__zygote_hdr {
     uint32_t magic;    /* FORKSAFE__ZYGOTE_MAGIC */
@@ -31,12 +37,13 @@ struct forksafe__zygote_hdr {
     uint32_t nfds;     /* 0..FORKSAFE_ZYGOTE_FDS_MAX, as many as attached */
     uint32_t reserved; /* 0 */
     uint64_t seq;      /* echoed in the reply */
+    uint64_t deadline; /* CLOCK_MONOTONIC, in ns; 0: none */
 };
 
 /* The largest well-formed request; the server reads one byte more so that
    an oversized record is seen as truncated (MSG_TRUNC). */
-#define FORKSAFE__ZYGOTE_REQ_MAX                                             \
-    (sizeof(struct forksafe__zygote_hdr) + FORKSAFE_ZYGOTE_ARG_MAX +         \
+#define FORKSAFE__ZYGOTE_REQ_MAX                                               \
+    (sizeof(struct forksafe__zygote_hdr) + FORKSAFE_ZYGOTE_ARG_MAX +           \
      FORKSAFE_ZYGOTE_NAME_MAX)
 
 struct forksafe__zygote_reply {
@@ -44,17 +51,18 @@ struct forksafe__zygote_reply {
     int32_t err;    /* 0 or an errno value */
     int32_t pid;    /* the worker, when err is 0 */
     uint32_t reserved;
-    uint64_t seq;   /* the request's, or 0 if its header was unreadable */
+    uint64_t seq; /* the request's, or 0 if its header was unreadable */
 };
 
 /* A decoded request; pointers point into the buffer that was decoded. */
 struct forksafe__zygote_req {
     const char *name; /* not NUL-terminated */
     size_t name_len;
-    const void *arg;  /* NULL when arg_len is 0 */
+    const void *arg; /* NULL when arg_len is 0 */
     size_t arg_len;
     size_t nfds;
     uint64_t seq;
+    uint64_t deadline; /* as in the header */
 };
 
 /* Decode one request record msg[0..len) that arrived with nfds_received
@@ -75,5 +83,11 @@ int forksafe__zygote_decode(const void *msg, size_t len, size_t nfds_received,
 /* The client end of the channel in this process, or -1. For tests that
    send hand-made requests. */
 int forksafe__zygote_fd(void);
+
+/* Close every open descriptor from lo to hi (spawn.c; the fork server uses
+   it too): close_range(), else what listing /proc/self/fd finds, else
+   every number below RLIMIT_NOFILE. Raw system calls only, no allocation:
+   safe in a vfork()-style child that shares its parent's memory. */
+void forksafe__close_span(unsigned lo, unsigned hi);
 
 #endif

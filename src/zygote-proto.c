@@ -42,5 +42,6 @@ int forksafe__zygote_decode(const void *msg, size_t len, size_t nfds_received,
     req->name = (const char *)(p + h.arg_len);
     req->name_len = h.name_len;
     req->nfds = h.nfds;
+    req->deadline = h.deadline;
     return 0;
 }

@@ -21,33 +21,60 @@
  *    the worker re-registers its robust-mutex list, as glibc's fork child
  *    does. Fork handlers do not run in workers: they ran once, when the
  *    server itself was forked.
+ *  - Bounds: every wait of the client ends by one deadline, the library's
+ *    default timeout (FORKSAFE_TIMEOUT_MS, else 5 s): the wait for other
+ *    threads' requests, the send and the reply. The deadline travels in
+ *    the request, and a server that reads a request after it refuses it, so
+ *    a request given up on by the client is not carried out later. If the
+ *    server had already forked the worker when the client gave up, the late
+ *    reply carries the worker's pidfd, and the next round trip kills and
+ *    reaps that worker through it. Two locks: zmu guards the client state
+ *    and is registered with the core (a plain fork() waits for it, so a
+ *    child never inherits it held), but it is held only for a few loads
+ *    and stores, never across a blocking call; zrt serialises round trips
+ *    and is not registered, so a fork never waits for a round trip. A
+ *    child has no use for zrt: the fork server is its parent's.
+ *  - Census: both ends check that they are single-threaded with
+ *    unshare(CLONE_VM), which needs neither /proc nor a descriptor; the
+ *    thread count from /proc is the fallback where unshare() is filtered.
  *  - Lifetime: the server exits on EOF (the program closed the channel or
  *    died) and is killed by PR_SET_PDEATHSIG when the thread that started
  *    it dies; getppid() is checked after setting it, for the case where the
  *    parent died first. It blocks every signal, so signals sent to the
  *    process group neither run the program's handlers in it nor end it
  *    early; workers get the program's mask back. It never runs atexit
- *    handlers.
- *  - Hygiene: every request is decoded by the pure forksafe__zygote_decode()
- *    and wiped (explicit_bzero) once the worker has been forked, so a later
- *    worker cannot read an earlier one's arguments. A bad request gets an
- *    error reply and the server goes on serving.
+ *    handlers. The client holds a pidfd for it, so stopping a server that
+ *    does not exit (it was stopped with SIGSTOP) kills exactly it.
+ *  - Hygiene: at start the server closes every descriptor but 0, 1, 2 and
+ *    its channel. Every request is decoded by the pure
+ *    forksafe__zygote_decode() and wiped (explicit_bzero) once the worker
+ *    has been forked, so a later worker cannot read an earlier one's
+ *    arguments. A bad request gets an error reply and the server goes on
+ *    serving.
+ *  - Credentials: workers have the server's, which are the program's at
+ *    forksafe_zygote_start(). A program whose uids or gids have changed
+ *    since gets EPERM rather than workers with its former credentials.
  */
-#include "forksafe.h"
+#include "internal.h"
 #include "spawn-zygote.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef PR_GET_TID_ADDRESS
@@ -55,6 +82,9 @@
 #endif
 #ifndef CLONE_PARENT
 #define CLONE_PARENT 0x00008000
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
 #endif
 
 struct zygote_entry {
@@ -64,16 +94,23 @@ struct zygote_entry {
 };
 
 /* Client state, guarded by zmu. zowner is the process that started the
-   server: in a fork()ed child of it the state is a stale copy. zpid
-   and zfd are cleared together once the server is stopped or found dead
-   (and reaped). */
+   server: in a fork()ed child of it the state is a stale copy. zpid, zfd
+   and zpidfd are cleared together once the server is stopped or found
+   dead (and reaped). zuid.. are the credentials at start. */
 static pthread_mutex_t zmu = PTHREAD_MUTEX_INITIALIZER;
+static int zmu_registered; /* atomic */
 static struct zygote_entry *zentries;
 static size_t zn_entries, zcap_entries;
 static int zfd = -1;
 static pid_t zpid;
+static int zpidfd = -1;
 static pid_t zowner;
 static uint64_t zseq;
+static uid_t zuid, zeuid;
+static gid_t zgid, zegid;
+
+/* Held across a round trip (and by stop), by one thread at a time. */
+static pthread_mutex_t zrt = PTHREAD_MUTEX_INITIALIZER;
 
 /* Server state: only ever touched in the server process. The receive
    buffer is one byte larger than the largest valid request, so an
@@ -90,7 +127,50 @@ static void *srv_robust_head;
 static size_t srv_robust_len;
 static sigset_t srv_worker_mask; /* the program's mask, for the workers */
 
-/* ------------------------------------------------------------------ server */
+/* ------------------------------------------------------------ common */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Milliseconds from now to deadline (ns), rounded up; 0 once it passed. */
+static int ms_left(uint64_t deadline)
+{
+    uint64_t now = mono_ns();
+    if (now >= deadline)
+        return 0;
+    uint64_t ms = (deadline - now + 999999u) / 1000000u;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static uint64_t deadline_after(unsigned ms)
+{
+    return mono_ns() + (uint64_t)ms * 1000000u;
+}
+
+/* 0 if the calling process is single-threaded and shares its memory with
+   no other process, EBUSY if it is not, or the errno that kept it from
+   telling. unshare(CLONE_VM) changes nothing and succeeds exactly when
+   the caller is alone (Linux kernel/fork.c, check_unshare_flags(): "pretend
+   it works if there is nothing to unshare"); it needs neither /proc nor a
+   free descriptor. Where a seccomp filter forbids unshare(), the thread
+   count in /proc/self/stat is used instead. */
+static int census(void)
+{
+    if (unshare(CLONE_VM) == 0)
+        return 0;
+    if (errno == EINVAL)
+        return EBUSY;
+    int t = forksafe_thread_count();
+    if (t < 0)
+        return -t;
+    return t == 1 ? 0 : EBUSY;
+}
+
+/* ------------------------------------------------------------ server */
 
 /* clone_args as in linux/sched.h (version 0, 64 bytes); declared here
    because that header clashes with glibc's <sched.h>. */
@@ -99,15 +179,12 @@ struct zygote_clone_args {
         stack_size, tls;
 };
 
-/* Fork a worker as a sibling of the server: a child of the program. */
-static pid_t worker_clone(void)
+static long clone_once(uint64_t flags, int *pidfd)
 {
-    uint64_t flags = CLONE_PARENT;
-    if (srv_tid_addr != NULL)
-        flags |= CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
     struct zygote_clone_args a;
     memset(&a, 0, sizeof a);
     a.flags = flags;
+    a.pidfd = (uint64_t)(uintptr_t)pidfd;
     a.child_tid = (uint64_t)(uintptr_t)srv_tid_addr;
     /* clone3() insists on 0 with CLONE_PARENT: the worker inherits the
        server's exit signal, SIGCHLD, as the program's child. */
@@ -116,19 +193,37 @@ static pid_t worker_clone(void)
 #ifdef SYS_clone3
     r = syscall(SYS_clone3, &a, sizeof a);
     if (r >= 0 || errno != ENOSYS)
-        return (pid_t)r;
+        return r;
 #endif
-    /* clone3() filtered out (some seccomp profiles): the old clone(),
-       whose argument order depends on the architecture. */
+        /* clone3() filtered out (some seccomp profiles): the old clone(),
+           whose argument order depends on the architecture; CLONE_PIDFD puts
+           the pidfd where the parent TID would go. */
 #if defined(__x86_64__)
-    r = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0L, 0L,
+    r = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0L, pidfd,
                 srv_tid_addr, 0L);
 #elif defined(__aarch64__) || defined(__riscv)
-    r = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0L, 0L, 0L,
+    r = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0L, pidfd, 0L,
                 srv_tid_addr);
 #else
     errno = ENOSYS;
 #endif
+    return r;
+}
+
+/* Fork a worker as a sibling of the server: a child of the program. With
+   a pidfd for it in *pidfd where the kernel can make one (and a descriptor
+   is free); without, *pidfd is -1. */
+static pid_t worker_clone(int *pidfd)
+{
+    uint64_t flags = CLONE_PARENT;
+    if (srv_tid_addr != NULL)
+        flags |= CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+    *pidfd = -1;
+    long r = clone_once(flags | CLONE_PIDFD, pidfd);
+    if (r < 0 && (errno == EINVAL || errno == EMFILE || errno == ENFILE)) {
+        *pidfd = -1;
+        r = clone_once(flags, NULL);
+    }
     return (pid_t)r;
 }
 
@@ -142,8 +237,8 @@ static _Noreturn void worker_run(int sock, forksafe_zygote_fn fn,
     /* Signals pending on the server are not inherited; the worker gets the
        program's mask as it was at forksafe_zygote_start(). */
     sigprocmask(SIG_SETMASK, &srv_worker_mask, NULL);
-    int rc = fn(req->arg, req->arg_len, req->nfds > 0 ? srv_fds : NULL,
-                req->nfds);
+    int rc =
+        fn(req->arg, req->arg_len, req->nfds > 0 ? srv_fds : NULL, req->nfds);
     fflush(NULL);
     _exit(rc & 0xff);
 }
@@ -154,6 +249,45 @@ static forksafe_zygote_fn entry_find(const char *name, size_t len)
         if (zentries[i].len == len && memcmp(zentries[i].name, name, len) == 0)
             return zentries[i].fn;
     return NULL;
+}
+
+/* Send rep, with the worker's pidfd attached when there is one. Returns 0,
+   or -1 when the channel is gone. */
+static int send_reply(int sock, const struct forksafe__zygote_reply *rep,
+                      int pidfd)
+{
+    struct iovec iov = {(void *)(uintptr_t)rep, sizeof *rep};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (pidfd >= 0) {
+        memset(&ctl, 0, sizeof ctl);
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = sizeof ctl.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pidfd, sizeof pidfd);
+    }
+    for (;;) {
+        if (sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (mh.msg_control != NULL &&
+            (errno == ETOOMANYREFS || errno == ENOBUFS || errno == ENOMEM)) {
+            mh.msg_control = NULL; /* the reply matters more than the fd */
+            mh.msg_controllen = 0;
+            continue;
+        }
+        return -1;
+    }
 }
 
 /* Serve one request: receive, check, fork, wipe, reply. Returns 0 to go
@@ -183,7 +317,8 @@ static int serve_one(int sock, pid_t parent)
             c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
             struct ucred uc;
             memcpy(&uc, CMSG_DATA(c), sizeof uc);
-            creds_ok = uc.pid == parent && uc.uid == getuid();
+            creds_ok =
+                uc.pid == parent && uc.uid == getuid() && uc.gid == getgid();
         } else if (c->cmsg_type == SCM_RIGHTS) {
             size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
             for (size_t i = 0; i < k; i++) {
@@ -201,20 +336,38 @@ static int serve_one(int sock, pid_t parent)
 
     struct forksafe__zygote_req req;
     int err = forksafe__zygote_decode(srv_buf, (size_t)n, nfds, &req);
-    if (!creds_ok)
+    if (!creds_ok) {
         err = EPERM;
-    else if (too_many || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+    } else if (too_many || (mh.msg_flags & MSG_TRUNC)) {
         err = E2BIG;
+    } else if (mh.msg_flags & MSG_CTRUNC) {
+        /* Descriptors were dropped: because there were more than the
+           buffer holds (E2BIG), or because this process had no free
+           descriptor to put them in, in which case fewer than declared
+           arrived (EMFILE). */
+        struct forksafe__zygote_hdr h;
+        size_t declared = 0;
+        if ((size_t)n >= sizeof h) {
+            memcpy(&h, srv_buf, sizeof h);
+            declared = h.nfds;
+        }
+        err = declared <= FORKSAFE_ZYGOTE_FDS_MAX && nfds < declared ? EMFILE
+                                                                     : E2BIG;
+    }
+    if (err == 0 && req.deadline != 0 && mono_ns() > req.deadline)
+        err = ETIMEDOUT; /* the client has given up on it */
     forksafe_zygote_fn fn = NULL;
     if (err == 0 && (fn = entry_find(req.name, req.name_len)) == NULL)
         err = ENOENT;
     /* A second thread here could hold any lock at the moment of the fork:
-       exactly what the server exists to avoid. Refuse rather than fork. */
-    if (err == 0 && forksafe_thread_count() != 1)
+       exactly what the server exists to avoid. Refuse rather than fork
+       (also when that cannot be told: only exhaustion is named as such). */
+    if (err == 0 && (err = census()) != 0 && err != EMFILE && err != ENFILE)
         err = EBUSY;
     pid_t pid = 0;
+    int pidfd = -1;
     if (err == 0) {
-        pid = worker_clone();
+        pid = worker_clone(&pidfd);
         if (pid == 0)
             worker_run(sock, fn, &req);
         if (pid < 0)
@@ -234,10 +387,10 @@ static int serve_one(int sock, pid_t parent)
     rep.pid = err == 0 ? pid : 0;
     rep.seq = req.seq;
     explicit_bzero(&req, sizeof req);
-    while (send(sock, &rep, sizeof rep, MSG_NOSIGNAL) < 0)
-        if (errno != EINTR)
-            return 1;
-    return 0;
+    int gone = send_reply(sock, &rep, pidfd);
+    if (pidfd >= 0)
+        close(pidfd);
+    return gone ? 1 : 0;
 }
 
 static _Noreturn void server_main(int sock, pid_t parent)
@@ -247,6 +400,12 @@ static _Noreturn void server_main(int sock, pid_t parent)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(0);
+    /* Keep only the standard descriptors and the channel: a copy of any
+       other would keep it open (a pipe would never reach EOF) for as long
+       as the server lives. */
+    if (sock > 3)
+        forksafe__close_span(3, (unsigned)sock - 1);
+    forksafe__close_span(sock >= 3 ? (unsigned)sock + 1 : 3, ~0u);
     /* Block every signal: the server shares the program's process group
        and its copied handlers, and neither a terminal's ^C nor a
        supervisor's SIGTERM to the group should run the program's handlers
@@ -266,56 +425,179 @@ static _Noreturn void server_main(int sock, pid_t parent)
        descriptor; docs/zygote.md says what that affects. */
     if (prctl(PR_GET_TID_ADDRESS, &srv_tid_addr, 0, 0, 0) != 0)
         srv_tid_addr = NULL;
-    if (syscall(SYS_get_robust_list, 0, &srv_robust_head, &srv_robust_len) !=
-        0)
+    if (syscall(SYS_get_robust_list, 0, &srv_robust_head, &srv_robust_len) != 0)
         srv_robust_head = NULL;
     while (serve_one(sock, parent) == 0) {
     }
     _exit(0);
 }
 
-/* ------------------------------------------------------------------ client */
+/* ------------------------------------------------------------ client */
 
-/* Called single-threaded in a fork()ed child of the owner: the state is a
-   copy of the parent's, and the channel belongs to the parent. */
-static void state_forget(void)
+/* Register zmu with the core, once: on first use of the fork server, so
+   programs that never use it see no extra entry. It makes a plain fork()
+   by another thread wait until no thread is inside zmu, so the child never
+   inherits it held. zmu is a leaf: nothing registered is taken under it.
+   Returns 0, or ENOMEM/EDEADLK from the registration, which is retried
+   by the next call: the fork server never runs with zmu unregistered. */
+static int zmu_ensure(void)
 {
-    pthread_mutex_init(&zmu, NULL);
-    if (zfd >= 0)
-        close(zfd);
-    zfd = -1;
-    zpid = 0;
-    zowner = 0;
+    if (__atomic_load_n(&zmu_registered, __ATOMIC_ACQUIRE))
+        return 0;
+    int r = forksafe_register_mutex(&zmu, "forksafe.zygote",
+                                    FORKSAFE_RANK_LEAF + 900);
+    if (r == EEXIST) /* another thread won the race */
+        r = 0;
+    if (r == 0)
+        __atomic_store_n(&zmu_registered, 1, __ATOMIC_RELEASE);
+    return r;
 }
 
-/* Mark the server dead after the channel failed, and reap it; zmu held.
-   A broken channel means the server is exiting (it closes its end only by
-   exiting), so the wait is short; it is bounded all the same, and a server
-   that somehow lingers is killed rather than left as a zombie. */
-static void server_lost(void)
+/* Called single-threaded in a fork()ed child of the owner: the state is a
+   copy of the parent's, and the channel belongs to the parent. zmu came
+   through the fork consistent (it is registered); zrt may be a copy taken
+   by a thread that does not exist here. */
+static void state_forget(void)
 {
-    close(zfd);
+    pthread_mutex_init(&zrt, NULL);
+    if (zfd >= 0)
+        close(zfd);
+    if (zpidfd >= 0)
+        close(zpidfd);
     zfd = -1;
-    for (int i = 0; zpid > 0; i++) {
-        pid_t r = waitpid(zpid, NULL, i < 1000 ? WNOHANG : 0);
-        if (r == zpid || (r < 0 && errno != EINTR))
-            zpid = 0; /* reaped, or someone else's waitpid() got it */
-        else if (r == 0 && i == 999)
-            kill(zpid, SIGKILL);
-        else if (r == 0)
-            usleep(1000);
+    zpidfd = -1;
+    zpid = 0;
+    __atomic_store_n(&zowner, 0, __ATOMIC_RELAXED);
+}
+
+/* Kill and reap a worker whose reply came after its request was given up
+   on (the caller got ETIMEDOUT), through its pidfd, which names exactly
+   it; it is given wait_ms to die (SIGKILL takes microseconds, unless the
+   worker is stuck in the kernel) and reaped if it did. Without a pidfd
+   nothing is signalled: the worker runs to its end. */
+static void stale_worker(const struct forksafe__zygote_reply *rep, int wfd,
+                         int wait_ms)
+{
+    if (wfd < 0)
+        return;
+    if (rep->err == 0 && rep->pid > 0 &&
+        syscall(SYS_pidfd_send_signal, wfd, SIGKILL, NULL, 0) == 0) {
+        struct pollfd p = {wfd, POLLIN, 0};
+        poll(&p, 1, wait_ms);
+        siginfo_t si;
+        waitid((idtype_t)P_PIDFD, (id_t)wfd, &si, WEXITED | WNOHANG);
+    }
+    close(wfd);
+}
+
+/* Receive one reply record, with a worker's pidfd if one came along (else
+ *wfd is -1). Never blocks. Returns what recvmsg() does. */
+static ssize_t reply_recv(int fd, struct forksafe__zygote_reply *rep, int *wfd)
+{
+    struct iovec iov = {rep, sizeof *rep};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+    } ctl;
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.buf;
+    mh.msg_controllen = sizeof ctl.buf;
+    *wfd = -1;
+    ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL;
+         c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int x;
+            memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof x);
+            if (*wfd < 0)
+                *wfd = x;
+            else
+                close(x); /* never sent; never kept */
+        }
+    }
+    return n;
+}
+
+/* Read every reply already queued on fd (after the server has exited):
+   workers of requests given up on are killed and reaped. */
+static void replies_drain(int fd)
+{
+    for (;;) {
+        struct forksafe__zygote_reply rep;
+        int wfd;
+        ssize_t n = reply_recv(fd, &rep, &wfd);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        if ((size_t)n == sizeof rep && rep.magic == FORKSAFE__ZYGOTE_REPLY)
+            stale_worker(&rep, wfd, 50);
+        else if (wfd >= 0)
+            close(wfd);
     }
 }
 
-/* zmu is held across a request's round trip. Registering it with the core
-   (once, on first use of the fork server, so programs that never use it
-   see no extra entry) makes a plain fork() by another thread wait for an
-   in-flight request, so the child never inherits it locked. Nothing that
-   is registered is taken while it is held: it is a leaf. */
-static pthread_once_t zmu_once = PTHREAD_ONCE_INIT;
-static void zmu_register(void)
+/* End a server the client has let go of: fd, pid and pidfd are no longer
+   in the shared state, and zrt is held. The server is told (EOF) and given
+   until wait_ms to exit, then killed: through its pidfd, or, without one,
+   by PID while waitpid() still shows it as our unreaped child. Then it is
+   reaped and the replies it left are read. */
+static void server_end(int fd, pid_t pid, int pidfd, unsigned wait_ms)
 {
-    forksafe_register_mutex(&zmu, "forksafe.zygote", FORKSAFE_RANK_LEAF + 900);
+    /* shutdown(), not just close(): a fork()ed child of ours may hold a
+       copy of this end, and the server must see EOF. */
+    shutdown(fd, SHUT_WR);
+    uint64_t deadline = deadline_after(wait_ms);
+    if (pidfd >= 0) {
+        struct pollfd p = {pidfd, POLLIN, 0};
+        while (poll(&p, 1, ms_left(deadline)) < 0 && errno == EINTR) {
+        }
+        if (!(p.revents & POLLIN))
+            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        siginfo_t si;
+        while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 &&
+               errno == EINTR) {
+        }
+        close(pidfd);
+    } else {
+        for (;;) {
+            pid_t r = waitpid(pid, NULL, WNOHANG);
+            if (r == pid || (r < 0 && errno != EINTR))
+                break; /* reaped, or someone else's waitpid() got it */
+            if (r == 0 && ms_left(deadline) == 0) {
+                kill(pid, SIGKILL);
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+                }
+                break;
+            }
+            usleep(1000);
+        }
+    }
+    replies_drain(fd);
+    close(fd);
+}
+
+/* The channel failed: the server is exiting (it closes its end only by
+   exiting) or gone. zrt held. */
+static void server_lost(void)
+{
+    pthread_mutex_lock(&zmu);
+    int fd = zfd, pidfd = zpidfd;
+    pid_t pid = zpid;
+    zfd = -1;
+    zpidfd = -1;
+    zpid = 0;
+    pthread_mutex_unlock(&zmu);
+    if (fd >= 0)
+        server_end(fd, pid, pidfd, forksafe__default_timeout_ms());
 }
 
 /* Contract in forksafe.h. */
@@ -327,9 +609,10 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
     size_t len = strnlen(name, FORKSAFE_ZYGOTE_NAME_MAX + 1);
     if (len == 0 || len > FORKSAFE_ZYGOTE_NAME_MAX)
         return EINVAL;
-    pthread_once(&zmu_once, zmu_register);
+    int r = zmu_ensure();
+    if (r != 0)
+        return r;
     pthread_mutex_lock(&zmu);
-    int r = 0;
     if (zfd >= 0 && zowner == getpid()) {
         r = EBUSY;
     } else if (entry_find(name, len) != NULL) {
@@ -346,11 +629,12 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
             }
         }
         if (r == 0) {
-            struct zygote_entry *e = &zentries[zn_entries++];
+            struct zygote_entry *e = &zentries[zn_entries];
             memcpy(e->name, name, len);
             e->name[len] = '\0';
             e->len = len;
             e->fn = fn;
+            zn_entries++;
         }
     }
     pthread_mutex_unlock(&zmu);
@@ -360,7 +644,6 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
 static int start_impl(void)
 {
     pid_t me = getpid();
-    pthread_once(&zmu_once, zmu_register);
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) == me) {
         pthread_mutex_lock(&zmu);
         int running = zfd >= 0;
@@ -368,11 +651,11 @@ static int start_impl(void)
         if (running)
             return EALREADY;
     }
-    int t = forksafe_thread_count();
-    if (t < 0)
-        return -t;
-    if (t != 1)
-        return EBUSY;
+    int r = zmu_ensure();
+    if (r != 0)
+        return r;
+    if ((r = census()) != 0)
+        return r;
     /* From here on this is the only thread: nothing else can touch the
        state, and the fork below copies no lock held elsewhere. */
     if (zowner != 0 && zowner != me)
@@ -401,14 +684,25 @@ static int start_impl(void)
         close(sv[0]);
         zfd = -1;
         zpid = 0;
+        zpidfd = -1;
         zowner = 0;
         server_main(sv[1], me);
     }
     close(sv[1]);
+    /* No other thread exists to reap the server before this (only a
+       SIGCHLD of SIG_IGN could, if it died at once): the pidfd names it.
+       Without pidfds (Linux before 5.3), or with no descriptor free, the
+       PID is used. */
+    long pidfd = syscall(SYS_pidfd_open, (long)p, 0L);
     pthread_mutex_lock(&zmu);
     zfd = sv[0];
     zpid = p;
-    zowner = me;
+    zpidfd = pidfd >= 0 ? (int)pidfd : -1;
+    zuid = getuid();
+    zeuid = geteuid();
+    zgid = getgid();
+    zegid = getegid();
+    __atomic_store_n(&zowner, me, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&zmu);
     return 0;
 }
@@ -422,9 +716,12 @@ FORKSAFE_API int forksafe_zygote_start(void)
     return r;
 }
 
-/* Send one request and wait for its reply; zmu held. */
-static int request(const char *name, size_t name_len, const void *arg,
-                   size_t len, const int *fds, size_t nfds, pid_t *pid)
+/* Send one request and wait for its reply, until deadline (ns); zrt held,
+   zmu not. fd is the channel, seq the request's number. Returns 0 with
+   *pid set, an errno value, or ECHILD when the channel is broken. */
+static int request(int fd, uint64_t seq, uint64_t deadline, const char *name,
+                   size_t name_len, const void *arg, size_t len, const int *fds,
+                   size_t nfds, pid_t *pid)
 {
     struct forksafe__zygote_hdr h;
     memset(&h, 0, sizeof h);
@@ -433,7 +730,8 @@ static int request(const char *name, size_t name_len, const void *arg,
     h.name_len = (uint32_t)name_len;
     h.arg_len = (uint32_t)len;
     h.nfds = (uint32_t)nfds;
-    h.seq = ++zseq;
+    h.seq = seq;
+    h.deadline = deadline;
     struct iovec iov[3] = {{&h, sizeof h},
                            {(void *)(uintptr_t)arg, len},
                            {(void *)(uintptr_t)name, name_len}};
@@ -455,29 +753,53 @@ static int request(const char *name, size_t name_len, const void *arg,
         c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
         memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
     }
-    while (sendmsg(zfd, &mh, MSG_NOSIGNAL) < 0) {
+    while (sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
         if (errno == EINTR)
             continue;
+        if (errno == EAGAIN) {
+            int ms = ms_left(deadline);
+            if (ms == 0)
+                return ETIMEDOUT;
+            struct pollfd p = {fd, POLLOUT, 0};
+            poll(&p, 1, ms);
+            continue;
+        }
         if (errno == EBADF)
-            return EBADF; /* one of fds: zfd itself is known open */
-        if (errno == EMSGSIZE || errno == ENOBUFS || errno == ETOOMANYREFS)
-            return errno == EMSGSIZE ? E2BIG : errno;
-        server_lost();
+            return EBADF; /* one of fds: fd itself is known open */
+        if (errno == EMSGSIZE)
+            return E2BIG;
+        if (errno == ENOBUFS || errno == ENOMEM || errno == ETOOMANYREFS)
+            return errno;
         return ECHILD;
     }
     for (;;) {
+        /* Wait, then read without blocking; once the deadline has passed
+           a reply already queued is still taken (a last look). */
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, ms_left(deadline));
         struct forksafe__zygote_reply rep;
-        ssize_t n = recv(zfd, &rep, sizeof rep, 0);
-        if (n < 0 && errno == EINTR)
+        int wfd;
+        ssize_t n = reply_recv(fd, &rep, &wfd);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (ms_left(deadline) == 0)
+                return ETIMEDOUT;
             continue;
-        if (n <= 0) {
-            server_lost();
-            return ECHILD;
         }
-        if ((size_t)n != sizeof rep || rep.magic != FORKSAFE__ZYGOTE_REPLY)
+        if (n <= 0)
+            return ECHILD;
+        if ((size_t)n != sizeof rep || rep.magic != FORKSAFE__ZYGOTE_REPLY) {
+            if (wfd >= 0)
+                close(wfd);
             return EPROTO;
-        if (rep.seq != h.seq)
-            continue; /* a reply to a request someone else sent */
+        }
+        if (rep.seq != seq) {
+            /* The late reply to a request given up on. */
+            int ms = ms_left(deadline);
+            stale_worker(&rep, wfd, ms > 50 ? ms : 50);
+            continue;
+        }
+        if (wfd >= 0)
+            close(wfd);
         if (rep.err != 0)
             return rep.err > 0 ? rep.err : EPROTO;
         if (rep.pid <= 0)
@@ -485,6 +807,32 @@ static int request(const char *name, size_t name_len, const void *arg,
         *pid = rep.pid;
         return 0;
     }
+}
+
+/* zrt within deadline (ns): 0 or ETIMEDOUT. pthread_mutex_clocklock()
+   (glibc 2.30) waits on CLOCK_MONOTONIC; elsewhere the remaining time is
+   turned into a CLOCK_REALTIME deadline for pthread_mutex_timedlock(). */
+static int zrt_lock_until(uint64_t deadline)
+{
+    int r;
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+    struct timespec ts = {(time_t)(deadline / 1000000000u),
+                          (long)(deadline % 1000000000u)};
+    while ((r = pthread_mutex_clocklock(&zrt, CLOCK_MONOTONIC, &ts)) == EINTR) {
+    }
+#else
+    uint64_t left = deadline > mono_ns() ? deadline - mono_ns() : 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t abs =
+        (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + left;
+    ts.tv_sec = (time_t)(abs / 1000000000u);
+    ts.tv_nsec = (long)(abs % 1000000000u);
+    while ((r = pthread_mutex_timedlock(&zrt, &ts)) == EINTR) {
+    }
+#endif
+    return r == 0 ? 0 : ETIMEDOUT;
 }
 
 /* Contract in forksafe.h. */
@@ -503,15 +851,34 @@ FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
     for (size_t i = 0; i < nfds; i++)
         if (fds[i] < 0)
             return EINVAL;
-    /* In a fork()ed child of the owner the channel is the parent's. Checked
-       before zmu, which such a child may have inherited locked. */
+    /* In a fork()ed child of the owner the channel is the parent's. */
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) != getpid())
         return ECHILD;
     int saved = errno;
+    uint64_t deadline = deadline_after(forksafe__default_timeout_ms());
+    uid_t uid = getuid(), euid = geteuid();
+    gid_t gid = getgid(), egid = getegid();
     pthread_mutex_lock(&zmu);
-    int r = zfd >= 0 ? request(name, name_len, arg, len, fds, nfds, pid)
-                     : ECHILD;
+    int r = zfd < 0 ? ECHILD : 0;
+    if (r == 0 &&
+        (uid != zuid || euid != zeuid || gid != zgid || egid != zegid))
+        r = EPERM; /* workers would have the credentials of the start */
     pthread_mutex_unlock(&zmu);
+    if (r == 0 && (r = zrt_lock_until(deadline)) == 0) {
+        pthread_mutex_lock(&zmu);
+        int fd = zfd;
+        uint64_t seq = ++zseq;
+        pthread_mutex_unlock(&zmu);
+        if (fd < 0) {
+            r = ECHILD;
+        } else {
+            r = request(fd, seq, deadline, name, name_len, arg, len, fds, nfds,
+                        pid);
+            if (r == ECHILD)
+                server_lost();
+        }
+        pthread_mutex_unlock(&zrt);
+    }
     errno = saved;
     return r;
 }
@@ -539,23 +906,21 @@ FORKSAFE_API int forksafe_zygote_stop(void)
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) != getpid())
         return ECHILD;
     int saved = errno;
+    /* Waits for a round trip in flight, which ends by its deadline. */
+    pthread_mutex_lock(&zrt);
     pthread_mutex_lock(&zmu);
-    int r = 0;
-    if (zpid <= 0) {
-        r = ECHILD;
-    } else {
-        /* shutdown() rather than close() alone: a fork()ed child of ours
-           may hold a copy of this end, and the server must see EOF. */
-        if (zfd >= 0) {
-            shutdown(zfd, SHUT_RDWR);
-            close(zfd);
-        }
-        zfd = -1;
-        while (waitpid(zpid, NULL, 0) < 0 && errno == EINTR) {
-        }
-        zpid = 0;
-    }
+    int fd = zfd, pidfd = zpidfd;
+    pid_t pid = zpid;
+    zfd = -1;
+    zpidfd = -1;
+    zpid = 0;
     pthread_mutex_unlock(&zmu);
+    int r = 0;
+    if (fd < 0)
+        r = ECHILD; /* never started, stopped, or found dead */
+    else
+        server_end(fd, pid, pidfd, forksafe__default_timeout_ms());
+    pthread_mutex_unlock(&zrt);
     errno = saved;
     return r;
 }

@@ -54,6 +54,7 @@ static inline int fs_zygote_decode_check(const uint8_t *data, size_t size)
             req.name_len == 0 || req.name_len > FORKSAFE_ZYGOTE_NAME_MAX ||
             req.arg_len > FORKSAFE_ZYGOTE_ARG_MAX ||
             req.nfds != nfds || nfds > FORKSAFE_ZYGOTE_FDS_MAX ||
+            req.deadline != h.deadline ||
             len != sizeof h + req.arg_len + req.name_len)
             abort();
         if ((const uint8_t *)req.name < copy + sizeof h ||

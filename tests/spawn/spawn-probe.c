@@ -2,7 +2,8 @@
 /*
  * spawn-probe.c: a tiny program that test-spawn starts with forksafe_spawn
  * and that reports, on stdout, what it inherited: open descriptors, signal
- * mask and dispositions, working directory, environment, process ids.
+ * mask and dispositions, working directory, environment, process ids; or
+ * leaves a mark that it ran.
  */
 #include <dirent.h>
 #include <signal.h>
@@ -78,6 +79,10 @@ int main(int argc, char **argv)
             if (write(fd, b, (size_t)n) != n)
                 return 3;
         }
+    } else if (strcmp(mode, "touch") == 0 && argc == 3) {
+        /* Proof that the program ran: create the file argv[2]. */
+        FILE *f = fopen(argv[2], "w");
+        return f != NULL && fclose(f) == 0 ? 0 : 3;
     } else if (strcmp(mode, "exit") == 0 && argc == 3) {
         return atoi(argv[2]);
     } else {

@@ -34,6 +34,7 @@ static size_t build(uint32_t name_len, uint32_t arg_len, uint32_t nfds,
     h.arg_len = arg_len;
     h.nfds = nfds;
     h.seq = 99;
+    h.deadline = 4242;
     memcpy(buf, &h, sizeof h);
     memset(buf + sizeof h, 'A', real_arg);
     memcpy(buf + sizeof h + real_arg, name, real_name);
@@ -52,6 +53,7 @@ static void decode_accepts_valid(void **state)
     assert_ptr_equal(r.arg, buf + sizeof(struct forksafe__zygote_hdr));
     assert_int_equal(r.nfds, 2);
     assert_int_equal(r.seq, 99);
+    assert_int_equal(r.deadline, 4242);
     /* The largest request there is. */
     char name[FORKSAFE_ZYGOTE_NAME_MAX];
     memset(name, 'n', sizeof name);

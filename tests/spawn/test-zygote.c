@@ -4,10 +4,13 @@
  * main() before cmocka runs (and before any thread exists); workers are the
  * test's own children, checked with fs_wait() and a deadline. Malformed
  * requests are written by hand onto the channel. The server's thread
- * census is wrapped (-Wl,--wrap) so a test can make the server believe it
- * has a second thread.
+ * census (unshare(CLONE_VM), then forksafe_thread_count()) is wrapped
+ * (-Wl,--wrap) so a test can make the server believe it has a second
+ * thread. Tests that change credentials, resource limits or mounts run in
+ * a forked child with its own server.
  */
 #include "common.h"
+#include "fs-seccomp.h"
 
 #include <forksafe.h>
 
@@ -21,7 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -33,6 +39,8 @@ static pid_t test_pid;
 
 int __real_forksafe_thread_count(void);
 int __wrap_forksafe_thread_count(void);
+int __real_unshare(int flags);
+int __wrap_unshare(int flags);
 static int fake_server_threads;
 
 /* In the server (any process but the test's), report a second thread when
@@ -42,6 +50,17 @@ int __wrap_forksafe_thread_count(void)
     if (fake_server_threads && getpid() != test_pid)
         return 2;
     return __real_forksafe_thread_count();
+}
+
+/* unshare(CLONE_VM) fails with EINVAL exactly when the caller is not
+   alone in its memory: the same lie, for the census that needs no /proc. */
+int __wrap_unshare(int flags)
+{
+    if (fake_server_threads && getpid() != test_pid && (flags & CLONE_VM)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return __real_unshare(flags);
 }
 
 /* ------------------------------------------------- entry points */
@@ -150,6 +169,39 @@ static int e_block(const void *a, size_t l, const int *f, size_t n)
     while (read(f[0], &c, 1) > 0) {
     }
     return 0;
+}
+
+/* Open descriptors in this worker, not counting the one that counts. */
+static int count_own_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+/* Exit with the number of descriptors the worker has open. */
+static int e_fdcount(const void *a, size_t l, const int *f, size_t n)
+{
+    (void)a, (void)l, (void)f, (void)n;
+    return count_own_fds();
+}
+
+/* Write "ruid euid rgid egid" into the one descriptor. */
+static int e_ids(const void *a, size_t l, const int *f, size_t n)
+{
+    (void)a, (void)l;
+    if (n != 1)
+        return 10;
+    return dprintf(f[0], "%d %d %d %d", (int)getuid(), (int)geteuid(),
+                   (int)getgid(), (int)getegid()) > 0
+               ? 0
+               : 11;
 }
 
 /* Whether m[0..len) holds pat[i] ^ flip for i in 0..32. Reads memory
@@ -261,6 +313,23 @@ static int count_fds(pid_t pid)
     return n;
 }
 
+/* Descriptors an idle server holds: 0, 1, 2 (those the test has) and the
+   channel. Set in main(). */
+static int idle_fds;
+
+/* The server's descriptor count once it is idle: it closes a worker's
+   pidfd just after the reply that carries it, so right after a spawn it
+   may still hold one more for a moment. Returns the count that stayed. */
+static int server_fds(pid_t z)
+{
+    int n = count_fds(z);
+    for (int i = 0; i < 500 && n != idle_fds; i++) {
+        usleep(2000);
+        n = count_fds(z);
+    }
+    return n;
+}
+
 static long rss_kb(pid_t pid)
 {
     char path[64], line[256];
@@ -344,7 +413,7 @@ static size_t make_req(void *buf, const char *name, size_t name_len,
     h.name_len = (uint32_t)name_len;
     h.arg_len = (uint32_t)arg_len;
     h.nfds = nfds;
-    h.seq = 424242;
+    h.seq = 424242; /* deadline 0: none */
     memcpy(buf, &h, sizeof h);
     memset((char *)buf + sizeof h, 'x', arg_len);
     memcpy((char *)buf + sizeof h + arg_len, name, name_len);
@@ -526,7 +595,7 @@ static void zygote_rejects_malformed_requests(void **state)
     int sock = forksafe__zygote_fd();
     assert_true(sock >= 0);
     pid_t z = forksafe_zygote_pid();
-    int fds_before = count_fds(z);
+    assert_int_equal(server_fds(z), idle_fds);
     static unsigned char m[FORKSAFE__ZYGOTE_REQ_MAX + 256];
     size_t n;
 
@@ -544,6 +613,13 @@ static void zygote_rejects_malformed_requests(void **state)
     assert_int_equal(raw_request(sock, m, n, NULL, 0), EINVAL);
     n = make_req(m, "unknown", 7, 0, 0);
     assert_int_equal(raw_request(sock, m, n, NULL, 0), ENOENT);
+    /* A request whose deadline has passed is refused, no worker made. */
+    n = make_req(m, "empty", 5, 0, 0);
+    struct forksafe__zygote_hdr h;
+    memcpy(&h, m, sizeof h);
+    h.deadline = 1;
+    memcpy(m, &h, sizeof h);
+    assert_int_equal(raw_request(sock, m, n, NULL, 0), ETIMEDOUT);
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int many[FORKSAFE_ZYGOTE_FDS_MAX + 1];
     for (int i = 0; i <= FORKSAFE_ZYGOTE_FDS_MAX; i++)
@@ -555,7 +631,7 @@ static void zygote_rejects_malformed_requests(void **state)
     assert_int_equal(raw_request(sock, m, n, many, 2), EPROTO); /* count */
     close(devnull);
     /* Nothing leaked in the server, and it still serves. */
-    assert_int_equal(count_fds(z), fds_before);
+    assert_int_equal(server_fds(z), idle_fds);
     assert_int_equal(forksafe_zygote_pid(), z);
     spawn_expect("empty", NULL, 0, NULL, 0, FS_EXITED, 0);
 }
@@ -685,7 +761,7 @@ static void zygote_sequential_spawns_do_not_leak(void **state)
     pid_t z = forksafe_zygote_pid();
     for (int i = 0; i < 20; i++) /* warm up: fault in the buffers */
         spawn_expect("empty", NULL, 0, NULL, 0, FS_EXITED, 0);
-    int fds0 = count_fds(z);
+    assert_int_equal(server_fds(z), idle_fds);
     long rss0 = rss_kb(z);
     int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
     unsigned char v = 1;
@@ -696,7 +772,7 @@ static void zygote_sequential_spawns_do_not_leak(void **state)
             spawn_expect("fds", &v, 1, &null, 1, FS_EXITED, 0);
     }
     close(null);
-    assert_int_equal(count_fds(z), fds0);
+    assert_int_equal(server_fds(z), idle_fds);
     long rss1 = rss_kb(z);
     assert_true(rss0 > 0 && rss1 > 0);
     assert_true(rss1 - rss0 <= 256); /* kB */
@@ -725,7 +801,7 @@ static void zygote_concurrent_spawns(void **state)
 {
     (void)state;
     pid_t z = forksafe_zygote_pid();
-    int fds0 = count_fds(z);
+    assert_int_equal(server_fds(z), idle_fds);
     long rss0 = rss_kb(z);
     int p[2];
     assert_int_equal(pipe(p), 0);
@@ -749,15 +825,458 @@ static void zygote_concurrent_spawns(void **state)
                 fs_assert_child_ok(c[i].pids[k], 5000);
     }
     assert_int_equal(errs, 0);
-    assert_int_equal(count_fds(z), fds0);
+    assert_int_equal(server_fds(z), idle_fds);
     long rss1 = rss_kb(z);
     assert_true(rss0 > 0 && rss1 > 0 && rss1 - rss0 <= 256); /* kB */
+}
+
+/* forksafe_zygote_stop() while threads spawn: every spawn either made a
+   worker (which exits normally) or says ECHILD; nothing hangs. */
+struct churn {
+    pthread_t t;
+    int ok, echild, other, bad_exit;
+};
+static volatile int churn_stop;
+
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+    while (!churn_stop) {
+        pid_t w;
+        int r = forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w);
+        if (r == 0) {
+            int st;
+            c->ok++;
+            if (waitpid(w, &st, 0) != w || st != 0)
+                c->bad_exit++;
+        } else if (r == ECHILD) {
+            c->echild++;
+            usleep(1000);
+        } else {
+            c->other++;
+        }
+    }
+    return NULL;
+}
+
+static void zygote_stop_while_spawning(void **state)
+{
+    (void)state;
+    struct churn c[3];
+    churn_stop = 0;
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&c[i].t, NULL, churn_main, &c[i]), 0);
+    usleep(100000);
+    uint64_t t0 = fs_now_ms();
+    assert_int_equal(forksafe_zygote_stop(), 0);
+    uint64_t took = fs_now_ms() - t0;
+    usleep(50000);
+    churn_stop = 1;
+    int ok = 0, echild = 0, other = 0, bad_exit = 0;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(c[i].t, NULL);
+        ok += c[i].ok;
+        echild += c[i].echild;
+        other += c[i].other;
+        bad_exit += c[i].bad_exit;
+    }
+    assert_int_equal(other, 0);
+    assert_int_equal(bad_exit, 0);
+    assert_true(ok > 0);
+    assert_true(echild > 0);
+    assert_true(took < 2000);
+    assert_int_equal(forksafe_zygote_pid(), 0);
+    assert_int_equal(start_retry(), 0);
+    spawn_expect("empty", NULL, 0, NULL, 0, FS_EXITED, 0);
+}
+
+/* The server keeps only 0, 1, 2 and its channel: a pipe the program had
+   open at start reaches EOF once the program closes its write end, close-
+   on-exec or not; workers hold 0, 1, 2 and what they were passed (issue
+   10, item 14). */
+static int eof_within(int fd, unsigned ms)
+{
+    uint64_t end = fs_now_ms() + ms;
+    while (fs_now_ms() < end) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 50) == 1) {
+            char c;
+            return read(fd, &c, 1) == 0;
+        }
+    }
+    return 0;
+}
+
+static void zygote_server_keeps_only_channel(void **state)
+{
+    (void)state;
+    assert_int_equal(forksafe_zygote_stop(), 0);
+    int p[2], q[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+    assert_int_equal(start_retry(), 0);
+    pid_t z = forksafe_zygote_pid();
+    close(p[1]);
+    close(q[1]);
+    int eof_p = eof_within(p[0], 3000), eof_q = eof_within(q[0], 1000);
+    close(p[0]);
+    close(q[0]);
+    assert_true(eof_p);
+    assert_true(eof_q);
+    assert_int_equal(server_fds(z), idle_fds);
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    spawn_expect("fdcount", NULL, 0, NULL, 0, FS_EXITED, 3);
+    spawn_expect("fdcount", NULL, 0, &null, 1, FS_EXITED, 4);
+    close(null);
+}
+
+/* Descriptor exhaustion in the server is EMFILE, not EBUSY or E2BIG; a
+   spawn that passes nothing needs no descriptor (issue 10, item 16). */
+static void zygote_server_fd_exhaustion(void **state)
+{
+    (void)state;
+    pid_t z = forksafe_zygote_pid();
+    int open_now = server_fds(z);
+    assert_int_equal(open_now, idle_fds);
+    struct rlimit old, lim;
+    assert_int_equal(prlimit(z, RLIMIT_NOFILE, NULL, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)open_now + 1;
+    assert_int_equal(prlimit(z, RLIMIT_NOFILE, &lim, NULL), 0);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int three[3] = {p[1], p[1], p[1]};
+    unsigned char n3 = 3;
+    pid_t w = 0;
+    int r3 = forksafe_zygote_spawn("fds", &n3, 1, three, 3, &w);
+    /* At the limit itself: a spawn without descriptors still works. */
+    lim.rlim_cur = (rlim_t)open_now;
+    assert_int_equal(prlimit(z, RLIMIT_NOFILE, &lim, NULL), 0);
+    pid_t w0 = 0;
+    int r0 = forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w0);
+    assert_int_equal(prlimit(z, RLIMIT_NOFILE, &old, NULL), 0);
+    if (r0 == 0)
+        fs_assert_child_ok(w0, 5000);
+    assert_int_equal(r3, EMFILE);
+    assert_int_equal(r0, 0);
+    spawn_expect("fds", &n3, 1, three, 3, FS_EXITED, 0);
+    close(p[0]);
+    close(p[1]);
+    assert_int_equal(server_fds(z), open_now);
+}
+
+/* The client at its own descriptor limit: start fails with EMFILE. */
+static int start_emfile_scenario(int mode, int fd)
+{
+    (void)mode;
+    /* A forked child drops its copy of the parent's channel when it starts
+       its own server: start and stop one first, then fill the table. */
+    if (forksafe_zygote_start() != 0 || forksafe_zygote_stop() != 0)
+        return 11;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 16;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 10;
+    while (dup(0) >= 0) {
+    }
+    int r = forksafe_zygote_start();
+    if (r != EMFILE) {
+        dprintf(fd, "start at EMFILE: %s\n", strerror(r));
+        return 1;
+    }
+    return forksafe_zygote_pid() == 0 ? 0 : 2;
+}
+
+static void zygote_start_fd_exhaustion(void **state)
+{
+    (void)state;
+    char out[256];
+    int code = fs_run_scenario(start_emfile_scenario, 0, out, sizeof out);
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
+/* Worker credentials are the program's at forksafe_zygote_start(); once
+   the program's uids or gids differ from those, spawns fail with EPERM,
+   and work again when they are back (issue 10, item 16). */
+static int ids_of_worker(char *out, size_t cap, int *err)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    pid_t w;
+    *err = forksafe_zygote_spawn("ids", NULL, 0, &p[1], 1, &w);
+    close(p[1]);
+    out[0] = '\0';
+    if (*err == 0) {
+        size_t n = read_all(p[0], out, cap - 1);
+        out[n] = '\0';
+        int st;
+        waitpid(w, &st, 0);
+    }
+    close(p[0]);
+    return 0;
+}
+
+static int creds_scenario(int mode, int fd)
+{
+    (void)mode;
+    if (getuid() != 0)
+        return 77;
+    if (forksafe_zygote_start() != 0)
+        return 10;
+    char ids[64];
+    int err;
+    ids_of_worker(ids, sizeof ids, &err);
+    if (err != 0 || strcmp(ids, "0 0 0 0") != 0) {
+        dprintf(fd, "as root: %s [%s]\n", strerror(err), ids);
+        return 1;
+    }
+    if (seteuid(65534) != 0)
+        return 77; /* no such uid here (a user namespace): skip */
+    ids_of_worker(ids, sizeof ids, &err);
+    if (err != EPERM) {
+        dprintf(fd, "after seteuid(65534): %s [%s]\n", strerror(err), ids);
+        return 2;
+    }
+    if (seteuid(0) != 0 || setegid(65534) != 0)
+        return 12;
+    ids_of_worker(ids, sizeof ids, &err);
+    if (err != EPERM) {
+        dprintf(fd, "after setegid(65534): %s [%s]\n", strerror(err), ids);
+        return 3;
+    }
+    if (setegid(0) != 0)
+        return 13;
+    ids_of_worker(ids, sizeof ids, &err);
+    if (err != 0 || strcmp(ids, "0 0 0 0") != 0) {
+        dprintf(fd, "back to root: %s [%s]\n", strerror(err), ids);
+        return 4;
+    }
+    if (setgid(65534) != 0 || setuid(65534) != 0)
+        return 14;
+    ids_of_worker(ids, sizeof ids, &err);
+    if (err != EPERM) {
+        dprintf(fd, "after setuid(65534): %s [%s]\n", strerror(err), ids);
+        return 5;
+    }
+    return 0;
+}
+
+static void zygote_credential_model(void **state)
+{
+    (void)state;
+    char out[256];
+    int code = fs_run_scenario(creds_scenario, 0, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
+/* With SIGCHLD ignored (mode 0) or a thread reaping every child with
+   waitpid(-1) (mode 1), workers still come back as started, and a server
+   that dies is noticed and cleaned up without waiting on or signalling a
+   PID that may have been reaped by someone else. */
+static volatile int reaper_stop;
+
+static void *reaper_main(void *arg)
+{
+    (void)arg;
+    while (!reaper_stop)
+        if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
+            usleep(200);
+    return NULL;
+}
+
+static int reaped_scenario(int mode, int fd)
+{
+    if (forksafe_zygote_start() != 0)
+        return 10;
+    pid_t z = forksafe_zygote_pid();
+    pthread_t t;
+    if (mode == 0)
+        signal(SIGCHLD, SIG_IGN);
+    else if (pthread_create(&t, NULL, reaper_main, NULL) != 0)
+        return 11;
+    int code = 0;
+    for (int i = 0; i < 50 && code == 0; i++) {
+        pid_t w;
+        int r = forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w);
+        if (r != 0) {
+            dprintf(fd, "spawn %d: %s\n", i, strerror(r));
+            code = 1;
+        }
+    }
+    kill(z, SIGKILL);
+    usleep(50000);
+    pid_t w;
+    uint64_t t0 = fs_now_ms();
+    int r = forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w);
+    if (r != ECHILD || forksafe_zygote_pid() != 0 ||
+        forksafe_zygote_stop() != ECHILD || fs_now_ms() - t0 > 2000) {
+        dprintf(fd, "after the server died: %s\n", strerror(r));
+        code = 2;
+    }
+    if (mode == 1) {
+        reaper_stop = 1;
+        pthread_join(t, NULL);
+    }
+    return code;
+}
+
+static void zygote_with_sigchld_ignored(void **state)
+{
+    (void)state;
+    char out[256];
+    int code = fs_run_scenario(reaped_scenario, 0, out, sizeof out);
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
+static void zygote_with_reaper_thread(void **state)
+{
+    (void)state;
+    char out[256];
+    int code = fs_run_scenario(reaped_scenario, 1, out, sizeof out);
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
+/* Under a seccomp profile that hides clone3, close_range, pidfd_open and
+   pidfd_send_signal and forbids unshare, the server still starts (census
+   from /proc), drops the program's descriptors, makes workers (old
+   clone()) and is cleaned up by PID when it dies. */
+static int seccomp_scenario(int mode, int fd)
+{
+    (void)mode;
+    if (fs_seccomp_hide_new_calls() != 0)
+        return 77;
+    int p[2];
+    if (pipe(p) != 0)
+        return 10;
+    int r = forksafe_zygote_start();
+    if (r != 0) {
+        dprintf(fd, "start: %s\n", strerror(r));
+        return 1;
+    }
+    close(p[1]);
+    if (!eof_within(p[0], 3000)) {
+        dprintf(fd, "the server kept the pipe open\n");
+        return 2;
+    }
+    int q[2];
+    if (pipe(q) != 0)
+        return 11;
+    int three[3] = {q[1], q[1], q[1]};
+    unsigned char n3 = 3;
+    pid_t w;
+    int st;
+    r = forksafe_zygote_spawn("fds", &n3, 1, three, 3, &w);
+    if (r != 0 || waitpid(w, &st, 0) != w || st != 0) {
+        dprintf(fd, "spawn: %s\n", strerror(r));
+        return 3;
+    }
+    r = forksafe_zygote_spawn("fdcount", NULL, 0, NULL, 0, &w);
+    if (r != 0 || waitpid(w, &st, 0) != w || !WIFEXITED(st) ||
+        WEXITSTATUS(st) != 3) {
+        dprintf(fd, "fdcount: %s, status 0x%x\n", strerror(r), st);
+        return 4;
+    }
+    pid_t z = forksafe_zygote_pid();
+    kill(z, SIGKILL);
+    usleep(50000);
+    r = forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w);
+    errno = 0;
+    if (r != ECHILD || waitpid(z, NULL, WNOHANG) != -1 || errno != ECHILD) {
+        dprintf(fd, "after the server died: %s\n", strerror(r));
+        return 5;
+    }
+    if (forksafe_zygote_start() != 0 || forksafe_zygote_stop() != 0)
+        return 6;
+    return 0;
+}
+
+static void zygote_under_seccomp(void **state)
+{
+    (void)state;
+    char out[256];
+    int code = fs_run_scenario(seccomp_scenario, 0, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
+/* Without /proc (a mount namespace where it is unmounted), the fork
+   server starts and serves: its census needs no /proc. forksafe_fork()
+   with FORKSAFE_FORK_NO_THREADS fails with ENOENT, as documented (issue
+   10, item 16). */
+static int noproc_scenario(int mode, int fd)
+{
+    (void)mode;
+    if (unshare(CLONE_NEWNS) != 0)
+        return 77;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        umount2("/proc", MNT_DETACH) != 0)
+        return 77;
+    if (access("/proc/self/stat", F_OK) == 0)
+        return 10;
+    int r = forksafe_zygote_start();
+    if (r != 0) {
+        dprintf(fd, "start without /proc: %s\n", strerror(r));
+        return 1;
+    }
+    pid_t w;
+    r = forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w);
+    if (r != 0) {
+        dprintf(fd, "spawn without /proc: %s\n", strerror(r));
+        return 2;
+    }
+    int st;
+    if (waitpid(w, &st, 0) != w || st != 0)
+        return 3;
+    if (forksafe_zygote_stop() != 0)
+        return 4;
+    struct forksafe_fork_opts o;
+    memset(&o, 0, sizeof o);
+    o.flags = FORKSAFE_FORK_NO_THREADS;
+    uint64_t took;
+    int e = fs_fork_must_fail(&o, &took);
+    if (e != ENOENT || forksafe_last_error()[0] == '\0') {
+        dprintf(fd, "forksafe_fork(NO_THREADS) without /proc: %s\n",
+                strerror(e));
+        return 5;
+    }
+    return 0;
+}
+
+static void zygote_without_proc(void **state)
+{
+    (void)state;
+    char out[256];
+    int code = fs_run_scenario(noproc_scenario, 0, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
 }
 
 int main(void)
 {
     fs_watchdog(120);
     test_pid = getpid();
+    idle_fds = 1;
+    for (int fd = 0; fd < 3; fd++)
+        idle_fds += fcntl(fd, F_GETFD) >= 0;
     forksafe_zygote_register("empty", e_empty);
     forksafe_zygote_register("exit", e_exit);
     forksafe_zygote_register("raise", e_raise);
@@ -767,6 +1286,8 @@ int main(void)
     forksafe_zygote_register("block", e_block);
     forksafe_zygote_register("mask", e_mask);
     forksafe_zygote_register("scan", e_scan);
+    forksafe_zygote_register("fdcount", e_fdcount);
+    forksafe_zygote_register("ids", e_ids);
     if (forksafe_zygote_register("empty", e_exit) != EEXIST ||
         forksafe_zygote_start() != 0) {
         fprintf(stderr, "test-zygote: setup failed\n");
@@ -786,6 +1307,15 @@ int main(void)
         cmocka_unit_test(zygote_server_dies_with_parent_pdeathsig),
         cmocka_unit_test(zygote_sequential_spawns_do_not_leak),
         cmocka_unit_test(zygote_concurrent_spawns),
+        cmocka_unit_test(zygote_stop_while_spawning),
+        cmocka_unit_test(zygote_server_keeps_only_channel),
+        cmocka_unit_test(zygote_server_fd_exhaustion),
+        cmocka_unit_test(zygote_start_fd_exhaustion),
+        cmocka_unit_test(zygote_credential_model),
+        cmocka_unit_test(zygote_without_proc),
+        cmocka_unit_test(zygote_with_sigchld_ignored),
+        cmocka_unit_test(zygote_with_reaper_thread),
+        cmocka_unit_test(zygote_under_seccomp),
         cmocka_unit_test(zygote_refuses_when_threaded),
         cmocka_unit_test(zygote_survives_server_death),
     };
