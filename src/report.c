@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * report.c: forksafe_audit_write(), the in-process report of every entry,
- * adapter and live thread, as text or JSON (schema: docs/report.md).
+ * adapter and live thread, as text or JSON (docs/report.md; the JSON is
+ * written by json.c in the dialect it shares with forksafe-audit, schema
+ * docs/forksafe.schema.json).
  * The report is built in memory under the registry lock and written after
  * it is released, so a slow reader of fd never holds up a fork.
  */
 #include "internal.h"
+#include "json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,25 +54,31 @@ static void put(struct buf *b, const char *fmt, ...)
     }
 }
 
-/* A JSON string literal (RFC 8259 escapes). */
-static void put_json_str(struct buf *b, const char *s)
+static void buf_out(void *ctx, const char *s, size_t n)
 {
-    put(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            put(b, "\\%c", c);
-        else if (c < 0x20)
-            put(b, "\\u%04x", c);
-        else
-            put(b, "%c", c);
+    struct buf *b = ctx;
+    if (b->oom)
+        return;
+    if (b->cap - b->len <= n) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap - b->len <= n)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
     }
-    put(b, "\"");
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
 }
 
 struct thread_list {
     struct buf *b;
-    int json;
+    struct forksafe__json *j; /* NULL: text */
     int n;
 };
 
@@ -78,98 +87,108 @@ static void put_thread(pid_t tid, void *arg)
     struct thread_list *t = arg;
     char name[64];
     forksafe__thread_name(tid, name, sizeof name);
-    if (t->json) {
-        put(t->b, "%s\n    {\"tid\": %d, \"name\": ", t->n ? "," : "",
-            (int)tid);
-        put_json_str(t->b, name);
-        put(t->b, "}");
+    if (t->j) {
+        forksafe__json_begin_object(t->j);
+        forksafe__json_member_int(t->j, "tid", (int)tid);
+        forksafe__json_member_str(t->j, "name", name);
+        forksafe__json_end_object(t->j);
     } else {
         put(t->b, "  %-8d %s\n", (int)tid, name);
     }
     t->n++;
 }
 
-static void build(struct buf *b, int json)
+static void build_json(struct forksafe__json *j)
 {
     char obj[512], tname[64];
-    size_t n = 0;
-    for (struct forksafe_entry *e = forksafe__registry_first(); e; e = e->next)
-        n++;
-    if (json)
-        put(b,
-            "{\n  \"schema\": \"forksafe-report\",\n  \"version\": 1,\n"
-            "  \"pid\": %d,\n  \"default_timeout_ms\": %u,\n"
-            "  \"entries\": [",
-            (int)getpid(), forksafe__default_timeout_ms());
-    else
-        put(b,
-            "forksafe report: pid %d, %zu registered entr%s\n"
-            "entries, in prepare order:\n"
-            "  %-6s %-9s %-18s %-24s %-22s %s\n",
-            (int)getpid(), n, n == 1 ? "y" : "ies", "rank", "kind", "type",
-            "name", "holder", "object");
-    int first = 1;
+    forksafe__json_begin_object(j);
+    forksafe__json_header(j, "forksafe-report");
+    forksafe__json_member_int(j, "pid", (int)getpid());
+    forksafe__json_member_int(j, "default_timeout_ms",
+                              forksafe__default_timeout_ms());
+    forksafe__json_key(j, "entries");
+    forksafe__json_begin_array(j);
     for (struct forksafe_entry *e = forksafe__registry_first(); e;
          e = e->next) {
         const struct forksafe_kind_ops *k = &forksafe__kinds[e->kind];
         forksafe__entry_object(e, obj, sizeof obj);
         pid_t h = k->holder(e->key);
-        if (h > 0)
+        forksafe__json_begin_object(j);
+        forksafe__json_member_str(j, "name", e->name);
+        forksafe__json_member_int(j, "rank", e->rank);
+        forksafe__json_member_int(j, "seq", (long long)e->seq);
+        forksafe__json_member_str(j, "kind", k->name);
+        forksafe__json_member_str(j, "type", k->detail(e->key));
+        forksafe__json_key(j, "key");
+        forksafe__json_address(j, (uintptr_t)e->key);
+        forksafe__json_member_str(j, "object", obj);
+        forksafe__json_member_bool(j, "held", h != 0);
+        forksafe__json_key(j, "holder");
+        if (h > 0) {
             forksafe__thread_name(h, tname, sizeof tname);
-        if (json) {
-            put(b, "%s\n    {\"name\": ", first ? "" : ",");
-            put_json_str(b, e->name);
-            put(b,
-                ", \"rank\": %u, \"seq\": %lu, \"kind\": \"%s\", "
-                "\"type\": \"%s\", \"key\": \"%p\", \"object\": ",
-                e->rank, (unsigned long)e->seq, k->name, k->detail(e->key),
-                e->key);
-            put_json_str(b, obj);
-            put(b, ", \"held\": %s, \"holder\": ", h ? "true" : "false");
-            if (h > 0) {
-                put(b, "{\"tid\": %d, \"name\": ", (int)h);
-                put_json_str(b, tname);
-                put(b, "}}");
-            } else {
-                put(b, "null}");
-            }
+            forksafe__json_begin_object(j);
+            forksafe__json_member_int(j, "tid", (int)h);
+            forksafe__json_member_str(j, "name", tname);
+            forksafe__json_end_object(j);
         } else {
-            char holder[96];
-            if (h > 0)
-                snprintf(holder, sizeof holder, "%d (%s)", (int)h, tname);
-            else
-                snprintf(holder, sizeof holder, "%s",
-                         h ? "held (unknown)" : "-");
-            put(b, "  %-6u %-9s %-18s %-24s %-22s %s\n", e->rank, k->name,
-                k->detail(e->key), e->name, holder, obj);
+            forksafe__json_null(j);
         }
-        first = 0;
+        forksafe__json_end_object(j);
     }
-    if (json)
-        put(b, "%s],\n  \"adapters\": [", first ? "" : "\n  ");
-    else
-        put(b, "adapters installed:");
+    forksafe__json_end_array(j);
+    forksafe__json_key(j, "adapters");
+    forksafe__json_begin_array(j);
     const char *a;
-    for (size_t i = 0; (a = forksafe__adapter_name(i)) != NULL; i++) {
-        if (json) {
-            put(b, "%s", i ? ", " : "");
-            put_json_str(b, a);
-        } else {
-            put(b, " %s", a);
-        }
-    }
+    for (size_t i = 0; (a = forksafe__adapter_name(i)) != NULL; i++)
+        forksafe__json_string(j, a);
+    forksafe__json_end_array(j);
     const char *text;
     unsigned long fails = forksafe__plain_failures(&text);
-    if (json) {
-        put(b, "],\n  \"plain_fork_failures\": {\"count\": %lu, \"last\": ",
-            fails);
-        put_json_str(b, text);
-        put(b, "},\n  \"threads\": [");
-    } else {
-        put(b, "%s\nplain fork() prepare failures: %lu%s%s\nthreads:\n",
-            forksafe__adapter_name(0) ? "" : " none", fails,
-            fails ? "; last: " : "", fails ? text : "");
+    forksafe__json_key(j, "plain_fork_failures");
+    forksafe__json_begin_object(j);
+    forksafe__json_member_int(j, "count", (long long)fails);
+    forksafe__json_member_str(j, "last", fails && text[0] ? text : NULL);
+    forksafe__json_end_object(j);
+    forksafe__json_key(j, "threads");
+    forksafe__json_begin_array(j);
+}
+
+static void build_text(struct buf *b)
+{
+    char obj[512], tname[64];
+    size_t n = 0;
+    for (struct forksafe_entry *e = forksafe__registry_first(); e; e = e->next)
+        n++;
+    put(b,
+        "forksafe report: pid %d, %zu registered entr%s\n"
+        "entries, in prepare order:\n"
+        "  %-6s %-9s %-18s %-24s %-22s %s\n",
+        (int)getpid(), n, n == 1 ? "y" : "ies", "rank", "kind", "type", "name",
+        "holder", "object");
+    for (struct forksafe_entry *e = forksafe__registry_first(); e;
+         e = e->next) {
+        const struct forksafe_kind_ops *k = &forksafe__kinds[e->kind];
+        forksafe__entry_object(e, obj, sizeof obj);
+        pid_t h = k->holder(e->key);
+        char holder[96];
+        if (h > 0) {
+            forksafe__thread_name(h, tname, sizeof tname);
+            snprintf(holder, sizeof holder, "%d (%s)", (int)h, tname);
+        } else {
+            snprintf(holder, sizeof holder, "%s", h ? "held (unknown)" : "-");
+        }
+        put(b, "  %-6u %-9s %-18s %-24s %-22s %s\n", e->rank, k->name,
+            k->detail(e->key), e->name, holder, obj);
     }
+    put(b, "adapters installed:");
+    const char *a;
+    for (size_t i = 0; (a = forksafe__adapter_name(i)) != NULL; i++)
+        put(b, " %s", a);
+    const char *text;
+    unsigned long fails = forksafe__plain_failures(&text);
+    put(b, "%s\nplain fork() prepare failures: %lu%s%s\nthreads:\n",
+        forksafe__adapter_name(0) ? "" : " none", fails,
+        fails ? "; last: " : "", fails ? text : "");
 }
 
 int forksafe_audit_write(int fd, unsigned flags)
@@ -180,18 +199,25 @@ int forksafe_audit_write(int fd, unsigned flags)
         return EINVAL;
     int json = (flags & FORKSAFE_AUDIT_JSON) != 0;
     struct buf b = {0};
+    struct forksafe__json j;
+    forksafe__json_init(&j, buf_out, &b, 2);
     int locked = !forksafe__in_fork();
     if (locked) {
         forksafe__registry_lock();
         forksafe__registry_sweep();
     }
-    build(&b, json);
+    if (json)
+        build_json(&j);
+    else
+        build_text(&b);
     if (locked)
         forksafe__registry_unlock();
-    struct thread_list t = {&b, json, 0};
+    struct thread_list t = {&b, json ? &j : NULL, 0};
     int err = forksafe__threads_visit(put_thread, &t);
-    if (json)
-        put(&b, "%s]\n}\n", t.n ? "\n  " : "");
+    if (json) {
+        forksafe__json_end_array(&j);
+        forksafe__json_end_object(&j);
+    }
     if (b.oom) {
         free(b.p);
         return ENOMEM;

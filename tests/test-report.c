@@ -2,8 +2,10 @@
 /*
  * test-report.c: forksafe_thread_count() and forksafe_audit_write(): the
  * text and JSON reports list every entry (with its holder when held), the
- * adapters and every live thread; the JSON parses and has the documented
- * fields (checked with python3's json module); bad input is refused.
+ * adapters and every live thread; the JSON is valid against the published
+ * schema (docs/forksafe.schema.json, checked with python3-jsonschema) and
+ * has the documented values, with a name that is not UTF-8 carried as
+ * valid UTF-8 plus its exact bytes; bad input is refused.
  */
 #include "common.h"
 
@@ -67,6 +69,39 @@ static void test_text_report(void **state)
     pthread_mutex_unlock(&held);
 }
 
+/* Validate the JSON document j against the schema, then run the python
+   expression checks (with d bound to the document) on it. */
+static void check_json(const char *j, const char *checks)
+{
+    char path[] = "/tmp/forksafe-json-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, j, strlen(j)), (ssize_t)strlen(j));
+    close(fd);
+    char script[4096];
+    snprintf(script, sizeof script,
+             "import json, sys, jsonschema\n"
+             "raw = open(sys.argv[1], 'rb').read()\n"
+             "d = json.loads(raw.decode('utf-8', 'strict'))\n"
+             "s = json.load(open('%s/docs/forksafe.schema.json'))\n"
+             "jsonschema.Draft202012Validator(s).validate(d)\n"
+             "%s\n",
+             FS_TOPDIR, checks);
+    char spath[] = "/tmp/forksafe-json-check-XXXXXX";
+    int sfd = mkstemp(spath);
+    assert_true(sfd >= 0);
+    assert_int_equal(write(sfd, script, strlen(script)),
+                     (ssize_t)strlen(script));
+    close(sfd);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", spath, path);
+    int rc = system(cmd);
+    unlink(path);
+    unlink(spath);
+    if (rc != 0)
+        fail_msg("JSON check failed (%d):\n%s", rc, j);
+}
+
 static void test_json_report(void **state)
 {
     (void)state;
@@ -75,31 +110,46 @@ static void test_json_report(void **state)
     char *j = capture(FORKSAFE_AUDIT_JSON);
     pthread_mutex_unlock(&held);
     fs_idle_stop();
-    char path[] = "/tmp/forksafe-json-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, j, strlen(j)), (ssize_t)strlen(j));
-    close(fd);
-    char cmd[512];
-    snprintf(
-        cmd, sizeof cmd,
-        "python3 -c 'import json,sys; d=json.load(open(sys.argv[1]));"
-        "assert d[\"schema\"]==\"forksafe-report\" and d[\"version\"]==1;"
-        "e={x[\"name\"]:x for x in d[\"entries\"]};"
-        "h=e[\"held \\\"quoted\\\"\"];"
-        "assert h[\"held\"] and h[\"holder\"][\"tid\"]==%d, h;"
-        "assert h[\"rank\"]==1500 and h[\"kind\"]==\"mutex\";"
-        "assert not e[\"free rwlock\"][\"held\"];"
-        "assert \"testlib\" in d[\"adapters\"];"
-        "assert len(d[\"threads\"])==2, d[\"threads\"];"
-        "assert all(\"tid\" in t and \"name\" in t for t in d[\"threads\"])'"
-        " %s",
-        (int)gettid(), path);
-    int rc = system(cmd);
-    unlink(path);
-    if (rc != 0)
-        fail_msg("JSON check failed (%d):\n%s", rc, j);
+    char checks[2048];
+    snprintf(checks, sizeof checks,
+             "assert d['schema'] == 'forksafe-report'\n"
+             "assert d['schema_version'] == 2 and 'version' not in d\n"
+             "e = {x['name']: x for x in d['entries']}\n"
+             "h = e['held \"quoted\"']\n"
+             "assert h['held'] is True and h['holder']['tid'] == %d, h\n"
+             "assert h['rank'] == 1500 and h['kind'] == 'mutex'\n"
+             "assert e['free rwlock']['held'] is False\n"
+             "assert e['free rwlock']['holder'] is None\n"
+             "assert 'testlib' in d['adapters']\n"
+             "assert d['plain_fork_failures'] == {'count': 0, 'last': None}\n"
+             "assert len(d['threads']) == 2, d['threads']\n",
+             (int)gettid());
+    check_json(j, checks);
     free(j);
+}
+
+/* A name that is not UTF-8 (an entry name and this thread's name) comes
+   out as valid UTF-8 with U+FFFD, and its exact bytes beside it in hex. */
+static pthread_mutex_t badname = PTHREAD_MUTEX_INITIALIZER;
+
+static void test_json_report_not_utf8(void **state)
+{
+    (void)state;
+    assert_int_equal(forksafe_register_mutex(&badname, "bad\xff\xfe\\\t", 1700),
+                     0);
+    pthread_setname_np(pthread_self(), "t\xc3(");
+    char *j = capture(FORKSAFE_AUDIT_JSON);
+    pthread_setname_np(pthread_self(), "reporter");
+    check_json(
+        j, "e = [x for x in d['entries'] if x['rank'] == 1700][0]\n"
+           "assert e['name'] == 'bad\\ufffd\\ufffd\\\\\\t', e\n"
+           "assert bytes.fromhex(e['name_hex']) == b'bad\\xff\\xfe\\\\\\t'\n"
+           "t = [x for x in d['threads'] if 'name_hex' in x][0]\n"
+           "assert bytes.fromhex(t['name_hex']) == b't\\xc3('\n"
+           "assert all('name_hex' not in x for x in d['entries'] "
+           "if x['rank'] != 1700)\n");
+    free(j);
+    assert_int_equal(forksafe_unregister(&badname), 0);
 }
 
 static void test_bad_input(void **state)
@@ -125,6 +175,7 @@ int main(void)
         cmocka_unit_test(test_thread_count),
         cmocka_unit_test(test_text_report),
         cmocka_unit_test(test_json_report),
+        cmocka_unit_test(test_json_report_not_utf8),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,10 +5,19 @@
  * libforksafe-audit.so preloaded and a private record directory, waits for
  * it (and, as a child subreaper, for descendants it orphaned), merges the
  * records, prints the report to stderr, writes JSON when asked, and exits
- * with PROGRAM's status, or FORKSAFE_AUDIT_EXIT_HAZARDS when --fail-on
- * matched and PROGRAM itself succeeded.
+ * with PROGRAM's status, or EXIT_HAZARDS when --fail-on matched and
+ * PROGRAM itself succeeded.
+ *
+ * PROGRAM inherits exactly the signal dispositions and mask that
+ * forksafe-audit inherited. SIGTERM, SIGHUP, SIGQUIT and SIGINT sent to
+ * forksafe-audit are forwarded to PROGRAM, unless the terminal sent them
+ * to the whole process group (PROGRAM then has its own copy); the report
+ * of what was seen is still written and the record directory removed.
  */
 #include "cli.h"
+
+#include "../preload/execcheck.h"
+#include "../preload/runpage.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +26,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -46,8 +56,8 @@ static void usage(FILE *out)
             "Run PROGRAM (and every process it starts) under the forksafe "
             "fork-hazard interposer;\nprint the findings to stderr and exit "
             "with PROGRAM's status.\n"
-            "  --json FILE      also write the report as JSON "
-            "(schema: docs/audit.md)\n"
+            "  --json FILE      also write the report as JSON (schema: "
+            "forksafe.schema.json)\n"
             "  --fail-on LEVEL  exit %d if PROGRAM succeeded but a finding "
             "of LEVEL or worse was made\n"
             "  --grace-ms MS    how long a child blocked on a lock held at "
@@ -76,7 +86,10 @@ static int find_preload(char *out, size_t len)
                     env, strerror(errno));
             return -1;
         }
-        snprintf(out, len, "%s", env);
+        /* Absolute: a program that changes directory before it execs
+           another must still find it. */
+        char abs[PATH_MAX];
+        snprintf(out, len, "%s", realpath(env, abs) ? abs : env);
         return 0;
     }
     char exe[PATH_MAX];
@@ -154,31 +167,74 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* In the child: environment for the interposer, then exec. */
+/* The signal state forksafe-audit inherited, which PROGRAM gets back. */
+static struct sigaction inherited_act[NSIG];
+static sigset_t inherited_mask;
+static const int forwarded[] = {SIGTERM, SIGHUP, SIGQUIT, SIGINT};
+#define NFORWARDED (sizeof forwarded / sizeof forwarded[0])
+
+static pid_t program_pid;
+static volatile sig_atomic_t interrupted;
+
+/* SIGTERM, SIGHUP, SIGQUIT, SIGINT: pass them on to PROGRAM, unless the
+   kernel sent them on behalf of the terminal (SI_KERNEL: ^C, ^\, hangup),
+   which delivers them to the whole foreground process group, PROGRAM
+   included. */
+static void on_signal(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    int saved = errno;
+    interrupted = sig;
+    if (program_pid > 0 && si->si_code != SI_KERNEL)
+        kill(program_pid, sig);
+    errno = saved;
+}
+
+/* In the child: environment for the interposer, the inherited signal
+   state, then exec. preload NULL: PROGRAM cannot load it (another ELF
+   class), so it is left out of LD_PRELOAD, and the loader says nothing. */
 static void run_child(char **argv, const char *preload, const char *dir,
                       const char *grace)
 {
     char buf[PATH_MAX * 2];
     const char *old = getenv("LD_PRELOAD");
     /* Existing preloads stay first: a sanitizer runtime must come first. */
-    if (old && *old)
+    if (old && *old && preload)
         snprintf(buf, sizeof buf, "%s:%s", old, preload);
     else
-        snprintf(buf, sizeof buf, "%s", preload);
+        snprintf(buf, sizeof buf, "%s", preload ? preload : old ? old : "");
     char pid[32];
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    if (setenv("LD_PRELOAD", buf, 1) != 0 ||
+    if ((buf[0] && setenv("LD_PRELOAD", buf, 1) != 0) ||
         setenv("FORKSAFE_AUDIT_DIR", dir, 1) != 0 ||
         setenv("FORKSAFE_AUDIT_ROOT", pid, 1) != 0 ||
         (grace && setenv("FORKSAFE_AUDIT_GRACE_MS", grace, 1) != 0))
         _exit(127);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGQUIT, SIG_DFL);
+    for (size_t i = 0; i < NFORWARDED; i++)
+        sigaction(forwarded[i], &inherited_act[forwarded[i]], NULL);
+    sigprocmask(SIG_SETMASK, &inherited_mask, NULL);
     execvp(argv[0], argv);
     int e = errno;
     fprintf(stderr, "forksafe-audit: cannot run %s: %s\n", argv[0],
             strerror(e));
     _exit(e == ENOENT ? 127 : 126);
+}
+
+/* The run page: a file of FORKSAFE_RUNPAGE_SIZE in the record directory
+   that every audited process maps (runpage.h). */
+static int make_run_page(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/%s", dir, FORKSAFE_RUNPAGE_NAME);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    int ok = ftruncate(fd, FORKSAFE_RUNPAGE_SIZE) == 0;
+    struct forksafe_runpage head = {
+        FORKSAFE_RUNPAGE_MAGIC, FORKSAFE_RUNPAGE_SIZE, 0, 0, 0, 0};
+    ok = ok && pwrite(fd, &head, sizeof head, 0) == (ssize_t)sizeof head;
+    close(fd);
+    return ok ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -248,6 +304,13 @@ int main(int argc, char **argv)
     char preload[PATH_MAX];
     if (find_preload(preload, sizeof preload) != 0)
         return EXIT_USAGE;
+    /* Can PROGRAM itself load the interposer? */
+    char resolved[PATH_MAX], found[PATH_MAX];
+    int top_reason = FORKSAFE_EXEC_OK;
+    if (forksafe__exec_search(prog[0], getenv("PATH"), found, sizeof found) ==
+        0)
+        top_reason = forksafe__exec_check(AT_FDCWD, found, -1, resolved,
+                                          sizeof resolved);
     /* Check the JSON destination before running anything, so a typo does
        not cost a whole run. */
     FILE *jf = NULL;
@@ -276,6 +339,12 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
+    if (make_run_page(dir) != 0) {
+        fprintf(stderr, "forksafe-audit: cannot create %s/%s: %s\n", dir,
+                FORKSAFE_RUNPAGE_NAME, strerror(errno));
+        remove_dir(dir);
+        return EXIT_USAGE;
+    }
     struct forksafe_fdid ignore[256];
     size_t nignore = inherited_fds(ignore, 256);
 
@@ -283,6 +352,15 @@ int main(int argc, char **argv)
        before we read them (bounded by LINGER_MS). */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     fflush(NULL);
+    /* The signal state to hand on, and the forwarding handlers, installed
+       with every signal blocked so that none is lost between the fork and
+       program_pid being known. */
+    sigprocmask(SIG_SETMASK, NULL, &inherited_mask);
+    for (size_t k = 0; k < NFORWARDED; k++)
+        sigaction(forwarded[k], NULL, &inherited_act[forwarded[k]]);
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
     pid_t child = fork();
     if (child < 0) {
         fprintf(stderr, "forksafe-audit: fork: %s\n", strerror(errno));
@@ -290,12 +368,22 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (child == 0)
-        run_child(prog, preload, dir, grace);
-
-    /* Like system(): the terminal's ^C goes to the program; we stay to
-       report. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
+        run_child(prog, top_reason == FORKSAFE_EXEC_CLASS ? NULL : preload, dir,
+                  grace);
+    program_pid = child;
+    for (size_t k = 0; k < NFORWARDED; k++) {
+        /* A signal forksafe-audit was started with ignored (nohup, a
+           background job's SIGINT) stays ignored, here and in PROGRAM. */
+        if (inherited_act[forwarded[k]].sa_handler == SIG_IGN)
+            continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_signal;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigfillset(&sa.sa_mask);
+        sigaction(forwarded[k], &sa, NULL);
+    }
+    sigprocmask(SIG_SETMASK, &inherited_mask, NULL);
     int st = 0;
     while (waitpid(child, &st, 0) < 0 && errno == EINTR)
         ;
@@ -312,6 +400,14 @@ int main(int argc, char **argv)
         struct timespec d = {0, 5 * 1000 * 1000};
         nanosleep(&d, NULL);
     }
+    program_pid = 0;
+    /* Daemons that outlive PROGRAM may still write: move the directory
+       away first, so that their next record finds no directory and they
+       stop recording (see emit.c), and nothing is recreated after the
+       directory is removed. */
+    char done[PATH_MAX + 8];
+    snprintf(done, sizeof done, "%s.done", dir);
+    const char *readdir_path = rename(dir, done) == 0 ? done : dir;
 
     struct forksafe_run run;
     memset(&run, 0, sizeof run);
@@ -322,8 +418,13 @@ int main(int argc, char **argv)
     } else {
         run.status = WEXITSTATUS(st);
     }
-    int err = forksafe__records_load(&run, dir, ignore, nignore);
-    remove_dir(dir);
+    run.interrupted_by = interrupted;
+    int err = forksafe__records_load(&run, readdir_path, ignore, nignore);
+    remove_dir(readdir_path);
+    if (top_reason != FORKSAFE_EXEC_OK)
+        forksafe__records_add_unaudited(&run, child, resolved, top_reason,
+                                        "the command line");
+    forksafe__records_mark_running(&run);
     if (err)
         fprintf(stderr, "forksafe-audit: reading records: %s\n", strerror(err));
     forksafe__report_text(stderr, &run);
@@ -346,9 +447,11 @@ int main(int argc, char **argv)
         if (hits) {
             fprintf(stderr,
                     "forksafe-audit: failing (exit %d): %zu "
-                    "finding%s at or above %s\n",
+                    "finding%s at or above %s%s\n",
                     EXIT_HAZARDS, hits, hits == 1 ? "" : "s",
-                    forksafe__sev_name((enum forksafe_sev)fail_on));
+                    forksafe__sev_name((enum forksafe_sev)fail_on),
+                    run.not_audited ? " (some processes were not audited)"
+                                    : "");
             status = EXIT_HAZARDS;
         }
     }

@@ -2,13 +2,15 @@
 /*
  * output.c: the two views of a finished audit. The text report goes to
  * stderr for people; the JSON document (schema "forksafe-audit", version
- * FORKSAFE_AUDIT_SCHEMA_VERSION, described in docs/audit.md) is for tools.
- * Both list findings in the same order with the same messages.
+ * FORKSAFE_AUDIT_SCHEMA_VERSION, docs/forksafe.schema.json, written with
+ * src/json.c) is for tools. Both list findings in the same order with the
+ * same messages.
  */
 #include "cli.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 
 #include "forksafe.h"
@@ -135,7 +137,54 @@ static int proc_interesting(const struct forksafe_run *run,
     return 0;
 }
 
+static void report_text(FILE *out, const struct forksafe_run *run);
+
+/* Copy the text report to out with what a terminal should not get raw
+   (control characters other than newline, bytes that are not UTF-8: a
+   thread name or a path can hold anything) written as \xHH. */
+static void put_safe(FILE *out, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        if (*p == '\n' || (*p >= 0x20 && *p < 0x7f)) {
+            fputc(*p++, out);
+            continue;
+        }
+        /* A valid multi-byte sequence goes through as it is. */
+        char one[8] = {0};
+        size_t k = 0;
+        while (k < 4 && p + k < end) {
+            one[k] = (char)p[k];
+            k++;
+            if (forksafe__utf8_valid(one) && (unsigned char)one[0] >= 0x80)
+                break;
+        }
+        if ((unsigned char)one[0] >= 0x80 && forksafe__utf8_valid(one)) {
+            fwrite(p, 1, k, out);
+            p += k;
+        } else {
+            fprintf(out, "\\x%02x", *p++);
+        }
+    }
+}
+
 void forksafe__report_text(FILE *out, const struct forksafe_run *run)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m) {
+        report_text(out, run);
+        return;
+    }
+    report_text(m, run);
+    fclose(m);
+    put_safe(out, buf, len);
+    free(buf);
+    fflush(out);
+}
+
+static void report_text(FILE *out, const struct forksafe_run *run)
 {
     size_t nsev[3] = {0, 0, 0};
     for (size_t i = 0; i < run->nfindings; i++)
@@ -150,12 +199,34 @@ void forksafe__report_text(FILE *out, const struct forksafe_run *run)
             k++;
         npids += k == i;
     }
+    /* Program images that loaded the interposer (the run page counts them
+       all, quiet ones included); the pids that wrote records otherwise. */
+    long seen = run->images ? run->images : (long)npids;
     fprintf(out,
             "\nforksafe-audit: %zu finding%s (%zu error%s, %zu "
-            "warning%s, %zu info) from %zu process%s\n",
+            "warning%s, %zu info) from %ld process%s audited",
             run->nfindings, run->nfindings == 1 ? "" : "s", nsev[2],
             nsev[2] == 1 ? "" : "s", nsev[1], nsev[1] == 1 ? "" : "s", nsev[0],
-            npids, npids == 1 ? "" : "es");
+            seen, seen == 1 ? "" : "es");
+    if (run->not_audited)
+        fprintf(out, ", %ld not audited", run->not_audited);
+    fputc('\n', out);
+    if (forksafe__run_incomplete(run)) {
+        const char *why[4];
+        int n = 0;
+        if (run->not_audited)
+            why[n++] = "some processes were not audited";
+        if (run->records_lost)
+            why[n++] = "records were lost";
+        if (run->census_failed)
+            why[n++] = "threads could not be counted at some forks";
+        if (run->interrupted_by)
+            why[n++] = "the audit was interrupted";
+        fprintf(out, "forksafe-audit: the report is incomplete: ");
+        for (int i = 0; i < n; i++)
+            fprintf(out, "%s%s", i ? "; " : "", why[i]);
+        fputs(".\n", out);
+    }
     for (size_t i = 0; i < run->nfindings; i++) {
         const struct forksafe_finding *f = &run->findings[i];
         if (grouped(f->kind)) {
@@ -190,6 +261,21 @@ void forksafe__report_text(FILE *out, const struct forksafe_run *run)
             sum_long(p, "registry_available") ? ""
                                               : " (libforksafe not loaded)");
     }
+    int daemons = 0;
+    for (size_t i = 0; i < run->nprocs; i++) {
+        const struct forksafe_proc *p = &run->procs[i];
+        if (!p->still_running)
+            continue;
+        if (!daemons++)
+            fprintf(out, "\nstill running when the audit ended (what they do "
+                         "from now on is not recorded):\n");
+        fprintf(out, "  pid %ld (%s)\n", p->pid, p->exe);
+    }
+    if (run->interrupted_by)
+        fprintf(out,
+                "\nforksafe-audit: received signal %d (%s), forwarded it to "
+                "the program, and reports what was seen until then\n",
+                run->interrupted_by, strsignal(run->interrupted_by));
     if (run->signal)
         fprintf(out, "\nforksafe-audit: program killed by signal %d\n",
                 run->signal);
@@ -200,44 +286,96 @@ void forksafe__report_text(FILE *out, const struct forksafe_run *run)
 
 /* ------------------------------------------------------------ JSON */
 
-static void jstr(FILE *out, const char *s)
+struct sink {
+    FILE *out;
+};
+
+static void file_out(void *ctx, const char *s, size_t n)
 {
-    if (!s) {
-        fputs("null", out);
-        return;
-    }
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", out);
-        else if (*p == '\t')
-            fputs("\\t", out);
-        else if (*p < 0x20)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
-    }
-    fputc('"', out);
+    struct sink *k = ctx;
+    fwrite(s, 1, n, k->out);
 }
 
-static void jkv(FILE *out, const struct forksafe_kv *kv, size_t n, int numeric)
+/* A typed record field as a JSON member (strings with their _hex twin when
+   they are not UTF-8). */
+static void member_kv(struct forksafe__json *j, const struct forksafe_kv *kv)
 {
-    fputc('{', out);
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            fputs(", ", out);
-        jstr(out, kv[i].key);
-        fputs(": ", out);
-        char *end;
-        long v = strtol(kv[i].val, &end, 10);
-        if (numeric && *kv[i].val && !*end)
-            fprintf(out, "%ld", v);
-        else
-            jstr(out, kv[i].val);
+    if (kv->type == FS_V_INT)
+        forksafe__json_member_int(j, kv->key, strtoll(kv->val, NULL, 10));
+    else if (kv->type == FS_V_BOOL)
+        forksafe__json_member_bool(j, kv->key, strcmp(kv->val, "0") != 0);
+    else
+        forksafe__json_member_str(j, kv->key, kv->val);
+}
+
+static void frame_json(struct forksafe__json *j,
+                       const struct forksafe_frame *fr)
+{
+    forksafe__json_begin_object(j);
+    forksafe__json_member_str(j, "role", fr->role);
+    forksafe__json_key(j, "tid");
+    if (fr->tid > 0)
+        forksafe__json_int(j, fr->tid);
+    else
+        forksafe__json_null(j);
+    forksafe__json_member_str(j, "thread_name", fr->thread_name);
+    forksafe__json_member_str(j, "function", fr->function);
+    forksafe__json_key(j, "function_offset");
+    if (fr->function)
+        forksafe__json_address(j, (uintptr_t)fr->func_delta);
+    else
+        forksafe__json_null(j);
+    forksafe__json_member_str(j, "object", fr->object);
+    forksafe__json_key(j, "offset");
+    forksafe__json_address(j, (uintptr_t)fr->offset);
+    forksafe__json_end_object(j);
+}
+
+static void finding_json(struct forksafe__json *j,
+                         const struct forksafe_finding *f)
+{
+    forksafe__json_begin_object(j);
+    forksafe__json_member_str(j, "kind", f->kind);
+    forksafe__json_member_str(j, "severity", forksafe__sev_name(f->sev));
+    forksafe__json_member_int(j, "pid", f->pid);
+    forksafe__json_member_int(j, "ppid", f->ppid);
+    forksafe__json_member_int(j, "tid", f->tid);
+    forksafe__json_member_str(j, "exe", f->exe);
+    forksafe__json_member_str(j, "message", f->message);
+    forksafe__json_key(j, "frames");
+    forksafe__json_begin_array(j);
+    for (size_t k = 0; k < f->nframes; k++)
+        frame_json(j, &f->frames[k]);
+    forksafe__json_end_array(j);
+    forksafe__json_key(j, "details");
+    forksafe__json_begin_object(j);
+    for (size_t k = 0; k < f->ndetails; k++)
+        member_kv(j, &f->details[k]);
+    forksafe__json_end_object(j);
+    forksafe__json_end_object(j);
+}
+
+static void process_json(struct forksafe__json *j,
+                         const struct forksafe_proc *p)
+{
+    forksafe__json_begin_object(j);
+    forksafe__json_member_int(j, "pid", p->pid);
+    forksafe__json_member_int(j, "ppid", p->ppid);
+    forksafe__json_member_str(j, "exe", p->exe);
+    forksafe__json_member_str(j, "start", p->start); /* NULL: null */
+    forksafe__json_member_bool(j, "still_running", p->still_running);
+    forksafe__json_key(j, "coverage");
+    if (p->summary) {
+        forksafe__json_begin_object(j);
+        /* The pid is already a member of the process object. */
+        for (size_t k = 0; k < p->nsummary; k++)
+            if (strcmp(p->summary[k].key, "pid") != 0)
+                member_kv(j, &p->summary[k]);
+        forksafe__json_end_object(j);
+    } else {
+        forksafe__json_null(j);
     }
-    fputc('}', out);
+    forksafe__json_end_object(j);
 }
 
 int forksafe__report_json(FILE *out, const struct forksafe_run *run)
@@ -245,90 +383,62 @@ int forksafe__report_json(FILE *out, const struct forksafe_run *run)
     size_t nsev[3] = {0, 0, 0};
     for (size_t i = 0; i < run->nfindings; i++)
         nsev[run->findings[i].sev]++;
-    fprintf(out,
-            "{\n  \"schema\": \"forksafe-audit\",\n"
-            "  \"schema_version\": %d,\n"
-            "  \"tool_version\": \"%d.%d.%d\",\n  \"command\": [",
-            FORKSAFE_AUDIT_SCHEMA_VERSION, FORKSAFE_VERSION_MAJOR,
-            FORKSAFE_VERSION_MINOR, FORKSAFE_VERSION_PATCH);
+    struct sink k = {out};
+    struct forksafe__json j;
+    forksafe__json_init(&j, file_out, &k, 2);
+    forksafe__json_begin_object(&j);
+    forksafe__json_header(&j, "forksafe-audit");
+    forksafe__json_key(&j, "command");
+    forksafe__json_begin_array(&j);
+    int bad = 0;
     for (char **a = run->argv; *a; a++) {
-        if (a != run->argv)
-            fputs(", ", out);
-        jstr(out, *a);
+        forksafe__json_string(&j, *a);
+        bad |= !forksafe__utf8_valid(*a);
     }
-    fprintf(out, "],\n  \"exit_status\": %d,\n  \"signal\": ", run->status);
+    forksafe__json_end_array(&j);
+    if (bad) {
+        forksafe__json_key(&j, "command_hex");
+        forksafe__json_begin_array(&j);
+        for (char **a = run->argv; *a; a++)
+            if (forksafe__utf8_valid(*a))
+                forksafe__json_null(&j);
+            else
+                forksafe__json_hex(&j, *a);
+        forksafe__json_end_array(&j);
+    }
+    forksafe__json_member_int(&j, "exit_status", run->status);
+    forksafe__json_key(&j, "signal");
     if (run->signal)
-        fprintf(out, "%d", run->signal);
+        forksafe__json_int(&j, run->signal);
     else
-        fputs("null", out);
-    fputs(",\n  \"findings\": [", out);
-    for (size_t i = 0; i < run->nfindings; i++) {
-        const struct forksafe_finding *f = &run->findings[i];
-        fprintf(out, "%s\n    {\"kind\": ", i ? "," : "");
-        jstr(out, f->kind);
-        fputs(", \"severity\": ", out);
-        jstr(out, forksafe__sev_name(f->sev));
-        fprintf(out, ", \"pid\": %ld, \"ppid\": %ld, \"tid\": %ld, \"exe\": ",
-                f->pid, f->ppid, f->tid);
-        jstr(out, f->exe);
-        fputs(",\n     \"message\": ", out);
-        jstr(out, f->message);
-        fputs(",\n     \"frames\": [", out);
-        for (size_t k = 0; k < f->nframes; k++) {
-            const struct forksafe_frame *fr = &f->frames[k];
-            fprintf(out, "%s\n       {\"role\": ", k ? "," : "");
-            jstr(out, fr->role);
-            fputs(", \"tid\": ", out);
-            if (fr->tid)
-                fprintf(out, "%ld", fr->tid);
-            else
-                fputs("null", out);
-            fputs(", \"thread_name\": ", out);
-            jstr(out, fr->thread_name);
-            fputs(", \"function\": ", out);
-            jstr(out, fr->function);
-            if (fr->function)
-                fprintf(out, ", \"function_offset\": \"0x%llx\"",
-                        (unsigned long long)fr->func_delta);
-            else
-                fputs(", \"function_offset\": null", out);
-            fputs(", \"object\": ", out);
-            jstr(out, fr->object);
-            fprintf(out, ", \"offset\": \"0x%llx\"}",
-                    (unsigned long long)fr->offset);
-        }
-        fputs("],\n     \"details\": ", out);
-        jkv(out, f->details, f->ndetails, 0);
-        fputc('}', out);
-    }
-    fputs("\n  ],\n  \"processes\": [", out);
-    for (size_t i = 0; i < run->nprocs; i++) {
-        const struct forksafe_proc *p = &run->procs[i];
-        fprintf(out,
-                "%s\n    {\"pid\": %ld, \"ppid\": %ld, \"exe\": ", i ? "," : "",
-                p->pid, p->ppid);
-        jstr(out, p->exe);
-        fputs(", \"start\": ", out);
-        jstr(out, p->start);
-        fputs(", \"coverage\": ", out);
-        if (p->summary) {
-            /* The pid is already a member of the process object. */
-            struct forksafe_kv *kv = p->summary;
-            size_t n = p->nsummary;
-            if (n && strcmp(kv[0].key, "pid") == 0) {
-                kv++;
-                n--;
-            }
-            jkv(out, kv, n, 1);
-        } else {
-            fputs("null", out);
-        }
-        fputc('}', out);
-    }
-    fprintf(out,
-            "\n  ],\n  \"summary\": {\"findings\": %zu, \"errors\": %zu, "
-            "\"warnings\": %zu, \"infos\": %zu}\n}\n",
-            run->nfindings, nsev[2], nsev[1], nsev[0]);
+        forksafe__json_null(&j);
+    forksafe__json_key(&j, "interrupted_by");
+    if (run->interrupted_by)
+        forksafe__json_int(&j, run->interrupted_by);
+    else
+        forksafe__json_null(&j);
+    forksafe__json_member_bool(&j, "complete", !forksafe__run_incomplete(run));
+    forksafe__json_key(&j, "findings");
+    forksafe__json_begin_array(&j);
+    for (size_t i = 0; i < run->nfindings; i++)
+        finding_json(&j, &run->findings[i]);
+    forksafe__json_end_array(&j);
+    forksafe__json_key(&j, "processes");
+    forksafe__json_begin_array(&j);
+    for (size_t i = 0; i < run->nprocs; i++)
+        process_json(&j, &run->procs[i]);
+    forksafe__json_end_array(&j);
+    forksafe__json_key(&j, "summary");
+    forksafe__json_begin_object(&j);
+    forksafe__json_member_int(&j, "findings", (long long)run->nfindings);
+    forksafe__json_member_int(&j, "errors", (long long)nsev[2]);
+    forksafe__json_member_int(&j, "warnings", (long long)nsev[1]);
+    forksafe__json_member_int(&j, "infos", (long long)nsev[0]);
+    forksafe__json_member_int(&j, "processes_audited", run->images);
+    forksafe__json_member_int(&j, "processes_not_audited", run->not_audited);
+    forksafe__json_member_int(&j, "records_lost", run->records_lost);
+    forksafe__json_end_object(&j);
+    forksafe__json_end_object(&j);
     fflush(out);
     return ferror(out) ? (errno ? errno : EIO) : 0;
 }

@@ -1,18 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * records.c: read the record files that every audited process wrote
- * (<pid>.rec, one tab-separated line per record, see src/preload/emit.c),
- * and merge them into findings and processes: frames are symbolized,
- * duplicate findings dropped, registration facts ("lockinfo" records
- * written at exit) attached to the locks reported at fork, and descriptors
- * that the program inherited from outside removed from fd-leak-on-exec.
+ * records.c: read what every audited process wrote (all.rec, one record
+ * per line, each naming its process, syntax in src/preload/emit.c; and
+ * the run page, src/preload/runpage.h), and merge it into findings and
+ * processes: frames are symbolized, duplicate findings dropped,
+ * registration facts ("lockinfo" records written at exit) attached to the
+ * locks reported at fork, descriptors that the program inherited from
+ * outside removed from fd-leak-on-exec, programs that could not load the
+ * interposer turned into not-audited findings, and what the run page
+ * counted (lost records, forks that could not count threads) turned into
+ * findings too.
  */
 #include "cli.h"
 
+#include "../preload/execcheck.h"
+#include "../preload/runpage.h"
+
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 struct rec {
     char *type;
@@ -50,14 +61,20 @@ const char *forksafe__sev_name(enum forksafe_sev s)
                                  : "info";
 }
 
-/* Undo the interposer's escaping in place. */
+int forksafe__run_incomplete(const struct forksafe_run *run)
+{
+    return run->not_audited || run->records_lost || run->census_failed ||
+           run->interrupted_by;
+}
+
+/* Undo the interposer's escaping in place: \\ \t \n \r \| */
 static void unescape(char *s)
 {
     char *w = s;
     for (; *s; s++) {
         if (*s == '\\' && s[1]) {
             s++;
-            *w++ = *s == 't' ? '\t' : *s == 'n' ? '\n' : *s;
+            *w++ = *s == 't' ? '\t' : *s == 'n' ? '\n' : *s == 'r' ? '\r' : *s;
         } else {
             *w++ = *s;
         }
@@ -65,6 +82,38 @@ static void unescape(char *s)
     *w = '\0';
 }
 
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d) {
+        fputs("forksafe-audit: out of memory\n", stderr);
+        exit(2);
+    }
+    return d;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) {
+        fputs("forksafe-audit: out of memory\n", stderr);
+        exit(2);
+    }
+    return q;
+}
+
+static void kv_add(struct forksafe_kv **kv, size_t *n, const char *k,
+                   const char *v, int type)
+{
+    *kv = xrealloc(*kv, (*n + 1) * sizeof **kv);
+    (*kv)[*n].key = xstrdup(k);
+    (*kv)[*n].val = xstrdup(v);
+    (*kv)[*n].type = type;
+    (*n)++;
+}
+
+/* TYPE\tkey=value\tkey#=123\tkey?=1...; frame values stay escaped (their
+   parts are split on unescaped '|' later). */
 static int parse_line(char *line, struct rec *r)
 {
     memset(r, 0, sizeof *r);
@@ -72,20 +121,20 @@ static int parse_line(char *line, struct rec *r)
     char *tok = strtok_r(line, "\t", &save);
     if (!tok)
         return -1;
-    r->type = strdup(tok);
+    r->type = xstrdup(tok);
     while ((tok = strtok_r(NULL, "\t", &save))) {
         char *eq = strchr(tok, '=');
-        if (!eq)
+        if (!eq || eq == tok)
             continue;
         *eq = '\0';
-        struct forksafe_kv *g = realloc(r->kv, (r->n + 1) * sizeof *g);
-        if (!g)
-            return ENOMEM;
-        r->kv = g;
-        unescape(eq + 1);
-        r->kv[r->n].key = strdup(tok);
-        r->kv[r->n].val = strdup(eq + 1);
-        r->n++;
+        int type = FS_V_STR;
+        if (eq[-1] == '#' || eq[-1] == '?') {
+            type = eq[-1] == '#' ? FS_V_INT : FS_V_BOOL;
+            eq[-1] = '\0';
+        }
+        if (strcmp(tok, "frame") != 0)
+            unescape(eq + 1);
+        kv_add(&r->kv, &r->n, tok, eq + 1, type);
     }
     return 0;
 }
@@ -101,10 +150,11 @@ static void kv_free(struct forksafe_kv *kv, size_t n)
 
 static struct forksafe_kv *kv_dup(const struct forksafe_kv *kv, size_t n)
 {
-    struct forksafe_kv *c = calloc(n ? n : 1, sizeof *c);
-    for (size_t i = 0; c && i < n; i++) {
-        c[i].key = strdup(kv[i].key);
-        c[i].val = strdup(kv[i].val);
+    struct forksafe_kv *c = xrealloc(NULL, (n ? n : 1) * sizeof *c);
+    for (size_t i = 0; i < n; i++) {
+        c[i].key = xstrdup(kv[i].key);
+        c[i].val = xstrdup(kv[i].val);
+        c[i].type = kv[i].type;
     }
     return c;
 }
@@ -140,11 +190,11 @@ void forksafe__run_free(struct forksafe_run *run)
     run->nfindings = run->nprocs = 0;
 }
 
-static int read_file(const char *path, struct rec **recs, size_t *nrecs)
+static void read_file(const char *path, struct rec **recs, size_t *nrecs)
 {
     FILE *f = fopen(path, "re");
     if (!f)
-        return errno;
+        return;
     char *line = NULL;
     size_t cap = 0, order = 0;
     ssize_t len;
@@ -156,15 +206,11 @@ static int read_file(const char *path, struct rec **recs, size_t *nrecs)
         if (parse_line(line, &r) != 0)
             continue;
         r.order = order++;
-        struct rec *g = realloc(*recs, (*nrecs + 1) * sizeof *g);
-        if (!g)
-            break;
-        *recs = g;
+        *recs = xrealloc(*recs, (*nrecs + 1) * sizeof **recs);
         (*recs)[(*nrecs)++] = r;
     }
     free(line);
     fclose(f);
-    return 0;
 }
 
 static long get_long(const struct rec *r, const char *key)
@@ -173,26 +219,40 @@ static long get_long(const struct rec *r, const char *key)
     return v ? strtol(v, NULL, 0) : 0;
 }
 
-/* frame=role|tid|name|object|0xoffset; the object may contain '|'. */
+static const char *get_str(const struct rec *r, const char *key)
+{
+    return forksafe__kv_get(r->kv, r->n, key);
+}
+
+/* frame=role|tid|name|object|0xoffset, each part escaped. */
 static void parse_frame(const char *v, struct forksafe_frame *f)
 {
     memset(f, 0, sizeof *f);
-    char *s = strdup(v);
-    char *p1 = strchr(s, '|');
-    char *p2 = p1 ? strchr(p1 + 1, '|') : NULL;
-    char *p3 = p2 ? strchr(p2 + 1, '|') : NULL;
-    char *p4 = strrchr(s, '|');
-    if (!p3 || p4 <= p2) {
-        f->role = s;
-        f->object = strdup("?");
+    char *s = xstrdup(v);
+    char *part[5] = {s, NULL, NULL, NULL, NULL};
+    int np = 1;
+    for (char *p = s; *p && np < 5; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+            continue;
+        }
+        if (*p == '|') {
+            *p = '\0';
+            part[np++] = p + 1;
+        }
+    }
+    for (int i = 0; i < np; i++)
+        unescape(part[i]);
+    f->role = xstrdup(part[0]);
+    if (np < 5) {
+        f->object = xstrdup("?");
+        free(s);
         return;
     }
-    *p1 = *p2 = *p3 = *p4 = '\0';
-    f->role = strdup(s);
-    f->tid = strtol(p1 + 1, NULL, 10);
-    f->thread_name = p2[1] ? strdup(p2 + 1) : NULL;
-    f->object = strdup(p3 + 1);
-    uint64_t off = strtoull(p4 + 1, NULL, 16);
+    f->tid = strtol(part[1], NULL, 10);
+    f->thread_name = part[2][0] ? xstrdup(part[2]) : NULL;
+    f->object = xstrdup(part[3]);
+    uint64_t off = strtoull(part[4], NULL, 16);
     forksafe__symbols_resolve(f, off);
     free(s);
 }
@@ -207,15 +267,17 @@ static int is_meta(const char *key)
     return 0;
 }
 
-static void add_detail(struct forksafe_finding *f, const char *k, const char *v)
+static void add_detail(struct forksafe_finding *f, const char *k, const char *v,
+                       int type)
 {
-    struct forksafe_kv *g = realloc(f->details, (f->ndetails + 1) * sizeof *g);
-    if (!g)
-        return;
-    f->details = g;
-    f->details[f->ndetails].key = strdup(k);
-    f->details[f->ndetails].val = strdup(v);
-    f->ndetails++;
+    kv_add(&f->details, &f->ndetails, k, v, type);
+}
+
+static void add_detail_int(struct forksafe_finding *f, const char *k, long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", v);
+    add_detail(f, k, buf, FS_V_INT);
 }
 
 static int same_finding(const struct forksafe_finding *a,
@@ -246,6 +308,14 @@ static const char *proc_exe(const struct forksafe_run *run, long pid)
     return exe ? exe : "?";
 }
 
+static long proc_ppid(const struct forksafe_run *run, long pid)
+{
+    for (size_t i = 0; i < run->nprocs; i++)
+        if (run->procs[i].pid == pid)
+            return run->procs[i].ppid;
+    return 0;
+}
+
 /* lockinfo records: (pid, lock) -> name and rank, for registered locks. */
 static const struct rec *find_lockinfo(const struct rec *recs, size_t n,
                                        long pid, const char *lock)
@@ -254,7 +324,7 @@ static const struct rec *find_lockinfo(const struct rec *recs, size_t n,
         if (strcmp(recs[i].type, "lockinfo") != 0 ||
             get_long(&recs[i], "pid") != pid)
             continue;
-        const char *l = forksafe__kv_get(recs[i].kv, recs[i].n, "lock");
+        const char *l = get_str(&recs[i], "lock");
         if (l && strcmp(l, lock) == 0)
             return &recs[i];
     }
@@ -282,6 +352,22 @@ static int cmp_finding(const void *a, const void *b)
 
 static void build_message(struct forksafe_finding *f);
 
+/* Add f to the run (taking it over), unless it is a duplicate; 1 if
+   added. */
+static int add_finding(struct forksafe_run *run, struct forksafe_finding *f)
+{
+    for (size_t k = 0; k < run->nfindings; k++)
+        if (same_finding(&run->findings[k], f)) {
+            finding_free(f);
+            return 0;
+        }
+    build_message(f);
+    run->findings =
+        xrealloc(run->findings, (run->nfindings + 1) * sizeof *run->findings);
+    run->findings[run->nfindings++] = *f;
+    return 1;
+}
+
 /* Where each raw handler runs among all the handlers of its process:
    glibc runs prepare handlers last-registered first, and parent and child
    handlers in registration order. Registrations are numbered per process
@@ -295,7 +381,7 @@ static void atfork_order(struct forksafe_run *run, const struct rec *recs,
             continue;
         long total = 0;
         for (size_t k = 0; k < nrecs; k++) {
-            const char *kind = forksafe__kv_get(recs[k].kv, recs[k].n, "kind");
+            const char *kind = get_str(&recs[k], "kind");
             if (get_long(&recs[k], "pid") == f->pid &&
                 (strcmp(recs[k].type, "atfork") == 0 ||
                  (kind && strcmp(kind, "raw-atfork-handler") == 0)))
@@ -305,16 +391,174 @@ static void atfork_order(struct forksafe_run *run, const struct rec *recs,
         long seq = sq ? strtol(sq, NULL, 10) : 0;
         if (seq < 1 || seq > total)
             continue;
-        char buf[64];
-        snprintf(buf, sizeof buf, "%ld", total);
-        add_detail(f, "registrations", buf);
-        snprintf(buf, sizeof buf, "%ld", total - seq + 1);
-        add_detail(f, "prepare_position", buf);
-        snprintf(buf, sizeof buf, "%ld", seq);
-        add_detail(f, "child_position", buf);
+        add_detail_int(f, "registrations", total);
+        add_detail_int(f, "prepare_position", total - seq + 1);
+        add_detail_int(f, "child_position", seq);
         free(f->message);
         build_message(f);
     }
+}
+
+static void finding_from_record(struct forksafe_run *run, const struct rec *r,
+                                const struct rec *recs, size_t nrecs)
+{
+    const char *kind = get_str(r, "kind");
+    if (!kind)
+        return;
+    struct forksafe_finding f;
+    memset(&f, 0, sizeof f);
+    f.kind = xstrdup(kind);
+    int sev = forksafe__sev_parse(get_str(r, "severity"));
+    f.sev = sev < 0 ? FS_SEV_WARNING : (enum forksafe_sev)sev;
+    f.pid = get_long(r, "pid");
+    f.ppid = get_long(r, "ppid");
+    f.tid = get_long(r, "tid");
+    f.order = r->order;
+    f.exe = xstrdup(proc_exe(run, f.pid));
+    for (size_t k = 0; k < r->n; k++) {
+        if (strcmp(r->kv[k].key, "frame") == 0) {
+            f.frames = xrealloc(f.frames, (f.nframes + 1) * sizeof *f.frames);
+            parse_frame(r->kv[k].val, &f.frames[f.nframes++]);
+        } else if (!is_meta(r->kv[k].key)) {
+            add_detail(&f, r->kv[k].key, r->kv[k].val, r->kv[k].type);
+        }
+    }
+    /* A lock held at fork (or blocking a child) that forksafe knows:
+       registered locks are acquired by its prepare handler, so the hazard
+       is covered. */
+    const char *lock = get_str(r, "lock");
+    if (lock && (strcmp(kind, "lock-held-at-fork") == 0 ||
+                 strcmp(kind, "child-deadlock") == 0)) {
+        const struct rec *li = find_lockinfo(recs, nrecs, f.pid, lock);
+        if (!li)
+            li = find_lockinfo(recs, nrecs, f.ppid, lock);
+        add_detail(&f, "registered", li ? "1" : "0", FS_V_BOOL);
+        if (li) {
+            const char *nm = get_str(li, "name");
+            add_detail(&f, "lock_name", nm ? nm : "?", FS_V_STR);
+            add_detail_int(&f, "rank", get_long(li, "rank"));
+            if (strcmp(kind, "lock-held-at-fork") == 0)
+                f.sev = FS_SEV_INFO;
+        }
+    }
+    add_finding(run, &f);
+}
+
+static void add_unaudited(struct forksafe_run *run, long pid, long ppid,
+                          const char *program, int reason, const char *via)
+{
+    struct forksafe_finding f;
+    memset(&f, 0, sizeof f);
+    f.kind = xstrdup("not-audited");
+    f.sev = FS_SEV_ERROR;
+    f.pid = pid;
+    f.ppid = ppid;
+    f.exe = xstrdup(program);
+    f.order = (size_t)-1;
+    add_detail(&f, "reason", forksafe__exec_reason_name(reason), FS_V_STR);
+    add_detail(&f, "program", program, FS_V_STR);
+    add_detail(&f, "via", via, FS_V_STR);
+    run->not_audited += add_finding(run, &f);
+}
+
+void forksafe__records_add_unaudited(struct forksafe_run *run, long pid,
+                                     const char *program, int reason,
+                                     const char *via)
+{
+    add_unaudited(run, pid, proc_ppid(run, pid), program, reason, via);
+}
+
+/* unaudited records, minus those whose exec failed (an exec-failed record
+   of the same pid after it). */
+static void unaudited(struct forksafe_run *run, const struct rec *recs,
+                      size_t nrecs)
+{
+    for (size_t i = 0; i < nrecs; i++) {
+        if (strcmp(recs[i].type, "unaudited") != 0)
+            continue;
+        long pid = get_long(&recs[i], "pid");
+        int failed = 0;
+        for (size_t k = i + 1; k < nrecs && !failed; k++)
+            if (get_long(&recs[k], "pid") == pid) {
+                if (strcmp(recs[k].type, "exec-failed") == 0)
+                    failed = 1;
+                else if (strcmp(recs[k].type, "unaudited") == 0)
+                    break;
+            }
+        if (failed)
+            continue;
+        const char *reason = get_str(&recs[i], "reason");
+        int code = FORKSAFE_EXEC_STATIC;
+        for (int c = FORKSAFE_EXEC_STATIC; c <= FORKSAFE_EXEC_ENVIRON; c++)
+            if (reason && strcmp(reason, forksafe__exec_reason_name(c)) == 0)
+                code = c;
+        const char *via = get_str(&recs[i], "via");
+        const char *prog = get_str(&recs[i], "program");
+        add_unaudited(run, pid, get_long(&recs[i], "ppid"), prog ? prog : "?",
+                      code, via ? via : "?");
+    }
+}
+
+/* What the run page counted: program images, and the events that could
+   not be written as records. */
+static void run_page(struct forksafe_run *run, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, FORKSAFE_RUNPAGE_NAME);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    void *p = mmap(NULL, FORKSAFE_RUNPAGE_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return;
+    const struct forksafe_runpage *rp = p;
+    if (rp->magic != FORKSAFE_RUNPAGE_MAGIC) {
+        munmap(p, FORKSAFE_RUNPAGE_SIZE);
+        return;
+    }
+    run->images = (long)(rp->images + rp->forked);
+    uint32_t n = rp->nevents;
+    if (n > FORKSAFE_RUNPAGE_EVENTS)
+        n = FORKSAFE_RUNPAGE_EVENTS;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct forksafe_runevent *e = &rp->ev[i];
+        if (!e->pid)
+            continue;
+        struct forksafe_finding f;
+        memset(&f, 0, sizeof f);
+        f.pid = e->pid;
+        f.ppid = proc_ppid(run, e->pid);
+        f.exe = xstrdup(proc_exe(run, e->pid));
+        f.order = (size_t)-1;
+        const char *err =
+            e->err ? strerror(e->err) : "all record buffers were busy";
+        if (e->type == FORKSAFE_RUN_LOST) {
+            f.kind = xstrdup("records-lost");
+            f.sev = FS_SEV_ERROR;
+            add_detail_int(&f, "records", e->count);
+            run->records_lost += e->count;
+        } else if (e->type == FORKSAFE_RUN_CENSUS) {
+            /* Threads the audit could not count may have held locks it
+               did not report: the report is incomplete, like lost
+               records. */
+            f.kind = xstrdup("thread-census-failed");
+            f.sev = FS_SEV_ERROR;
+            add_detail_int(&f, "forks", e->count);
+            run->census_failed += e->count;
+        } else {
+            free(f.exe);
+            continue;
+        }
+        add_detail_int(&f, "errno", e->err);
+        add_detail(&f, "error", err, FS_V_STR);
+        add_finding(run, &f);
+    }
+    if (rp->dropped) {
+        /* Events that did not fit: records were lost somewhere. */
+        run->records_lost += rp->dropped;
+    }
+    munmap(p, FORKSAFE_RUNPAGE_SIZE);
 }
 
 int forksafe__records_load(struct forksafe_run *run, const char *dir,
@@ -341,19 +585,17 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
         struct rec *r = &recs[i];
         if (strcmp(r->type, "proc") != 0)
             continue;
-        struct forksafe_proc *g =
-            realloc(run->procs, (run->nprocs + 1) * sizeof *g);
-        if (!g)
-            return ENOMEM;
-        run->procs = g;
+        run->procs =
+            xrealloc(run->procs, (run->nprocs + 1) * sizeof *run->procs);
         struct forksafe_proc *p = &run->procs[run->nprocs++];
         memset(p, 0, sizeof *p);
         p->pid = get_long(r, "pid");
         p->ppid = get_long(r, "ppid");
-        const char *exe = forksafe__kv_get(r->kv, r->n, "exe");
-        const char *start = forksafe__kv_get(r->kv, r->n, "start");
-        p->exe = strdup(exe ? exe : "?");
-        p->start = strdup(start ? start : "?");
+        p->starttime = get_long(r, "starttime");
+        const char *exe = get_str(r, "exe");
+        const char *start = get_str(r, "start");
+        p->exe = xstrdup(exe ? exe : "?");
+        p->start = xstrdup(start ? start : "?");
     }
     for (size_t i = 0; i < nrecs; i++) {
         struct rec *r = &recs[i];
@@ -364,79 +606,23 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
             if (run->procs[k].pid == pid) {
                 kv_free(run->procs[k].summary, run->procs[k].nsummary);
                 run->procs[k].summary = kv_dup(r->kv, r->n);
-                run->procs[k].nsummary = run->procs[k].summary ? r->n : 0;
+                run->procs[k].nsummary = r->n;
                 break;
             }
     }
-
     for (size_t i = 0; i < nrecs; i++) {
         struct rec *r = &recs[i];
         if (strcmp(r->type, "finding") != 0)
             continue;
-        const char *kind = forksafe__kv_get(r->kv, r->n, "kind");
-        if (!kind)
-            continue;
-        if (strcmp(kind, "fd-leak-on-exec") == 0 &&
+        const char *kind = get_str(r, "kind");
+        if (kind && strcmp(kind, "fd-leak-on-exec") == 0 &&
             fd_ignored(r, ignore, nignore))
             continue;
-        struct forksafe_finding f;
-        memset(&f, 0, sizeof f);
-        f.kind = strdup(kind);
-        int sev =
-            forksafe__sev_parse(forksafe__kv_get(r->kv, r->n, "severity"));
-        f.sev = sev < 0 ? FS_SEV_WARNING : (enum forksafe_sev)sev;
-        f.pid = get_long(r, "pid");
-        f.ppid = get_long(r, "ppid");
-        f.tid = get_long(r, "tid");
-        f.order = r->order;
-        f.exe = strdup(proc_exe(run, f.pid));
-        for (size_t k = 0; k < r->n; k++) {
-            if (strcmp(r->kv[k].key, "frame") == 0) {
-                struct forksafe_frame *g =
-                    realloc(f.frames, (f.nframes + 1) * sizeof *g);
-                if (!g)
-                    break;
-                f.frames = g;
-                parse_frame(r->kv[k].val, &f.frames[f.nframes++]);
-            } else if (!is_meta(r->kv[k].key)) {
-                add_detail(&f, r->kv[k].key, r->kv[k].val);
-            }
-        }
-        /* A lock held at fork (or blocking a child) that forksafe knows:
-           registered locks are acquired by its prepare handler, so the
-           hazard is covered. */
-        const char *lock = forksafe__kv_get(r->kv, r->n, "lock");
-        if (lock && (strcmp(kind, "lock-held-at-fork") == 0 ||
-                     strcmp(kind, "child-deadlock") == 0)) {
-            const struct rec *li = find_lockinfo(recs, nrecs, f.pid, lock);
-            if (!li)
-                li = find_lockinfo(recs, nrecs, f.ppid, lock);
-            add_detail(&f, "registered", li ? "yes" : "no");
-            if (li) {
-                const char *nm = forksafe__kv_get(li->kv, li->n, "name");
-                const char *rk = forksafe__kv_get(li->kv, li->n, "rank");
-                add_detail(&f, "lock_name", nm ? nm : "?");
-                add_detail(&f, "rank", rk ? rk : "?");
-                if (strcmp(kind, "lock-held-at-fork") == 0)
-                    f.sev = FS_SEV_INFO;
-            }
-        }
-        int dup = 0;
-        for (size_t k = 0; k < run->nfindings && !dup; k++)
-            dup = same_finding(&run->findings[k], &f);
-        if (dup) {
-            finding_free(&f);
-            continue;
-        }
-        build_message(&f);
-        struct forksafe_finding *g =
-            realloc(run->findings, (run->nfindings + 1) * sizeof *g);
-        if (!g)
-            return ENOMEM;
-        run->findings = g;
-        run->findings[run->nfindings++] = f;
+        finding_from_record(run, r, recs, nrecs);
     }
     atfork_order(run, recs, nrecs);
+    unaudited(run, recs, nrecs);
+    run_page(run, dir);
     for (size_t i = 0; i < nrecs; i++) {
         free(recs[i].type);
         kv_free(recs[i].kv, recs[i].n);
@@ -448,10 +634,92 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
     return 0;
 }
 
+/* A process is still running when its pid is alive, not a zombie, and
+   started at the same time as the one that wrote the records. */
+static int still_running(const struct forksafe_proc *p)
+{
+    if (p->pid <= 0 || kill((pid_t)p->pid, 0) != 0)
+        return 0;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", p->pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *s = strrchr(buf, ')');
+    if (!s || s[1] != ' ' || s[2] == 'Z' || s[2] == 'X')
+        return 0;
+    int field = 2;
+    for (; *s && field < 22; s++)
+        if (*s == ' ')
+            field++;
+    return !p->starttime || strtol(s, NULL, 10) == p->starttime;
+}
+
+/* Descendants still alive that wrote no record: after PROGRAM ended they
+   were reparented to forksafe-audit (a child subreaper), so they are its
+   children now (/proc/PID/task/TID/children). */
+static void add_orphans(struct forksafe_run *run)
+{
+    char path[96], buf[4096];
+    long me = (long)getpid();
+    snprintf(path, sizeof path, "/proc/%ld/task/%ld/children", me, me);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (char *p = buf; *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        p = end;
+        int known = 0;
+        for (size_t i = 0; i < run->nprocs; i++)
+            known |= run->procs[i].pid == pid;
+        if (known || pid <= 0)
+            continue;
+        char exe[4096];
+        snprintf(path, sizeof path, "/proc/%ld/exe", pid);
+        ssize_t l = readlink(path, exe, sizeof exe - 1);
+        exe[l > 0 ? l : 0] = '\0';
+        run->procs =
+            xrealloc(run->procs, (run->nprocs + 1) * sizeof *run->procs);
+        struct forksafe_proc *q = &run->procs[run->nprocs++];
+        memset(q, 0, sizeof *q);
+        q->pid = pid;
+        q->ppid = me;
+        q->exe = xstrdup(l > 0 ? exe : "?");
+        q->start = NULL;
+    }
+}
+
+void forksafe__records_mark_running(struct forksafe_run *run)
+{
+    add_orphans(run);
+    for (size_t i = 0; i < run->nprocs; i++) {
+        /* Only the last image of a pid can still be running. */
+        int later = 0;
+        for (size_t k = i + 1; k < run->nprocs; k++)
+            later |= run->procs[k].pid == run->procs[i].pid;
+        run->procs[i].still_running = !later && still_running(&run->procs[i]);
+    }
+}
+
 static const char *det(const struct forksafe_finding *f, const char *k)
 {
     const char *v = forksafe__kv_get(f->details, f->ndetails, k);
     return v ? v : "?";
+}
+
+static int det_true(const struct forksafe_finding *f, const char *k)
+{
+    const char *v = forksafe__kv_get(f->details, f->ndetails, k);
+    return v && strcmp(v, "1") == 0;
 }
 
 static const struct forksafe_frame *frame_of(const struct forksafe_finding *f,
@@ -482,10 +750,18 @@ static const char *ordinal(const char *n)
     return b;
 }
 
+static const char *reason_text(const char *name)
+{
+    for (int c = FORKSAFE_EXEC_STATIC; c <= FORKSAFE_EXEC_ENVIRON; c++)
+        if (strcmp(name, forksafe__exec_reason_name(c)) == 0)
+            return forksafe__exec_reason_text(c);
+    return name;
+}
+
 /* One sentence per finding, the same in the text and JSON reports. */
 static void build_message(struct forksafe_finding *f)
 {
-    char buf[1024];
+    char buf[1536];
     const char *k = f->kind;
     if (strcmp(k, "fork-with-threads") == 0) {
         long n = strtol(det(f, "threads"), NULL, 10);
@@ -494,8 +770,7 @@ static void build_message(struct forksafe_finding *f)
                  "gets only the calling thread",
                  det(f, "call"), n - 1, n - 1 == 1 ? " was" : "s were");
     } else if (strcmp(k, "lock-held-at-fork") == 0) {
-        const char *reg = det(f, "registered");
-        if (strcmp(reg, "yes") == 0)
+        if (det_true(f, "registered"))
             snprintf(buf, sizeof buf,
                      "%s %s (\"%s\", rank %s) was held by thread %s (%s) at "
                      "fork; it is registered, so forksafe's prepare waited "
@@ -547,7 +822,7 @@ static void build_message(struct forksafe_finding *f)
                  det(f, "lock_kind"), det(f, "lock"), a ? a->tid : 0,
                  b ? b->tid : 0);
     } else if (strcmp(k, "library-without-adapter") == 0) {
-        if (strcmp(det(f, "no_safe_way"), "1") == 0)
+        if (det_true(f, "no_safe_way"))
             snprintf(buf, sizeof buf,
                      "%s is loaded in a process that forks; it has no safe "
                      "use in a forked child: exec, or start children with "
@@ -570,8 +845,27 @@ static void build_message(struct forksafe_finding *f)
                  "survived into %s",
                  det(f, "fd"), det(f, "target"), sock ? ", socket " : "",
                  sock ? sock : "", f->exe);
+    } else if (strcmp(k, "not-audited") == 0) {
+        snprintf(buf, sizeof buf,
+                 "%s was not audited: %s; its forks are not seen, nor is "
+                 "anything it starts (started by %s)",
+                 det(f, "program"), reason_text(det(f, "reason")),
+                 det(f, "via"));
+    } else if (strcmp(k, "thread-census-failed") == 0) {
+        snprintf(buf, sizeof buf,
+                 "could not count threads at %s fork%s (/proc/self/task: "
+                 "%s); each was treated as a fork of a multi-threaded "
+                 "process, so the child kept its deadlock guard",
+                 det(f, "forks"), strcmp(det(f, "forks"), "1") ? "s" : "",
+                 det(f, "error"));
+    } else if (strcmp(k, "records-lost") == 0) {
+        snprintf(buf, sizeof buf,
+                 "%s record%s of this process could not be written (%s): "
+                 "its findings are incomplete",
+                 det(f, "records"), strcmp(det(f, "records"), "1") ? "s" : "",
+                 det(f, "error"));
     } else {
         snprintf(buf, sizeof buf, "%s", k);
     }
-    f->message = strdup(buf);
+    f->message = xstrdup(buf);
 }

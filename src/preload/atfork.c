@@ -15,9 +15,10 @@ int __register_atfork(void (*prepare)(void), void (*parent)(void),
 
 /* ------------------------------------------------------------ atfork */
 
-static int atfork_seq;
+HOT static int atfork_seq;
 /* Raw atfork registrations seen, and those made by libforksafe. */
-int forksafe__audit_atfork_raw, forksafe__audit_atfork_registry;
+HOT int forksafe__audit_atfork_raw;
+HOT int forksafe__audit_atfork_registry;
 
 int forksafe__audit_is_forksafe_object(const char *obj)
 {
@@ -35,7 +36,7 @@ EXPORT int __register_atfork(void (*prepare)(void), void (*parent)(void),
                              void (*child)(void), void *dso)
 {
     int r = REAL(__register_atfork)(prepare, parent, child, dso);
-    if (r != 0 || forksafe__audit_in_hook)
+    if (r != 0 || forksafe__in_hook)
         return r;
     int seq = __atomic_add_fetch(&atfork_seq, 1, __ATOMIC_RELAXED);
     char obj[300];

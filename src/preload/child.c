@@ -30,8 +30,8 @@ long forksafe__audit_grace_ms = 2000;
    once per call site. */
 void forksafe__audit_note_unsafe(const char *fn, void *site)
 {
-    if (!LOAD(&forksafe__audit_fk.child_mt) || forksafe__audit_in_hook ||
-        forksafe__audit_in_resolve)
+    if (!LOAD(&forksafe__audit_fk.child_mt) || forksafe__in_hook ||
+        forksafe__in_resolve)
         return;
     if (!forksafe__audit_once_first(&forksafe__audit_fk.once_unsafe,
                                     (uintptr_t)site))
@@ -42,7 +42,7 @@ void forksafe__audit_note_unsafe(const char *fn, void *site)
         forksafe__audit_rec_common(r, "unsafe-call-in-child", "warning");
         forksafe__rec_str(r, "function", fn);
         forksafe__rec_frame(r, "call", forksafe__gettid(), NULL, site);
-        forksafe__rec_end(r);
+        forksafe__rec_end_batched(r);
     }
     if (errno != saved)
         errno = saved;
@@ -54,44 +54,30 @@ void forksafe__audit_note_unsafe(const char *fn, void *site)
             forksafe__audit_note_unsafe(fn, __builtin_return_address(0));      \
     } while (0)
 
-void forksafe__audit_deadlock_exit(void *m, int kind, void *site, int holder,
-                                   void *holder_site)
+/* Write a child-deadlock finding for lock m and end the process with
+   FORKSAFE_AUDIT_DEADLOCK_STATUS. */
+static void __attribute__((noreturn))
+deadlock_exit(void *m, int kind, void *site, int holder, void *holder_site)
 {
+    forksafe__rec_make_room(); /* frames need /proc/self/maps */
     struct forksafe__rec *r = forksafe__rec_begin("finding");
     if (r) {
         forksafe__audit_rec_common(r, "child-deadlock", "error");
         forksafe__rec_hex(r, "lock", (uintptr_t)m);
         forksafe__rec_str(r, "lock_kind", kind_name(kind));
         forksafe__rec_int(r, "holder_tid", holder);
-        forksafe__rec_int(r, "forksafe__audit_grace_ms",
-                          forksafe__audit_grace_ms);
+        forksafe__rec_int(r, "grace_ms", forksafe__audit_grace_ms);
         forksafe__rec_int(r, "exit_status", FORKSAFE_AUDIT_DEADLOCK_STATUS);
         forksafe__rec_frame(r, "lock-call", forksafe__gettid(), NULL, site);
         if (holder_site)
             forksafe__rec_frame(r, "lock-taken", holder, NULL, holder_site);
-        forksafe__rec_end(r);
+        forksafe__rec_end_final(r);
     }
     _exit(FORKSAFE_AUDIT_DEADLOCK_STATUS);
 }
 
-/* Process-shared locks can be released by another process (or by the
-   parent's threads, through shared memory): a child waiting on one is not
-   stuck, and is never ended. glibc 2.36 (x86_64) marks them with bit 128:
-   in a mutex's __kind (PTHREAD_MUTEX_PSHARED_BIT) and in the int after a
-   semaphore's 64-bit value word; both checked on this machine with
-   pthread_mutexattr_setpshared and sem_init(s, 1, v). */
-static int mutex_pshared(const pthread_mutex_t *m)
-{
-    return (m->__data.__kind & 128) != 0;
-}
-
-int forksafe__audit_sem_pshared(const sem_t *s)
-{
-    return (((const int *)(const void *)s)[2] & 128) != 0;
-}
-
 /* Now + the grace period, on CLOCK_MONOTONIC. */
-void forksafe__audit_grace_deadline(struct timespec *ts)
+static void grace_deadline(struct timespec *ts)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += forksafe__audit_grace_ms / 1000;
@@ -102,41 +88,84 @@ void forksafe__audit_grace_deadline(struct timespec *ts)
     }
 }
 
+/* The snapshot's holder of lock, if another thread held it at the fork. */
+static int snap_holder(const void *lock, void **site)
+{
+    int holder = 0;
+    *site = NULL;
+    for (int i = 0; i < forksafe__audit_fk.nsnap && i < SNAP_MAX; i++)
+        if (forksafe__audit_fk.snap[i].lock == lock) {
+            holder = forksafe__audit_fk.snap[i].holder;
+            *site = forksafe__audit_fk.snap[i].site;
+        }
+    return holder;
+}
+
 /* In a child of a multi-threaded fork, a lock that another thread held at
    the fork can never be released: wait for it for the grace period only.
-   Returns the lock result, or -1 to take the normal path. */
-int forksafe__audit_child_lock(pthread_mutex_t *m, void *site)
+   Without a record directory the interposer changes nothing, not even a
+   hanging child; process-shared locks can be released by another process,
+   and are left alone. */
+static int child_mutex_lock(pthread_mutex_t *m, void *site)
 {
     forksafe__audit_note_unsafe("pthread_mutex_lock", site);
-    /* Without a record directory the interposer changes nothing, not even
-       a hanging child. */
+    /* A process-shared mutex, or one the platform cannot describe, may be
+       released by another process: never ended. */
     if (LOAD(&forksafe__audit_fk.child_has_threads) ||
-        !forksafe__out_enabled() || mutex_pshared(m))
-        return -1;
-    int holder = 0;
-    void *holder_site = NULL;
-    for (int i = 0; i < forksafe__audit_fk.nsnap; i++)
-        if (forksafe__audit_fk.snap[i].lock == m) {
-            holder = forksafe__audit_fk.snap[i].holder;
-            holder_site = forksafe__audit_fk.snap[i].site;
-        }
+        !forksafe__out_enabled() || forksafe__mutex_pshared(m) != 0)
+        return FORKSAFE_POLICY_PASS;
+    void *holder_site;
+    int holder = snap_holder(m, &holder_site);
     int r = REAL(pthread_mutex_trylock)(m);
     if (r != EBUSY)
         return r;
     /* Busy in a single-threaded child: the holder is a thread that did not
        survive the fork, unless it is this thread itself (a relock). glibc
-       keeps the holder's TID in __owner for every mutex type. */
-    int owner = m->__data.__owner;
+       keeps the holder's TID for every mutex type. */
+    int owner = (int)forksafe__mutex_owner(m);
     if (!holder && owner != 0 && owner != (int)forksafe__gettid())
         holder = owner;
     if (!holder)
-        return -1;
+        return FORKSAFE_POLICY_PASS;
     struct timespec ts;
-    forksafe__audit_grace_deadline(&ts);
+    grace_deadline(&ts);
     r = REAL(pthread_mutex_clocklock)(m, CLOCK_MONOTONIC, &ts);
     if (r == ETIMEDOUT)
-        forksafe__audit_deadlock_exit(m, KIND_MUTEX, site, holder, holder_site);
+        deadlock_exit(m, KIND_MUTEX, site, holder, holder_site);
     return r;
+}
+
+static int child_sem_wait(sem_t *s, void *site)
+{
+    forksafe__audit_note_unsafe("sem_wait", site);
+    void *holder_site;
+    int holder = snap_holder(s, &holder_site);
+    int v;
+    if (!holder || LOAD(&forksafe__audit_fk.child_has_threads) ||
+        !forksafe__out_enabled() || forksafe__sem_pshared(s) != 0 ||
+        sem_getvalue(s, &v) != 0 || v != 0)
+        return FORKSAFE_POLICY_PASS;
+    struct timespec ts;
+    grace_deadline(&ts);
+    int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);
+    if (r != 0 && errno == ETIMEDOUT)
+        deadlock_exit(s, KIND_SEMAPHORE, site, holder, holder_site);
+    return r;
+}
+
+int forksafe__policy_acquire(void *lock, int op, void *site)
+{
+    if (!LOAD(&forksafe__audit_fk.child_mt))
+        return FORKSAFE_POLICY_PASS;
+    return op == FORKSAFE_OP_MUTEX_LOCK ? child_mutex_lock(lock, site)
+                                        : child_sem_wait(lock, site);
+}
+
+void forksafe__policy_thread_created(void)
+{
+    if (LOAD(&forksafe__audit_fk.child_mt) &&
+        !LOAD(&forksafe__audit_fk.child_has_threads))
+        STORE(&forksafe__audit_fk.child_has_threads, 1);
 }
 
 /* ------------------------------------------------------------ child calls */
@@ -149,7 +178,7 @@ int forksafe__audit_child_lock(pthread_mutex_t *m, void *site)
 
 EXPORT void *malloc(size_t n)
 {
-    if (UNLIKELY(forksafe__audit_in_resolve))
+    if (UNLIKELY(forksafe__in_resolve))
         return __libc_malloc(n);
     CHECK_CHILD("malloc");
     return REAL(malloc)(n);
@@ -157,7 +186,7 @@ EXPORT void *malloc(size_t n)
 
 EXPORT void *calloc(size_t n, size_t size)
 {
-    if (UNLIKELY(forksafe__audit_in_resolve))
+    if (UNLIKELY(forksafe__in_resolve))
         return __libc_calloc(n, size);
     CHECK_CHILD("calloc");
     return REAL(calloc)(n, size);
@@ -171,7 +200,7 @@ EXPORT void *realloc(void *p, size_t n)
 
 EXPORT void free(void *p)
 {
-    if (UNLIKELY(forksafe__audit_in_resolve)) {
+    if (UNLIKELY(forksafe__in_resolve)) {
         __libc_free(p);
         return;
     }
@@ -221,4 +250,22 @@ EXPORT int fflush(FILE *f)
 {
     CHECK_CHILD("fflush");
     return REAL(fflush)(f);
+}
+
+/* _exit() and _Exit(): what the child collected is written first (exit()
+   does it through the exit report). */
+EXPORT void _exit(int status)
+{
+    forksafe__rec_flush();
+    void (*real)(int) = (void (*)(int))REAL(_exit);
+    real(status);
+    __builtin_unreachable();
+}
+
+EXPORT void _Exit(int status)
+{
+    forksafe__rec_flush();
+    void (*real)(int) = (void (*)(int))REAL(_exit);
+    real(status);
+    __builtin_unreachable();
 }

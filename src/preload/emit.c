@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * emit.c: how libforksafe-audit.so writes its records. Each process appends
- * one line per record to <FORKSAFE_AUDIT_DIR>/<pid>.rec with a single
+ * emit.c: how libforksafe-audit.so writes its records. Every process
+ * appends one line per record to <FORKSAFE_AUDIT_DIR>/all.rec with a single
  * write(), so records of parents, forked children and exec'd programs never
- * interleave; forksafe-audit merges the files when the program has ended.
+ * interleave; each names its process, which announces itself with a
+ * "proc" line before its first record. forksafe-audit reads the file when
+ * the program has ended.
  *
  * DESIGN. This code runs in signal handlers and in children of
  * multi-threaded forks, so it never allocates and never takes a lock:
@@ -12,29 +14,40 @@
  * (records are rare; a descriptor kept open would be visible to the
  * program and would enlarge the descriptor table that every fork copies),
  * and code addresses are turned into (object, offset) from /proc/self/maps with
- * raw system calls. A failure to write is silent: findings must never change
- * the audited program's behaviour or output.
+ * raw system calls. A failure to write never changes the audited program's
+ * behaviour or output, but it is not silent either: it is counted in the
+ * run page (runpage.h), which needs no descriptor, and reported.
+ *
+ * Record syntax: TYPE then tab-separated fields. "key=value" is a string,
+ * "key#=123" an integer, "key?=1" a boolean. In values, backslash, tab,
+ * newline and carriage return are escaped as \\, \t, \n and \r, and
+ * inside a frame's parts '|' is escaped as \|; every other byte is
+ * written as it is (the CLI makes the JSON valid UTF-8).
  */
 #include "preload.h"
+
+#include "runpage.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define POOL 4
 
 static struct forksafe__rec pool[POOL];
-static int pool_busy[POOL];
+HOT static int pool_busy[POOL];
 
-static char out_dir[512];
-static int out_state; /* 0 unknown, 1 enabled, -1 disabled */
+HOT static char out_dir[512];
+HOT static int out_state; /* 0 unknown, 1 enabled, -1 disabled */
 /* The pid that last wrote its "proc" line, and the pid this program image
    started in (after exec); a different pid means a forked child. */
-static long proc_pid;
-static long image_pid;
+HOT static long proc_pid;
+HOT static long image_pid;
 
 long forksafe__gettid(void)
 {
@@ -114,6 +127,70 @@ long forksafe__read_small(const char *path, char *buf, size_t len)
     return n;
 }
 
+/* ------------------------------------------------------------ run page */
+
+HOT static struct forksafe_runpage *run;
+
+static void run_map(void)
+{
+    char path[sizeof out_dir + 16];
+    forksafe__str_copy(path, sizeof path, out_dir);
+    forksafe__str_cat(path, sizeof path, "/" FORKSAFE_RUNPAGE_NAME);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    void *p = mmap(NULL, FORKSAFE_RUNPAGE_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return;
+    struct forksafe_runpage *rp = p;
+    if (rp->magic != FORKSAFE_RUNPAGE_MAGIC ||
+        rp->size != FORKSAFE_RUNPAGE_SIZE) {
+        munmap(p, FORKSAFE_RUNPAGE_SIZE);
+        return;
+    }
+    __atomic_add_fetch(&rp->images, 1, __ATOMIC_RELAXED);
+    run = rp;
+}
+
+void forksafe__run_count_fork(void)
+{
+    if (run)
+        __atomic_add_fetch(&run->forked, 1, __ATOMIC_RELAXED);
+}
+
+void forksafe__run_event(int type, int err)
+{
+    struct forksafe_runpage *rp = run;
+    if (!rp)
+        return;
+    int32_t pid = (int32_t)forksafe__getpid();
+    uint32_t n = __atomic_load_n(&rp->nevents, __ATOMIC_ACQUIRE);
+    if (n > FORKSAFE_RUNPAGE_EVENTS)
+        n = FORKSAFE_RUNPAGE_EVENTS;
+    for (uint32_t i = 0; i < n; i++) {
+        struct forksafe_runevent *e = &rp->ev[i];
+        if (__atomic_load_n(&e->pid, __ATOMIC_ACQUIRE) == pid &&
+            e->type == type && e->err == err) {
+            __atomic_add_fetch(&e->count, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+    uint32_t slot = __atomic_fetch_add(&rp->nevents, 1, __ATOMIC_ACQ_REL);
+    if (slot >= FORKSAFE_RUNPAGE_EVENTS) {
+        __atomic_add_fetch(&rp->dropped, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    struct forksafe_runevent *e = &rp->ev[slot];
+    e->type = type;
+    e->err = err;
+    e->count = 1;
+    __atomic_store_n(&e->pid, pid, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------ records */
+
 void forksafe__out_init(void)
 {
     if (__atomic_load_n(&out_state, __ATOMIC_ACQUIRE) != 0)
@@ -127,6 +204,7 @@ void forksafe__out_init(void)
     if (d && *d && strlen(d) < sizeof out_dir - 32) {
         forksafe__str_copy(out_dir, sizeof out_dir, d);
         state = 1;
+        run_map();
     }
     __atomic_store_n(&out_state, state, __ATOMIC_RELEASE);
 }
@@ -137,31 +215,50 @@ int forksafe__out_enabled(void)
     return __atomic_load_n(&out_state, __ATOMIC_ACQUIRE) > 0;
 }
 
+static void put_escaped(struct forksafe__rec *r, const char *s, int frame);
+static void put(struct forksafe__rec *r, const char *s, size_t n);
+
+/* The start time of this process in clock ticks since boot (field 22 of
+   /proc/self/stat): with the pid it names the process, so that the CLI
+   can tell whether it is still running when the report is written. */
+static long start_time(void)
+{
+    char buf[1024];
+    if (forksafe__read_small("/proc/self/stat", buf, sizeof buf) < 0)
+        return 0;
+    char *p = strrchr(buf, ')'); /* the name may contain anything */
+    if (!p)
+        return 0;
+    for (int field = 2; *p && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    long v = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        v = v * 10 + (*p - '0');
+    return v;
+}
+
 /* The first line of every record file: who wrote it. It is written when
    the file is opened, so processes that have nothing to say (the common
    case for forked children that only exec or _exit) cost no file at all. */
 static void write_proc(int fd, long pid, const char *start)
 {
-    char line[900], num[24], exe[512];
+    static struct forksafe__rec line; /* under the caller's pool buffer */
+    char exe[1024];
     long n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = '\0';
-    forksafe__str_copy(line, sizeof line, "proc\tpid=");
-    forksafe__fmt_dec(num, pid);
-    forksafe__str_cat(line, sizeof line, num);
-    forksafe__str_cat(line, sizeof line, "\tppid=");
-    forksafe__fmt_dec(num, getppid());
-    forksafe__str_cat(line, sizeof line, num);
-    forksafe__str_cat(line, sizeof line, "\texe=");
-    for (char *c = exe; *c; c++)
-        if (*c == '\t' || *c == '\n' || *c == '\\')
-            *c = '?';
-    forksafe__str_cat(line, sizeof line, exe);
-    forksafe__str_cat(line, sizeof line, "\tstart=");
-    forksafe__str_cat(line, sizeof line, start);
-    forksafe__str_cat(line, sizeof line, "\n");
+    line.len = 0;
+    line.truncated = 0;
+    put(&line, "proc", 4);
+    forksafe__rec_int(&line, "pid", pid);
+    forksafe__rec_int(&line, "ppid", getppid());
+    forksafe__rec_int(&line, "starttime", start_time());
+    forksafe__rec_str(&line, "exe", exe);
+    forksafe__rec_str(&line, "start", start);
+    line.buf[line.len++] = '\n';
     ssize_t w;
     do
-        w = write(fd, line, strlen(line));
+        w = write(fd, line.buf, line.len);
     while (w < 0 && errno == EINTR);
 }
 
@@ -169,19 +266,47 @@ static void write_proc(int fd, long pid, const char *start)
    only for the duration of one record: a program that counts, closes or
    reuses its descriptors never sees ours, and the kernel's descriptor table
    does not grow (which would make every later fork() slower). */
-static int out_open(void)
+int forksafe__rec_written(void)
+{
+    return __atomic_load_n(&proc_pid, __ATOMIC_ACQUIRE) == forksafe__getpid();
+}
+
+/* Every process appends to the same file: creating a file is the most
+   expensive part of writing a record (a file system allocation), and
+   short-lived forked children write one burst each. Each record is one
+   write() with O_APPEND, which Linux makes atomic for regular files, so
+   records of different processes never interleave; each carries its pid.
+   The first writer creates the file; when the directory itself is gone
+   (forksafe-audit has ended), the open fails and recording stops. */
+static int open_record_file(void)
+{
+    char path[sizeof out_dir + 16];
+    forksafe__str_copy(path, sizeof path, out_dir);
+    forksafe__str_cat(path, sizeof path, "/" FORKSAFE_RECORDS_NAME);
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+}
+
+/* A record could not be written because of err. Errors that say the
+   directory is gone or unusable (forksafe-audit has ended and removed it,
+   while a daemon lives on) stop recording for good; the others (out of
+   descriptors, of memory, of space) only lose this record, and count it. */
+static void out_failed(int err)
+{
+    if (err == ENOENT || err == ENOTDIR || err == EACCES || err == EROFS ||
+        err == EPERM) {
+        __atomic_store_n(&out_state, -1, __ATOMIC_RELEASE);
+        return;
+    }
+    forksafe__run_event(FORKSAFE_RUN_LOST, err);
+}
+
+static int out_open(int count_failure)
 {
     long pid = forksafe__getpid();
-    char path[sizeof out_dir + 32], num[24];
-    forksafe__str_copy(path, sizeof path, out_dir);
-    forksafe__str_cat(path, sizeof path, "/");
-    forksafe__fmt_dec(num, pid);
-    forksafe__str_cat(path, sizeof path, num);
-    forksafe__str_cat(path, sizeof path, ".rec");
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int fd = open_record_file();
     if (fd < 0) {
-        /* Unwritable directory: stop trying, stay silent. */
-        __atomic_store_n(&out_state, -1, __ATOMIC_RELEASE);
+        if (count_failure)
+            out_failed(errno);
         return -1;
     }
     long prev = __atomic_load_n(&proc_pid, __ATOMIC_ACQUIRE);
@@ -209,6 +334,7 @@ struct forksafe__rec *forksafe__rec_begin(const char *type)
             return r;
         }
     }
+    forksafe__run_event(FORKSAFE_RUN_LOST, 0);
     return NULL;
 }
 
@@ -223,7 +349,7 @@ static void put(struct forksafe__rec *r, const char *s, size_t n)
     r->len += n;
 }
 
-static void put_escaped(struct forksafe__rec *r, const char *s)
+static void put_escaped(struct forksafe__rec *r, const char *s, int frame)
 {
     for (; s && *s; s++) {
         const char *e = NULL;
@@ -231,8 +357,12 @@ static void put_escaped(struct forksafe__rec *r, const char *s)
             e = "\\t";
         else if (*s == '\n')
             e = "\\n";
+        else if (*s == '\r')
+            e = "\\r";
         else if (*s == '\\')
             e = "\\\\";
+        else if (*s == '|' && frame)
+            e = "\\|";
         if (e)
             put(r, e, 2);
         else
@@ -240,32 +370,39 @@ static void put_escaped(struct forksafe__rec *r, const char *s)
     }
 }
 
-static void put_key(struct forksafe__rec *r, const char *key)
+static void put_key(struct forksafe__rec *r, const char *key, const char *type)
 {
     put(r, "\t", 1);
     put(r, key, strlen(key));
+    put(r, type, strlen(type));
     put(r, "=", 1);
 }
 
 void forksafe__rec_str(struct forksafe__rec *r, const char *key,
                        const char *value)
 {
-    put_key(r, key);
-    put_escaped(r, value);
+    put_key(r, key, "");
+    put_escaped(r, value, 0);
 }
 
 void forksafe__rec_int(struct forksafe__rec *r, const char *key, long value)
 {
     char num[24];
-    put_key(r, key);
+    put_key(r, key, "#");
     put(r, num, forksafe__fmt_dec(num, value));
+}
+
+void forksafe__rec_bool(struct forksafe__rec *r, const char *key, int value)
+{
+    put_key(r, key, "?");
+    put(r, value ? "1" : "0", 1);
 }
 
 void forksafe__rec_hex(struct forksafe__rec *r, const char *key,
                        uintptr_t value)
 {
     char num[24];
-    put_key(r, key);
+    put_key(r, key, "");
     put(r, num, fmt_hex(num, value));
 }
 
@@ -278,37 +415,153 @@ void forksafe__rec_frame(struct forksafe__rec *r, const char *role, long tid,
         forksafe__str_copy(obj, sizeof obj, "?");
         off = (uintptr_t)addr;
     }
-    put_key(r, "frame");
-    put_escaped(r, role);
+    put_key(r, "frame", "");
+    put_escaped(r, role, 1);
     put(r, "|", 1);
     put(r, num, forksafe__fmt_dec(num, tid));
     put(r, "|", 1);
-    for (const char *s = name; s && *s; s++)
-        put(r, *s == '|' || *s == '\t' || *s == '\n' ? "_" : s, 1);
+    put_escaped(r, name, 1);
     put(r, "|", 1);
-    put_escaped(r, obj);
+    put_escaped(r, obj, 1);
     put(r, "|", 1);
     put(r, num, fmt_hex(num, off));
+}
+
+static void rec_write(struct forksafe__rec *r, int fd)
+{
+    ssize_t w;
+    do
+        w = write(fd, r->buf, r->len);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        out_failed(errno);
+    close(fd);
+}
+
+static void rec_finish(struct forksafe__rec *r)
+{
+    if (r->truncated)
+        put(r, "\ttruncated?=1", 13);
+    r->buf[r->len++] = '\n';
+}
+
+static void rec_release(struct forksafe__rec *r)
+{
+    __atomic_store_n(&pool_busy[r - pool], 0, __ATOMIC_RELEASE);
+}
+
+/* Records that may come by the dozen from one short-lived process (the
+   first call of each unsafe function in a forked child) are collected
+   here and written with one write(): at the next other record, before
+   the process forks, execs or exits, or when the buffer is full. */
+static struct forksafe__rec batch;
+HOT static int batch_busy;
+HOT static long batch_pid; /* whose records they are: a vfork child shares
+                          this memory and must not write them as its own */
+
+static void batch_flush_locked(void)
+{
+    if (!batch.len)
+        return;
+    int fd = out_open(1);
+    if (fd >= 0)
+        rec_write(&batch, fd);
+    batch.len = 0;
+}
+
+void forksafe__rec_flush(void)
+{
+    if (!__atomic_load_n(&batch.len, __ATOMIC_ACQUIRE) ||
+        batch_pid != forksafe__getpid())
+        return;
+    int expect = 0;
+    if (!__atomic_compare_exchange_n(&batch_busy, &expect, 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+    int saved = errno;
+    batch_flush_locked();
+    errno = saved;
+    __atomic_store_n(&batch_busy, 0, __ATOMIC_RELEASE);
 }
 
 void forksafe__rec_end(struct forksafe__rec *r)
 {
     if (!r)
         return;
-    if (r->truncated)
-        put(r, "\ttruncated=1", 12);
-    r->buf[r->len++] = '\n';
+    forksafe__rec_flush();
+    rec_finish(r);
     int saved = errno;
-    int fd = out_open();
+    int fd = out_open(1);
+    if (fd >= 0)
+        rec_write(r, fd);
+    errno = saved;
+    rec_release(r);
+}
+
+void forksafe__rec_end_batched(struct forksafe__rec *r)
+{
+    if (!r)
+        return;
+    int expect = 0;
+    if (!__atomic_compare_exchange_n(&batch_busy, &expect, 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        forksafe__rec_end(r); /* another thread is batching: write now */
+        return;
+    }
+    rec_finish(r);
+    int saved = errno;
+    long pid = forksafe__getpid();
+    if (batch.len && batch_pid != pid)
+        batch.len = 0; /* left by another process image: not ours */
+    batch_pid = pid;
+    if (batch.len + r->len > sizeof batch.buf)
+        batch_flush_locked();
+    memcpy(batch.buf + batch.len, r->buf, r->len);
+    __atomic_store_n(&batch.len, batch.len + r->len, __ATOMIC_RELEASE);
+    errno = saved;
+    __atomic_store_n(&batch_busy, 0, __ATOMIC_RELEASE);
+    rec_release(r);
+}
+
+void forksafe__rec_end_aside(struct forksafe__rec *r)
+{
+    if (!r)
+        return;
+    rec_finish(r);
+    int saved = errno;
+    int fd = open_record_file();
+    if (fd >= 0)
+        rec_write(r, fd);
+    else
+        out_failed(errno);
+    errno = saved;
+    rec_release(r);
+}
+
+void forksafe__rec_make_room(void)
+{
+    int saved = errno;
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
-        ssize_t w;
-        do
-            w = write(fd, r->buf, r->len);
-        while (w < 0 && errno == EINTR);
         close(fd);
+    } else if (errno == EMFILE) {
+        /* Out of descriptors, and about to _exit: giving one back cannot
+           change what this process does any more. */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 3)
+            for (long f = (long)rl.rlim_cur - 1; f > 2; f--)
+                if (close((int)f) == 0)
+                    break;
     }
     errno = saved;
-    __atomic_store_n(&pool_busy[r - pool], 0, __ATOMIC_RELEASE);
+}
+
+void forksafe__rec_end_final(struct forksafe__rec *r)
+{
+    if (!r)
+        return;
+    forksafe__rec_make_room();
+    forksafe__rec_end(r);
 }
 
 /* ------------------------------------------------------------ maps */
@@ -327,9 +580,74 @@ static uintptr_t parse_hex(const char **p)
     }
 }
 
-/* Parse one maps line; returns 1 and fills obj/off if it contains addr. */
+struct maps_ent {
+    uintptr_t lo, hi, fileoff;
+    int ready; /* 0 free, 2 being filled, 1 valid */
+    char path[244];
+};
+
+/* The mappings found so far (file-backed ones only: code and the data of
+   objects, which is what frames and atfork handles point into), so that
+   most lookups need no read of /proc/self/maps, whose text is tens of
+   kilobytes in a large program. A child of fork inherits the cache, which
+   is right: its mappings are the parent's. munmap and dlclose invalidate
+   what they overlap (forksafe__maps_forget). */
+#define MAPS_CACHE 16
+static struct maps_ent mcache[MAPS_CACHE];
+
+static int cache_find(uintptr_t a, char *obj, size_t objlen, uintptr_t *off)
+{
+    for (int i = 0; i < MAPS_CACHE; i++) {
+        struct maps_ent *e = &mcache[i];
+        if (__atomic_load_n(&e->ready, __ATOMIC_ACQUIRE) != 1 || a < e->lo ||
+            a >= e->hi)
+            continue;
+        forksafe__str_copy(obj, objlen, e->path);
+        *off = a - e->lo + e->fileoff;
+        /* Still the same mapping once copied (not invalidated meanwhile). */
+        if (__atomic_load_n(&e->ready, __ATOMIC_ACQUIRE) == 1)
+            return 1;
+    }
+    return 0;
+}
+
+static void cache_add(uintptr_t lo, uintptr_t hi, uintptr_t fileoff,
+                      const char *path)
+{
+    if (path[0] != '/' || strlen(path) >= sizeof mcache[0].path)
+        return;
+    for (int i = 0; i < MAPS_CACHE; i++) {
+        int expect = 0;
+        struct maps_ent *e = &mcache[i];
+        if (__atomic_load_n(&e->ready, __ATOMIC_ACQUIRE) != 0 ||
+            !__atomic_compare_exchange_n(&e->ready, &expect, 2, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
+        e->lo = lo;
+        e->hi = hi;
+        e->fileoff = fileoff;
+        forksafe__str_copy(e->path, sizeof e->path, path);
+        __atomic_store_n(&e->ready, 1, __ATOMIC_RELEASE);
+        return;
+    }
+}
+
+void forksafe__maps_forget(uintptr_t lo, uintptr_t hi)
+{
+    for (int i = 0; i < MAPS_CACHE; i++) {
+        struct maps_ent *e = &mcache[i];
+        int expect = 1;
+        if (__atomic_load_n(&e->ready, __ATOMIC_ACQUIRE) == 1 && e->lo < hi &&
+            lo < e->hi)
+            __atomic_compare_exchange_n(&e->ready, &expect, 0, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+}
+
+/* Parse one maps line; returns 1 and fills obj/off (and the mapping's
+   extent, when lo_out is not NULL) if it contains addr. */
 static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
-                     uintptr_t *off)
+                     uintptr_t *off, uintptr_t *extent_lo, uintptr_t *extent_hi)
 {
     const char *p = line;
     uintptr_t lo = parse_hex(&p);
@@ -338,6 +656,10 @@ static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
     uintptr_t hi = parse_hex(&p);
     if (a < lo || a >= hi)
         return 0;
+    if (extent_lo) {
+        *extent_lo = lo;
+        *extent_hi = hi;
+    }
     /* perms, offset, dev, inode, path */
     while (*p == ' ')
         p++;
@@ -356,19 +678,39 @@ static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
         p++;
     forksafe__str_copy(obj, objlen, *p ? p : "[anon]");
     *off = a - lo + fileoff;
+    if (*p)
+        cache_add(lo, hi, fileoff, p);
     return 1;
 }
+
+static int maps_read(uintptr_t a, char *obj, size_t objlen, uintptr_t *off,
+                     uintptr_t *lo, uintptr_t *hi);
 
 int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                         uintptr_t *off)
 {
+    uintptr_t a = (uintptr_t)addr;
+    if (cache_find(a, obj, objlen, off))
+        return 0;
+    return maps_read(a, obj, objlen, off, NULL, NULL);
+}
+
+int forksafe__maps_extent(const void *addr, uintptr_t *lo, uintptr_t *hi)
+{
+    char obj[8];
+    uintptr_t off;
+    return maps_read((uintptr_t)addr, obj, sizeof obj, &off, lo, hi);
+}
+
+static int maps_read(uintptr_t a, char *obj, size_t objlen, uintptr_t *off,
+                     uintptr_t *lo, uintptr_t *hi)
+{
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    char chunk[1024], line[640];
+    char chunk[4096], line[640];
     size_t ll = 0;
     int found = 0;
-    uintptr_t a = (uintptr_t)addr;
     while (!found) {
         ssize_t n = read(fd, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR)
@@ -382,7 +724,7 @@ int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                 continue;
             }
             line[ll] = '\0';
-            found = maps_line(line, a, obj, objlen, off);
+            found = maps_line(line, a, obj, objlen, off, lo, hi);
             ll = 0;
         }
     }

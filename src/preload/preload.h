@@ -2,9 +2,10 @@
 /*
  * preload.h: internal interfaces of libforksafe-audit.so, the LD_PRELOAD
  * interposer behind forksafe-audit. Everything declared here may run inside
- * a signal handler or in the child of a multi-threaded fork, so none of it
- * allocates or takes a lock: buffers come from a small static pool claimed
- * with atomics, and all I/O is raw system calls.
+ * a signal handler, in the child of a multi-threaded fork or in a vfork
+ * child, so none of it allocates or takes a lock: buffers come from a small
+ * static pool claimed with atomics, and all I/O is raw system calls.
+ * Record syntax: see emit.c.
  */
 #ifndef FORKSAFE_PRELOAD_H
 #define FORKSAFE_PRELOAD_H
@@ -12,6 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* Small state that every process touches (settings, counters, the real
+   function pointers) goes into .data, next to each other, instead of
+   being scattered over the zero pages of .bss: each page first touched is
+   a page fault, and exec-heavy scripts pay them in every process. */
+#define HOT __attribute__((section(".data.forksafe_hot")))
+
+/* The record file in FORKSAFE_AUDIT_DIR, shared by every process. */
+#define FORKSAFE_RECORDS_NAME "all.rec"
 
 /* Exit status of a child ended by the audit after a child-deadlock. */
 #define FORKSAFE_AUDIT_DEADLOCK_STATUS 86
@@ -25,15 +35,19 @@ struct forksafe__rec {
 
 /* Claim a record buffer from the static pool and start a record of type
    `type` ("finding", "lockinfo", "summary", ...). Returns NULL when the pool
-   is exhausted (the record is then dropped, never waited for). */
+   is exhausted (the record is then dropped, never waited for, and counted
+   as lost in the run page) or when no record directory is set. */
 struct forksafe__rec *forksafe__rec_begin(const char *type);
 
-/* Append key=value; the value is escaped (tab, newline, backslash). */
+/* Append a string field; the value is escaped (tab, newline, carriage
+   return, backslash). */
 void forksafe__rec_str(struct forksafe__rec *r, const char *key,
                        const char *value);
-/* Append key=<decimal>. */
+/* Append an integer field (the JSON report shows it as a number). */
 void forksafe__rec_int(struct forksafe__rec *r, const char *key, long value);
-/* Append key=0x<hex>. */
+/* Append a boolean field. */
+void forksafe__rec_bool(struct forksafe__rec *r, const char *key, int value);
+/* Append a string field key=0x<hex> (addresses are strings). */
 void forksafe__rec_hex(struct forksafe__rec *r, const char *key,
                        uintptr_t value);
 /* Append a frame: frame=role|tid|thread-name|object|0xoffset, where object
@@ -43,8 +57,35 @@ void forksafe__rec_frame(struct forksafe__rec *r, const char *role, long tid,
                          const char *name, const void *addr);
 /* Write the record as one line with one write() to this process's record
    file (opened and closed around it), and give the buffer back to the
-   pool. Safe in a signal handler and in a forked child; errno is kept. */
+   pool. Safe in a signal handler and in a forked child; errno is kept. A
+   record that cannot be written is counted as lost in the run page. */
 void forksafe__rec_end(struct forksafe__rec *r);
+/* The same, but kept in a buffer with others and written with them (one
+   write for a burst of records from a short-lived process): before the
+   next other record, and whenever forksafe__rec_flush() is called. */
+void forksafe__rec_end_batched(struct forksafe__rec *r);
+/* Write what forksafe__rec_end_batched kept. Called before a fork, an exec
+   and an exit. */
+void forksafe__rec_flush(void);
+/* The same, without the "proc" line or any other static state: for
+   records written from an exec hook, which may run in a vfork child that
+   shares the parent's memory. */
+void forksafe__rec_end_aside(struct forksafe__rec *r);
+/* The same, for the last record of a process about to _exit: when it is
+   out of descriptors, one descriptor is closed to make room first
+   (forksafe__rec_make_room, which a caller about to _exit may also call
+   before building its record, so that /proc can be read). */
+void forksafe__rec_end_final(struct forksafe__rec *r);
+void forksafe__rec_make_room(void);
+
+/* 1 if this process has written a record already. */
+int forksafe__rec_written(void);
+
+/* Count an event in the run page (runpage.h FORKSAFE_RUN_*), for this
+   process; needs no descriptor. Does nothing without a run page. */
+void forksafe__run_event(int type, int err);
+/* Count a new child of fork() in the run page (called in the child). */
+void forksafe__run_count_fork(void);
 
 /* Read the output directory from the environment (FORKSAFE_AUDIT_DIR).
    Called from the constructor; harmless to call again. */
@@ -57,6 +98,11 @@ int forksafe__out_enabled(void);
    if no mapping contains addr. Reads /proc/self/maps with raw syscalls. */
 int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                         uintptr_t *off);
+/* The extent [*lo, *hi) of the mapping that contains addr: 0, or -1. */
+int forksafe__maps_extent(const void *addr, uintptr_t *lo, uintptr_t *hi);
+/* Forget what forksafe__maps_find cached about [lo, hi) (it is being
+   unmapped). */
+void forksafe__maps_forget(uintptr_t lo, uintptr_t hi);
 
 /* Small async-signal-safe helpers. */
 long forksafe__gettid(void);

@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -110,55 +112,62 @@ static void report_adapters(installed_fn installed, int *present_n,
                                                              : "warning");
         forksafe__rec_str(r, "library", paths[k]);
         forksafe__rec_str(r, "adapter", known_libs[k].adapter);
-        forksafe__rec_int(r, "no_safe_way", known_libs[k].no_safe_way);
+        forksafe__rec_bool(r, "no_safe_way", known_libs[k].no_safe_way);
         forksafe__rec_end(r);
     }
 }
 
+static void report_lock(lookup_fn lookup, const struct lock_ent *e,
+                        long *shared_n, long *reg_n, int *cap)
+{
+    if (!LOAD(&e->addr) || !LOAD(&e->shared))
+        return;
+    char obj[300];
+    uintptr_t off;
+    if (forksafe__maps_find(e->site1, obj, sizeof obj, &off) == 0 &&
+        forksafe__audit_is_forksafe_object(obj))
+        return; /* libforksafe's own locks: it handles them itself */
+    (*shared_n)++;
+    struct forksafe_info info;
+    if (lookup && lookup((void *)e->addr, &info) == 0) {
+        (*reg_n)++;
+        return;
+    }
+    if ((*cap)-- <= 0)
+        return;
+    struct forksafe__rec *r = forksafe__rec_begin("finding");
+    if (!r)
+        return;
+    forksafe__audit_rec_common(r, "unregistered-shared-lock", "warning");
+    forksafe__rec_hex(r, "lock", e->addr);
+    forksafe__rec_str(r, "lock_kind", kind_name(e->kind));
+    forksafe__rec_frame(r, "first-lock", e->tid1, NULL, e->site1);
+    forksafe__rec_frame(r, "other-thread-lock", e->tid2, NULL, e->site2);
+    forksafe__rec_end(r);
+}
+
+/* Only the entries in use are visited (a process that used a few locks
+   touches a few pages), live ones first, then those that went away. */
 static void report_locks(lookup_fn lookup, long *shared_n, long *reg_n)
 {
-    int unreported_cap = 64;
-    int nret = LOAD(&forksafe__audit_nretired);
-    if (nret > RETIRED_MAX)
-        nret = RETIRED_MAX;
-    for (size_t i = 0; i < LOCK_SLOTS + (size_t)nret; i++) {
-        struct lock_ent *e = i < LOCK_SLOTS
-                                 ? &forksafe__audit_locks[i]
-                                 : &forksafe__audit_retired[i - LOCK_SLOTS];
-        if (!LOAD(&e->addr) || !LOAD(&e->shared))
-            continue;
-        char obj[300];
-        uintptr_t off;
-        if (forksafe__maps_find(e->site1, obj, sizeof obj, &off) == 0 &&
-            forksafe__audit_is_forksafe_object(obj))
-            continue; /* libforksafe's own locks: it handles them itself */
-        (*shared_n)++;
-        struct forksafe_info info;
-        if (lookup && lookup((void *)e->addr, &info) == 0) {
-            (*reg_n)++;
-            continue;
-        }
-        if (unreported_cap-- <= 0)
-            continue;
-        struct forksafe__rec *r = forksafe__rec_begin("finding");
-        if (!r)
-            continue;
-        forksafe__audit_rec_common(r, "unregistered-shared-lock", "warning");
-        forksafe__rec_hex(r, "lock", e->addr);
-        forksafe__rec_str(r, "lock_kind", kind_name(e->kind));
-        forksafe__rec_frame(r, "first-lock", e->tid1, NULL, e->site1);
-        forksafe__rec_frame(r, "other-thread-lock", e->tid2, NULL, e->site2);
-        forksafe__rec_end(r);
-    }
+    int cap = 64;
+    size_t n = forksafe__lock_count();
+    for (size_t i = 0; i < n; i++)
+        report_lock(lookup, forksafe__lock_at(i), shared_n, reg_n, &cap);
+    int nret;
+    const struct lock_ent *ret = forksafe__lock_retired(&nret);
+    for (int i = 0; i < nret && i < RETIRED_MAX; i++)
+        report_lock(lookup, &ret[i], shared_n, reg_n, &cap);
 }
 
 static void report_order(lookup_fn lookup)
 {
     if (!lookup)
         return;
-    for (size_t i = 0; i < EDGE_SLOTS; i++) {
-        struct edge *e = &forksafe__audit_edges[i];
-        if (!LOAD(&e->ready))
+    size_t n = forksafe__edge_count();
+    for (size_t i = 0; i < n; i++) {
+        const struct edge *e = forksafe__edge_at(i);
+        if (!e)
             continue;
         struct forksafe_info ia, ib;
         if (lookup(e->a, &ia) != 0 || lookup(e->b, &ib) != 0 ||
@@ -185,13 +194,13 @@ static void report_order(lookup_fn lookup)
    covered by forksafe. */
 static void report_lockinfo(lookup_fn lookup)
 {
-    for (size_t i = 0; i < LOCK_SLOTS; i++) {
-        struct lock_ent *e = &forksafe__audit_locks[i];
-        uintptr_t a = LOAD(&e->addr);
-        if (!a || !lookup)
-            continue;
+    if (!lookup)
+        return;
+    size_t n = forksafe__lock_count();
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t a = LOAD(&forksafe__lock_at(i)->addr);
         struct forksafe_info info;
-        if (lookup((void *)a, &info) != 0)
+        if (!a || lookup((void *)a, &info) != 0)
             continue;
         struct forksafe__rec *r = forksafe__rec_begin("lockinfo");
         if (!r)
@@ -204,7 +213,7 @@ static void report_lockinfo(lookup_fn lookup)
     }
 }
 
-static int exit_done;
+HOT static int exit_done;
 
 /* The exit report. early: called before the loader's destructors (from
    exit() or from the handler registered when main starts), so the program's
@@ -213,6 +222,7 @@ static int exit_done;
    not see): they may be torn down already, so no registry questions. */
 static void exit_report(int early)
 {
+    forksafe__rec_flush();
     if (__atomic_exchange_n(&exit_done, 1, __ATOMIC_ACQ_REL))
         return;
     if (!forksafe__out_enabled())
@@ -220,12 +230,18 @@ static void exit_report(int early)
     int saved = errno;
     long shared_n = 0, reg_n = 0;
     int present_n = 0, needed_n = 0;
-    forksafe__audit_in_hook++;
+    forksafe__in_hook++;
     /* In a child of a multi-threaded fork the registry may be unusable;
        only the summary is written there. */
     lookup_fn lookup = NULL;
     installed_fn installed = NULL;
-    if (!LOAD(&forksafe__audit_fk.child_mt)) {
+    /* Most processes (a script's /bin/true) used no lock and never forked:
+       then there is nothing to ask the registry, and dlsym, which
+       allocates when a symbol is missing, is not called at all. */
+    int busy = forksafe__lock_count() || forksafe__edge_count() ||
+               forksafe__audit_forks() || LOAD(&forksafe__audit_atfork_raw) ||
+               LOAD(&forksafe__audit_atfork_registry);
+    if (busy && !LOAD(&forksafe__audit_fk.child_mt)) {
         if (early) {
             lookup = (lookup_fn)dlsym(RTLD_DEFAULT, "forksafe_lookup");
             installed =
@@ -234,24 +250,34 @@ static void exit_report(int early)
         report_locks(lookup, &shared_n, &reg_n);
         report_order(lookup);
         report_lockinfo(lookup);
-        if (LOAD(&forksafe__audit_fk.forks) > 0)
+        if (forksafe__audit_forks() > 0)
             report_adapters(installed, &present_n, &needed_n);
     }
-    struct forksafe__rec *r = forksafe__rec_begin("summary");
-    if (r) {
-        forksafe__rec_int(r, "pid", forksafe__getpid());
-        forksafe__rec_int(r, "forks", LOAD(&forksafe__audit_fk.forks));
-        forksafe__rec_int(r, "shared_locks", shared_n);
-        forksafe__rec_int(r, "registered_shared_locks", reg_n);
-        forksafe__rec_int(r, "atfork_raw", LOAD(&forksafe__audit_atfork_raw));
-        forksafe__rec_int(r, "atfork_registry",
-                          LOAD(&forksafe__audit_atfork_registry));
-        forksafe__rec_int(r, "registry_available", lookup != NULL);
-        forksafe__rec_int(r, "adapters_present", present_n);
-        forksafe__rec_int(r, "adapters_needed", needed_n);
-        forksafe__rec_end(r);
+    /* A process with nothing to say (the common case: a short-lived
+       program exec'd by a script) writes no summary, and so costs no
+       record file; the run page counts it. */
+    long forks = forksafe__audit_forks();
+    long untracked = forksafe__lock_untracked();
+    int raw = LOAD(&forksafe__audit_atfork_raw);
+    int reg = LOAD(&forksafe__audit_atfork_registry);
+    if (forks || shared_n || raw || reg || needed_n || untracked ||
+        forksafe__rec_written()) {
+        struct forksafe__rec *r = forksafe__rec_begin("summary");
+        if (r) {
+            forksafe__rec_int(r, "pid", forksafe__getpid());
+            forksafe__rec_int(r, "forks", forks);
+            forksafe__rec_int(r, "shared_locks", shared_n);
+            forksafe__rec_int(r, "registered_shared_locks", reg_n);
+            forksafe__rec_int(r, "atfork_raw", raw);
+            forksafe__rec_int(r, "atfork_registry", reg);
+            forksafe__rec_bool(r, "registry_available", lookup != NULL);
+            forksafe__rec_int(r, "adapters_present", present_n);
+            forksafe__rec_int(r, "adapters_needed", needed_n);
+            forksafe__rec_int(r, "locks_untracked", untracked);
+            forksafe__rec_end(r);
+        }
     }
-    forksafe__audit_in_hook--;
+    forksafe__in_hook--;
     if (errno != saved)
         errno = saved;
 }
@@ -272,7 +298,7 @@ EXPORT void exit(int status)
     /* Run the report while every library is still usable (a plain atexit
        handler may run after libforksafe's own teardown). */
     audit_exit();
-    void (*real_exit)(int) = (void (*)(int))forksafe__audit_resolve("exit");
+    void (*real_exit)(int) = (void (*)(int))forksafe__resolve("exit");
     real_exit(status);
     __builtin_unreachable();
 }
@@ -283,7 +309,7 @@ EXPORT void exit(int status)
    registers _dl_fini later, in __libc_start_main. So main() is wrapped and
    the handler registered when it starts. */
 typedef int (*main_fn)(int, char **, char **);
-static main_fn real_main;
+HOT static main_fn real_main;
 int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
                       void (*fini)(void), void (*rtld_fini)(void),
                       void *stack_end);
@@ -301,8 +327,7 @@ EXPORT int __libc_start_main(main_fn main, int argc, char **argv,
     int (*real)(main_fn, int, char **, void (*)(void), void (*)(void),
                 void (*)(void), void *) =
         (int (*)(main_fn, int, char **, void (*)(void), void (*)(void),
-                 void (*)(void),
-                 void *))forksafe__audit_resolve("__libc_start_main");
+                 void (*)(void), void *))forksafe__resolve("__libc_start_main");
     real_main = main;
     return real(main_wrapper, argc, argv, init, fini, rtld_fini, stack_end);
 }
@@ -329,14 +354,28 @@ static void describe_socket(int fd, char *out, size_t len)
 
 /* A process started by exec inside the audited tree: every descriptor
    above 2 that it inherited survived an exec without close-on-exec. */
+/* Which descriptors from 3 up to FD_PROBE - 1 are open, with one poll()
+   (an unused one comes back POLLNVAL): much cheaper than listing
+   /proc/self/fd, and every exec'd program pays it. */
+#define FD_PROBE 256
+
 void forksafe__audit_report_inherited_fds(void)
 {
-    int fds[256], dirfd = -1;
-    int n = forksafe__audit_list_numeric("/proc/self/fd", fds, 256, &dirfd);
-    for (int i = 0; i < n && i < 32; i++) {
-        int fd = fds[i];
-        if (fd <= 2 || fd == dirfd)
+    struct pollfd p[FD_PROBE - 3];
+    struct rlimit rl;
+    nfds_t n = FD_PROBE - 3;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < FD_PROBE)
+        n = rl.rlim_cur > 3 ? (nfds_t)(rl.rlim_cur - 3) : 0;
+    for (nfds_t i = 0; i < n; i++)
+        p[i] = (struct pollfd){.fd = (int)i + 3, .events = 0};
+    if (!n || poll(p, n, 0) < 0)
+        return;
+    int reported = 0;
+    for (nfds_t i = 0; i < n && reported < 32; i++) {
+        if (p[i].revents & POLLNVAL)
             continue;
+        int fd = p[i].fd;
+        reported++;
         char path[64] = "/proc/self/fd/", num[24], target[400];
         forksafe__fmt_dec(num, fd);
         forksafe__str_cat(path, sizeof path, num);

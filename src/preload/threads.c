@@ -1,15 +1,95 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * threads.c: pthread_create() as the audit sees it. Each new thread starts
- * through a trampoline that records its start routine in the thread table,
- * so that fork-with-threads can say which threads were running; a thread
- * started in a forked child also ends the child's single-threaded mode.
+ * threads.c: the thread table, and pthread_create() as the interposer sees
+ * it. Each thread claims a record on its first hook, without locking or
+ * allocating; a key destructor gives it back at thread exit. New threads
+ * start through a trampoline that records their start routine, so that a
+ * fork can say which threads were running.
  */
-#include "audit.h"
+#include "interpose.h"
 
 #include <pthread.h>
 
-/* ------------------------------------------------------------ threads */
+/* ------------------------------------------------------------ table */
+
+struct thread_rec forksafe__threads[MAX_THREADS];
+HOT int forksafe__threads_hwm; /* slots [0, hwm) have been used */
+HOT static unsigned next_ident;
+HOT static pthread_key_t rec_key;
+HOT static int rec_key_ok;
+TLS struct thread_rec *forksafe__self_rec;
+
+void forksafe__thread_release(void *p)
+{
+    struct thread_rec *r = p;
+    if (forksafe__self_rec == r)
+        forksafe__self_rec = NULL;
+    STORE(&r->nheld, 0);
+    r->start = NULL;
+    STORE(&r->tid, 0);
+}
+
+struct thread_rec *forksafe__self(void)
+{
+    struct thread_rec *r = forksafe__self_rec;
+    if (r)
+        return r;
+    int tid = (int)forksafe__gettid();
+    for (int i = 0; i < MAX_THREADS; i++) {
+        int expect = 0;
+        if (LOAD(&forksafe__threads[i].tid) == 0 &&
+            __atomic_compare_exchange_n(&forksafe__threads[i].tid, &expect, tid,
+                                        0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED)) {
+            r = &forksafe__threads[i];
+            int hwm = LOAD(&forksafe__threads_hwm);
+            while (hwm < i + 1 && !__atomic_compare_exchange_n(
+                                      &forksafe__threads_hwm, &hwm, i + 1, 0,
+                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                ;
+            r->ident = __atomic_add_fetch(&next_ident, 1, __ATOMIC_RELAXED);
+            r->start = NULL;
+            for (int k = 0; k < SEEN_CACHE; k++)
+                r->seen[k] = 0;
+            STORE(&r->nheld, 0);
+            forksafe__self_rec = r;
+            /* Slots are given back by the key destructor at thread exit;
+               keys below 32 never allocate in pthread_setspecific. */
+            if (rec_key_ok)
+                pthread_setspecific(rec_key, r);
+            return r;
+        }
+    }
+    return NULL; /* more than MAX_THREADS live threads: not tracked */
+}
+
+void forksafe__thread_key_init(void)
+{
+    rec_key_ok = pthread_key_create(&rec_key, forksafe__thread_release) == 0;
+}
+
+struct thread_rec *forksafe__thread_by_tid(int tid)
+{
+    int hwm = LOAD(&forksafe__threads_hwm);
+    for (int i = 0; i < hwm; i++)
+        if (LOAD(&forksafe__threads[i].tid) == tid)
+            return &forksafe__threads[i];
+    return NULL;
+}
+
+void forksafe__threads_after_fork_child(void)
+{
+    struct thread_rec *mine = forksafe__self_rec;
+    int hwm = LOAD(&forksafe__threads_hwm);
+    for (int i = 0; i < hwm; i++)
+        if (&forksafe__threads[i] != mine &&
+            LOAD(&forksafe__threads[i].tid) != 0)
+            forksafe__thread_release(&forksafe__threads[i]);
+    if (mine)
+        STORE(&mine->tid, (int)forksafe__gettid());
+}
+
+/* ------------------------------------------------------------ create */
 
 /* (start routine, argument) handed from pthread_create to the new thread
    through a static pool, not malloc: freeing in the new thread would make
@@ -30,20 +110,28 @@ static void *trampoline(void *p)
     void *(*fn)(void *) = slot->fn;
     void *arg = slot->arg;
     STORE(&slot->busy, 0);
-    struct thread_rec *r = forksafe__audit_self();
+    struct thread_rec *r = forksafe__self();
     if (r)
         r->start = (void *)fn;
     return fn(arg);
 }
 
 /* pthread_create(): starts the thread through trampoline() so that its
-   start routine can be named in fork-with-threads. Same result as the real
-   call. */
+   start routine can be named. Same result as the real call. */
 EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
                           void *(*fn)(void *), void *arg)
 {
-    if (UNLIKELY(LOAD(&forksafe__audit_fk.child_mt)))
-        STORE(&forksafe__audit_fk.child_has_threads, 1);
+    if (UNLIKELY(LOAD(&forksafe__policy_slow)))
+        forksafe__policy_thread_created();
+    /* The caller may be a forked child whose record still has its
+       parent's TID (fork.c does not write it in single-threaded children):
+       now that the process gets a second thread, it must be right. */
+    struct thread_rec *me = forksafe__self_rec;
+    if (me) {
+        int tid = (int)forksafe__gettid();
+        if (me->tid != tid)
+            STORE(&me->tid, tid);
+    }
     for (int i = 0; i < TRAMPS; i++) {
         int expect = 0;
         if (LOAD(&tramps[i].busy) ||

@@ -2,8 +2,10 @@
 /* audit-plugin.c: a library that target-robust dlopen()s after start. Its
    constructor registers raw fork handlers; plugin_count(which) says how
    many times the prepare (0), parent (1) or child (2) handler ran, under
-   its own mutex. */
+   its own mutex. plugin_sem() hands out a semaphore in its data, which
+   target-release takes and then unloads with the library. */
 #include <pthread.h>
+#include <semaphore.h>
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int counts[3];
@@ -33,4 +35,13 @@ int plugin_count(int which)
     int n = counts[which];
     pthread_mutex_unlock(&mu);
     return n;
+}
+
+static sem_t sem;
+
+sem_t *plugin_sem(void);
+sem_t *plugin_sem(void)
+{
+    sem_init(&sem, 0, 1);
+    return &sem;
 }

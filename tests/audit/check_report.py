@@ -1,28 +1,47 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Validate a forksafe-audit JSON report against the documented schema
-(docs/audit.md, schema "forksafe-audit" version 1) and check expectations.
+"""Validate a forksafe JSON document against the published schema
+(docs/forksafe.schema.json) with python3-jsonschema, then check
+expectations about a forksafe-audit report.
 
-  check_report.py REPORT [--kinds a,b] [--has KIND] [--count KIND=N]
-                  [--frame KIND:ROLE:FIELD=VALUE] [--detail KIND:KEY~TEXT]
-                  [--thread-tid-file FILE]
+  check_report.py REPORT [expectations...]
+  check_report.py --any DOC          validate only (either document kind)
 
---kinds:  the set of finding kinds must be exactly this ("" = no findings).
---frame:  some finding of KIND has a frame with role ROLE whose FIELD
-          (function, object, tid, thread_name) equals VALUE.
---detail: some finding of KIND has details[KEY] containing TEXT.
---thread-tid-file: the first line of FILE is a TID that must appear in a
-          fork-with-threads 'thread-start' frame with a known object.
+The file must be valid UTF-8 (decoded strictly) and valid against the
+schema before any expectation is looked at. Expectations:
+
+--kinds a,b           the set of finding kinds is exactly this ("" = none)
+--has KIND            some finding of KIND        --lacks KIND   none
+--count KIND=N        exactly N findings of KIND
+--frame KIND:ROLE:FIELD=VALUE
+                      some KIND finding has a ROLE frame whose FIELD equals
+                      VALUE (object: ends with VALUE)
+--detail KIND:KEY~TEXT
+                      some KIND finding has details[KEY] containing TEXT
+--detail-eq KIND:KEY=JSON
+                      some KIND finding has details[KEY] == JSON (typed)
+--message KIND~TEXT   some KIND finding's message contains TEXT
+--severity KIND=SEV   every KIND finding has severity SEV
+--hex FIELD=HEX       some object anywhere in the report has a FIELD_hex
+                      that ends with HEX (every _hex twin is checked to
+                      match the text beside it)
+--top KEY=JSON        the top-level member KEY == JSON
+--summary KEY=JSON    summary[KEY] == JSON
+--min KEY=N           summary[KEY] >= N
+--still-running       some process is marked still_running
+--thread-tid-file F   the first line of F is a TID listed in a
+                      fork-with-threads thread-start frame with an object
 Exits 0 when valid and every expectation holds; prints why otherwise."""
 import argparse
 import json
+import os
 import sys
 
-KINDS = {'fork-with-threads', 'lock-held-at-fork', 'child-deadlock',
-         'unsafe-call-in-child', 'raw-atfork-handler', 'lock-order-violation',
-         'unregistered-shared-lock', 'library-without-adapter',
-         'stdio-unflushed-at-fork', 'fd-leak-on-exec'}
-SEVERITIES = {'info', 'warning', 'error'}
+import jsonschema
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCHEMA = os.environ.get('FORKSAFE_SCHEMA') or os.path.join(
+    HERE, '..', '..', 'docs', 'forksafe.schema.json')
 
 
 def fail(msg):
@@ -30,85 +49,108 @@ def fail(msg):
     sys.exit(1)
 
 
-def need(obj, key, types, where):
-    if key not in obj:
-        fail('%s: missing "%s"' % (where, key))
-    if not isinstance(obj[key], types) or isinstance(obj[key], bool):
-        fail('%s: "%s" has type %s' % (where, key, type(obj[key]).__name__))
-    return obj[key]
+def load(path):
+    with open(path, 'rb') as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode('utf-8', 'strict')
+    except UnicodeDecodeError as e:
+        fail('%s is not valid UTF-8: %s' % (path, e))
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        fail('%s is not JSON: %s' % (path, e))
+    with open(SCHEMA, encoding='utf-8') as fh:
+        schema = json.load(fh)
+    v = jsonschema.Draft202012Validator(schema)
+    errors = sorted(v.iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        for e in errors[:5]:
+            print('check_report: schema: %s at %s' %
+                  (e.message[:300], '/'.join(str(p) for p in e.absolute_path)))
+        # oneOf hides the useful reason: validate against the matching part.
+        part = 'audit' if doc.get('schema') == 'forksafe-audit' else 'report'
+        sub = dict(schema)
+        sub.pop('oneOf', None)
+        sub['$ref'] = '#/$defs/' + part
+        for e in list(jsonschema.Draft202012Validator(sub).iter_errors(doc))[:5]:
+            print('check_report: %s: %s at %s' %
+                  (part, e.message[:300],
+                   '/'.join(str(p) for p in e.absolute_path)))
+        fail('%s does not match %s' % (path, SCHEMA))
+    # Every _hex twin must decode to bytes whose replacement text is the
+    # string beside it.
+    def walk(o):
+        if isinstance(o, dict):
+            for k, val in o.items():
+                if k.endswith('_hex') and isinstance(val, str):
+                    base = o.get(k[:-4])
+                    if base != bytes.fromhex(val).decode('utf-8', 'replace'):
+                        fail('%s does not match %s' % (k, k[:-4]))
+                elif k.endswith('_hex') and isinstance(val, list):
+                    base = o.get(k[:-4])
+                    if not isinstance(base, list) or len(base) != len(val):
+                        fail('%s does not match %s' % (k, k[:-4]))
+                    for b, h in zip(base, val):
+                        if h is not None and b != bytes.fromhex(h).decode(
+                                'utf-8', 'replace'):
+                            fail('%s does not match %s' % (k, k[:-4]))
+                walk(val)
+        elif isinstance(o, list):
+            for x in o:
+                walk(x)
+    walk(doc)
+    return doc
 
 
-def validate(doc):
-    if need(doc, 'schema', str, 'report') != 'forksafe-audit':
-        fail('schema is not forksafe-audit')
-    if need(doc, 'schema_version', int, 'report') != 1:
-        fail('unknown schema_version')
-    need(doc, 'tool_version', str, 'report')
-    for a in need(doc, 'command', list, 'report'):
-        if not isinstance(a, str):
-            fail('command holds a non-string')
-    need(doc, 'exit_status', int, 'report')
-    if doc.get('signal') is not None:
-        need(doc, 'signal', int, 'report')
-    for i, f in enumerate(need(doc, 'findings', list, 'report')):
-        w = 'findings[%d]' % i
-        if need(f, 'kind', str, w) not in KINDS:
-            fail('%s: unknown kind %s' % (w, f['kind']))
-        if need(f, 'severity', str, w) not in SEVERITIES:
-            fail('%s: bad severity' % w)
-        for k in ('pid', 'ppid', 'tid'):
-            need(f, k, int, w)
-        need(f, 'exe', str, w)
-        need(f, 'message', str, w)
-        for j, fr in enumerate(need(f, 'frames', list, w)):
-            fw = '%s.frames[%d]' % (w, j)
-            need(fr, 'role', str, fw)
-            need(fr, 'object', str, fw)
-            off = need(fr, 'offset', str, fw)
-            if not off.startswith('0x'):
-                fail('%s: offset is not hex' % fw)
-            for k, t in (('tid', int), ('thread_name', str),
-                         ('function', str), ('function_offset', str)):
-                if k not in fr:
-                    fail('%s: missing "%s"' % (fw, k))
-                if fr[k] is not None and not isinstance(fr[k], t):
-                    fail('%s: "%s" has the wrong type' % (fw, k))
-        for k, v in need(f, 'details', dict, w).items():
-            if not isinstance(v, str):
-                fail('%s: details.%s is not a string' % (w, k))
-    for i, p in enumerate(need(doc, 'processes', list, 'report')):
-        w = 'processes[%d]' % i
-        need(p, 'pid', int, w)
-        need(p, 'ppid', int, w)
-        need(p, 'exe', str, w)
-        if need(p, 'start', str, w) not in ('exec', 'fork'):
-            fail('%s: bad start' % w)
-        if p.get('coverage') is not None:
-            for k in ('forks', 'shared_locks', 'registered_shared_locks',
-                      'atfork_raw', 'atfork_registry', 'adapters_present',
-                      'adapters_needed'):
-                need(p['coverage'], k, int, w + '.coverage')
-    s = need(doc, 'summary', dict, 'report')
-    for k in ('findings', 'errors', 'warnings', 'infos'):
-        need(s, k, int, 'summary')
-    if s['findings'] != len(doc['findings']):
-        fail('summary.findings does not match')
+def hexes(o, field, out):
+    if isinstance(o, dict):
+        if field + '_hex' in o:
+            v = o[field + '_hex']
+            out.extend(v if isinstance(v, list) else [v])
+        for v in o.values():
+            hexes(v, field, out)
+    elif isinstance(o, list):
+        for v in o:
+            hexes(v, field, out)
+    return out
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == '--any':
+        load(sys.argv[2])
+        print('check_report: valid')
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument('report')
     ap.add_argument('--kinds')
     ap.add_argument('--has', action='append', default=[])
+    ap.add_argument('--lacks', action='append', default=[])
+    ap.add_argument('--count', action='append', default=[])
     ap.add_argument('--frame', action='append', default=[])
     ap.add_argument('--detail', action='append', default=[])
+    ap.add_argument('--detail-eq', action='append', default=[])
+    ap.add_argument('--message', action='append', default=[])
+    ap.add_argument('--severity', action='append', default=[])
+    ap.add_argument('--hex', action='append', default=[])
+    ap.add_argument('--top', action='append', default=[])
+    ap.add_argument('--summary', action='append', default=[])
+    ap.add_argument('--min', action='append', default=[])
+    ap.add_argument('--still-running', action='store_true')
     ap.add_argument('--thread-tid-file')
     a = ap.parse_args()
-    with open(a.report) as fh:
-        doc = json.load(fh)
-    validate(doc)
+    doc = load(a.report)
+    if doc['schema'] != 'forksafe-audit':
+        fail('not a forksafe-audit report')
     findings = doc['findings']
+    if doc['summary']['findings'] != len(findings):
+        fail('summary.findings does not match')
+    for sev, key in (('error', 'errors'), ('warning', 'warnings'),
+                     ('info', 'infos')):
+        if doc['summary'][key] != sum(f['severity'] == sev for f in findings):
+            fail('summary.%s does not match' % key)
     kinds = {f['kind'] for f in findings}
+    of = lambda k: [f for f in findings if f['kind'] == k]
     if a.kinds is not None:
         want = {k for k in a.kinds.split(',') if k}
         if kinds != want:
@@ -116,26 +158,73 @@ def main():
     for k in a.has:
         if k not in kinds:
             fail('no %s finding' % k)
+    for k in a.lacks:
+        if k in kinds:
+            fail('unexpected %s finding: %s' % (k, of(k)[0]['message']))
+    for spec in a.count:
+        k, n = spec.split('=', 1)
+        if len(of(k)) != int(n):
+            fail('%d %s findings, expected %s' % (len(of(k)), k, n))
     for spec in a.frame:
         kind, role, rest = spec.split(':', 2)
         field, value = rest.split('=', 1)
         ok = any(str(fr.get(field)) == value or
                  (field == 'object' and str(fr.get(field)).endswith(value))
-                 for f in findings if f['kind'] == kind
-                 for fr in f['frames'] if fr['role'] == role)
+                 for f in of(kind) for fr in f['frames'] if fr['role'] == role)
         if not ok:
             fail('no %s frame %s with %s=%s' % (kind, role, field, value))
     for spec in a.detail:
         kind, rest = spec.split(':', 1)
         key, text = rest.split('~', 1)
-        if not any(text in f['details'].get(key, '')
-                   for f in findings if f['kind'] == kind):
+        if not any(key in f['details'] and text in str(f['details'][key])
+                   for f in of(kind)):
             fail('no %s finding with %s containing %s' % (kind, key, text))
+    for spec in a.detail_eq:
+        kind, rest = spec.split(':', 1)
+        key, val = rest.split('=', 1)
+        want = json.loads(val)
+        if not any(key in f['details'] and f['details'][key] == want and
+                   type(f['details'][key]) is type(want) for f in of(kind)):
+            got = [f['details'].get(key) for f in of(kind)]
+            fail('no %s finding with %s == %r (got %r)' % (kind, key, want,
+                                                            got))
+    for spec in a.message:
+        kind, text = spec.split('~', 1)
+        if not any(text in f['message'] for f in of(kind)):
+            fail('no %s message containing %r: %r' %
+                 (kind, text, [f['message'] for f in of(kind)]))
+    for spec in a.severity:
+        kind, sev = spec.split('=', 1)
+        if not of(kind) or any(f['severity'] != sev for f in of(kind)):
+            fail('%s findings are not all %s: %r' %
+                 (kind, sev, [f['severity'] for f in of(kind)]))
+    for spec in a.hex:
+        field, want = spec.split('=', 1)
+        got = hexes(doc, field, [])
+        if not any(g.endswith(want) for g in got if isinstance(g, str)):
+            fail('no %s_hex ending with %s (got %s)' % (field, want, got))
+    for spec in a.top:
+        key, val = spec.split('=', 1)
+        if doc.get(key) != json.loads(val):
+            fail('%s is %r, expected %s' % (key, doc.get(key), val))
+    for spec in a.summary:
+        key, val = spec.split('=', 1)
+        if doc['summary'].get(key) != json.loads(val):
+            fail('summary.%s is %r, expected %s' %
+                 (key, doc['summary'].get(key), val))
+    for spec in a.min:
+        key, val = spec.split('=', 1)
+        if doc['summary'].get(key, 0) < int(val):
+            fail('summary.%s is %r, expected at least %s' %
+                 (key, doc['summary'].get(key), val))
+    if a.still_running and not any(p['still_running']
+                                   for p in doc['processes']):
+        fail('no process is marked still_running')
     if a.thread_tid_file:
         with open(a.thread_tid_file) as fh:
             tid = int(fh.readline().split()[-1])
         ok = any(fr['tid'] == tid and fr['object'] not in ('?', '')
-                 for f in findings if f['kind'] == 'fork-with-threads'
+                 for f in of('fork-with-threads')
                  for fr in f['frames'] if fr['role'] == 'thread-start')
         if not ok:
             fail('thread %d is not listed with its start routine' % tid)

@@ -133,6 +133,15 @@ step "forksafe-audit runs from the installation"
 grep -q '"schema": "forksafe-audit"' audit.json || die "no JSON report"
 ok
 
+step "the audit's report is valid against the installed JSON schema"
+schema="$prefix/share/forksafe/forksafe.schema.json"
+[ -f "$schema" ] || die "$schema is not installed"
+"$prefix/bin/forksafe-audit" --help 2>&1 | grep -qF "$schema" ||
+    die "forksafe-audit --help does not name $schema"
+FORKSAFE_SCHEMA="$schema" python3 "$here/../audit/check_report.py" --any audit.json ||
+    die "the report does not match $schema"
+ok
+
 step "man pages are found"
 man_path="$prefix/share/man"
 for page in forksafe-audit forksafe_fork forksafe_register_mutex; do

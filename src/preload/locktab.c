@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * locktab.c: the lock table and the lock-order pairs. Both are written on
+ * the lock path, so neither locks, allocates nor makes a system call.
+ *
+ * DESIGN. Every process pays for what it touches, and fork() copies the
+ * page tables of every page either process wrote, so the tables are laid
+ * out to touch as few pages as possible: entries go into a dense array in
+ * the order locks are first seen (a process that uses 50 locks touches
+ * one page of it), and are found through an open-addressed index of 4-byte
+ * slots. A scan (at exit, or when memory is unmapped) walks only the
+ * entries in use. Nothing is ever resized or freed: an entry whose lock
+ * went away is reset and stays with its address, which the next lock
+ * there (malloc reuses addresses) takes over.
+ */
+#include "interpose.h"
+
+/* ------------------------------------------------------------ locks */
+
+#define INDEX_BITS  16
+#define INDEX_SLOTS (1u << INDEX_BITS)
+#define PROBES      32
+
+static struct lock_ent ents[LOCK_MAX];
+static uint32_t lock_index[INDEX_SLOTS]; /* entry + 1; 0: empty */
+HOT static unsigned nents;               /* claimed; may pass LOCK_MAX */
+HOT static long untracked;
+
+static struct lock_ent retired[RETIRED_MAX];
+HOT static int nretired;
+
+/* One bit per 2 MiB region (hashed) that ever held a tracked lock, so
+   that munmap() of memory without locks costs a few bit tests. */
+#define REGION_SHIFT 21
+#define REGION_BITS  4096
+HOT static uint64_t regions[REGION_BITS / 64];
+
+static inline size_t hash_ptr(uintptr_t a, unsigned bits)
+{
+    return (size_t)(((uint64_t)(a >> 3) * 0x9e3779b97f4a7c15ull) >>
+                    (64 - bits));
+}
+
+static inline unsigned region_bit(uintptr_t region)
+{
+    return (unsigned)(((uint64_t)region * 0x9e3779b97f4a7c15ull) >> 52);
+}
+
+static void region_mark(uintptr_t a)
+{
+    unsigned b = region_bit(a >> REGION_SHIFT);
+    uint64_t m = 1ull << (b & 63);
+    if (!(LOAD(&regions[b >> 6]) & m))
+        __atomic_fetch_or(&regions[b >> 6], m, __ATOMIC_ACQ_REL);
+}
+
+int forksafe__lock_maybe_in(uintptr_t lo, uintptr_t hi)
+{
+    if (hi <= lo)
+        return 0;
+    uintptr_t first = lo >> REGION_SHIFT, last = (hi - 1) >> REGION_SHIFT;
+    if (last - first >= REGION_BITS)
+        return 1;
+    for (uintptr_t r = first; r <= last; r++) {
+        unsigned b = region_bit(r);
+        if (LOAD(&regions[b >> 6]) & (1ull << (b & 63)))
+            return 1;
+    }
+    return 0;
+}
+
+static struct lock_ent *lock_find(uintptr_t a, int insert)
+{
+    size_t h = hash_ptr(a, INDEX_BITS);
+    unsigned mine = 0; /* an entry claimed for a, not yet indexed (+1) */
+    for (unsigned i = 0; i < PROBES; i++) {
+        uint32_t *slot = &lock_index[(h + i) & (INDEX_SLOTS - 1)];
+        uint32_t v = LOAD(slot);
+        if (v == 0) {
+            if (!insert)
+                return NULL;
+            if (!mine) {
+                unsigned n = __atomic_fetch_add(&nents, 1, __ATOMIC_ACQ_REL);
+                if (n >= LOCK_MAX) {
+                    __atomic_add_fetch(&untracked, 1, __ATOMIC_RELAXED);
+                    return NULL;
+                }
+                STORE(&ents[n].addr, a);
+                mine = n + 1;
+            }
+            if (__atomic_compare_exchange_n(slot, &v, mine, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
+                return &ents[mine - 1];
+            /* Another thread filled this slot first: look at what it put
+               there (perhaps this very lock), then go on probing. */
+        }
+        if (v && LOAD(&ents[v - 1].addr) == a)
+            return &ents[v - 1]; /* a claimed entry of ours stays unused */
+    }
+    if (insert)
+        __atomic_add_fetch(&untracked, 1, __ATOMIC_RELAXED);
+    return NULL; /* index region full: this lock is not tracked */
+}
+
+void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r)
+{
+    region_mark((uintptr_t)lock);
+    struct lock_ent *e = lock_find((uintptr_t)lock, 1);
+    if (!e)
+        return; /* untracked (counted) */
+    unsigned o = LOAD(&e->owner);
+    if (o == r->ident || LOAD(&e->shared))
+        return;
+    if (o == 0) {
+        if (__atomic_compare_exchange_n(&e->owner, &o, r->ident, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            e->kind = (unsigned char)kind;
+            e->site1 = site;
+            e->tid1 = r->tid;
+            return;
+        }
+        if (o == r->ident)
+            return;
+    }
+    e->site2 = site;
+    e->tid2 = r->tid;
+    STORE(&e->shared, 1);
+}
+
+size_t forksafe__lock_count(void)
+{
+    unsigned n = LOAD(&nents);
+    return n < LOCK_MAX ? n : LOCK_MAX;
+}
+
+struct lock_ent *forksafe__lock_at(size_t i)
+{
+    return &ents[i];
+}
+
+long forksafe__lock_untracked(void)
+{
+    return LOAD(&untracked);
+}
+
+const struct lock_ent *forksafe__lock_retired(int *n)
+{
+    *n = LOAD(&nretired);
+    return retired;
+}
+
+static void lock_reset(struct lock_ent *e)
+{
+    if (LOAD(&e->shared)) {
+        /* It was shared while it lived: keep it for the exit report. */
+        int i = __atomic_fetch_add(&nretired, 1, __ATOMIC_ACQ_REL);
+        if (i < RETIRED_MAX)
+            retired[i] = *e;
+        STORE(&e->shared, 0);
+    }
+    if (LOAD(&e->owner))
+        STORE(&e->owner, 0);
+}
+
+/* Drop every reference to [lo, hi] (lo == hi: exactly lo) from the held
+   stacks and seen caches of all threads. Only the owner moves entries of
+   its own stack; others swap the lock for NULL, which readers skip. */
+static void threads_forget(uintptr_t lo, uintptr_t hi)
+{
+    int hwm = LOAD(&forksafe__threads_hwm);
+    for (int i = 0; i < hwm; i++) {
+        struct thread_rec *t = &forksafe__threads[i];
+        if (LOAD(&t->tid) == 0)
+            continue;
+        for (int k = 0; k < SEEN_CACHE; k++) {
+            uintptr_t s = LOAD(&t->seen[k]);
+            if (s && s >= lo && (s < hi || s == lo))
+                STORE(&t->seen[k], 0);
+        }
+        int nh = LOAD(&t->nheld);
+        for (int j = 0; j < nh && j < MAX_HELD; j++) {
+            void *l = LOAD(&t->held[j].lock);
+            uintptr_t a = (uintptr_t)l;
+            if (l && a >= lo && (a < hi || a == lo))
+                __atomic_compare_exchange_n(&t->held[j].lock, &l, NULL, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+void forksafe__lock_forget(uintptr_t lo, uintptr_t hi)
+{
+    if (lo == hi) {
+        struct lock_ent *e = lock_find(lo, 0);
+        if (e)
+            lock_reset(e);
+        threads_forget(lo, hi);
+        return;
+    }
+    if (!forksafe__lock_maybe_in(lo, hi))
+        return;
+    size_t n = forksafe__lock_count();
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t a = LOAD(&ents[i].addr);
+        if (a >= lo && a < hi)
+            lock_reset(&ents[i]);
+    }
+    threads_forget(lo, hi);
+}
+
+/* ------------------------------------------------------------ edges */
+
+#define EDGE_INDEX_BITS 13
+
+struct edge_ent {
+    uint64_t key;
+    struct edge e;
+    int ready;
+};
+
+static struct edge_ent edges[EDGE_MAX];
+static uint32_t edge_index[1u << EDGE_INDEX_BITS];
+HOT static unsigned nedges;
+
+void forksafe__edge_note(const struct held *outer, void *b, void *site,
+                         struct thread_rec *r)
+{
+    uint64_t key = ((uint64_t)(uintptr_t)outer->lock * 0x9e3779b97f4a7c15ull) ^
+                   ((uint64_t)(uintptr_t)b * 0xc2b2ae3d27d4eb4full);
+    key |= 1;
+    size_t h = (size_t)(key >> (64 - EDGE_INDEX_BITS));
+    for (unsigned i = 0; i < PROBES; i++) {
+        uint32_t *slot = &edge_index[(h + i) & ((1u << EDGE_INDEX_BITS) - 1)];
+        uint32_t v = LOAD(slot);
+        if (v && LOAD(&edges[v - 1].key) == key)
+            return;
+        if (v)
+            continue;
+        unsigned n = LOAD(&nedges);
+        if (n >= EDGE_MAX)
+            return;
+        n = __atomic_fetch_add(&nedges, 1, __ATOMIC_ACQ_REL);
+        if (n >= EDGE_MAX)
+            return;
+        struct edge_ent *e = &edges[n];
+        e->e.a = outer->lock;
+        e->e.b = b;
+        e->e.site_a = outer->site;
+        e->e.site_b = site;
+        e->e.tid = r->tid;
+        STORE(&e->key, key);
+        STORE(&e->ready, 1);
+        /* If another thread indexes the same pair meanwhile, both entries
+           stay: the report shows the pair twice at worst. */
+        __atomic_compare_exchange_n(slot, &v, n + 1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED);
+        return;
+    }
+}
+
+size_t forksafe__edge_count(void)
+{
+    unsigned n = LOAD(&nedges);
+    return n < EDGE_MAX ? n : EDGE_MAX;
+}
+
+const struct edge *forksafe__edge_at(size_t i)
+{
+    return LOAD(&edges[i].ready) ? &edges[i].e : NULL;
+}
