@@ -3,8 +3,9 @@
  * test-exports.c: the shared libraries export the public API and nothing
  * else. libforksafe (-fvisibility=hidden): every defined dynamic symbol is
  * forksafe_* with the version node FORKSAFE_0 (src/forksafe.map), plus the
- * documented __cxa_finalize hook, which must stay unversioned; the soname
- * is versioned. Each adapter: only forksafe_<lib>_* at FORKSAFE_0, no
+ * libc entry points it interposes (__cxa_finalize; __register_atfork where
+ * the library defines it), which must stay unversioned; the soname is
+ * versioned. Each adapter: only forksafe_<lib>_* at FORKSAFE_0, no
  * RUNPATH but $ORIGIN (nothing that points into the build tree), and it
  * loads in a process that has no libforksafe yet (python3): the core is
  * found next to it.
@@ -15,10 +16,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The libc entry points libforksafe interposes. They must stay
+   unversioned: every object calls e.g. __cxa_finalize@GLIBC_2.2.5, and the
+   dynamic linker binds such a reference to a definition in another object
+   only if that has the same version or none (src/forksafe.map). */
+static const char *const hooks[] = {"__cxa_finalize", "__register_atfork"};
+
+static int is_hook(const char *sym)
+{
+    for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++)
+        if (strcmp(sym, hooks[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* Check the dynamic symbols of lib: each must start with prefix and carry
-   @@FORKSAFE_0, except an unversioned __cxa_finalize when allowed.
+   @@FORKSAFE_0, except the unversioned hooks when allowed.
    Returns the number of public symbols. */
-static int check_symbols(const char *lib, const char *prefix, int cxa_ok)
+static int check_symbols(const char *lib, const char *prefix, int hooks_ok)
 {
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "nm -D --defined-only %s", lib);
@@ -41,12 +56,11 @@ static int check_symbols(const char *lib, const char *prefix, int cxa_ok)
             snprintf(ver, sizeof ver, "%s", at);
             *at = '\0';
         }
-        if (cxa_ok && strcmp(sym, "__cxa_finalize") == 0) {
+        if (hooks_ok && is_hook(sym)) {
             if (*ver)
-                fail_msg("%s: __cxa_finalize%s is versioned: calls from "
-                         "other objects (__cxa_finalize@GLIBC_2.2.5) "
-                         "would no longer reach it",
-                         lib, ver);
+                fail_msg("%s: %s%s is versioned: calls from other objects "
+                         "(%s@GLIBC_...) would no longer reach it",
+                         lib, sym, ver, sym);
             continue;
         }
         if (strncmp(sym, prefix, strlen(prefix)) != 0 ||
