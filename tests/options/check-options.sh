@@ -7,7 +7,9 @@
 #     after the project's flags (LDFLAGS before the libraries);
 #   - ADAPTERS: unknown names and a missing library are clear errors;
 #   - configure results are refreshed when a header appears;
-#   - FUZZ_SECONDS and BENCH_ROUNDS are validated options;
+#   - FUZZ_SECONDS and BENCH_ROUNDS are validated options, and
+#     FUZZ_SECONDS reaches `scons fuzz` from the command line or the
+#     environment (with clang);
 #   - variant names are safe for a CC with arguments;
 #   - scons -h documents WERROR=0, --config=force and uninstall.
 set -euo pipefail
@@ -79,9 +81,25 @@ for opt in FUZZ_SECONDS BENCH_ROUNDS; do
 done
 ok
 
+if command -v clang > /dev/null; then
+    step "FUZZ_SECONDS reaches the fuzzer, the command line winning"
+    scons -Q CC=clang build/release-clang/src/forksafe.pc > /dev/null 2>&1 ||
+        die "configure with clang failed"
+    fuzz_secs() {
+        scons -Q -n CC=clang "$@" fuzz 2>&1 | grep -o 'max_total_time=[0-9]*' | head -1
+    }
+    [ "$(fuzz_secs FUZZ_SECONDS=7)" = max_total_time=7 ] ||
+        die "FUZZ_SECONDS=7: $(fuzz_secs FUZZ_SECONDS=7)"
+    [ "$(FUZZ_SECONDS=9 fuzz_secs)" = max_total_time=9 ] ||
+        die "environment FUZZ_SECONDS=9: $(FUZZ_SECONDS=9 fuzz_secs)"
+    [ "$(FUZZ_SECONDS=9 fuzz_secs FUZZ_SECONDS=4)" = max_total_time=4 ] ||
+        die "command line FUZZ_SECONDS=4 under environment 9"
+    ok
+fi
+
 step "CC with arguments: a variant directory without spaces"
 scons -Q CC="gcc -fno-common" no-such-target > /dev/null 2>&1 || true
-dir=$(ls -d build/.sconf-release-* 2>/dev/null || true)
+dir=$(ls -d build/.sconf-release-gcc* 2>/dev/null || true)
 [[ $dir == build/.sconf-release-gcc-fno-common-[0-9a-f]* && $dir != *" "* ]] ||
     die "variant: '$dir'"
 ok
