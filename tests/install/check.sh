@@ -43,7 +43,7 @@ cflags=(-std=c11 -Wall -Wextra -Werror -O2)
 step "no RUNPATH but \$ORIGIN; no text file names the build tree"
 installed=("$prefix/include/forksafe.h" "$prefix/include/forksafe"
            "$libdir"/libforksafe* "$libdir/forksafe" "$libdir"/pkgconfig/forksafe*
-           "$libdir/cmake/forksafe" "$prefix/bin/forksafe-audit"
+           "$libdir/cmake/forksafe" "$prefix"/bin/forksafe*
            "$prefix/share/doc/forksafe" "$prefix/share/forksafe"
            "$prefix"/share/man/man*/forksafe*)
 n=0
