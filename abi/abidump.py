@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""abi/abidump.py: how forksafe's ABI is written down, in one place, for
-`scons abi-check`, `scons abi-dump` (abi/SConscript) and abi/regenerate.
+"""abi/abidump.py: how forksafe's ABI is written down and compared, in one
+place, for `scons abi-check`, `scons abi-dump` (abi/SConscript),
+abi/regenerate and tests/abi/test-abi-gate.py.
 
   python3 abi/abidump.py INCLUDE_DIR LIBRARY > NAME.abi
 
@@ -29,6 +30,29 @@ def dump(library, include_dir):
     text = re.sub(r" version='FORKSAFE_0' is-default-version='yes'", '',
                   out.stdout)
     return re.sub(r"@@FORKSAFE_0'", "'", text)
+
+
+def compare(baseline, current, suppressions=None):
+    """Compare two dumps with abidiff. Returns (verdict, added, text):
+    verdict 'ok' (nothing but added functions, which --no-added-syms
+    leaves out of the verdict), 'incompatible' (a function or symbol was
+    removed), 'changed' (a type or signature changed: a person must judge,
+    abi/README.md) or 'error' (abidiff could not compare); added is the
+    number of added functions."""
+    cmd = ['abidiff', '--no-added-syms', '--no-unreferenced-symbols']
+    if suppressions and os.path.exists(suppressions):
+        cmd += ['--suppressions', suppressions]
+    r = subprocess.run(cmd + [baseline, current], capture_output=True,
+                       text=True)
+    m = re.search(r'\((\d+) filtered out\) functions?\b', r.stdout)
+    added = int(m.group(1)) if m else 0
+    if r.returncode & 3:  # ABIDIFF_ERROR, ABIDIFF_USAGE_ERROR
+        return 'error', added, r.stderr.strip()
+    if r.returncode & 8:  # ABIDIFF_ABI_INCOMPATIBLE_CHANGE
+        return 'incompatible', added, r.stdout.rstrip()
+    if r.returncode & 4:  # ABIDIFF_ABI_CHANGE
+        return 'changed', added, r.stdout.rstrip()
+    return 'ok', added, r.stdout.rstrip()
 
 
 if __name__ == '__main__':
