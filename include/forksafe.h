@@ -4,7 +4,8 @@
  * programs, and make it easy to avoid where it can be avoided.
  *
  * This header is the manual. Types come first, then the functions grouped by
- * noun: registration, the fork wrapper, diagnostics, spawn, the fork server.
+ * noun: registration, the fork wrapper, diagnostics, spawn, the fork server,
+ * the version.
  *
  * Conventions (the same for every function unless its comment says
  * otherwise):
@@ -53,9 +54,30 @@ extern "C" {
 #define FORKSAFE_API
 #endif
 
+/* ------------------------------------------------------------------------
+ * Version
+ *
+ * The version of this header (the library's is forksafe_version(), at the
+ * end of this file). These three lines are the only place the
+ * version is written: the build reads them (library file names, pkg-config
+ * and CMake files, man pages). FORKSAFE_VERSION_NUM is one comparable
+ * integer, MAJOR * 1000000 + MINOR * 1000 + PATCH (0.2.0 is 2000), usable
+ * in #if.
+ * ------------------------------------------------------------------------ */
 #define FORKSAFE_VERSION_MAJOR 0
-#define FORKSAFE_VERSION_MINOR 1
+#define FORKSAFE_VERSION_MINOR 2
 #define FORKSAFE_VERSION_PATCH 0
+
+#define FORKSAFE_VERSION_NUM                                                   \
+    (FORKSAFE_VERSION_MAJOR * 1000000 + FORKSAFE_VERSION_MINOR * 1000 +        \
+     FORKSAFE_VERSION_PATCH)
+#define FORKSAFE__STR(x)  #x
+#define FORKSAFE__XSTR(x) FORKSAFE__STR(x)
+/* "MAJOR.MINOR.PATCH", e.g. "0.2.0". */
+#define FORKSAFE_VERSION_STRING                                                \
+    FORKSAFE__XSTR(FORKSAFE_VERSION_MAJOR)                                     \
+    "." FORKSAFE__XSTR(FORKSAFE_VERSION_MINOR) "." FORKSAFE__XSTR(             \
+        FORKSAFE_VERSION_PATCH)
 
 /* ------------------------------------------------------------------------
  * Ranks
@@ -465,6 +487,21 @@ FORKSAFE_API pid_t forksafe_zygote_pid(void);
    again. Returns 0, or ECHILD if no server is running (never started,
    stopped, or found dead and reaped by forksafe_zygote_spawn()). */
 FORKSAFE_API int forksafe_zygote_stop(void);
+
+/* ------------------------------------------------------------------------
+ * Version of the library in use
+ * ------------------------------------------------------------------------ */
+
+/* The version of the library the program runs against, as
+   FORKSAFE_VERSION_NUM. It may be newer than the header the program was
+   compiled with (same soname, compatible ABI): a program that needs a
+   feature added in a later release checks
+   forksafe_version() >= the FORKSAFE_VERSION_NUM of that release.
+   Never fails. */
+FORKSAFE_API unsigned forksafe_version(void);
+
+/* The same as a constant string, "MAJOR.MINOR.PATCH". Never fails. */
+FORKSAFE_API const char *forksafe_version_string(void);
 
 #ifdef __cplusplus
 }

@@ -189,11 +189,11 @@ static void describe_failure(const struct forksafe_entry *e, int err,
 /* The fork in progress, set by prepare and read by the parent and child
    walks; guarded by the registry lock. When the process is
    single-threaded only the slots listed in snap.single are visited at all
-   (DESIGN.md, item 9), so thousands of registered plain mutexes cost
-   nothing there. A slot's state is the fork's default unless it is listed,
-   in visiting order, in the exceptions. Every field is written only when
-   its value changes (SET), so that a steady stream of forks writes nothing
-   here. */
+   (docs/design.md, "Every fork"), so thousands of registered plain mutexes
+   cost nothing there. A slot's state is the fork's default unless it is
+   listed, in visiting order, in the exceptions. Every field is written only
+   when its value changes (SET), so that a steady stream of forks writes
+   nothing here. */
 static struct {
     struct forksafe_snapshot snap;
     size_t n; /* slots visited */
