@@ -273,15 +273,19 @@ struct forksafe_spawn_opts {
    back here, not as exit status 127: ENOENT, EACCES, ENOEXEC, ENOTDIR,
    ENAMETOOLONG, ELOOP, E2BIG, ... PATH search follows execvp(): ENOENT,
    ENOTDIR, ESTALE, ENODEV and ETIMEDOUT move on to the next directory,
-   EACCES is remembered (and returned if no candidate execs), any other
-   error stops the search with that error, and a candidate longer than
-   PATH_MAX stops it with ENAMETOOLONG. Also:
+   EACCES is remembered, any other error stops the search with that error,
+   and a candidate longer than PATH_MAX stops it with ENAMETOOLONG; a PATH
+   element of PATH_MAX bytes or more is skipped. If no candidate execs, the
+   result is EACCES if one said so, else the last candidate's error (ENOENT
+   if there was none). Also:
      EINVAL  pid, file or argv NULL, file empty, unknown flags, reserved
              not NULL, a negative or repeated child_fd, fd_map NULL with
              n_fd_map > 0, SETPGROUP with a negative pgroup, PIDFD with
              pidfd_out NULL, SETSID together with SETPGROUP;
-     EBADF   a parent_fd is not open, or a child_fd is not below the
-             RLIMIT_NOFILE soft limit;
+     EBADF   a parent_fd is not open (a negative one included), or a
+             child_fd is not below the RLIMIT_NOFILE soft limit (a
+             parent_fd above it, opened before the limit was lowered, is
+             fine);
      EMFILE, ENFILE  no descriptor free for the pidfd (PIDFD), or for the
              close-on-exec copy made of each parent_fd that is also another
              entry's child_fd (a swap needs them; other maps do not);

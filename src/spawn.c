@@ -166,8 +166,9 @@ static int opts_check(const struct forksafe_spawn_opts *o)
         return EINVAL;
     if (o->n_fd_map > (size_t)INT_MAX / 2)
         return EINVAL;
+    /* A negative parent_fd is merely not open: EBADF, from plan_build(). */
     for (size_t i = 0; i < o->n_fd_map; i++)
-        if (o->fd_map[i].child_fd < 0 || o->fd_map[i].parent_fd < 0)
+        if (o->fd_map[i].child_fd < 0)
             return EINVAL;
     return 0;
 }
@@ -250,13 +251,17 @@ forksafe__close_span(unsigned lo, unsigned hi)
    here when parent_fd is another entry's target (the child would otherwise
    overwrite it before using it). targets holds the child_fd numbers in
    ascending order; held holds every descriptor opened here, to be closed
-   after the spawn. */
+   after the spawn. src_high is set when a source is at or above
+   RLIMIT_NOFILE (open before the limit was lowered): glibc's
+   posix_spawn_file_actions_adddup2() refuses such a descriptor with EBADF
+   although dup2() takes it, so those spawns take the clone() path. */
 struct spawn_plan {
     int *src;
     int *targets;
     int *held;
     size_t n, nheld;
     unsigned long fd_limit; /* the RLIMIT_NOFILE soft limit */
+    int src_high;
 };
 
 static int int_cmp(const void *a, const void *b)
@@ -325,7 +330,12 @@ static int plan_build(struct spawn_plan *p, const struct forksafe_spawn_opts *o)
     for (size_t i = 0; i < n && r == 0; i++) {
         const struct forksafe_fd_map *m = &o->fd_map[i];
         p->src[i] = m->parent_fd;
-        if (!is_target(p, m->parent_fd) || m->parent_fd == m->child_fd)
+        /* Without the clone() path, a source above the limit is copied
+           below it, like a source that is another entry's target. */
+        int high =
+            !SPAWN_HAVE_CLONE && (unsigned long)m->parent_fd >= p->fd_limit;
+        if (!high &&
+            (!is_target(p, m->parent_fd) || m->parent_fd == m->child_fd))
             continue;
         /* parent_fd is some other entry's target: copy it to a free number
            that is no target. The copy is ours, so no other thread can open
@@ -345,6 +355,9 @@ static int plan_build(struct spawn_plan *p, const struct forksafe_spawn_opts *o)
             }
         }
     }
+    for (size_t i = 0; i < n && r == 0; i++)
+        if ((unsigned long)p->src[i] >= p->fd_limit)
+            p->src_high = 1;
     if (r != 0)
         plan_free(p);
     return r;
@@ -434,18 +447,21 @@ static int search_goes_on(int err)
            err == ETIMEDOUT || err == EACCES;
 }
 
-/* Search PATH like execvp(): the first candidate that execs wins; the
-   errors search_goes_on() names move on (EACCES is remembered), any other
-   stops the search, and a candidate longer than PATH_MAX stops it with
-   ENAMETOOLONG, as the kernel would. Absolute candidates that access()
-   says do not exist are skipped without starting a child. */
+/* Search PATH like execvp() (glibc posix/execvpe.c): the first candidate
+   that execs wins; the errors search_goes_on() names move on (EACCES is
+   remembered), any other stops the search, and a candidate longer than
+   PATH_MAX stops it with ENAMETOOLONG, as the kernel would. An element of
+   PATH_MAX bytes or more, which no path can contain, is skipped. When no
+   candidate execs, the result is EACCES if one said so, else the last
+   candidate's error (ENOENT when there was none). Absolute candidates that
+   access() says do not exist are skipped without starting a child. */
 static int spawn_search(pid_t *pid, const char *file, const char *path,
                         const posix_spawn_file_actions_t *fa,
                         const posix_spawnattr_t *at, char *const argv[],
                         char *const envp[])
 {
     size_t flen = strlen(file);
-    int seen_eacces = 0;
+    int seen_eacces = 0, last = ENOENT;
     char buf[PATH_MAX];
     const char *p = path;
     for (;;) {
@@ -454,26 +470,27 @@ static int spawn_search(pid_t *pid, const char *file, const char *path,
         /* An empty element means the current directory (POSIX legacy). */
         const char *dir = dlen > 0 ? p : ".";
         size_t dl = dlen > 0 ? dlen : 1;
-        if (dl + 1 + flen + 1 > sizeof buf)
-            return ENAMETOOLONG;
-        memcpy(buf, dir, dl);
-        buf[dl] = '/';
-        memcpy(buf + dl + 1, file, flen + 1);
-        int skip = buf[0] == '/' && access(buf, F_OK) != 0 &&
-                   (errno == ENOENT || errno == ENOTDIR);
-        if (!skip) {
-            int r = posix_spawn(pid, buf, fa, at, argv, envp);
+        if (dl < PATH_MAX) {
+            if (dl + 1 + flen + 1 > sizeof buf)
+                return ENAMETOOLONG;
+            memcpy(buf, dir, dl);
+            buf[dl] = '/';
+            memcpy(buf + dl + 1, file, flen + 1);
+            int skip = buf[0] == '/' && access(buf, F_OK) != 0 &&
+                       (errno == ENOENT || errno == ENOTDIR);
+            int r = skip ? errno : posix_spawn(pid, buf, fa, at, argv, envp);
             if (r == 0)
                 return 0;
             if (!search_goes_on(r))
                 return r;
             seen_eacces |= r == EACCES;
+            last = r;
         }
         if (end == NULL)
             break;
         p = end + 1;
     }
-    return seen_eacces ? EACCES : ENOENT;
+    return seen_eacces ? EACCES : last;
 }
 
 static int spawn_posix(pid_t *pid, const char *file, const char *path,
@@ -595,7 +612,7 @@ spawn_child_main(void *arg)
     }
     /* PATH search, as spawn_search() does it, in this one child. */
     char buf[PATH_MAX];
-    int seen_eacces = 0;
+    int seen_eacces = 0, last = ENOENT;
     const char *s = c->path;
     for (;;) {
         const char *end = s;
@@ -603,22 +620,25 @@ spawn_child_main(void *arg)
             end++;
         size_t dl = end > s ? (size_t)(end - s) : 1;
         const char *dir = end > s ? s : ".";
-        if (dl + 1 + c->flen + 1 > sizeof buf) {
-            errno = ENAMETOOLONG;
-            goto fail;
+        if (dl < PATH_MAX) { /* longer elements are skipped */
+            if (dl + 1 + c->flen + 1 > sizeof buf) {
+                errno = ENAMETOOLONG;
+                goto fail;
+            }
+            memcpy(buf, dir, dl);
+            buf[dl] = '/';
+            memcpy(buf + dl + 1, c->file, c->flen + 1);
+            syscall(SYS_execve, buf, c->argv, c->envp);
+            if (!search_goes_on(errno))
+                goto fail;
+            seen_eacces |= errno == EACCES;
+            last = errno;
         }
-        memcpy(buf, dir, dl);
-        buf[dl] = '/';
-        memcpy(buf + dl + 1, c->file, c->flen + 1);
-        syscall(SYS_execve, buf, c->argv, c->envp);
-        if (!search_goes_on(errno))
-            goto fail;
-        seen_eacces |= errno == EACCES;
         if (*end == '\0')
             break;
         s = end + 1;
     }
-    errno = seen_eacces ? EACCES : ENOENT;
+    errno = seen_eacces ? EACCES : last;
 fail:
     c->err = errno > 0 ? errno : EINVAL;
     return 127;
@@ -753,10 +773,12 @@ static int spawn_impl(pid_t *pid, const char *file, char *const argv[],
         r = spawn_clone(&child, &pidfd, file, path, argv, cenv, o, &plan);
         if (r == 0)
             *o->pidfd_out = pidfd;
-    } else if (SPAWN_HAVE_CLONE && !(o->flags & FORKSAFE_SPAWN_KEEP_FDS) &&
-               (!SPAWN_HAVE_ADDCLOSEFROM ||
-                plan_top(&plan) + 1ul >= plan.fd_limit)) {
-        /* No closefrom file action here, or one glibc would refuse (a start
+    } else if (SPAWN_HAVE_CLONE &&
+               (plan.src_high || (!(o->flags & FORKSAFE_SPAWN_KEEP_FDS) &&
+                                  (!SPAWN_HAVE_ADDCLOSEFROM ||
+                                   plan_top(&plan) + 1ul >= plan.fd_limit)))) {
+        /* A source glibc would refuse (above a lowered limit), no
+           closefrom file action here, or one glibc would refuse (a start
            at the limit, while descriptors above a lowered limit may still
            be open). */
         r = spawn_clone(&child, NULL, file, path, argv, cenv, o, &plan);

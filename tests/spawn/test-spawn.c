@@ -280,6 +280,52 @@ static void spawn_path_name_too_long(void **state)
     assert_no_children();
 }
 
+/* PATH elements execvp() skips or reports as it does (adversary, after
+   issue 10): an element of PATH_MAX bytes or more can never form a path and
+   is skipped, so a later directory still finds the program; when no
+   candidate execs and none said EACCES, the error is the last candidate's
+   (ENOTDIR here), not always ENOENT. */
+static void spawn_path_search_like_execvp(void **state)
+{
+    unsigned v = variant(state);
+    char *saved = strdup(getenv("PATH"));
+    pid_t pid;
+    char *targv[] = {"true", NULL};
+    static char path[PATH_MAX * 2 + 64];
+    path[0] = '/';
+    memset(path + 1, 'a', PATH_MAX + 100);
+    strcpy(path + 1 + PATH_MAX + 100, ":/bin:/usr/bin");
+    assert_int_equal(execvp_errno("true", path), 0); /* true ran */
+    setenv("PATH", path, 1);
+    int r = spawn_v(v, &pid, "true", targv, NULL, NULL);
+    setenv("PATH", saved, 1);
+    assert_int_equal(r, 0);
+    fs_assert_child_ok(pid, 5000);
+
+    /* A regular file used as a directory: ENOTDIR, if it comes last. */
+    char file[] = "/tmp/fs-spawn-notdir-XXXXXX";
+    int fd = mkstemp(file);
+    assert_true(fd >= 0);
+    close(fd);
+    const char *name = "fs-no-such-program-here";
+    char *argv[] = {"x", NULL};
+    snprintf(path, sizeof path, "/nonexistent:%s", file);
+    assert_int_equal(execvp_errno(name, path), ENOTDIR);
+    setenv("PATH", path, 1);
+    r = spawn_v(v, &pid, name, argv, NULL, NULL);
+    setenv("PATH", saved, 1);
+    assert_int_equal(r, ENOTDIR);
+    snprintf(path, sizeof path, "%s:/nonexistent", file);
+    assert_int_equal(execvp_errno(name, path), ENOENT);
+    setenv("PATH", path, 1);
+    r = spawn_v(v, &pid, name, argv, NULL, NULL);
+    setenv("PATH", saved, 1);
+    assert_int_equal(r, ENOENT);
+    unlink(file);
+    free(saved);
+    assert_no_children();
+}
+
 static void spawn_fd_hygiene(void **state)
 {
     unsigned v = variant(state);
@@ -470,6 +516,69 @@ static void spawn_fd_map_near_fd_limit(void **state)
     if (code != 0)
         fprintf(stderr, "%s", out);
     assert_int_equal(code, 0);
+}
+
+/* A parent_fd that is open but above a lowered RLIMIT_NOFILE (opened
+   before the limit was lowered, or inherited) is a valid source: dup2()
+   accepts it, and so must the map (adversary, after issue 10 item 10).
+   glibc's posix_spawn_file_actions_adddup2() refuses it with EBADF. */
+static int source_above_limit_scenario(int v, int fd)
+{
+    int null = open("/dev/null", O_RDONLY);
+    if (null < 0 || dup2(null, 100) != 100)
+        return 12;
+    close(null);
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 64;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 10;
+    char out[256];
+    char *fds[] = {"spawn-probe", "fds", NULL};
+    struct forksafe_fd_map m = {10, 100};
+    int r = probe_in_scenario((unsigned)v, &m, 1, fds, out, sizeof out);
+    if (r != 0 || strcmp(out, "0 1 2 10 \n") != 0) {
+        dprintf(fd, "map 10 <- 100 (limit 64): %d (%s) [%s]\n", r,
+                strerror(r > 0 ? r : 0), out);
+        return 1;
+    }
+    r = probe_in_scenario((unsigned)v | FORKSAFE_SPAWN_KEEP_FDS, &m, 1, fds,
+                          out, sizeof out);
+    if (r != 0 || strstr(out, " 10 ") == NULL) {
+        dprintf(fd, "KEEP_FDS map 10 <- 100 (limit 64): %d (%s) [%s]\n", r,
+                strerror(r > 0 ? r : 0), out);
+        return 2;
+    }
+    return 0;
+}
+
+static void spawn_fd_map_source_above_fd_limit(void **state)
+{
+    char out[512];
+    int code = fs_run_scenario(source_above_limit_scenario, (int)variant(state),
+                               out, sizeof out);
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
+/* A negative parent_fd is a descriptor that is not open: EBADF, as the
+   header says (and as dup2() says), not EINVAL. */
+static void spawn_negative_parent_fd_is_ebadf(void **state)
+{
+    unsigned v = variant(state);
+    pid_t pid = 12345;
+    char *argv[] = {"x", NULL};
+    struct forksafe_fd_map m = {3, -1};
+    struct forksafe_spawn_opts o;
+    memset(&o, 0, sizeof o);
+    o.fd_map = &m;
+    o.n_fd_map = 1;
+    assert_int_equal(spawn_v(v, &pid, "/bin/true", argv, NULL, &o), EBADF);
+    m.parent_fd = INT_MIN;
+    assert_int_equal(spawn_v(v, &pid, "/bin/true", argv, NULL, &o), EBADF);
+    assert_int_equal(pid, 12345);
+    assert_no_children();
 }
 
 static void spawn_signals_reset(void **state)
@@ -1139,10 +1248,13 @@ int main(void)
         BOTH(spawn_exec_errors_are_return_values),
         BOTH(spawn_path_search),
         BOTH(spawn_path_name_too_long),
+        BOTH(spawn_path_search_like_execvp),
         BOTH(spawn_fd_hygiene),
         BOTH(spawn_keep_fds_map_keeps_inherited),
         BOTH(spawn_fd_map_is_simultaneous),
         BOTH(spawn_fd_map_near_fd_limit),
+        BOTH(spawn_fd_map_source_above_fd_limit),
+        BOTH(spawn_negative_parent_fd_is_ebadf),
         BOTH(spawn_signals_reset),
         BOTH(spawn_child_runs_no_parent_handler),
         BOTH(spawn_cwd),
