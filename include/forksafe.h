@@ -295,7 +295,9 @@ struct forksafe_spawn_opts {
      cwd errors (ENOENT, ENOTDIR, EACCES) when cwd cannot be entered.
    On failure no child is left behind and *pid and *pidfd_out are unchanged.
    A child that was created is reported as started even if it dies at once
-   (also of a signal that reaches it before it execs: its status says so). */
+   (also of a signal that reaches it before it execs: its status says so).
+   Not a cancellation point: a pthread_cancel() of the calling thread takes
+   effect at its next cancellation point, after this call has returned. */
 FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
                                 char *const argv[], char *const envp[],
                                 const struct forksafe_spawn_opts *opts);

@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -793,13 +794,21 @@ static int spawn_impl(pid_t *pid, const char *file, char *const argv[],
 }
 
 /* Contract in forksafe.h. The errno value the caller had is preserved:
-   results travel only in the return value. */
+   results travel only in the return value. forksafe_spawn() is not a
+   cancellation point: close(), waitid() and waitpid() inside it are, and
+   a thread cancelled there would leave the child it made unreported (a
+   zombie nobody knows of) and the pidfd, the plan's copies and the
+   environment copy behind. A pending cancellation takes effect at the
+   caller's next cancellation point instead; the call itself never
+   blocks for long (the child only runs until it execs). */
 FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
                                 char *const argv[], char *const envp[],
                                 const struct forksafe_spawn_opts *opts)
 {
-    int saved = errno;
+    int saved = errno, cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     int r = spawn_impl(pid, file, argv, envp, opts);
+    pthread_setcancelstate(cancel, NULL);
     errno = saved;
     return r;
 }
