@@ -395,7 +395,11 @@ FORKSAFE_API int forksafe_zygote_start(void);
      EAGAIN, ENOMEM, ENOSYS  the server could not create the worker;
      ENOBUFS, ETOOMANYREFS  the request could not be sent (too much in
              flight);
-     EPROTO  the server's reply was malformed. */
+     EPROTO  the server's reply was malformed.
+   Not a cancellation point (nor are forksafe_zygote_start() and
+   forksafe_zygote_stop()): a pthread_cancel() of the caller takes effect
+   at its next cancellation point, after the call has returned (within
+   the call's bound above). */
 FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
                                        size_t len, const int *fds, size_t nfds,
                                        pid_t *pid);

@@ -710,8 +710,10 @@ static int start_impl(void)
 /* Contract in forksafe.h. */
 FORKSAFE_API int forksafe_zygote_start(void)
 {
-    int saved = errno;
+    int saved = errno, cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     int r = start_impl();
+    pthread_setcancelstate(cancel, NULL);
     errno = saved;
     return r;
 }
@@ -835,10 +837,8 @@ static int zrt_lock_until(uint64_t deadline)
     return r == 0 ? 0 : ETIMEDOUT;
 }
 
-/* Contract in forksafe.h. */
-FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
-                                       size_t len, const int *fds, size_t nfds,
-                                       pid_t *pid)
+static int spawn_impl(const char *name, const void *arg, size_t len,
+                      const int *fds, size_t nfds, pid_t *pid)
 {
     if (name == NULL || pid == NULL || (arg == NULL && len > 0) ||
         (fds == NULL && nfds > 0))
@@ -883,6 +883,23 @@ FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
     return r;
 }
 
+/* Contract in forksafe.h. Not a cancellation point, although poll(),
+   sendmsg() and recvmsg() are: a thread cancelled in the middle of a
+   round trip would leave zrt held for ever (every later spawn would time
+   out and stop() would block) and a worker it asked for unreported. The
+   call is bounded by the timeout, so a cancellation waits at most that
+   long, and takes effect at the caller's next cancellation point. */
+FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
+                                       size_t len, const int *fds, size_t nfds,
+                                       pid_t *pid)
+{
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    int r = spawn_impl(name, arg, len, fds, nfds, pid);
+    pthread_setcancelstate(cancel, NULL);
+    return r;
+}
+
 /* Contract in forksafe.h. */
 FORKSAFE_API pid_t forksafe_zygote_wait(pid_t pid, int *status, int options)
 {
@@ -900,8 +917,7 @@ FORKSAFE_API pid_t forksafe_zygote_pid(void)
     return p;
 }
 
-/* Contract in forksafe.h. */
-FORKSAFE_API int forksafe_zygote_stop(void)
+static int stop_impl(void)
 {
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) != getpid())
         return ECHILD;
@@ -922,6 +938,18 @@ FORKSAFE_API int forksafe_zygote_stop(void)
         server_end(fd, pid, pidfd, forksafe__default_timeout_ms());
     pthread_mutex_unlock(&zrt);
     errno = saved;
+    return r;
+}
+
+/* Contract in forksafe.h. Not a cancellation point, for the reasons
+   forksafe_zygote_spawn() is not: cancelled while it waits for the
+   server, it would leave zrt held and the server unreaped. */
+FORKSAFE_API int forksafe_zygote_stop(void)
+{
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    int r = stop_impl();
+    pthread_setcancelstate(cancel, NULL);
     return r;
 }
 

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-zygote-hostile.c: the fork server against a hostile or careless
+ * program: a thread cancelled in the middle of a round trip, a server
+ * killed while it serves requests. Each test runs in a scenario process of
+ * its own, with its own server, so that a broken state cannot leak into
+ * the next test; blocking calls are made from helper threads joined with
+ * a deadline, so a hang fails the test instead of stopping the run. The
+ * program re-executes itself with FORKSAFE_TIMEOUT_MS=1500.
+ */
+#include "common.h"
+
+#include <forksafe.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TIMEOUT_MS 1500
+#define ENTRY_STATUS 7 /* what e_seven's workers exit with */
+
+static int e_seven(const void *a, size_t l, const int *f, size_t n)
+{
+    (void)a, (void)l, (void)f, (void)n;
+    return ENTRY_STATUS;
+}
+
+/* Join t within ms: 1 if it ended, else 0 (it is left running). */
+static int join_within(pthread_t t, unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_timedjoin_np(t, NULL, &ts) == 0;
+}
+
+/* Wait until pid shows state T (stopped) in /proc, at most 2 s. */
+static void wait_stopped(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    for (int i = 0; i < 400; i++) {
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            return;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')');
+        if (p != NULL && p[1] == ' ' && p[2] == 'T')
+            return;
+        usleep(5000);
+    }
+}
+
+struct stop_call {
+    int r;
+    uint64_t took_ms;
+};
+
+static void *stop_main(void *arg)
+{
+    struct stop_call *c = arg;
+    uint64_t t0 = fs_now_ms();
+    c->r = forksafe_zygote_stop();
+    c->took_ms = fs_now_ms() - t0;
+    return NULL;
+}
+
+/* ------------------------------------------------- cancellation */
+
+struct cancel_spawn {
+    volatile int ready, go, returned;
+    int r;
+    pid_t pid;
+};
+
+static void *cancel_spawn_main(void *arg)
+{
+    struct cancel_spawn *c = arg;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    c->ready = 1;
+    while (!c->go)
+        usleep(1000);
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL); /* not a point */
+    c->r = forksafe_zygote_spawn("seven", NULL, 0, NULL, 0, &c->pid);
+    c->returned = 1;
+    pthread_testcancel();
+    return NULL;
+}
+
+/* A thread is cancelled while its round trip waits for a stopped server
+   (pthread_cancel() on a thread blocked in forksafe_zygote_spawn(), or
+   one with a cancellation pending on entry). The call still returns its
+   result (ETIMEDOUT), and the fork server stays usable: the next spawn
+   works and stop() returns within its bound (adversary: the cancelled
+   thread left the round-trip lock held, so every later spawn returned
+   ETIMEDOUT and stop() blocked for ever). */
+static int cancel_scenario(int pending, int fd)
+{
+    if (forksafe_zygote_start() != 0)
+        return 10;
+    pid_t z = forksafe_zygote_pid();
+    kill(z, SIGSTOP);
+    wait_stopped(z);
+    struct cancel_spawn c;
+    memset(&c, 0, sizeof c);
+    pthread_t t;
+    if (pthread_create(&t, NULL, cancel_spawn_main, &c) != 0)
+        return 11;
+    while (!c.ready)
+        usleep(1000);
+    if (pending) {
+        pthread_cancel(t);
+        c.go = 1;
+    } else {
+        c.go = 1;
+        usleep(300000); /* now blocked in the round trip */
+        pthread_cancel(t);
+    }
+    int joined = join_within(t, TIMEOUT_MS + 1000);
+    kill(z, SIGCONT);
+    if (!joined) {
+        dprintf(fd, "the cancelled spawn did not end\n");
+        return 12;
+    }
+    if (!c.returned) {
+        dprintf(fd, "cancelled inside forksafe_zygote_spawn\n");
+    } else if (c.r != ETIMEDOUT) {
+        dprintf(fd, "the cancelled spawn returned %d\n", c.r);
+        return 13;
+    }
+    pid_t w = -1;
+    int r = forksafe_zygote_spawn("seven", NULL, 0, NULL, 0, &w);
+    if (r != 0) {
+        dprintf(fd, "the next spawn returned %d (%s)\n", r, strerror(r));
+    } else {
+        int code;
+        if (fs_wait(w, 5000, &code) != FS_EXITED || code != ENTRY_STATUS)
+            return 14;
+    }
+    struct stop_call sc = {-1, 0};
+    pthread_t st;
+    if (pthread_create(&st, NULL, stop_main, &sc) != 0)
+        return 15;
+    if (!join_within(st, 3 * TIMEOUT_MS)) {
+        dprintf(fd, "stop() blocked for %d ms and more\n", 3 * TIMEOUT_MS);
+        return 16;
+    }
+    if (!c.returned || r != 0)
+        return 17;
+    if (sc.r != 0 || sc.took_ms > 2 * TIMEOUT_MS + 500)
+        return 18;
+    return 0;
+}
+
+static void zygote_spawn_cancelled_while_waiting(void **state)
+{
+    (void)state;
+    char out[512];
+    int code = fs_run_scenario(cancel_scenario, 0, out, sizeof out);
+    if (code != 0)
+        fprintf(stderr, "scenario %d: %s", code, out);
+    assert_int_equal(code, 0);
+}
+
+static void zygote_spawn_cancel_pending_on_entry(void **state)
+{
+    (void)state;
+    char out[512];
+    int code = fs_run_scenario(cancel_scenario, 1, out, sizeof out);
+    if (code != 0)
+        fprintf(stderr, "scenario %d: %s", code, out);
+    assert_int_equal(code, 0);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    if (getenv("FORKSAFE_TIMEOUT_MS") == NULL) {
+        /* Read by the library when it is loaded: set it, then start
+           again. */
+        setenv("FORKSAFE_TIMEOUT_MS", "1500", 1);
+        execv("/proc/self/exe", argv);
+        perror("test-zygote-hostile: execv");
+        return 1;
+    }
+    fs_watchdog(180);
+    if (forksafe_zygote_register("seven", e_seven) != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(zygote_spawn_cancelled_while_waiting),
+        cmocka_unit_test(zygote_spawn_cancel_pending_on_entry),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
