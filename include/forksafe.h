@@ -388,7 +388,10 @@ FORKSAFE_API int forksafe_zygote_start(void);
      EPERM   the caller's real or effective uid or gid is not what it was
              at forksafe_zygote_start() (workers would have the old ones);
      ECHILD  no server: not started, stopped, dead, or the caller is a
-             forked child of the process that started it;
+             forked child of the process that started it. No worker runs
+             the entry point for a spawn that failed so, even if the
+             server died after creating one (it dies of SIGKILL first);
+             docs/zygote.md, "Lifetime";
      EMFILE, ENFILE  the server had no descriptor free to receive fds;
      EBUSY   the server found itself with more than one thread (or could
              not tell), and refused;

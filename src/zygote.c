@@ -59,6 +59,7 @@
 #include "spawn-zygote.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -227,13 +228,31 @@ static pid_t worker_clone(int *pidfd)
     return (pid_t)r;
 }
 
-/* The worker: never returns. It holds nothing of the server but memory. */
+/* The worker: never returns. It holds nothing of the server but memory.
+   gate is a pipe (or -1, -1 when the server had no descriptors for one):
+   the worker runs fn only once the server has sent the reply that names
+   it, and dies of SIGKILL if the server dies or cannot reply first, so a
+   spawn that fails (ECHILD) never has a worker running the program's
+   code behind it. */
 static _Noreturn void worker_run(int sock, forksafe_zygote_fn fn,
-                                 const struct forksafe__zygote_req *req)
+                                 const struct forksafe__zygote_req *req,
+                                 const int gate[2])
 {
     if (srv_robust_head != NULL)
         syscall(SYS_set_robust_list, srv_robust_head, srv_robust_len);
     close(sock);
+    if (gate[0] >= 0) {
+        close(gate[1]);
+        char go = 0;
+        ssize_t n;
+        while ((n = read(gate[0], &go, 1)) < 0 && errno == EINTR) {
+        }
+        close(gate[0]);
+        if (n != 1) {
+            raise(SIGKILL); /* signals are all blocked, but not this one */
+            _exit(127);
+        }
+    }
     /* Signals pending on the server are not inherited; the worker gets the
        program's mask as it was at forksafe_zygote_start(). */
     sigprocmask(SIG_SETMASK, &srv_worker_mask, NULL);
@@ -366,12 +385,19 @@ static int serve_one(int sock, pid_t parent)
         err = EBUSY;
     pid_t pid = 0;
     int pidfd = -1;
+    int gate[2] = {-1, -1};
     if (err == 0) {
+        /* No free descriptor for the gate: the worker runs ungated, as
+           it would on a server killed before it could reply. */
+        if (pipe2(gate, O_CLOEXEC) != 0)
+            gate[0] = gate[1] = -1;
         pid = worker_clone(&pidfd);
         if (pid == 0)
-            worker_run(sock, fn, &req);
+            worker_run(sock, fn, &req, gate);
         if (pid < 0)
             err = errno;
+        if (gate[0] >= 0)
+            close(gate[0]);
     }
 
     for (size_t i = 0; i < nfds; i++)
@@ -388,6 +414,14 @@ static int serve_one(int sock, pid_t parent)
     rep.seq = req.seq;
     explicit_bzero(&req, sizeof req);
     int gone = send_reply(sock, &rep, pidfd);
+    if (gate[1] >= 0) {
+        /* Let the worker run now that the client has been told of it;
+           without a reply it dies when the gate closes. */
+        if (!gone && err == 0)
+            while (write(gate[1], "", 1) < 0 && errno == EINTR) {
+            }
+        close(gate[1]);
+    }
     if (pidfd >= 0)
         close(pidfd);
     return gone ? 1 : 0;

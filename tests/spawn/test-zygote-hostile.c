@@ -184,6 +184,101 @@ static void zygote_spawn_cancel_pending_on_entry(void **state)
     assert_int_equal(code, 0);
 }
 
+/* ------------------------------------------------- server killed */
+
+#define KILL_ROUNDS 60
+#define MAX_REPORTED 20000
+
+static pid_t reported[MAX_REPORTED];
+static int n_reported;
+static pthread_mutex_t reported_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *spin_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pid_t w = -1;
+        int r = forksafe_zygote_spawn("seven", NULL, 0, NULL, 0, &w);
+        if (r == 0) {
+            pthread_mutex_lock(&reported_mu);
+            if (n_reported < MAX_REPORTED)
+                reported[n_reported++] = w;
+            pthread_mutex_unlock(&reported_mu);
+        } else if (r != EAGAIN) {
+            return NULL; /* ECHILD: the server is gone */
+        }
+    }
+}
+
+static int was_reported(pid_t w)
+{
+    for (int i = 0; i < n_reported; i++)
+        if (reported[i] == w)
+            return 1;
+    return 0;
+}
+
+/* The server is killed (SIGKILL, as the OOM killer or an operator would)
+   while two threads spawn as fast as they can. Every worker that ran the
+   entry point must have been reported to the spawn that asked for it: a
+   spawn that fails with ECHILD made no worker that runs the program's
+   code. A worker the dead server had already created, but not yet
+   reported, may exist; it must die without running the entry point
+   (adversary: in 88 of 300 runs a worker whose spawn had returned ECHILD
+   ran the entry point to its end, unknown to the program). */
+static int killed_scenario(int unused, int fd)
+{
+    (void)unused;
+    srand((unsigned)getpid());
+    int ran_unreported = 0, died_unreported = 0;
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        n_reported = 0;
+        if (forksafe_zygote_start() != 0)
+            return 10;
+        pid_t z = forksafe_zygote_pid();
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            if (pthread_create(&t[i], NULL, spin_main, NULL) != 0)
+                return 11;
+        usleep((useconds_t)(rand() % 20000));
+        kill(z, SIGKILL);
+        for (int i = 0; i < 2; i++)
+            if (!join_within(t[i], 2 * TIMEOUT_MS)) {
+                dprintf(fd, "a spawn did not end after the server died\n");
+                return 12;
+            }
+        forksafe_zygote_stop(); /* ECHILD if a spawn found it dead */
+        int st;
+        pid_t w;
+        while ((w = waitpid(-1, &st, 0)) > 0) {
+            if (w == z) {
+                dprintf(fd, "the server was left for the program to reap\n");
+                return 13;
+            }
+            if (was_reported(w))
+                continue;
+            if (WIFEXITED(st) && WEXITSTATUS(st) == ENTRY_STATUS)
+                ran_unreported++;
+            else
+                died_unreported++;
+        }
+    }
+    dprintf(fd,
+            "%d rounds: %d unreported workers ran the entry point, %d "
+            "died before it\n",
+            KILL_ROUNDS, ran_unreported, died_unreported);
+    return ran_unreported == 0 ? 0 : 20;
+}
+
+static void zygote_server_killed_mid_request(void **state)
+{
+    (void)state;
+    char out[512];
+    int code = fs_run_scenario(killed_scenario, 0, out, sizeof out);
+    fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -201,6 +296,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(zygote_spawn_cancelled_while_waiting),
         cmocka_unit_test(zygote_spawn_cancel_pending_on_entry),
+        cmocka_unit_test(zygote_server_killed_mid_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
