@@ -358,11 +358,23 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
    channel closes and is killed (PR_SET_PDEATHSIG) when the thread that
    started it exits, so keep that thread alive (it normally is main()).
    Works without /proc: the single-thread check is unshare(CLONE_VM).
+   It returns once the server has said it is ready (one round trip). A
+   server that has died is reaped and replaced.
    Returns 0, EALREADY (running), EBUSY (other threads are alive), ENOMEM
    (the fork server's lock could not be registered; retried by the next
    call), the errno of a failed socketpair() or fork() (EMFILE, ENFILE,
    EAGAIN, ENOMEM), or, only where a seccomp filter forbids unshare(), the
-   errno of reading /proc/self/stat (ENOENT without /proc). */
+   errno of reading /proc/self/stat (ENOENT without /proc); also
+     ENOTSUP    the caller's children would be in another PID namespace
+                (after unshare(CLONE_NEWPID) or setns()): the server would
+                not see its parent and, as the first process there, could
+                not create the caller's children. With /proc this is found
+                before anything is forked; without it, the server, already
+                forked, says so and is reaped (a namespace whose first
+                process has exited takes no more processes);
+     ECHILD     the server exited before saying it was ready;
+     ETIMEDOUT  it did not say so within the timeout (then it is killed).
+   On every failure no server is left behind. */
 FORKSAFE_API int forksafe_zygote_start(void);
 
 /* Ask the server to fork a worker that runs the entry point name with a
@@ -378,7 +390,9 @@ FORKSAFE_API int forksafe_zygote_start(void);
      EBADF   a descriptor is not open;
      ETIMEDOUT  no answer within the timeout (the server is stopped, or
              busy, or requests of other threads queued ahead of this one
-             took the time). The request is cancelled: a server that reads
+             took the time, or a fork by another thread held the fork
+             server's lock, waiting for a registered lock ranked after it).
+             The request is cancelled: a server that reads
              it late refuses it and makes no worker; if it had already
              forked one when the caller gave up, the late reply names it
              and the next call (or forksafe_zygote_stop()) kills it
@@ -388,10 +402,15 @@ FORKSAFE_API int forksafe_zygote_start(void);
      EPERM   the caller's real or effective uid or gid is not what it was
              at forksafe_zygote_start() (workers would have the old ones);
      ECHILD  no server: not started, stopped, dead, or the caller is a
-             forked child of the process that started it. No worker runs
-             the entry point for a spawn that failed so, even if the
-             server died after creating one (it dies of SIGKILL first);
-             docs/zygote.md, "Lifetime";
+             forked child of the process that started it (also one with the
+             same PID number in a nested PID namespace), or the program has
+             closed the channel's descriptor (a daemon's cleanup of every
+             descriptor): a number that no longer names the channel is never
+             written to, closed or signalled through, and that server, which
+             exits on EOF, is left for the program's waitpid(). No worker
+             runs the entry point for a spawn that failed so, even if the
+             server died after creating one (it dies of SIGKILL first;
+             docs/zygote.md, "Lifetime");
      EMFILE, ENFILE  the server had no descriptor free to receive fds;
      EBUSY   the server found itself with more than one thread (or could
              not tell), and refused;
@@ -413,8 +432,11 @@ FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
    channel. Returns the pid, 0 (WNOHANG, still running) or -1 with errno. */
 FORKSAFE_API pid_t forksafe_zygote_wait(pid_t pid, int *status, int options);
 
-/* The fork server's PID, or 0 if none is running in this process. Never
-   waits for a request in flight. */
+/* The fork server's PID, or 0 if none is running in this process (0 as
+   soon as it has died, before any spawn has noticed). Never waits for a
+   request in flight; it may wait for a fork by another thread to finish,
+   which holds the fork server's lock from its prepare to its parent
+   handler. */
 FORKSAFE_API pid_t forksafe_zygote_pid(void);
 
 /* Stop the fork server and reap it; running workers are not affected (they
@@ -422,9 +444,15 @@ FORKSAFE_API pid_t forksafe_zygote_pid(void);
    out, which are killed. Waits for a request in flight (bounded by its
    timeout), then gives the server the timeout to exit and kills it
    (SIGKILL) if it has not: a stopped or hung server cannot make this block.
-   Entry points stay registered, and forksafe_zygote_start() may be called
-   again. Returns 0, or ECHILD if no server is running (never started,
-   stopped, or found dead and reaped by forksafe_zygote_spawn()). */
+   Spawns by other threads that start after stop() has begun get ECHILD;
+   stop() waits only for the one in flight, however many threads keep
+   spawning. Entry points stay registered, and forksafe_zygote_start() may
+   be called again. Returns 0 (also for a server that had died and is
+   reaped now), ECHILD if no server is running here (never started,
+   stopped, found dead and reaped by forksafe_zygote_spawn(), its channel's
+   descriptor closed by the program, or the caller is not the process that
+   started it), or ETIMEDOUT if a fork by another thread held the fork
+   server's lock for the whole timeout (nothing was changed). */
 FORKSAFE_API int forksafe_zygote_stop(void);
 
 #ifdef __cplusplus
