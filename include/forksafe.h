@@ -318,7 +318,8 @@ FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
  * when the library was loaded, else 5000 ms; plus at most 50 ms when it
  * reaps a worker killed for an earlier request that timed out),
  * forksafe_zygote_stop() within twice that (plus 50 ms for each late
- * worker it kills), and neither forksafe_zygote_pid() nor a plain fork()
+ * worker it kills and 50 ms for the server if it must be killed), and
+ * neither forksafe_zygote_pid() nor a plain fork()
  * by another thread ever waits for a request in flight.
  * Workers have the credentials the program had at forksafe_zygote_start()
  * and only descriptors 0, 1, 2 and those passed to them. See
@@ -444,6 +445,9 @@ FORKSAFE_API pid_t forksafe_zygote_pid(void);
    out, which are killed. Waits for a request in flight (bounded by its
    timeout), then gives the server the timeout to exit and kills it
    (SIGKILL) if it has not: a stopped or hung server cannot make this block.
+   A killed server that cannot die at once (a cgroup v1 freezer holds the
+   SIGKILL until the group is thawed) is given 50 ms, then left dying: a
+   later fork-server call (start, spawn, stop) reaps it once it has died.
    Spawns by other threads that start after stop() has begun get ECHILD;
    stop() waits only for the one in flight, however many threads keep
    spawning. Entry points stay registered, and forksafe_zygote_start() may

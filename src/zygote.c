@@ -771,6 +771,51 @@ static void replies_drain(int fd)
    killed: through its pidfd, or, without one, by PID while waitpid() still
    shows it as our unreaped child. Then it is reaped and the replies it
    left are read. */
+/* Servers killed but not yet dead: a SIGKILL takes effect only when the
+   process next runs, which a cgroup v1 freezer can put off for ever.
+   Their pidfds wait here, and each later call of the fork server reaps
+   those that have died since (zombies_reap()); when every slot is taken,
+   the pidfd is closed and the dead server is left for the program's
+   waitpid(). Slots are swapped atomically: no lock, so a fork()ed child
+   that inherits them merely finds servers that are not its children
+   (ECHILD) and closes its copies. */
+#define ZYGOTE_DYING 8
+static int zdying[ZYGOTE_DYING] = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+static void dying_park(int pidfd)
+{
+    for (int i = 0; i < ZYGOTE_DYING; i++) {
+        int none = -1;
+        if (__atomic_compare_exchange_n(&zdying[i], &none, pidfd, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            return;
+    }
+    close(pidfd);
+}
+
+/* Reap what has died of the servers parked by dying_park(). Never
+   waits. */
+static void dying_reap(void)
+{
+    for (int i = 0; i < ZYGOTE_DYING; i++) {
+        if (__atomic_load_n(&zdying[i], __ATOMIC_RELAXED) < 0)
+            continue;
+        int fd = __atomic_exchange_n(&zdying[i], -1, __ATOMIC_ACQ_REL);
+        if (fd < 0)
+            continue;
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int r = waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+        if (r == 0 && si.si_pid == 0)
+            dying_park(fd); /* still not dead */
+        else
+            close(fd); /* reaped, or not ours to reap (ECHILD, EBADF) */
+    }
+}
+
+/* How long a killed server is given to die before it is parked. */
+#define ZYGOTE_KILL_WAIT_MS 50
+
 static void server_end(struct zserver z, unsigned wait_ms)
 {
     /* shutdown(), not just close(): a fork()ed child of ours may hold a
@@ -782,22 +827,40 @@ static void server_end(struct zserver z, unsigned wait_ms)
         struct pollfd p = {z.pidfd, POLLIN, 0};
         while (poll(&p, 1, ms_left(deadline)) < 0 && errno == EINTR) {
         }
-        if (!(p.revents & POLLIN))
-            syscall(SYS_pidfd_send_signal, z.pidfd, SIGKILL, NULL, 0);
+        if (!(p.revents & POLLIN) &&
+            syscall(SYS_pidfd_send_signal, z.pidfd, SIGKILL, NULL, 0) == 0) {
+            /* Dead within microseconds, unless it cannot run (a frozen
+               cgroup): then it is reaped later, not waited for here. */
+            uint64_t kd = deadline_after(ZYGOTE_KILL_WAIT_MS);
+            p.revents = 0;
+            while (poll(&p, 1, ms_left(kd)) < 0 && errno == EINTR) {
+            }
+        }
         siginfo_t si;
-        while (waitid((idtype_t)P_PIDFD, (id_t)z.pidfd, &si, WEXITED) < 0 &&
+        memset(&si, 0, sizeof si);
+        int r;
+        while ((r = waitid((idtype_t)P_PIDFD, (id_t)z.pidfd, &si,
+                           WEXITED | WNOHANG)) < 0 &&
                errno == EINTR) {
         }
-        close(z.pidfd);
+        if (r == 0 && si.si_pid == 0)
+            dying_park(z.pidfd);
+        else
+            close(z.pidfd);
     } else if (z.pid > 0) {
         for (;;) {
             pid_t r = waitpid(z.pid, NULL, WNOHANG);
             if (r == z.pid || (r < 0 && errno != EINTR))
                 break; /* reaped, or someone else's waitpid() got it */
             if (r == 0 && ms_left(deadline) == 0) {
+                /* Still our unreaped child, so the PID is still its. If
+                   it cannot die at once (a frozen cgroup) it is left for
+                   the program's waitpid(): by PID alone it cannot be
+                   reaped later without risking another child's. */
                 kill(z.pid, SIGKILL);
-                while (waitpid(z.pid, NULL, 0) < 0 && errno == EINTR) {
-                }
+                uint64_t kd = deadline_after(ZYGOTE_KILL_WAIT_MS);
+                while (waitpid(z.pid, NULL, WNOHANG) == 0 && ms_left(kd) > 0)
+                    usleep(1000);
                 break;
             }
             usleep(1000);
@@ -915,6 +978,7 @@ static int hello_wait(int fd, uint64_t deadline, int64_t *off)
 
 static int start_impl(void)
 {
+    dying_reap();
     pid_t me = getpid();
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) == me) {
         pthread_mutex_lock(&zmu);
@@ -1127,6 +1191,7 @@ static int spawn_impl(const char *name, const void *arg, size_t len,
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) != getpid())
         return ECHILD;
     int saved = errno;
+    dying_reap();
     uint64_t deadline = deadline_after(forksafe__default_timeout_ms());
     uid_t uid = getuid(), euid = geteuid();
     gid_t gid = getgid(), egid = getegid();
@@ -1212,6 +1277,7 @@ static int stop_impl(void)
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) != getpid())
         return ECHILD;
     int saved = errno;
+    dying_reap();
     unsigned t = forksafe__default_timeout_ms();
     /* The state is taken out first, so that spawns from now on see no
        server; only round trips already in flight hold zrt for long, and

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -279,6 +280,108 @@ static void zygote_server_killed_mid_request(void **state)
     assert_int_equal(code, 0);
 }
 
+/* ------------------------------------------------- frozen server */
+
+#define FREEZER "/sys/fs/cgroup/freezer"
+
+static int write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    int bad = fputs(text, f) < 0;
+    return (fclose(f) != 0 || bad) ? -1 : 0;
+}
+
+/* The server is frozen by a cgroup v1 freezer (a container runtime's
+   pause, a supervisor's freeze), where a SIGKILL takes effect only once
+   the group is thawed. forksafe_zygote_stop() must still return within
+   its bound (twice the timeout, plus 50 ms) and a later call must reap
+   the server once it can die (adversary: stop() waited in waitid() until
+   the group was thawed: 10 s in a probe, for ever if it never is). */
+static int frozen_scenario(int unused, int fd)
+{
+    (void)unused;
+    char dir[128], procs[160], state[160], pidtext[32];
+    snprintf(dir, sizeof dir, FREEZER "/forksafe-test-%d", (int)getpid());
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+    snprintf(state, sizeof state, "%s/freezer.state", dir);
+    if (access(FREEZER, W_OK) != 0 || mkdir(dir, 0755) != 0)
+        return 77;
+    int code = 0;
+    if (forksafe_zygote_start() != 0) {
+        code = 10;
+        goto out;
+    }
+    pid_t z = forksafe_zygote_pid();
+    snprintf(pidtext, sizeof pidtext, "%d", (int)z);
+    if (write_file(procs, pidtext) != 0 || write_file(state, "FROZEN") != 0) {
+        forksafe_zygote_stop();
+        code = 77;
+        goto out;
+    }
+    struct stop_call sc = {-1, 0};
+    pthread_t st;
+    if (pthread_create(&st, NULL, stop_main, &sc) != 0) {
+        code = 11;
+        goto out;
+    }
+    int joined = join_within(st, 2 * TIMEOUT_MS + 1000);
+    write_file(state, "THAWED");
+    if (!joined) {
+        pthread_join(st, NULL);
+        dprintf(fd, "stop() of a frozen server took %llu ms\n",
+                (unsigned long long)sc.took_ms);
+        code = 12;
+        goto out;
+    }
+    if (sc.r != 0 || sc.took_ms > 2 * TIMEOUT_MS + 500) {
+        code = 13;
+        goto out;
+    }
+    /* Thawed, the server dies of the pending SIGKILL; the next call of
+       the fork server reaps it. */
+    usleep(200000);
+    if (forksafe_zygote_start() != 0) {
+        code = 14;
+        goto out;
+    }
+    pid_t w = -1;
+    if (forksafe_zygote_spawn("seven", NULL, 0, NULL, 0, &w) != 0) {
+        code = 15;
+        goto out;
+    }
+    int wc;
+    if (fs_wait(w, 5000, &wc) != FS_EXITED || wc != ENTRY_STATUS) {
+        code = 16;
+        goto out;
+    }
+    if (forksafe_zygote_stop() != 0) {
+        code = 17;
+        goto out;
+    }
+    if (waitpid(z, NULL, WNOHANG) != -1 || errno != ECHILD) {
+        dprintf(fd, "the frozen server was not reaped after its thaw\n");
+        code = 18;
+    }
+out:
+    write_file(state, "THAWED");
+    rmdir(dir);
+    return code;
+}
+
+static void zygote_stop_frozen_server(void **state)
+{
+    (void)state;
+    char out[512];
+    int code = fs_run_scenario(frozen_scenario, 0, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fprintf(stderr, "scenario %d: %s", code, out);
+    assert_int_equal(code, 0);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -297,6 +400,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(zygote_spawn_cancelled_while_waiting),
         cmocka_unit_test(zygote_spawn_cancel_pending_on_entry),
         cmocka_unit_test(zygote_server_killed_mid_request),
+        cmocka_unit_test(zygote_stop_frozen_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
