@@ -419,8 +419,8 @@ FORKSAFE_API int forksafe_zygote_start(void);
      ENOBUFS, ETOOMANYREFS  the request could not be sent (too much in
              flight);
      EPROTO  the server's reply was malformed.
-   Not a cancellation point (nor are forksafe_zygote_start() and
-   forksafe_zygote_stop()): a pthread_cancel() of the caller takes effect
+   Not a cancellation point (nor are forksafe_zygote_start(),
+   forksafe_zygote_pid() and forksafe_zygote_stop()): a pthread_cancel() of the caller takes effect
    at its next cancellation point, after the call has returned (within
    the call's bound above). */
 FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,

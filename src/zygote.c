@@ -1266,9 +1266,15 @@ FORKSAFE_API pid_t forksafe_zygote_pid(void)
 {
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) != getpid())
         return 0;
+    /* poll() and waitid() are cancellation points, and zmu is held
+       around them: cancelled there, the thread would leave the lock every
+       fork() waits for held for ever. */
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&zmu);
     pid_t p = state_locked() == Z_OURS && !server_exited_locked() ? zpid : 0;
     pthread_mutex_unlock(&zmu);
+    pthread_setcancelstate(cancel, NULL);
     return p;
 }
 

@@ -185,6 +185,92 @@ static void zygote_spawn_cancel_pending_on_entry(void **state)
     assert_int_equal(code, 0);
 }
 
+/* forksafe_zygote_pid() is not a cancellation point either: it looks at
+   the server's pidfd with poll() while it holds the client lock, which is
+   registered with the core. A thread cancelled there (a cancellation
+   pending on entry) would leave that lock held: every later call of the
+   fork server would wait, and every fork() by the program would wait for
+   it until its timeout and fail. */
+struct cancel_pid {
+    volatile int ready, go, returned;
+    pid_t pid;
+};
+
+static void *cancel_pid_main(void *arg)
+{
+    struct cancel_pid *c = arg;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    c->ready = 1;
+    while (!c->go)
+        usleep(1000);
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    c->pid = forksafe_zygote_pid();
+    c->returned = 1;
+    pthread_testcancel();
+    return NULL;
+}
+
+static void *pid_main(void *arg)
+{
+    *(pid_t *)arg = forksafe_zygote_pid();
+    return NULL;
+}
+
+static int cancel_pid_scenario(int unused, int fd)
+{
+    (void)unused;
+    if (forksafe_zygote_start() != 0)
+        return 10;
+    pid_t z = forksafe_zygote_pid();
+    struct cancel_pid c;
+    memset(&c, 0, sizeof c);
+    pthread_t t;
+    if (pthread_create(&t, NULL, cancel_pid_main, &c) != 0)
+        return 11;
+    while (!c.ready)
+        usleep(1000);
+    pthread_cancel(t);
+    c.go = 1;
+    pthread_join(t, NULL);
+    if (!c.returned)
+        dprintf(fd, "cancelled inside forksafe_zygote_pid\n");
+    else if (c.pid != z)
+        return 12;
+    pid_t again = -1;
+    pthread_t p;
+    if (pthread_create(&p, NULL, pid_main, &again) != 0)
+        return 13;
+    if (!join_within(p, 1000)) {
+        dprintf(fd, "forksafe_zygote_pid() blocked after the cancellation\n");
+        return 14;
+    }
+    uint64_t t0 = fs_now_ms();
+    pid_t k = fork();
+    if (k == 0)
+        _exit(0);
+    uint64_t took = fs_now_ms() - t0;
+    if (k < 0) {
+        dprintf(fd, "fork() failed after %llu ms\n", (unsigned long long)took);
+        return 15;
+    }
+    int code;
+    if (fs_wait(k, 5000, &code) != FS_EXITED || code != 0)
+        return 16;
+    if (!c.returned || again != z || took > TIMEOUT_MS / 2)
+        return 17;
+    return forksafe_zygote_stop() == 0 ? 0 : 18;
+}
+
+static void zygote_pid_cancel_pending_on_entry(void **state)
+{
+    (void)state;
+    char out[512];
+    int code = fs_run_scenario(cancel_pid_scenario, 0, out, sizeof out);
+    if (code != 0)
+        fprintf(stderr, "scenario %d: %s", code, out);
+    assert_int_equal(code, 0);
+}
+
 /* ------------------------------------------------- server killed */
 
 #define KILL_ROUNDS 60
@@ -399,6 +485,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(zygote_spawn_cancelled_while_waiting),
         cmocka_unit_test(zygote_spawn_cancel_pending_on_entry),
+        cmocka_unit_test(zygote_pid_cancel_pending_on_entry),
         cmocka_unit_test(zygote_server_killed_mid_request),
         cmocka_unit_test(zygote_stop_frozen_server),
     };
