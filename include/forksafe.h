@@ -221,7 +221,9 @@ FORKSAFE_API int forksafe_audit_write(int fd, unsigned flags);
  * ------------------------------------------------------------------------ */
 
 /* Inherit every descriptor that is not close-on-exec (default: only 0, 1,
-   2 and the child_fd numbers named in fd_map stay open in the child). */
+   2 and the child_fd numbers named in fd_map stay open in the child; 0, 1
+   and 2 only if they are not close-on-exec, the fd_map ones whatever the
+   flag of their parent_fd). */
 #define FORKSAFE_SPAWN_KEEP_FDS 0x1u
 /* Keep the caller's signal mask (default: empty mask in the child). */
 #define FORKSAFE_SPAWN_KEEP_SIGMASK 0x2u

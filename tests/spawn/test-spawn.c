@@ -362,6 +362,30 @@ static void spawn_fd_hygiene(void **state)
     close(cloexec);
 }
 
+/* Descriptors 0, 1 and 2 are not treated specially: one that is
+   close-on-exec is closed at exec like any other, unless fd_map names it
+   (which clears the flag in the child). docs/spawn.md said "only 0, 1, 2
+   and the child_fds of fd_map stay open, whatever their close-on-exec
+   flag", which reads as a promise for 0, 1 and 2 as well (adversary). */
+static void spawn_std_descriptors_follow_cloexec(void **state)
+{
+    unsigned v = variant(state);
+    int fl = fcntl(0, F_GETFD);
+    if (fl < 0)
+        skip(); /* run with descriptor 0 closed */
+    assert_int_equal(fcntl(0, F_SETFD, fl | FD_CLOEXEC), 0);
+    char out[256];
+    char *argv[] = {"spawn-probe", "fds", NULL};
+    run_probe(v, 0, NULL, 0, NULL, argv, out, sizeof out);
+    char plain[256];
+    snprintf(plain, sizeof plain, "%s", out);
+    struct forksafe_fd_map id = {0, 0};
+    run_probe(v, 0, &id, 1, NULL, argv, out, sizeof out);
+    assert_int_equal(fcntl(0, F_SETFD, fl), 0);
+    assert_string_equal(plain, "1 2 \n");
+    assert_string_equal(out, "0 1 2 \n");
+}
+
 /* KEEP_FDS with an fd_map keeps every inherited descriptor, including the
    numbers just above the map, where temporary copies used to land
    (issue 10, item 9). */
@@ -1361,6 +1385,7 @@ int main(void)
         BOTH(spawn_path_name_too_long),
         BOTH(spawn_path_search_like_execvp),
         BOTH(spawn_fd_hygiene),
+        BOTH(spawn_std_descriptors_follow_cloexec),
         BOTH(spawn_keep_fds_map_keeps_inherited),
         BOTH(spawn_fd_map_is_simultaneous),
         BOTH(spawn_fd_map_near_fd_limit),
