@@ -148,6 +148,31 @@ static int pidfd_supported(void)
     return v;
 }
 
+/* 1 if close_range() works here. glibc's closefrom file action uses it,
+   and falls back to listing /proc/self/fd; with neither (a seccomp
+   profile that hides close_range(), or Linux before 5.9, in a chroot or
+   sandbox without /proc) that action fails the whole spawn with ENOENT,
+   so such spawns take the clone() path, whose child can also count up to
+   the limit. Asked each time (one system call), since a seccomp filter
+   can be installed at any moment; a "no" is final, as filters cannot be
+   removed and the kernel does not change. Closing a number that cannot
+   be open is a no-op that returns 0 where close_range() exists. */
+static int close_range_works(void)
+{
+#ifdef SYS_close_range
+    static int hidden; /* atomic */
+    if (__atomic_load_n(&hidden, __ATOMIC_RELAXED))
+        return 0;
+    int saved = errno;
+    long r = syscall(SYS_close_range, (unsigned)INT_MAX, (unsigned)INT_MAX, 0);
+    errno = saved;
+    if (r == 0)
+        return 1;
+    __atomic_store_n(&hidden, 1, __ATOMIC_RELAXED);
+#endif
+    return 0;
+}
+
 /* Check opts for EINVAL that needs no allocation. */
 static int opts_check(const struct forksafe_spawn_opts *o)
 {
@@ -777,11 +802,13 @@ static int spawn_impl(pid_t *pid, const char *file, char *const argv[],
     } else if (SPAWN_HAVE_CLONE &&
                (plan.src_high || (!(o->flags & FORKSAFE_SPAWN_KEEP_FDS) &&
                                   (!SPAWN_HAVE_ADDCLOSEFROM ||
-                                   plan_top(&plan) + 1ul >= plan.fd_limit)))) {
+                                   plan_top(&plan) + 1ul >= plan.fd_limit ||
+                                   !close_range_works())))) {
         /* A source glibc would refuse (above a lowered limit), no
-           closefrom file action here, or one glibc would refuse (a start
-           at the limit, while descriptors above a lowered limit may still
-           be open). */
+           closefrom file action here, one glibc would refuse (a start at
+           the limit, while descriptors above a lowered limit may still be
+           open), or one that could fail (no close_range(): glibc would
+           need /proc). */
         r = spawn_clone(&child, NULL, file, path, argv, cenv, o, &plan);
     } else {
         r = spawn_posix(&child, file, path, argv, cenv, o, &plan);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1063,6 +1064,58 @@ static void spawn_under_seccomp(void **state)
     assert_int_equal(code, 0);
 }
 
+/* The same profile (close_range() hidden) without /proc, as in a chroot
+   or sandbox without /proc on a kernel before 5.9: glibc's closefrom file
+   action then has no way to find the open descriptors and fails the
+   spawn with ENOENT, so the default hygiene made every spawn fail
+   (adversary). Such spawns must take the clone() path, which counts up
+   to RLIMIT_NOFILE there. */
+static int seccomp_noproc_scenario(int mode, int fd)
+{
+    (void)mode;
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return 77;
+    for (int i = 0; i < 8 && access("/proc/self", F_OK) == 0; i++)
+        if (umount2("/proc", MNT_DETACH) != 0)
+            return 77;
+    if (access("/proc/self", F_OK) == 0)
+        return 77;
+    if (fs_seccomp_hide_new_calls() != 0)
+        return 77;
+    int leak = open("/dev/null", O_RDONLY); /* not close-on-exec */
+    if (leak < 0)
+        return 10;
+    char out[256];
+    char *fds[] = {"spawn-probe", "fds", NULL};
+    int r = probe_in_scenario(0, NULL, 0, fds, out, sizeof out);
+    if (r != 0 || strcmp(out, "0 1 2 \n") != 0) {
+        dprintf(fd, "plain: %s [%s]\n", strerror(r), out);
+        return 1;
+    }
+    struct forksafe_fd_map m = {leak + 5, leak};
+    char want[64];
+    snprintf(want, sizeof want, "0 1 2 %d \n", leak + 5);
+    r = probe_in_scenario(0, &m, 1, fds, out, sizeof out);
+    if (r != 0 || strcmp(out, want) != 0) {
+        dprintf(fd, "map: %s [%s]\n", strerror(r), out);
+        return 2;
+    }
+    return 0;
+}
+
+static void spawn_under_seccomp_without_proc(void **state)
+{
+    (void)state;
+    char out[512];
+    int code = fs_run_scenario(seccomp_noproc_scenario, 0, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
 /* Threads spawn at once, each with its own pipes swapped in its map: every
    mark arrives in the pipe that thread meant. */
 struct conc_arg {
@@ -1400,6 +1453,7 @@ int main(void)
         cmocka_unit_test(spawn_pidfd_with_reaper_thread),
         cmocka_unit_test(spawn_pidfd_emfile_starts_nothing),
         cmocka_unit_test(spawn_under_seccomp),
+        cmocka_unit_test(spawn_under_seccomp_without_proc),
         BOTH(spawn_nproc_limit),
         BOTH(spawn_concurrent_threads),
         cmocka_unit_test(spawn_bad_input),
