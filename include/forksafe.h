@@ -376,7 +376,8 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
                 forked, says so and is reaped (a namespace whose first
                 process has exited takes no more processes);
      ECHILD     the server exited before saying it was ready;
-     ETIMEDOUT  it did not say so within the timeout (then it is killed).
+     ETIMEDOUT  it did not say so within the timeout, or 1 s if that is
+                shorter (then it is killed).
    On every failure no server is left behind. */
 FORKSAFE_API int forksafe_zygote_start(void);
 

@@ -1020,7 +1020,11 @@ static int start_impl(void)
         return e;
     }
     fflush(NULL); /* or buffered output would be written again later */
-    uint64_t deadline = deadline_after(forksafe__default_timeout_ms());
+    /* The hello comes once the server has closed its inherited descriptors
+       and set itself up: the timeout, but never less than a second, so
+       that a tiny FORKSAFE_TIMEOUT_MS meant for forks does not fail it. */
+    unsigned hello_ms = forksafe__default_timeout_ms();
+    uint64_t deadline = deadline_after(hello_ms > 1000u ? hello_ms : 1000u);
     pid_t p = fork();
     if (p < 0) {
         int e = errno;

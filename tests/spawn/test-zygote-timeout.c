@@ -59,6 +59,24 @@ int __wrap_unshare(int flags)
     return __real_unshare(flags);
 }
 
+/* getppid() is the server's first step after the fork (the library calls
+   it nowhere else): with start_fault set, the server sleeps past the
+   timeout there (1) or exits (2), before it says it is ready. */
+pid_t __real_getppid(void);
+pid_t __wrap_getppid(void);
+static int start_fault;
+
+pid_t __wrap_getppid(void)
+{
+    if (start_fault && getpid() != test_pid) {
+        if (start_fault == 1)
+            usleep((TIMEOUT_MS + 1000) * 1000u);
+        else
+            _exit(3);
+    }
+    return __real_getppid();
+}
+
 /* ------------------------------------------------- helpers */
 
 /* One call in a helper thread. */
@@ -313,6 +331,33 @@ static void timeout_late_worker_is_killed(void **state)
     spawn_ok();
     children(kids, sizeof kids);
     assert_string_equal(kids, only);
+}
+
+/* A server that is silent past the timeout, or exits, before it says it
+   is ready: start() says ETIMEDOUT or ECHILD within its bound and leaves
+   no server and no child behind. */
+static void timeout_start_of_a_silent_or_dead_server(void **state)
+{
+    (void)state;
+    forksafe_zygote_stop();
+    for (int fault = 1; fault <= 2; fault++) {
+        start_fault = fault;
+        uint64_t t0 = fs_now_ms();
+        int r = start_retry();
+        uint64_t took = fs_now_ms() - t0;
+        start_fault = 0;
+        assert_int_equal(r, fault == 1 ? ETIMEDOUT : ECHILD);
+        assert_true(took < 2 * TIMEOUT_MS + 500);
+        assert_int_equal(forksafe_zygote_pid(), 0);
+        pid_t w;
+        assert_int_equal(forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w),
+                         ECHILD);
+        errno = 0;
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+    }
+    assert_int_equal(start_retry(), 0);
+    spawn_ok();
 }
 
 /* Threads that spawn in a loop, until the server is gone (ECHILD). */
@@ -579,6 +624,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(timeout_concurrent_spawns),
         cmocka_unit_test(timeout_late_worker_is_killed),
         cmocka_unit_test(timeout_stop_stopped_server),
+        cmocka_unit_test(timeout_start_of_a_silent_or_dead_server),
         cmocka_unit_test(timeout_stop_with_spawners_spinning),
         cmocka_unit_test(timeout_spawn_while_a_fork_holds_the_lock),
         cmocka_unit_test(timeout_late_worker_reaped_under_signals),
