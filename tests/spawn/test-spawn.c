@@ -1418,7 +1418,6 @@ static void spawn_survives_thread_cancellation(void **state)
     assert_int_equal(code, 0);
 }
 
-
 #define BOTH(f)                                                                \
     cmocka_unit_test_prestate(f, (void *)&v_plain),                            \
         cmocka_unit_test_prestate(f, (void *)&v_pidfd)

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TIMEOUT_MS 1500
+#define TIMEOUT_MS   1500
 #define ENTRY_STATUS 7 /* what e_seven's workers exit with */
 
 static int e_seven(const void *a, size_t l, const int *f, size_t n)
@@ -273,7 +273,7 @@ static void zygote_pid_cancel_pending_on_entry(void **state)
 
 /* ------------------------------------------------- server killed */
 
-#define KILL_ROUNDS 60
+#define KILL_ROUNDS  60
 #define MAX_REPORTED 20000
 
 static pid_t reported[MAX_REPORTED];
