@@ -774,7 +774,7 @@ static void replies_drain(int fd)
 /* Servers killed but not yet dead: a SIGKILL takes effect only when the
    process next runs, which a cgroup v1 freezer can put off for ever.
    Their pidfds wait here, and each later call of the fork server reaps
-   those that have died since (zombies_reap()); when every slot is taken,
+   those that have died since (dying_reap()); when every slot is taken,
    the pidfd is closed and the dead server is left for the program's
    waitpid(). Slots are swapped atomically: no lock, so a fork()ed child
    that inherits them merely finds servers that are not its children
