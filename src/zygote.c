@@ -688,6 +688,48 @@ static void state_forget(void)
     __atomic_store_n(&zowner, 0, __ATOMIC_RELAXED);
 }
 
+/* Servers and late workers killed but not yet dead: a SIGKILL takes
+   effect only when the process next runs, which a cgroup v1 freezer can
+   put off for ever. Their pidfds wait here, and each later call of the
+   fork server reaps those that have died since (dying_reap()); when every
+   slot is taken, the pidfd is closed and the dead process is left for the
+   program's waitpid(). Slots are swapped atomically: no lock, so a fork()ed
+   child that inherits them merely finds servers that are not its children
+   (ECHILD) and closes its copies. */
+#define ZYGOTE_DYING 8
+static int zdying[ZYGOTE_DYING] = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+static void dying_park(int pidfd)
+{
+    for (int i = 0; i < ZYGOTE_DYING; i++) {
+        int none = -1;
+        if (__atomic_compare_exchange_n(&zdying[i], &none, pidfd, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            return;
+    }
+    close(pidfd);
+}
+
+/* Reap what has died of the servers parked by dying_park(). Never
+   waits. */
+static void dying_reap(void)
+{
+    for (int i = 0; i < ZYGOTE_DYING; i++) {
+        if (__atomic_load_n(&zdying[i], __ATOMIC_RELAXED) < 0)
+            continue;
+        int fd = __atomic_exchange_n(&zdying[i], -1, __ATOMIC_ACQ_REL);
+        if (fd < 0)
+            continue;
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int r = waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+        if (r == 0 && si.si_pid == 0)
+            dying_park(fd); /* still not dead */
+        else
+            close(fd); /* reaped, or not ours to reap (ECHILD, EBADF) */
+    }
+}
+
 /* Kill and reap a worker whose reply came after its request was given up
    on (the caller got ETIMEDOUT), through its pidfd, which names exactly
    it; it is given wait_ms to die (SIGKILL takes microseconds, unless the
@@ -706,7 +748,12 @@ static void stale_worker(const struct forksafe__zygote_reply *rep, int wfd,
         while (poll(&p, 1, ms_left(deadline)) < 0 && errno == EINTR) {
         }
         siginfo_t si;
-        waitid((idtype_t)P_PIDFD, (id_t)wfd, &si, WEXITED | WNOHANG);
+        memset(&si, 0, sizeof si);
+        if (waitid((idtype_t)P_PIDFD, (id_t)wfd, &si, WEXITED | WNOHANG) == 0 &&
+            si.si_pid == 0) {
+            dying_park(wfd); /* frozen: reaped once it has died */
+            return;
+        }
     }
     close(wfd);
 }
@@ -771,48 +818,6 @@ static void replies_drain(int fd)
    killed: through its pidfd, or, without one, by PID while waitpid() still
    shows it as our unreaped child. Then it is reaped and the replies it
    left are read. */
-/* Servers killed but not yet dead: a SIGKILL takes effect only when the
-   process next runs, which a cgroup v1 freezer can put off for ever.
-   Their pidfds wait here, and each later call of the fork server reaps
-   those that have died since (dying_reap()); when every slot is taken,
-   the pidfd is closed and the dead server is left for the program's
-   waitpid(). Slots are swapped atomically: no lock, so a fork()ed child
-   that inherits them merely finds servers that are not its children
-   (ECHILD) and closes its copies. */
-#define ZYGOTE_DYING 8
-static int zdying[ZYGOTE_DYING] = {-1, -1, -1, -1, -1, -1, -1, -1};
-
-static void dying_park(int pidfd)
-{
-    for (int i = 0; i < ZYGOTE_DYING; i++) {
-        int none = -1;
-        if (__atomic_compare_exchange_n(&zdying[i], &none, pidfd, 0,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-            return;
-    }
-    close(pidfd);
-}
-
-/* Reap what has died of the servers parked by dying_park(). Never
-   waits. */
-static void dying_reap(void)
-{
-    for (int i = 0; i < ZYGOTE_DYING; i++) {
-        if (__atomic_load_n(&zdying[i], __ATOMIC_RELAXED) < 0)
-            continue;
-        int fd = __atomic_exchange_n(&zdying[i], -1, __ATOMIC_ACQ_REL);
-        if (fd < 0)
-            continue;
-        siginfo_t si;
-        memset(&si, 0, sizeof si);
-        int r = waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
-        if (r == 0 && si.si_pid == 0)
-            dying_park(fd); /* still not dead */
-        else
-            close(fd); /* reaped, or not ours to reap (ECHILD, EBADF) */
-    }
-}
-
 /* How long a killed server is given to die before it is parked. */
 #define ZYGOTE_KILL_WAIT_MS 50
 

@@ -6,7 +6,9 @@
  * its own, with its own server, so that a broken state cannot leak into
  * the next test; blocking calls are made from helper threads joined with
  * a deadline, so a hang fails the test instead of stopping the run. The
- * program re-executes itself with FORKSAFE_TIMEOUT_MS=1500.
+ * program re-executes itself with FORKSAFE_TIMEOUT_MS=1500. It links the
+ * static library with unshare() wrapped, so that one test can make the
+ * server slow after it has accepted a request (a late worker).
  */
 #include "common.h"
 
@@ -29,6 +31,32 @@ static int e_seven(const void *a, size_t l, const int *f, size_t n)
 {
     (void)a, (void)l, (void)f, (void)n;
     return ENTRY_STATUS;
+}
+
+/* Runs until killed (ends by itself after 20 s, so that it cannot hold
+   the runner's output open). */
+static int e_forever(const void *a, size_t l, const int *f, size_t n)
+{
+    (void)a, (void)l, (void)f, (void)n;
+    sleep(20);
+    return 1;
+}
+
+/* The server's census (unshare()) is wrapped: when slow_census_ms is set
+   before the server starts, the server's first census sleeps that long,
+   after it has accepted the request and before it forks the worker, so
+   the worker is made after its client gave up (a late worker). */
+int __real_unshare(int flags);
+int __wrap_unshare(int flags);
+static unsigned slow_census_ms;
+static pid_t census_client; /* the process whose census is never slow */
+static int census_calls;
+
+int __wrap_unshare(int flags)
+{
+    if (slow_census_ms && getpid() != census_client && census_calls++ == 0)
+        usleep(slow_census_ms * 1000u);
+    return __real_unshare(flags);
 }
 
 /* Join t within ms: 1 if it ended, else 0 (it is left running). */
@@ -468,6 +496,119 @@ static void zygote_stop_frozen_server(void **state)
     assert_int_equal(code, 0);
 }
 
+/* A late worker (made after its spawn returned ETIMEDOUT) that is frozen
+   when the next round trip kills it: the SIGKILL takes effect only at the
+   thaw, so it cannot be reaped then; the library must still reap it once
+   it has died, as docs/zygote.md promises ("kills that worker and reaps
+   it"), and not leave a zombie for the program (adversary: the pidfd was
+   closed after 50 ms and the worker stayed a zombie). */
+static pid_t other_child(pid_t self, pid_t not_this)
+{
+    char path[96], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)self,
+             (int)self);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (char *p = buf; *p != '\0';) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (v > 0 && v != not_this)
+            return (pid_t)v;
+        p = end;
+    }
+    return -1;
+}
+
+static int frozen_late_scenario(int unused, int fd)
+{
+    (void)unused;
+    char dir[128], procs[160], state[160], pidtext[32];
+    snprintf(dir, sizeof dir, FREEZER "/forksafe-test-%d", (int)getpid());
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+    snprintf(state, sizeof state, "%s/freezer.state", dir);
+    if (access(FREEZER, W_OK) != 0 || access("/proc/self/task/", F_OK) != 0 ||
+        mkdir(dir, 0755) != 0)
+        return 77;
+    int code = 0;
+    census_client = getpid();
+    slow_census_ms = TIMEOUT_MS + 500;
+    int r = forksafe_zygote_start();
+    slow_census_ms = 0;
+    if (r != 0) {
+        code = 10;
+        goto out;
+    }
+    pid_t z = forksafe_zygote_pid();
+    pid_t w = -1;
+    r = forksafe_zygote_spawn("forever", NULL, 0, NULL, 0, &w);
+    if (r != ETIMEDOUT) {
+        dprintf(fd, "the slow spawn returned %d\n", r);
+        code = 11;
+        goto out;
+    }
+    pid_t late = -1;
+    for (int i = 0; i < 200 && late < 0; i++) {
+        usleep(10000);
+        late = other_child(getpid(), z);
+    }
+    if (late < 0) {
+        code = 12;
+        goto out;
+    }
+    snprintf(pidtext, sizeof pidtext, "%d", (int)late);
+    if (write_file(procs, pidtext) != 0 || write_file(state, "FROZEN") != 0) {
+        code = 77;
+        goto out;
+    }
+    usleep(100000);
+    /* This round trip reads the late reply and kills the late worker. */
+    r = forksafe_zygote_spawn("seven", NULL, 0, NULL, 0, &w);
+    if (r == 0) {
+        int wc;
+        if (fs_wait(w, 5000, &wc) != FS_EXITED || wc != ENTRY_STATUS) {
+            code = 13;
+            goto out;
+        }
+    } else if (r != ETIMEDOUT) {
+        code = 14;
+        goto out;
+    }
+    write_file(state, "THAWED");
+    usleep(200000); /* it dies of the pending SIGKILL */
+    (void)forksafe_zygote_spawn("nope", NULL, 0, NULL, 0, &w); /* ENOENT */
+    if (forksafe_zygote_stop() != 0) {
+        code = 15;
+        goto out;
+    }
+    errno = 0;
+    if (waitpid(late, NULL, WNOHANG) != -1 || errno != ECHILD) {
+        dprintf(fd, "the late worker was left a zombie\n");
+        code = 16;
+    }
+out:
+    write_file(state, "THAWED");
+    rmdir(dir);
+    return code;
+}
+
+static void zygote_frozen_late_worker_is_reaped(void **state)
+{
+    (void)state;
+    char out[512];
+    int code = fs_run_scenario(frozen_late_scenario, 0, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fprintf(stderr, "scenario %d: %s", code, out);
+    assert_int_equal(code, 0);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -480,7 +621,8 @@ int main(int argc, char **argv)
         return 1;
     }
     fs_watchdog(180);
-    if (forksafe_zygote_register("seven", e_seven) != 0)
+    if (forksafe_zygote_register("seven", e_seven) != 0 ||
+        forksafe_zygote_register("forever", e_forever) != 0)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(zygote_spawn_cancelled_while_waiting),
@@ -488,6 +630,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(zygote_pid_cancel_pending_on_entry),
         cmocka_unit_test(zygote_server_killed_mid_request),
         cmocka_unit_test(zygote_stop_frozen_server),
+        cmocka_unit_test(zygote_frozen_late_worker_is_reaped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
