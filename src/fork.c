@@ -53,7 +53,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 5000u
@@ -90,6 +89,7 @@ static unsigned default_timeout_ms = DEFAULT_TIMEOUT_MS;
    parent and child handlers must not touch the registry. */
 static __thread struct {
     unsigned char no_lock;
+    unsigned char joined; /* rides on another thread's forksafe_fork() */
 } tls __attribute__((tls_model("initial-exec")));
 
 static __thread char last_error[512];
@@ -152,6 +152,14 @@ static void describe_failure(const struct forksafe_entry *e, int err,
                             k->name, e->name, e->rank, obj, strerror(err));
         return;
     }
+    const char *refused = forksafe__kinds_refusal();
+    if (refused) {
+        forksafe__set_error("cannot fork with %s \"%s\" (rank %u, %s, "
+                            "registered by %s): %s (%s)",
+                            k->name, e->name, e->rank, k->detail(e->key), obj,
+                            refused, strerror(err));
+        return;
+    }
     pid_t h = k->holder(e->key);
     if (h > 0) {
         char tname[64];
@@ -181,11 +189,11 @@ static void describe_failure(const struct forksafe_entry *e, int err,
 /* The fork in progress, set by prepare and read by the parent and child
    walks; guarded by the registry lock. When the process is
    single-threaded only the slots listed in snap.single are visited at all
-   (DESIGN.md, item 9), so thousands of registered plain mutexes cost
-   nothing there. A slot's state is the fork's default unless it is listed,
-   in visiting order, in the exceptions. Every field is written only when
-   its value changes (SET), so that a steady stream of forks writes nothing
-   here. */
+   (docs/design.md, "Every fork"), so thousands of registered plain mutexes
+   cost nothing there. A slot's state is the fork's default unless it is
+   listed, in visiting order, in the exceptions. Every field is written only
+   when its value changes (SET), so that a steady stream of forks writes
+   nothing here. */
 static struct {
     struct forksafe_snapshot snap;
     size_t n; /* slots visited */
@@ -702,7 +710,7 @@ static int prepare_all(const struct timespec *deadline, unsigned timeout_ms,
         if (memcmp(&s, &cur.snap, sizeof s) != 0)
             cur.snap = s;
         forksafe__kinds_reset();
-        int mt = !__libc_single_threaded;
+        int mt = forksafe__platform()->multithreaded();
         SET(cur.mt, mt);
         SET(cur.n, mt ? s.n : s.n_single);
         SET(cur.n_exc, 0);
@@ -745,6 +753,36 @@ static void no_lock_fork(void)
     __atomic_add_fetch(&no_lock_forks, 1, __ATOMIC_RELAXED);
 }
 
+/* The registry lock for a plain fork()'s prepare, by deadline. Where the
+   C library runs every prepare handler under one lock of its own, held
+   until the fork is over (musl: src/thread/pthread_atfork.c), a
+   forksafe_fork() in another thread that holds the registry and is about
+   to call fork() waits for this fork to end, so waiting for it here would
+   never end (seen as a hang of test-concurrency on musl). That forker has
+   already taken every entry and changes nothing until this fork is done:
+   this fork joins it instead, and its child releases what that prepare
+   took (not what that thread held itself). 0 (locked), 1 (joined) or the
+   errno of the failed wait. */
+static int lock_for_plain_fork(const struct timespec *deadline)
+{
+    if (!forksafe__platform()->atfork_serialized)
+        return forksafe__registry_lock_until(deadline);
+    for (;;) {
+        struct timespec slice;
+        forksafe__deadline(&slice, 1);
+        int last = slice.tv_sec > deadline->tv_sec ||
+                   (slice.tv_sec == deadline->tv_sec &&
+                    slice.tv_nsec >= deadline->tv_nsec);
+        int r = forksafe__registry_lock_until(last ? deadline : &slice);
+        if (r == 0)
+            return 0;
+        if (__atomic_load_n(&forksafe__fp->by_wrapper, __ATOMIC_ACQUIRE))
+            return 1;
+        if (last)
+            return r;
+    }
+}
+
 static void atfork_prepare(void)
 {
     struct forksafe_fork_page *fp = forksafe__fp;
@@ -760,7 +798,12 @@ static void atfork_prepare(void)
     /* The deadline starts now, also counting the wait for the registry. */
     struct timespec deadline;
     forksafe__deadline(&deadline, default_timeout_ms);
-    if (forksafe__registry_lock_until(&deadline)) {
+    int r = lock_for_plain_fork(&deadline);
+    if (r == 1) {
+        tls.joined = 1;
+        return;
+    }
+    if (r) {
         no_lock_fork();
         return;
     }
@@ -773,6 +816,10 @@ static void atfork_parent(void)
 {
     if (tls.no_lock) {
         tls.no_lock = 0;
+        return;
+    }
+    if (tls.joined) {
+        tls.joined = 0; /* the other forker releases, after its fork */
         return;
     }
     if (cur.nested) {
@@ -791,8 +838,16 @@ static void atfork_child(void)
             forksafe__fork_page_child_reset();
         return;
     }
-    if (cur.nested)
+    if (tls.joined) {
+        /* The other forker's prepare took the entries; what that thread
+           held itself is not this child's to keep. */
+        tls.joined = 0;
+        for (size_t k = 0; k < cur.n_exc; k++)
+            if (cur.snap.exc[k].state == FS_ST_SELF)
+                cur.snap.exc[k].state = FS_ST_FAILED;
+    } else if (cur.nested) {
         return;
+    }
     /* Callbacks may call the registry: they must see the fork in progress
        (EDEADLK), so the child's thread owns it while they run. Locks need
        no such thing, and the wiped page is then not even read. */
@@ -979,7 +1034,7 @@ pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
         return -1;
     }
 
-    fp->by_wrapper = 1;
+    __atomic_store_n(&fp->by_wrapper, 1, __ATOMIC_RELEASE);
     unsigned long seq = fp->seq;
     pid_t pid = fork();
     int saved = errno;

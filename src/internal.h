@@ -30,7 +30,7 @@ enum forksafe_kind {
 
 /* What prepare did to a slot during the current fork; read by the parent
    and child handlers. Written only before the fork, so the parent and child
-   handlers never dirty a page for it (see NOTES.md, cost model). */
+   handlers never dirty a page for it (docs/design.md, "Every fork"). */
 enum forksafe_state {
     FS_ST_IDLE,  /* nothing taken: single-threaded and free, or not visited */
     FS_ST_TAKEN, /* prepare acquired it: release in parent, restore in child */
@@ -104,7 +104,7 @@ struct forksafe_snapshot {
 /* A slot whose prepare outcome differs from the fork's default (TAKEN when
    multi-threaded, IDLE when not). Only these are written per fork: a state
    byte per slot would dirty one page per 4,096 slots, and every such page
-   costs a write-protect fault after each fork (NOTES.md, cost model). */
+   costs a write-protect fault after each fork (docs/design.md). */
 struct forksafe_exception {
     uint32_t idx;
     unsigned char state;
@@ -184,6 +184,10 @@ extern int forksafe__fp_wiped;
 void forksafe__registry_init(void);
 /* In the child, when the page is not wiped: reset it to all-free. */
 void forksafe__fork_page_child_reset(void);
+
+/* Why the platform layer refused the lock whose prepare just failed (a
+   phrase for forksafe_last_error), or NULL (locks.c). */
+const char *forksafe__kinds_refusal(void);
 
 /* ---- registry.c ---- */
 

@@ -50,12 +50,45 @@ static int alone(void)
 
 /* ------------------------------------------------------------ mutex */
 
+/* Why the last prepare refused its lock, for forksafe_last_error(); NULL
+   if it did not. Forks are serialised, so one is enough. */
+static const char *refusal;
+
+const char *forksafe__kinds_refusal(void)
+{
+    return refusal;
+}
+
+static int vet(const struct forksafe_platform *P, pthread_mutex_t *m,
+               enum forksafe_vet how, const struct timespec *deadline,
+               int *still_held)
+{
+    if (!P->mutex_vet)
+        return 0;
+    int r = P->mutex_vet(m, how, deadline, still_held);
+    if (r)
+        refusal = P->vet_refusal ? P->vet_refusal() : NULL;
+    return r;
+}
+
+static int vet_rwlock(const struct forksafe_platform *P, pthread_rwlock_t *l,
+                      enum forksafe_vet how)
+{
+    if (!P->rwlock_vet)
+        return 0;
+    int r = P->rwlock_vet(l, how);
+    if (r)
+        refusal = P->vet_refusal ? P->vet_refusal() : NULL;
+    return r;
+}
+
 static int mutex_try(const void *key, const struct forksafe_entry *e UNUSED,
-                     unsigned char *st, const struct timespec *deadline UNUSED,
+                     unsigned char *st, const struct timespec *deadline,
                      int mt, pid_t self)
 {
     const struct forksafe_platform *P = forksafe__platform();
     pthread_mutex_t *m = (pthread_mutex_t *)key;
+    refusal = NULL;
     if (P->mutex_holder(m) == self) {
         *st = FS_ST_SELF;
         return 0;
@@ -67,18 +100,35 @@ static int mutex_try(const void *key, const struct forksafe_entry *e UNUSED,
     }
     int r = pthread_mutex_trylock(m);
     if (r == EBUSY && alone()) {
-        *st = FS_ST_IDLE; /* a dead thread's lock: keep it as it is */
+        /* A dead thread's lock, or this thread's: keep it as it is. */
+        int unused = 1;
+        r = vet(P, m, FS_VET_STRAY, deadline, &unused);
+        if (r)
+            return r;
+        *st = FS_ST_IDLE;
         return 0;
     }
+    enum forksafe_vet how = FS_VET_TAKEN;
     if (r == EOWNERDEAD) {
         /* The holder died. We now own it; marking it consistent is the only
            way to release it without making it unusable for everyone
            (ENOTRECOVERABLE). Documented in docs/semantics.md. */
         pthread_mutex_consistent(m);
         r = 0;
+        how = FS_VET_RECOVERED;
     }
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it (an errorcheck mutex), and "
+                  "this platform layer cannot hand it to the child";
     if (r)
         return r;
+    int still_held = 1;
+    r = vet(P, m, how, deadline, &still_held);
+    if (r) {
+        if (still_held)
+            pthread_mutex_unlock(m);
+        return r;
+    }
     *st = FS_ST_TAKEN;
     return 0;
 }
@@ -86,14 +136,28 @@ static int mutex_try(const void *key, const struct forksafe_entry *e UNUSED,
 static int mutex_wait(const void *key, unsigned char *st,
                       const struct timespec *until)
 {
+    const struct forksafe_platform *P = forksafe__platform();
     pthread_mutex_t *m = (pthread_mutex_t *)key;
-    int r = forksafe__platform()->mutex_lock_until(m, until);
+    refusal = NULL;
+    int r = P->mutex_lock_until(m, until);
+    enum forksafe_vet how = FS_VET_TAKEN;
     if (r == EOWNERDEAD) {
         pthread_mutex_consistent(m); /* as in mutex_try */
         r = 0;
+        how = FS_VET_RECOVERED;
     }
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it (an errorcheck mutex), and "
+                  "this platform layer cannot hand it to the child";
     if (r)
         return r;
+    int still_held = 1;
+    r = vet(P, m, how, until, &still_held);
+    if (r) {
+        if (still_held)
+            pthread_mutex_unlock(m);
+        return r;
+    }
     *st = FS_ST_TAKEN;
     return 0;
 }
@@ -143,8 +207,12 @@ static const char *mutex_detail(const void *key)
    keeps it in the futex word, so the child must fix it. */
 static int mutex_single(const void *key)
 {
-    unsigned kind =
-        forksafe__platform()->mutex_kind((const pthread_mutex_t *)key);
+    /* Asked once per registration: the layer forgets what it knew of an
+       earlier mutex at this address. */
+    const struct forksafe_platform *P = forksafe__platform();
+    if (P->mutex_registered)
+        P->mutex_registered((const pthread_mutex_t *)key);
+    unsigned kind = P->mutex_kind((const pthread_mutex_t *)key);
     unsigned type = kind & FS_MX_TYPE_MASK;
     return (kind & (FS_MX_UNKNOWN | FS_MX_ROBUST | FS_MX_PI | FS_MX_PP)) ||
            type == FS_MX_RECURSIVE || type == FS_MX_ERRORCHECK;
@@ -158,6 +226,7 @@ static int rwlock_try(const void *key, const struct forksafe_entry *e UNUSED,
 {
     const struct forksafe_platform *P = forksafe__platform();
     pthread_rwlock_t *l = (pthread_rwlock_t *)key;
+    refusal = NULL;
     if (P->rwlock_holder(l) == self) {
         *st = FS_ST_SELF;
         return 0;
@@ -170,11 +239,22 @@ static int rwlock_try(const void *key, const struct forksafe_entry *e UNUSED,
     }
     int r = pthread_rwlock_trywrlock(l);
     if (r == EBUSY && alone()) {
+        r = vet_rwlock(P, l, FS_VET_STRAY);
+        if (r)
+            return r;
         *st = FS_ST_IDLE;
         return 0;
     }
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it for writing, and this "
+                  "platform layer cannot hand it to the child";
     if (r)
         return r;
+    r = vet_rwlock(P, l, FS_VET_TAKEN);
+    if (r) {
+        pthread_rwlock_unlock(l);
+        return r;
+    }
     *st = FS_ST_TAKEN;
     return 0;
 }
@@ -182,10 +262,20 @@ static int rwlock_try(const void *key, const struct forksafe_entry *e UNUSED,
 static int rwlock_wait(const void *key, unsigned char *st,
                        const struct timespec *until)
 {
-    int r = forksafe__platform()->rwlock_wrlock_until((pthread_rwlock_t *)key,
-                                                      until);
+    const struct forksafe_platform *P = forksafe__platform();
+    pthread_rwlock_t *l = (pthread_rwlock_t *)key;
+    refusal = NULL;
+    int r = P->rwlock_wrlock_until(l, until);
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it for writing, and this "
+                  "platform layer cannot hand it to the child";
     if (r)
         return r;
+    r = vet_rwlock(P, l, FS_VET_TAKEN);
+    if (r) {
+        pthread_rwlock_unlock(l);
+        return r;
+    }
     *st = FS_ST_TAKEN;
     return 0;
 }
@@ -366,6 +456,9 @@ unsigned char forksafe__lock_slot_kind(enum forksafe_kind kind, const void *key)
     unsigned k = forksafe__platform()->mutex_kind((const pthread_mutex_t *)key);
     unsigned type = k & FS_MX_TYPE_MASK;
     if (k & (FS_MX_UNKNOWN | FS_MX_ROBUST | FS_MX_PI | FS_MX_PP))
+        return FS_KIND_MUTEX;
+    /* A layer that vets what prepare took (POSIX) goes the full way. */
+    if (forksafe__platform()->mutex_vet)
         return FS_KIND_MUTEX;
     /* A recursive mutex's trylock succeeds for its holder: the full way. */
     return type == FS_MX_RECURSIVE ? FS_KIND_MUTEX : FS_SLOT_MUTEX_FAST;

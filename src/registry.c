@@ -18,6 +18,7 @@
  * after prepare, so that no fork makes the parent copy a page.
  */
 #include "internal.h"
+#include "platform/platform.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -181,9 +182,9 @@ static int lock_slow(const struct timespec *deadline)
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             slot = i;
     }
-    int r = deadline
-                ? pthread_mutex_clocklock(&fp->lock, CLOCK_MONOTONIC, deadline)
-                : pthread_mutex_lock(&fp->lock);
+    int r = deadline ? forksafe__platform()->mutex_lock_until(&fp->lock,
+                                                              deadline)
+                     : pthread_mutex_lock(&fp->lock);
     if (slot >= 0)
         STORE(fp->waiters[slot], 0);
     return r;
@@ -619,12 +620,24 @@ static void free_entry(struct forksafe_entry *e)
 static struct owner object_at(const void *addr)
 {
     struct owner o = {0, NULL, addr};
+#ifdef __GLIBC__
     Dl_info info;
     struct link_map *lm = NULL;
     if (addr && dladdr1(addr, &info, (void **)&lm, RTLD_DL_LINKMAP) && lm) {
         o.base = (uintptr_t)lm->l_addr;
         o.lm = lm;
     }
+#else
+    /* No dladdr1() to name the link map: the load address is the object's
+       identity (an object unloaded and another loaded at the same address
+       between two sweeps looks the same; the __cxa_finalize hook covers
+       that where it is in effect). */
+    uintptr_t base = addr ? forksafe__platform()->object_base(addr) : 0;
+    if (base) {
+        o.base = base;
+        o.lm = (const void *)base;
+    }
+#endif
     return o;
 }
 
@@ -959,10 +972,12 @@ static int still_loaded(const struct owner *o)
     struct dl_find_object r;
     return _dl_find_object((void *)(uintptr_t)o->rep, &r) == 0 &&
            r.dlfo_link_map == o->lm;
-#else
+#elif defined(__GLIBC__)
     Dl_info info;
     void *lm = NULL;
     return dladdr1(o->rep, &info, &lm, RTLD_DL_LINKMAP) && lm == o->lm;
+#else
+    return forksafe__platform()->object_base(o->rep) == o->base;
 #endif
 }
 

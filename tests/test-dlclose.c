@@ -53,6 +53,14 @@ static void test_unload_removes_entries(void **state)
         assert_int_equal(code, 42);
 
         assert_int_equal(dlclose(h), 0);
+        void *still = dlopen(plugin_path, RTLD_NOW | RTLD_NOLOAD);
+        if (still != NULL) {
+            /* musl never unloads (its dlclose does nothing): the object
+               stays mapped and its entries stay registered. */
+            assert_int_equal(forksafe_lookup(lock, NULL), 0);
+            dlclose(still);
+            continue;
+        }
         assert_int_equal(forksafe_lookup(lock, NULL), ENOENT);
         /* After unloading, fork calls nothing from it (it would crash or
            exit 42), with fork() and forksafe_fork() alike. */

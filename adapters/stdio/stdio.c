@@ -17,6 +17,9 @@
 #include "../common/adapter.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
 
 #ifdef __GLIBC__
 #include <sys/single_threaded.h>

@@ -42,6 +42,9 @@
 #ifndef FORKSAFE_AUDIT_LIBDIR
 #define FORKSAFE_AUDIT_LIBDIR "lib"
 #endif
+#ifndef FORKSAFE_AUDIT_DATADIR /* where install puts the JSON schema */
+#define FORKSAFE_AUDIT_DATADIR "/usr/local/share/forksafe"
+#endif
 
 #define EXIT_USAGE   2 /* bad arguments or setup failure; PROGRAM not run */
 #define EXIT_HAZARDS 3 /* --fail-on matched and PROGRAM exited 0 */
@@ -56,8 +59,8 @@ static void usage(FILE *out)
             "Run PROGRAM (and every process it starts) under the forksafe "
             "fork-hazard interposer;\nprint the findings to stderr and exit "
             "with PROGRAM's status.\n"
-            "  --json FILE      also write the report as JSON (schema: "
-            "forksafe.schema.json)\n"
+            "  --json FILE      also write the report as JSON "
+            "(schema: " FORKSAFE_AUDIT_DATADIR "/forksafe.schema.json)\n"
             "  --fail-on LEVEL  exit %d if PROGRAM succeeded but a finding "
             "of LEVEL or worse was made\n"
             "  --grace-ms MS    how long a child blocked on a lock held at "
