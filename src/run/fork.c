@@ -78,6 +78,18 @@ static void fork_unlock(void)
 
 /* ------------------------------------------------------------ prepare */
 
+/* The fork goes ahead with threads in the way: read their names now, while
+   they still exist (a holder waiting to fork itself may have forked and
+   exited by the time the parent writes the report). */
+static void name_blockers(struct run_fork *fk)
+{
+    if (fk->outcome == RUN_OK)
+        return;
+    for (int i = 0; i < fk->nblockers && i < RUN_BLOCKERS_MAX; i++)
+        forksafe__run_thread_name(fk->blockers[i].tid, fk->blockers[i].name,
+                                  sizeof fk->blockers[i].name);
+}
+
 /* 1 if other threads may exist: libc says the process is multi-threaded
    (it never says single-threaded again once a thread was started), or a
    thread other than r has a record. A thread that has not made its first
@@ -150,6 +162,7 @@ static void prepare(struct thread_rec *r, void *site, const char *call,
         forksafe__run_deadline(&deadline, timeout_ms);
         fk->outcome = forksafe__run_quiesce(&deadline);
         fk->wait_ns = forksafe__run_now_ns() - t0;
+        name_blockers(fk);
     }
     /* The forker's own locks: those the registry knows are its to
        restore, and those in memory the child shares with the parent are
@@ -191,6 +204,8 @@ void forksafe__run_forker_wait_end(void)
     fk->wait_ns += forksafe__run_now_ns() - t0;
     if (fk->outcome == RUN_OK)
         fk->outcome = o;
+    if (o != RUN_OK)
+        name_blockers(fk);
 }
 
 /* ------------------------------------------------------------ after */

@@ -182,8 +182,8 @@ static void add_blocker(int tid, int state, void *lock, int kind, void *site,
     struct run_fork *fk = &forksafe__run_fk;
     if (fk->nblockers >= RUN_BLOCKERS_MAX)
         return;
-    fk->blockers[fk->nblockers++] =
-        (struct run_blocker){tid, state, lock, kind, site, start, lock_holder};
+    fk->blockers[fk->nblockers++] = (struct run_blocker){
+        tid, state, lock, kind, site, start, lock_holder, ""};
 }
 
 static void add_candidate(struct scan *s, void *m)

@@ -212,6 +212,8 @@ struct run_blocker {
     void *site; /* where it took (or was taking) it */
     void *start;
     int lock_holder; /* RUN_B_TAKING: who holds that lock (0 unknown) */
+    char name[16];   /* its name, read before the fork (it may be gone
+                        when the report is written), or "" */
 };
 
 enum {
@@ -249,6 +251,9 @@ struct run_fork {
     const char *call;
 };
 extern struct run_fork forksafe__run_fk;
+
+/* The name of thread tid of this process ("?" if it cannot be read). */
+void forksafe__run_thread_name(long tid, char *name, size_t len);
 
 /* The child handler (fork.c), registered by the constructor. */
 void forksafe__run_atfork_child(void);

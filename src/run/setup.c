@@ -128,7 +128,7 @@ void forksafe__run_count_overrun(void)
 
 /* ------------------------------------------------------------ records */
 
-static void thread_name(long tid, char *name, size_t len)
+void forksafe__run_thread_name(long tid, char *name, size_t len)
 {
     char path[64] = "/proc/self/task/", num[24];
     forksafe__fmt_dec(num, tid);
@@ -176,7 +176,7 @@ void forksafe__run_report_slow(const struct run_fork *fk)
                           fk->outcome == RUN_STUCK ? "stuck" : "timeout");
         forksafe__rec_int(r, "wait_us", (long)(fk->wait_ns / 1000));
         forksafe__rec_int(r, "timeout_ms", (long)forksafe__run_timeout_ms);
-        thread_name(fk->parent_tid, name, sizeof name);
+        forksafe__run_thread_name(fk->parent_tid, name, sizeof name);
         forksafe__rec_frame(r, "fork-call", fk->parent_tid, name, fk->site);
         forksafe__rec_end(r);
     }
@@ -188,7 +188,10 @@ void forksafe__run_report_slow(const struct run_fork *fk)
         forksafe__rec_int(r, "pid", forksafe__getpid());
         forksafe__rec_int(r, "seq", id);
         forksafe__rec_int(r, "tid", b->tid);
-        thread_name(b->tid, name, sizeof name);
+        if (b->name[0])
+            forksafe__str_copy(name, sizeof name, b->name);
+        else
+            forksafe__run_thread_name(b->tid, name, sizeof name);
         forksafe__rec_str(r, "name", name);
         forksafe__rec_str(r, "state", state_name(b->state));
         if (b->lock) {
