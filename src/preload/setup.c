@@ -22,7 +22,9 @@ static const char *const keep[] = {"FORKSAFE_AUDIT_DIR", "FORKSAFE_AUDIT_ROOT",
 #define MARKER    "FORKSAFE_AUDIT_RESTORED"
 #define SELF_BASE "libforksafe-audit.so"
 
-__attribute__((constructor)) static void audit_init(void)
+/* glibc passes the program's arguments and environment to constructors. */
+__attribute__((constructor)) static void audit_init(int argc, char **argv,
+                                                    char **envp)
 {
     int saved = errno;
     forksafe__out_init();
@@ -45,7 +47,7 @@ __attribute__((constructor)) static void audit_init(void)
        opened. */
     const char *root = getenv("FORKSAFE_AUDIT_ROOT");
     if (root && strtol(root, NULL, 10) != forksafe__getpid())
-        forksafe__audit_report_inherited_fds();
+        forksafe__audit_report_inherited_fds(argc, argv, envp);
     errno = saved;
 }
 
