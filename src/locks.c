@@ -35,7 +35,10 @@ static int alone_answer = -1;
 
 void forksafe__kinds_reset(void)
 {
-    alone_answer = -1;
+    /* Written only when it changed: a store to this page on every fork
+       would cost the parent a write-protect fault per fork. */
+    if (alone_answer != -1)
+        alone_answer = -1;
 }
 
 static int alone(void)
@@ -47,12 +50,45 @@ static int alone(void)
 
 /* ------------------------------------------------------------ mutex */
 
-static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
-                         unsigned char *st, const struct timespec *deadline,
-                         int mt, pid_t self)
+/* Why the last prepare refused its lock, for forksafe_last_error(); NULL
+   if it did not. Forks are serialised, so one is enough. */
+static const char *refusal;
+
+const char *forksafe__kinds_refusal(void)
+{
+    return refusal;
+}
+
+static int vet(const struct forksafe_platform *P, pthread_mutex_t *m,
+               enum forksafe_vet how, const struct timespec *deadline,
+               int *still_held)
+{
+    if (!P->mutex_vet)
+        return 0;
+    int r = P->mutex_vet(m, how, deadline, still_held);
+    if (r)
+        refusal = P->vet_refusal ? P->vet_refusal() : NULL;
+    return r;
+}
+
+static int vet_rwlock(const struct forksafe_platform *P, pthread_rwlock_t *l,
+                      enum forksafe_vet how)
+{
+    if (!P->rwlock_vet)
+        return 0;
+    int r = P->rwlock_vet(l, how);
+    if (r)
+        refusal = P->vet_refusal ? P->vet_refusal() : NULL;
+    return r;
+}
+
+static int mutex_try(const void *key, const struct forksafe_entry *e UNUSED,
+                     unsigned char *st, const struct timespec *deadline,
+                     int mt, pid_t self)
 {
     const struct forksafe_platform *P = forksafe__platform();
     pthread_mutex_t *m = (pthread_mutex_t *)key;
+    refusal = NULL;
     if (P->mutex_holder(m) == self) {
         *st = FS_ST_SELF;
         return 0;
@@ -64,20 +100,64 @@ static int mutex_prepare(const void *key, const struct forksafe_entry *e UNUSED,
     }
     int r = pthread_mutex_trylock(m);
     if (r == EBUSY && alone()) {
-        *st = FS_ST_IDLE; /* a dead thread's lock: keep it as it is */
+        /* A dead thread's lock, or this thread's: keep it as it is. */
+        int unused = 1;
+        r = vet(P, m, FS_VET_STRAY, deadline, &unused);
+        if (r)
+            return r;
+        *st = FS_ST_IDLE;
         return 0;
     }
-    if (r == EBUSY)
-        r = P->mutex_lock_until(m, deadline);
+    enum forksafe_vet how = FS_VET_TAKEN;
     if (r == EOWNERDEAD) {
         /* The holder died. We now own it; marking it consistent is the only
            way to release it without making it unusable for everyone
            (ENOTRECOVERABLE). Documented in docs/semantics.md. */
         pthread_mutex_consistent(m);
         r = 0;
+        how = FS_VET_RECOVERED;
     }
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it (an errorcheck mutex), and "
+                  "this platform layer cannot hand it to the child";
     if (r)
         return r;
+    int still_held = 1;
+    r = vet(P, m, how, deadline, &still_held);
+    if (r) {
+        if (still_held)
+            pthread_mutex_unlock(m);
+        return r;
+    }
+    *st = FS_ST_TAKEN;
+    return 0;
+}
+
+static int mutex_wait(const void *key, unsigned char *st,
+                      const struct timespec *until)
+{
+    const struct forksafe_platform *P = forksafe__platform();
+    pthread_mutex_t *m = (pthread_mutex_t *)key;
+    refusal = NULL;
+    int r = P->mutex_lock_until(m, until);
+    enum forksafe_vet how = FS_VET_TAKEN;
+    if (r == EOWNERDEAD) {
+        pthread_mutex_consistent(m); /* as in mutex_try */
+        r = 0;
+        how = FS_VET_RECOVERED;
+    }
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it (an errorcheck mutex), and "
+                  "this platform layer cannot hand it to the child";
+    if (r)
+        return r;
+    int still_held = 1;
+    r = vet(P, m, how, until, &still_held);
+    if (r) {
+        if (still_held)
+            pthread_mutex_unlock(m);
+        return r;
+    }
     *st = FS_ST_TAKEN;
     return 0;
 }
@@ -127,8 +207,12 @@ static const char *mutex_detail(const void *key)
    keeps it in the futex word, so the child must fix it. */
 static int mutex_single(const void *key)
 {
-    unsigned kind =
-        forksafe__platform()->mutex_kind((const pthread_mutex_t *)key);
+    /* Asked once per registration: the layer forgets what it knew of an
+       earlier mutex at this address. */
+    const struct forksafe_platform *P = forksafe__platform();
+    if (P->mutex_registered)
+        P->mutex_registered((const pthread_mutex_t *)key);
+    unsigned kind = P->mutex_kind((const pthread_mutex_t *)key);
     unsigned type = kind & FS_MX_TYPE_MASK;
     return (kind & (FS_MX_UNKNOWN | FS_MX_ROBUST | FS_MX_PI | FS_MX_PP)) ||
            type == FS_MX_RECURSIVE || type == FS_MX_ERRORCHECK;
@@ -136,13 +220,13 @@ static int mutex_single(const void *key)
 
 /* ------------------------------------------------------------ rwlock */
 
-static int rwlock_prepare(const void *key,
-                          const struct forksafe_entry *e UNUSED,
-                          unsigned char *st, const struct timespec *deadline,
-                          int mt, pid_t self)
+static int rwlock_try(const void *key, const struct forksafe_entry *e UNUSED,
+                      unsigned char *st, const struct timespec *deadline UNUSED,
+                      int mt, pid_t self)
 {
     const struct forksafe_platform *P = forksafe__platform();
     pthread_rwlock_t *l = (pthread_rwlock_t *)key;
+    refusal = NULL;
     if (P->rwlock_holder(l) == self) {
         *st = FS_ST_SELF;
         return 0;
@@ -155,13 +239,43 @@ static int rwlock_prepare(const void *key,
     }
     int r = pthread_rwlock_trywrlock(l);
     if (r == EBUSY && alone()) {
+        r = vet_rwlock(P, l, FS_VET_STRAY);
+        if (r)
+            return r;
         *st = FS_ST_IDLE;
         return 0;
     }
-    if (r == EBUSY)
-        r = P->rwlock_wrlock_until(l, deadline);
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it for writing, and this "
+                  "platform layer cannot hand it to the child";
     if (r)
         return r;
+    r = vet_rwlock(P, l, FS_VET_TAKEN);
+    if (r) {
+        pthread_rwlock_unlock(l);
+        return r;
+    }
+    *st = FS_ST_TAKEN;
+    return 0;
+}
+
+static int rwlock_wait(const void *key, unsigned char *st,
+                       const struct timespec *until)
+{
+    const struct forksafe_platform *P = forksafe__platform();
+    pthread_rwlock_t *l = (pthread_rwlock_t *)key;
+    refusal = NULL;
+    int r = P->rwlock_wrlock_until(l, until);
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it for writing, and this "
+                  "platform layer cannot hand it to the child";
+    if (r)
+        return r;
+    r = vet_rwlock(P, l, FS_VET_TAKEN);
+    if (r) {
+        pthread_rwlock_unlock(l);
+        return r;
+    }
     *st = FS_ST_TAKEN;
     return 0;
 }
@@ -212,9 +326,9 @@ static int always(const void *key)
 
 /* ------------------------------------------------------------ spinlock */
 
-static int spin_prepare(const void *key, const struct forksafe_entry *e UNUSED,
-                        unsigned char *st, const struct timespec *deadline,
-                        int mt, pid_t self)
+static int spin_try(const void *key, const struct forksafe_entry *e UNUSED,
+                    unsigned char *st, const struct timespec *deadline UNUSED,
+                    int mt, pid_t self)
 {
     (void)self;
     pthread_spinlock_t *l = (pthread_spinlock_t *)key;
@@ -222,26 +336,37 @@ static int spin_prepare(const void *key, const struct forksafe_entry *e UNUSED,
         *st = FS_ST_IDLE;
         return 0;
     }
+    /* Spinlock holders are expected to be brief: spin a little first. */
+    for (unsigned i = 0; i < 64; i++) {
+        if (pthread_spin_trylock(l) == 0) {
+            *st = FS_ST_TAKEN;
+            return 0;
+        }
+    }
+    if (alone()) {
+        *st = FS_ST_IDLE;
+        return 0;
+    }
+    return EBUSY;
+}
+
+static int spin_wait(const void *key, unsigned char *st,
+                     const struct timespec *until)
+{
+    pthread_spinlock_t *l = (pthread_spinlock_t *)key;
     for (unsigned i = 0;; i++) {
         if (pthread_spin_trylock(l) == 0) {
             *st = FS_ST_TAKEN;
             return 0;
         }
-        if (i == 64 && alone()) {
-            *st = FS_ST_IDLE;
-            return 0;
-        }
-        if (i >= 64) {
-            if (deadline && forksafe__expired(deadline))
-                return ETIMEDOUT;
-            /* Spinlock holders are expected to be brief; back off so the
-               holder can run on this 2-core-class machine. */
-            if (i < 1000) {
-                sched_yield();
-            } else {
-                struct timespec d = {0, 50 * 1000};
-                nanosleep(&d, NULL);
-            }
+        if (forksafe__expired(until))
+            return ETIMEDOUT;
+        /* Back off so the holder can run on this 2-core-class machine. */
+        if (i < 1000) {
+            sched_yield();
+        } else {
+            struct timespec d = {0, 50 * 1000};
+            nanosleep(&d, NULL);
         }
     }
 }
@@ -280,9 +405,9 @@ static const char *spin_detail(const void *key)
 
 /* ------------------------------------------------------------ callbacks */
 
-static int ops_prepare(const void *key, const struct forksafe_entry *e,
-                       unsigned char *st, const struct timespec *deadline,
-                       int mt, pid_t self)
+static int ops_try(const void *key, const struct forksafe_entry *e,
+                   unsigned char *st, const struct timespec *deadline, int mt,
+                   pid_t self)
 {
     (void)mt;
     (void)self;
@@ -324,13 +449,49 @@ static const char *ops_detail(const void *key)
     return "callbacks";
 }
 
+unsigned char forksafe__lock_slot_kind(enum forksafe_kind kind, const void *key)
+{
+    if (kind != FS_KIND_MUTEX)
+        return (unsigned char)kind;
+    unsigned k = forksafe__platform()->mutex_kind((const pthread_mutex_t *)key);
+    unsigned type = k & FS_MX_TYPE_MASK;
+    if (k & (FS_MX_UNKNOWN | FS_MX_ROBUST | FS_MX_PI | FS_MX_PP))
+        return FS_KIND_MUTEX;
+    /* A layer that vets what prepare took (POSIX) goes the full way. */
+    if (forksafe__platform()->mutex_vet)
+        return FS_KIND_MUTEX;
+    /* A recursive mutex's trylock succeeds for its holder: the full way. */
+    return type == FS_MX_RECURSIVE ? FS_KIND_MUTEX : FS_SLOT_MUTEX_FAST;
+}
+
+/* ------------------------------------------------------------ pshared */
+
+int forksafe__lock_pshared(enum forksafe_kind kind, const void *key)
+{
+    const struct forksafe_platform *P = forksafe__platform();
+    switch (kind) {
+    case FS_KIND_MUTEX: {
+        unsigned k = P->mutex_kind((const pthread_mutex_t *)key);
+        return (k & FS_MX_UNKNOWN) || (k & FS_MX_PSHARED);
+    }
+    case FS_KIND_RWLOCK: {
+        unsigned k = P->rwlock_kind((const pthread_rwlock_t *)key);
+        return (k & FS_RW_UNKNOWN) || (k & FS_RW_PSHARED);
+    }
+    case FS_KIND_SPINLOCK:
+        return 1; /* a spinlock does not record pshared (glibc, musl) */
+    default:
+        return 0;
+    }
+}
+
 const struct forksafe_kind_ops forksafe__kinds[FS_KIND_COUNT] = {
-    [FS_KIND_MUTEX] = {"mutex", mutex_prepare, mutex_parent, mutex_child,
-                       mutex_holder, mutex_detail, mutex_single},
-    [FS_KIND_RWLOCK] = {"rwlock", rwlock_prepare, rwlock_parent, rwlock_child,
-                        rwlock_holder, rwlock_detail, always},
-    [FS_KIND_SPINLOCK] = {"spinlock", spin_prepare, spin_parent, spin_child,
-                          spin_holder, spin_detail, never},
-    [FS_KIND_OPS] = {"ops", ops_prepare, ops_parent, ops_child, ops_holder,
+    [FS_KIND_MUTEX] = {"mutex", mutex_try, mutex_wait, mutex_parent,
+                       mutex_child, mutex_holder, mutex_detail, mutex_single},
+    [FS_KIND_RWLOCK] = {"rwlock", rwlock_try, rwlock_wait, rwlock_parent,
+                        rwlock_child, rwlock_holder, rwlock_detail, always},
+    [FS_KIND_SPINLOCK] = {"spinlock", spin_try, spin_wait, spin_parent,
+                          spin_child, spin_holder, spin_detail, never},
+    [FS_KIND_OPS] = {"ops", ops_try, NULL, ops_parent, ops_child, ops_holder,
                      ops_detail, always},
 };

@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 #include "json.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -106,6 +107,19 @@ static void build_json(struct forksafe__json *j)
     forksafe__json_member_int(j, "pid", (int)getpid());
     forksafe__json_member_int(j, "default_timeout_ms",
                               forksafe__default_timeout_ms());
+    struct forksafe_platform_info pi;
+    forksafe__platform_info(&pi);
+    const struct forksafe_platform *P = forksafe__platform();
+    forksafe__json_key(j, "platform");
+    forksafe__json_begin_object(j);
+    forksafe__json_member_str(j, "layer", pi.layer);
+    forksafe__json_member_str(j, "libc", pi.libc);
+    forksafe__json_member_str(j, "arch", pi.arch);
+    forksafe__json_member_str(j, "fallback", *pi.fallback ? pi.fallback : NULL);
+    forksafe__json_member_int(j, "child_failures",
+                              P->child_failures ? (long long)P->child_failures()
+                                                : 0);
+    forksafe__json_end_object(j);
     forksafe__json_key(j, "entries");
     forksafe__json_begin_array(j);
     for (struct forksafe_entry *e = forksafe__registry_first(); e;
@@ -122,7 +136,10 @@ static void build_json(struct forksafe__json *j)
         forksafe__json_key(j, "key");
         forksafe__json_address(j, (uintptr_t)e->key);
         forksafe__json_member_str(j, "object", obj);
-        forksafe__json_member_bool(j, "held", h != 0);
+        if (h == FS_HOLDER_UNKNOWN)
+            forksafe__json_member_null(j, "held");
+        else
+            forksafe__json_member_bool(j, "held", h != 0);
         forksafe__json_key(j, "holder");
         if (h > 0) {
             forksafe__thread_name(h, tname, sizeof tname);
@@ -159,12 +176,21 @@ static void build_text(struct buf *b)
     size_t n = 0;
     for (struct forksafe_entry *e = forksafe__registry_first(); e; e = e->next)
         n++;
-    put(b,
-        "forksafe report: pid %d, %zu registered entr%s\n"
-        "entries, in prepare order:\n"
-        "  %-6s %-9s %-18s %-24s %-22s %s\n",
-        (int)getpid(), n, n == 1 ? "y" : "ies", "rank", "kind", "type", "name",
-        "holder", "object");
+    put(b, "forksafe report: pid %d, %zu registered entr%s\n", (int)getpid(), n,
+        n == 1 ? "y" : "ies");
+    struct forksafe_platform_info pi;
+    forksafe__platform_info(&pi);
+    const struct forksafe_platform *P = forksafe__platform();
+    unsigned long child_failures = P->child_failures ? P->child_failures() : 0;
+    put(b, "platform: %s layer (%s, %s)%s%s\n", pi.layer, pi.libc, pi.arch,
+        *pi.fallback ? "; " : "", pi.fallback);
+    if (child_failures)
+        put(b,
+            "platform: %lu registered lock(s) could not be handed to "
+            "this process when it was forked\n",
+            child_failures);
+    put(b, "entries, in prepare order:\n  %-6s %-9s %-18s %-24s %-22s %s\n",
+        "rank", "kind", "type", "name", "holder", "object");
     for (struct forksafe_entry *e = forksafe__registry_first(); e;
          e = e->next) {
         const struct forksafe_kind_ops *k = &forksafe__kinds[e->kind];
@@ -175,7 +201,10 @@ static void build_text(struct buf *b)
             forksafe__thread_name(h, tname, sizeof tname);
             snprintf(holder, sizeof holder, "%d (%s)", (int)h, tname);
         } else {
-            snprintf(holder, sizeof holder, "%s", h ? "held (unknown)" : "-");
+            snprintf(holder, sizeof holder, "%s",
+                     h == FS_HOLDER_UNKNOWN ? "unknown"
+                     : h                    ? "held (unknown)"
+                                            : "-");
         }
         put(b, "  %-6u %-9s %-18s %-24s %-22s %s\n", e->rank, k->name,
             k->detail(e->key), e->name, holder, obj);
@@ -186,13 +215,17 @@ static void build_text(struct buf *b)
         put(b, " %s", a);
     const char *text;
     unsigned long fails = forksafe__plain_failures(&text);
-    put(b, "%s\nplain fork() prepare failures: %lu%s%s\nthreads:\n",
+    put(b, "%s\nplain fork() prepare failures: %lu%s%s\n",
         forksafe__adapter_name(0) ? "" : " none", fails,
         fails ? "; last: " : "", fails ? text : "");
+    if (*forksafe__peer_text()) /* several copies of libforksafe */
+        put(b, "%s\n", forksafe__peer_text());
+    put(b, "threads:\n");
 }
 
 int forksafe_audit_write(int fd, unsigned flags)
 {
+    FORKSAFE_FORWARD(audit_write(fd, flags));
     if (flags & ~FORKSAFE_AUDIT_JSON)
         return EINVAL;
     if (fd < 0 || fcntl(fd, F_GETFL) < 0)

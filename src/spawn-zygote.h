@@ -11,7 +11,8 @@
  * The header carries the client's deadline: a server that reads the
  * request too late (it was stopped, or the machine stalled) refuses it
  * with ETIMEDOUT instead of forking a worker nobody waits for.
- * A reply is one fixed record echoing the request's sequence number; a
+ * The server's first record is a hello (below). A reply is one fixed
+ * record echoing the request's sequence number; a
  * successful one carries a pidfd for the worker in SCM_RIGHTS where the
  * kernel has them, so the client can kill a worker whose reply came after
  * it had given up, without signalling a PID it may no longer own.
@@ -37,7 +38,7 @@ struct forksafe__zygote_hdr {
     uint32_t nfds;     /* 0..FORKSAFE_ZYGOTE_FDS_MAX, as many as attached */
     uint32_t reserved; /* 0 */
     uint64_t seq;      /* echoed in the reply */
-    uint64_t deadline; /* CLOCK_MONOTONIC, in ns; 0: none */
+    uint64_t deadline; /* the server's CLOCK_MONOTONIC, in ns; 0: none */
 };
 
 /* The largest well-formed request; the server reads one byte more so that
@@ -52,6 +53,24 @@ struct forksafe__zygote_reply {
     int32_t pid;    /* the worker, when err is 0 */
     uint32_t reserved;
     uint64_t seq; /* the request's, or 0 if its header was unreadable */
+};
+
+/* The server's first record, sent once it is ready (or refusing): err is 0
+   or why it cannot serve (ENOTSUP: its parent is not in its PID namespace),
+   pid its own PID as it sees it, and mono its CLOCK_MONOTONIC just before
+   sending. The client subtracts its own clock at receipt, which gives the
+   offset between the two clocks (nonzero when the server lives in another
+   time namespace) to within the hello's latency, erring early; it adds that
+   offset to every deadline it sends, so that both ends mean the same
+   instant. */
+#define FORKSAFE__ZYGOTE_HELLO 0x485a5346u /* "FSZH" */
+
+struct forksafe__zygote_hello {
+    uint32_t magic; /* FORKSAFE__ZYGOTE_HELLO */
+    int32_t err;
+    int32_t pid;
+    uint32_t reserved;
+    uint64_t mono; /* ns */
 };
 
 /* A decoded request; pointers point into the buffer that was decoded. */

@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -147,6 +148,31 @@ static int pidfd_supported(void)
     return v;
 }
 
+/* 1 if close_range() works here. glibc's closefrom file action uses it,
+   and falls back to listing /proc/self/fd; with neither (a seccomp
+   profile that hides close_range(), or Linux before 5.9, in a chroot or
+   sandbox without /proc) that action fails the whole spawn with ENOENT,
+   so such spawns take the clone() path, whose child can also count up to
+   the limit. Asked each time (one system call), since a seccomp filter
+   can be installed at any moment; a "no" is final, as filters cannot be
+   removed and the kernel does not change. Closing a number that cannot
+   be open is a no-op that returns 0 where close_range() exists. */
+static int close_range_works(void)
+{
+#ifdef SYS_close_range
+    static int hidden; /* atomic */
+    if (__atomic_load_n(&hidden, __ATOMIC_RELAXED))
+        return 0;
+    int saved = errno;
+    long r = syscall(SYS_close_range, (unsigned)INT_MAX, (unsigned)INT_MAX, 0);
+    errno = saved;
+    if (r == 0)
+        return 1;
+    __atomic_store_n(&hidden, 1, __ATOMIC_RELAXED);
+#endif
+    return 0;
+}
+
 /* Check opts for EINVAL that needs no allocation. */
 static int opts_check(const struct forksafe_spawn_opts *o)
 {
@@ -166,8 +192,9 @@ static int opts_check(const struct forksafe_spawn_opts *o)
         return EINVAL;
     if (o->n_fd_map > (size_t)INT_MAX / 2)
         return EINVAL;
+    /* A negative parent_fd is merely not open: EBADF, from plan_build(). */
     for (size_t i = 0; i < o->n_fd_map; i++)
-        if (o->fd_map[i].child_fd < 0 || o->fd_map[i].parent_fd < 0)
+        if (o->fd_map[i].child_fd < 0)
             return EINVAL;
     return 0;
 }
@@ -250,13 +277,17 @@ forksafe__close_span(unsigned lo, unsigned hi)
    here when parent_fd is another entry's target (the child would otherwise
    overwrite it before using it). targets holds the child_fd numbers in
    ascending order; held holds every descriptor opened here, to be closed
-   after the spawn. */
+   after the spawn. src_high is set when a source is at or above
+   RLIMIT_NOFILE (open before the limit was lowered): glibc's
+   posix_spawn_file_actions_adddup2() refuses such a descriptor with EBADF
+   although dup2() takes it, so those spawns take the clone() path. */
 struct spawn_plan {
     int *src;
     int *targets;
     int *held;
     size_t n, nheld;
     unsigned long fd_limit; /* the RLIMIT_NOFILE soft limit */
+    int src_high;
 };
 
 static int int_cmp(const void *a, const void *b)
@@ -325,7 +356,12 @@ static int plan_build(struct spawn_plan *p, const struct forksafe_spawn_opts *o)
     for (size_t i = 0; i < n && r == 0; i++) {
         const struct forksafe_fd_map *m = &o->fd_map[i];
         p->src[i] = m->parent_fd;
-        if (!is_target(p, m->parent_fd) || m->parent_fd == m->child_fd)
+        /* Without the clone() path, a source above the limit is copied
+           below it, like a source that is another entry's target. */
+        int high =
+            !SPAWN_HAVE_CLONE && (unsigned long)m->parent_fd >= p->fd_limit;
+        if (!high &&
+            (!is_target(p, m->parent_fd) || m->parent_fd == m->child_fd))
             continue;
         /* parent_fd is some other entry's target: copy it to a free number
            that is no target. The copy is ours, so no other thread can open
@@ -345,6 +381,9 @@ static int plan_build(struct spawn_plan *p, const struct forksafe_spawn_opts *o)
             }
         }
     }
+    for (size_t i = 0; i < n && r == 0; i++)
+        if ((unsigned long)p->src[i] >= p->fd_limit)
+            p->src_high = 1;
     if (r != 0)
         plan_free(p);
     return r;
@@ -434,18 +473,21 @@ static int search_goes_on(int err)
            err == ETIMEDOUT || err == EACCES;
 }
 
-/* Search PATH like execvp(): the first candidate that execs wins; the
-   errors search_goes_on() names move on (EACCES is remembered), any other
-   stops the search, and a candidate longer than PATH_MAX stops it with
-   ENAMETOOLONG, as the kernel would. Absolute candidates that access()
-   says do not exist are skipped without starting a child. */
+/* Search PATH like execvp() (glibc posix/execvpe.c): the first candidate
+   that execs wins; the errors search_goes_on() names move on (EACCES is
+   remembered), any other stops the search, and a candidate longer than
+   PATH_MAX stops it with ENAMETOOLONG, as the kernel would. An element of
+   PATH_MAX bytes or more, which no path can contain, is skipped. When no
+   candidate execs, the result is EACCES if one said so, else the last
+   candidate's error (ENOENT when there was none). Absolute candidates that
+   access() says do not exist are skipped without starting a child. */
 static int spawn_search(pid_t *pid, const char *file, const char *path,
                         const posix_spawn_file_actions_t *fa,
                         const posix_spawnattr_t *at, char *const argv[],
                         char *const envp[])
 {
     size_t flen = strlen(file);
-    int seen_eacces = 0;
+    int seen_eacces = 0, last = ENOENT;
     char buf[PATH_MAX];
     const char *p = path;
     for (;;) {
@@ -454,26 +496,27 @@ static int spawn_search(pid_t *pid, const char *file, const char *path,
         /* An empty element means the current directory (POSIX legacy). */
         const char *dir = dlen > 0 ? p : ".";
         size_t dl = dlen > 0 ? dlen : 1;
-        if (dl + 1 + flen + 1 > sizeof buf)
-            return ENAMETOOLONG;
-        memcpy(buf, dir, dl);
-        buf[dl] = '/';
-        memcpy(buf + dl + 1, file, flen + 1);
-        int skip = buf[0] == '/' && access(buf, F_OK) != 0 &&
-                   (errno == ENOENT || errno == ENOTDIR);
-        if (!skip) {
-            int r = posix_spawn(pid, buf, fa, at, argv, envp);
+        if (dl < PATH_MAX) {
+            if (dl + 1 + flen + 1 > sizeof buf)
+                return ENAMETOOLONG;
+            memcpy(buf, dir, dl);
+            buf[dl] = '/';
+            memcpy(buf + dl + 1, file, flen + 1);
+            int skip = buf[0] == '/' && access(buf, F_OK) != 0 &&
+                       (errno == ENOENT || errno == ENOTDIR);
+            int r = skip ? errno : posix_spawn(pid, buf, fa, at, argv, envp);
             if (r == 0)
                 return 0;
             if (!search_goes_on(r))
                 return r;
             seen_eacces |= r == EACCES;
+            last = r;
         }
         if (end == NULL)
             break;
         p = end + 1;
     }
-    return seen_eacces ? EACCES : ENOENT;
+    return seen_eacces ? EACCES : last;
 }
 
 static int spawn_posix(pid_t *pid, const char *file, const char *path,
@@ -595,7 +638,7 @@ spawn_child_main(void *arg)
     }
     /* PATH search, as spawn_search() does it, in this one child. */
     char buf[PATH_MAX];
-    int seen_eacces = 0;
+    int seen_eacces = 0, last = ENOENT;
     const char *s = c->path;
     for (;;) {
         const char *end = s;
@@ -603,22 +646,25 @@ spawn_child_main(void *arg)
             end++;
         size_t dl = end > s ? (size_t)(end - s) : 1;
         const char *dir = end > s ? s : ".";
-        if (dl + 1 + c->flen + 1 > sizeof buf) {
-            errno = ENAMETOOLONG;
-            goto fail;
+        if (dl < PATH_MAX) { /* longer elements are skipped */
+            if (dl + 1 + c->flen + 1 > sizeof buf) {
+                errno = ENAMETOOLONG;
+                goto fail;
+            }
+            memcpy(buf, dir, dl);
+            buf[dl] = '/';
+            memcpy(buf + dl + 1, c->file, c->flen + 1);
+            syscall(SYS_execve, buf, c->argv, c->envp);
+            if (!search_goes_on(errno))
+                goto fail;
+            seen_eacces |= errno == EACCES;
+            last = errno;
         }
-        memcpy(buf, dir, dl);
-        buf[dl] = '/';
-        memcpy(buf + dl + 1, c->file, c->flen + 1);
-        syscall(SYS_execve, buf, c->argv, c->envp);
-        if (!search_goes_on(errno))
-            goto fail;
-        seen_eacces |= errno == EACCES;
         if (*end == '\0')
             break;
         s = end + 1;
     }
-    errno = seen_eacces ? EACCES : ENOENT;
+    errno = seen_eacces ? EACCES : last;
 fail:
     c->err = errno > 0 ? errno : EINVAL;
     return 127;
@@ -753,12 +799,16 @@ static int spawn_impl(pid_t *pid, const char *file, char *const argv[],
         r = spawn_clone(&child, &pidfd, file, path, argv, cenv, o, &plan);
         if (r == 0)
             *o->pidfd_out = pidfd;
-    } else if (SPAWN_HAVE_CLONE && !(o->flags & FORKSAFE_SPAWN_KEEP_FDS) &&
-               (!SPAWN_HAVE_ADDCLOSEFROM ||
-                plan_top(&plan) + 1ul >= plan.fd_limit)) {
-        /* No closefrom file action here, or one glibc would refuse (a start
-           at the limit, while descriptors above a lowered limit may still
-           be open). */
+    } else if (SPAWN_HAVE_CLONE &&
+               (plan.src_high || (!(o->flags & FORKSAFE_SPAWN_KEEP_FDS) &&
+                                  (!SPAWN_HAVE_ADDCLOSEFROM ||
+                                   plan_top(&plan) + 1ul >= plan.fd_limit ||
+                                   !close_range_works())))) {
+        /* A source glibc would refuse (above a lowered limit), no
+           closefrom file action here, one glibc would refuse (a start at
+           the limit, while descriptors above a lowered limit may still be
+           open), or one that could fail (no close_range(): glibc would
+           need /proc). */
         r = spawn_clone(&child, NULL, file, path, argv, cenv, o, &plan);
     } else {
         r = spawn_posix(&child, file, path, argv, cenv, o, &plan);
@@ -771,13 +821,21 @@ static int spawn_impl(pid_t *pid, const char *file, char *const argv[],
 }
 
 /* Contract in forksafe.h. The errno value the caller had is preserved:
-   results travel only in the return value. */
+   results travel only in the return value. forksafe_spawn() is not a
+   cancellation point: close(), waitid() and waitpid() inside it are, and
+   a thread cancelled there would leave the child it made unreported (a
+   zombie nobody knows of) and the pidfd, the plan's copies and the
+   environment copy behind. A pending cancellation takes effect at the
+   caller's next cancellation point instead; the call itself never
+   blocks for long (the child only runs until it execs). */
 FORKSAFE_API int forksafe_spawn(pid_t *pid, const char *file,
                                 char *const argv[], char *const envp[],
                                 const struct forksafe_spawn_opts *opts)
 {
-    int saved = errno;
+    int saved = errno, cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     int r = spawn_impl(pid, file, argv, envp, opts);
+    pthread_setcancelstate(cancel, NULL);
     errno = saved;
     return r;
 }

@@ -16,8 +16,8 @@
  *  - Waiting: workers are created with clone(CLONE_PARENT), so they are the
  *    program's children: waitpid(), SIGCHLD, kill() and pidfds work on them
  *    as on any child, and nothing has to be relayed. The kernel is asked to
- *    store the worker's TID in glibc's thread descriptor, as fork() does
- *    (CLONE_CHILD_SETTID at the address PR_GET_TID_ADDRESS reports), and
+ *    store the worker's TID in the libc's thread descriptor, as fork() does
+ *    (CLONE_CHILD_SETTID at the address the platform layer names), and
  *    the worker re-registers its robust-mutex list, as glibc's fork child
  *    does. Fork handlers do not run in workers: they ran once, when the
  *    server itself was forked.
@@ -31,9 +31,22 @@
  *    reaps that worker through it. Two locks: zmu guards the client state
  *    and is registered with the core (a plain fork() waits for it, so a
  *    child never inherits it held), but it is held only for a few loads
- *    and stores, never across a blocking call; zrt serialises round trips
- *    and is not registered, so a fork never waits for a round trip. A
- *    child has no use for zrt: the fork server is its parent's.
+ *    and stores and two non-blocking system calls, never across a
+ *    blocking call, and taken with the call's deadline (a fork by another
+ *    thread holds it while it waits for locks ranked after it); zrt
+ *    serialises round trips and is not registered, so a fork never waits
+ *    for a round trip. A child has no use for zrt: the fork server is its
+ *    parent's. stop() takes the server out of the state before it waits
+ *    for zrt, so it waits only for the round trip in flight.
+ *  - Start: the server's first record (a hello) says it is ready, or why
+ *    it cannot be (its parent is in another PID namespace), and carries
+ *    its clock, so that deadlines mean the same instant on both ends when
+ *    the server is in another time namespace.
+ *  - Ownership: the owner is the process whose PID is recorded *and* that
+ *    created the channel (SO_PEERCRED, translated into the caller's PID
+ *    namespace), and the channel and pidfd numbers are used only while they
+ *    still name the files they named at start (fstat), because the program
+ *    may close every descriptor it does not know and reuse the numbers.
  *  - Census: both ends check that they are single-threaded with
  *    unshare(CLONE_VM), which needs neither /proc nor a descriptor; the
  *    thread count from /proc is the fallback where unshare() is filtered.
@@ -56,9 +69,11 @@
  *    since gets EPERM rather than workers with its former credentials.
  */
 #include "internal.h"
+#include "platform/platform.h"
 #include "spawn-zygote.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -71,15 +86,13 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#ifndef PR_GET_TID_ADDRESS
-#define PR_GET_TID_ADDRESS 40
-#endif
 #ifndef CLONE_PARENT
 #define CLONE_PARENT 0x00008000
 #endif
@@ -115,7 +128,8 @@ static pthread_mutex_t zrt = PTHREAD_MUTEX_INITIALIZER;
 /* Server state: only ever touched in the server process. The receive
    buffer is one byte larger than the largest valid request, so an
    oversized one shows up as MSG_TRUNC. */
-static _Alignas(16) unsigned char srv_buf[FORKSAFE__ZYGOTE_REQ_MAX + 1];
+#define SRV_BUF_LEN (FORKSAFE__ZYGOTE_REQ_MAX + 1)
+static unsigned char *srv_buf; /* SRV_BUF_LEN bytes, in the server only */
 static union {
     struct cmsghdr align;
     char buf[CMSG_SPACE(sizeof(int) * FORKSAFE_ZYGOTE_FDS_MAX) +
@@ -227,13 +241,31 @@ static pid_t worker_clone(int *pidfd)
     return (pid_t)r;
 }
 
-/* The worker: never returns. It holds nothing of the server but memory. */
+/* The worker: never returns. It holds nothing of the server but memory.
+   gate is a pipe (or -1, -1 when the server had no descriptors for one):
+   the worker runs fn only once the server has sent the reply that names
+   it, and dies of SIGKILL if the server dies or cannot reply first, so a
+   spawn that fails (ECHILD) never has a worker running the program's
+   code behind it. */
 static _Noreturn void worker_run(int sock, forksafe_zygote_fn fn,
-                                 const struct forksafe__zygote_req *req)
+                                 const struct forksafe__zygote_req *req,
+                                 const int gate[2])
 {
     if (srv_robust_head != NULL)
         syscall(SYS_set_robust_list, srv_robust_head, srv_robust_len);
     close(sock);
+    if (gate[0] >= 0) {
+        close(gate[1]);
+        char go = 0;
+        ssize_t n;
+        while ((n = read(gate[0], &go, 1)) < 0 && errno == EINTR) {
+        }
+        close(gate[0]);
+        if (n != 1) {
+            raise(SIGKILL); /* signals are all blocked, but not this one */
+            _exit(127);
+        }
+    }
     /* Signals pending on the server are not inherited; the worker gets the
        program's mask as it was at forksafe_zygote_start(). */
     sigprocmask(SIG_SETMASK, &srv_worker_mask, NULL);
@@ -294,7 +326,7 @@ static int send_reply(int sock, const struct forksafe__zygote_reply *rep,
    on, or 1 when the channel is closed and the server should exit. */
 static int serve_one(int sock, pid_t parent)
 {
-    struct iovec iov = {srv_buf, sizeof srv_buf};
+    struct iovec iov = {srv_buf, SRV_BUF_LEN};
     struct msghdr mh;
     memset(&mh, 0, sizeof mh);
     mh.msg_iov = &iov;
@@ -366,12 +398,19 @@ static int serve_one(int sock, pid_t parent)
         err = EBUSY;
     pid_t pid = 0;
     int pidfd = -1;
+    int gate[2] = {-1, -1};
     if (err == 0) {
+        /* No free descriptor for the gate: the worker runs ungated, as
+           it would on a server killed before it could reply. */
+        if (pipe2(gate, O_CLOEXEC) != 0)
+            gate[0] = gate[1] = -1;
         pid = worker_clone(&pidfd);
         if (pid == 0)
-            worker_run(sock, fn, &req);
+            worker_run(sock, fn, &req, gate);
         if (pid < 0)
             err = errno;
+        if (gate[0] >= 0)
+            close(gate[0]);
     }
 
     for (size_t i = 0; i < nfds; i++)
@@ -388,9 +427,34 @@ static int serve_one(int sock, pid_t parent)
     rep.seq = req.seq;
     explicit_bzero(&req, sizeof req);
     int gone = send_reply(sock, &rep, pidfd);
+    if (gate[1] >= 0) {
+        /* Let the worker run now that the client has been told of it;
+           without a reply it dies when the gate closes. */
+        if (!gone && err == 0)
+            while (write(gate[1], "", 1) < 0 && errno == EINTR) {
+            }
+        close(gate[1]);
+    }
     if (pidfd >= 0)
         close(pidfd);
     return gone ? 1 : 0;
+}
+
+/* Tell the client that the server is ready (err 0) or why it is not, with
+   this process's clock for the client to compare with its own. Returns 0,
+   or -1 when the channel is gone. */
+static int send_hello(int sock, int err)
+{
+    struct forksafe__zygote_hello h;
+    memset(&h, 0, sizeof h);
+    h.magic = FORKSAFE__ZYGOTE_HELLO;
+    h.err = err;
+    h.pid = (int32_t)getpid();
+    h.mono = mono_ns();
+    while (send(sock, &h, sizeof h, MSG_NOSIGNAL) < 0)
+        if (errno != EINTR)
+            return -1;
+    return 0;
 }
 
 static _Noreturn void server_main(int sock, pid_t parent)
@@ -398,7 +462,17 @@ static _Noreturn void server_main(int sock, pid_t parent)
     /* Die with the parent. If it died before prctl() took effect we have
        already been re-parented, and no signal will ever come. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
+    pid_t pp = getppid();
+    if (pp == 0) {
+        /* The parent is outside this PID namespace: the program called
+           unshare(CLONE_NEWPID) or setns() and this process is the first
+           of the new namespace (its init), which the kernel does not let
+           make siblings (CLONE_PARENT). start() checks this through /proc
+           before forking; without /proc it learns it here. */
+        send_hello(sock, ENOTSUP);
+        _exit(0);
+    }
+    if (pp != parent)
         _exit(0);
     /* Keep only the standard descriptors and the channel: a copy of any
        other would keep it open (a pipe would never reach EOF) for as long
@@ -414,19 +488,27 @@ static _Noreturn void server_main(int sock, pid_t parent)
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &srv_worker_mask);
+    /* The request buffer exists only here: static, it would add a mapping
+       to every program that links libforksafe, and each mapping costs
+       every fork() (docs/semantics.md, "Cost"). */
+    srv_buf = malloc(SRV_BUF_LEN);
+    if (!srv_buf)
+        _exit(1);
     struct ucred pc;
     socklen_t pl = sizeof pc;
     if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &pc, &pl) != 0 ||
         pc.pid != parent || pc.uid != getuid())
         _exit(1);
-    /* Where glibc keeps this thread's TID, so workers get theirs written
-       there as fork() children do. Without it (kernel lacking
-       CONFIG_CHECKPOINT_RESTORE) workers keep the server's TID in glibc's
-       descriptor; docs/zygote.md says what that affects. */
-    if (prctl(PR_GET_TID_ADDRESS, &srv_tid_addr, 0, 0, 0) != 0)
-        srv_tid_addr = NULL;
+    /* Where the libc keeps this thread's TID, so workers get theirs
+       written there as fork() children do. Without it (kernel lacking
+       CONFIG_CHECKPOINT_RESTORE, or a platform layer that does not know)
+       workers keep the server's TID in the libc's descriptor;
+       docs/zygote.md says what that affects. */
+    srv_tid_addr = forksafe__platform()->tid_slot();
     if (syscall(SYS_get_robust_list, 0, &srv_robust_head, &srv_robust_len) != 0)
         srv_robust_head = NULL;
+    if (send_hello(sock, 0) != 0)
+        _exit(0);
     while (serve_one(sock, parent) == 0) {
     }
     _exit(0);
@@ -453,16 +535,157 @@ static int zmu_ensure(void)
     return r;
 }
 
-/* Called single-threaded in a fork()ed child of the owner: the state is a
-   copy of the parent's, and the channel belongs to the parent. zmu came
-   through the fork consistent (it is registered); zrt may be a copy taken
-   by a thread that does not exist here. */
+/* m within deadline (ns): 0 or ETIMEDOUT. pthread_mutex_clocklock()
+   (glibc 2.30) waits on CLOCK_MONOTONIC; elsewhere the remaining time is
+   turned into a CLOCK_REALTIME deadline for pthread_mutex_timedlock().
+   zmu is taken this way too: a fork by another thread holds it from its
+   prepare to its parent handler, and that fork may wait, with a timeout
+   of its own, for a registered lock ranked after zmu. */
+static int lock_until(pthread_mutex_t *m, uint64_t deadline)
+{
+    int r;
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+    struct timespec ts = {(time_t)(deadline / 1000000000u),
+                          (long)(deadline % 1000000000u)};
+    while ((r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts)) == EINTR) {
+    }
+#else
+    uint64_t left = deadline > mono_ns() ? deadline - mono_ns() : 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t abs =
+        (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + left;
+    ts.tv_sec = (time_t)(abs / 1000000000u);
+    ts.tv_nsec = (long)(abs % 1000000000u);
+    while ((r = pthread_mutex_timedlock(m, &ts)) == EINTR) {
+    }
+#endif
+    return r == 0 ? 0 : ETIMEDOUT;
+}
+
+/* Which open file a descriptor number stood for when it was recorded. The
+   program may close every descriptor it does not know of (a daemon's
+   cleanup) and open its own, which then get the numbers of the channel and
+   of the server's pidfd: those numbers are used only while they still name
+   the same file. */
+struct fd_ident {
+    dev_t dev;
+    ino_t ino;
+};
+
+static void fd_ident_of(int fd, struct fd_ident *id)
+{
+    struct stat st;
+    memset(id, 0, sizeof *id);
+    if (fd >= 0 && fstat(fd, &st) == 0) {
+        id->dev = st.st_dev;
+        id->ino = st.st_ino;
+    }
+}
+
+/* 1 if fd still names the file id was taken from. Exact for the channel
+   (a socket inode of its own). For a pidfd it is exact with pidfs (Linux
+   6.9), where each process's pidfd has an inode of its own; before that
+   every pidfd shares one anonymous inode, so only a non-pidfd is told
+   apart. */
+static int fd_is(int fd, const struct fd_ident *id)
+{
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == id->dev &&
+           st.st_ino == id->ino;
+}
+
+static struct fd_ident zfd_id, zpidfd_id;
+/* The server's CLOCK_MONOTONIC minus ours (ns), from its hello. */
+static int64_t zclock_off;
+
+/* What the calling process can do with the state it holds. zmu held. */
+enum zstate {
+    Z_NONE,    /* no server */
+    Z_FOREIGN, /* a copy of another process's state (a fork()ed child) */
+    Z_LOST,    /* ours, but the program closed the channel's number */
+    Z_OURS
+};
+
+static enum zstate state_locked(void)
+{
+    if (zfd < 0)
+        return Z_NONE;
+    if (zowner != getpid())
+        return Z_FOREIGN;
+    if (!fd_is(zfd, &zfd_id))
+        return Z_LOST;
+    /* The PID alone does not tell the owner: a descendant that is PID 1 of
+       a nested PID namespace has the same number as an owner that is PID 1
+       of its own. The channel does: for a socketpair SO_PEERCRED names the
+       process that created it, translated into the caller's namespace (0
+       where it is not visible). */
+    struct ucred uc;
+    socklen_t l = sizeof uc;
+    int saved = errno;
+    int mine = getsockopt(zfd, SOL_SOCKET, SO_PEERCRED, &uc, &l) == 0 &&
+               uc.pid == getpid();
+    errno = saved;
+    return mine ? Z_OURS : Z_FOREIGN;
+}
+
+/* A server the client has let go of, to be ended by server_end(). */
+struct zserver {
+    int fd, pidfd; /* -1 when not to be touched */
+    pid_t pid;     /* 0 when not to be waited for by PID */
+};
+
+/* Move the state out (zmu held): Z_OURS gives everything; Z_LOST gives
+   the pidfd only if it still names its file, and never the channel, whose
+   number is the program's now. Without a trusted pidfd a lost server is
+   not waited for: it exits at EOF, and the program's own waitpid()
+   collects it. */
+static struct zserver state_take_locked(enum zstate st)
+{
+    struct zserver z = {-1, -1, 0};
+    if (st == Z_OURS) {
+        z.fd = zfd;
+        z.pidfd = zpidfd;
+        z.pid = zpid;
+    } else if (st == Z_LOST && fd_is(zpidfd, &zpidfd_id)) {
+        z.pidfd = zpidfd;
+        z.pid = zpid;
+    }
+    zfd = -1;
+    zpidfd = -1;
+    zpid = 0;
+    return z;
+}
+
+/* 1 if the server of Z_OURS has exited (zmu held). Never waits. */
+static int server_exited_locked(void)
+{
+    int saved = errno, dead;
+    if (fd_is(zpidfd, &zpidfd_id)) {
+        struct pollfd p = {zpidfd, POLLIN, 0};
+        dead = poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+    } else {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int r = waitid(P_PID, (id_t)zpid, &si, WEXITED | WNOHANG | WNOWAIT);
+        dead = (r == 0 && si.si_pid == zpid) || (r < 0 && errno == ECHILD);
+    }
+    errno = saved;
+    return dead;
+}
+
+/* Called single-threaded, in start(), when the state is a copy of another
+   process's (a fork()ed child) or when nothing is known of zrt: the
+   channel belongs to the parent, and zrt may be a copy taken by a thread
+   that does not exist here. The copies are closed only where their
+   numbers still name them. zmu came through the fork consistent (it is
+   registered). */
 static void state_forget(void)
 {
-    pthread_mutex_init(&zrt, NULL);
-    if (zfd >= 0)
+    if (fd_is(zfd, &zfd_id))
         close(zfd);
-    if (zpidfd >= 0)
+    if (fd_is(zpidfd, &zpidfd_id))
         close(zpidfd);
     zfd = -1;
     zpidfd = -1;
@@ -470,11 +693,54 @@ static void state_forget(void)
     __atomic_store_n(&zowner, 0, __ATOMIC_RELAXED);
 }
 
+/* Servers and late workers killed but not yet dead: a SIGKILL takes
+   effect only when the process next runs, which a cgroup v1 freezer can
+   put off for ever. Their pidfds wait here, and each later call of the
+   fork server reaps those that have died since (dying_reap()); when every
+   slot is taken, the pidfd is closed and the dead process is left for the
+   program's waitpid(). Slots are swapped atomically: no lock, so a fork()ed
+   child that inherits them merely finds servers that are not its children
+   (ECHILD) and closes its copies. */
+#define ZYGOTE_DYING 8
+static int zdying[ZYGOTE_DYING] = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+static void dying_park(int pidfd)
+{
+    for (int i = 0; i < ZYGOTE_DYING; i++) {
+        int none = -1;
+        if (__atomic_compare_exchange_n(&zdying[i], &none, pidfd, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            return;
+    }
+    close(pidfd);
+}
+
+/* Reap what has died of the servers parked by dying_park(). Never
+   waits. */
+static void dying_reap(void)
+{
+    for (int i = 0; i < ZYGOTE_DYING; i++) {
+        if (__atomic_load_n(&zdying[i], __ATOMIC_RELAXED) < 0)
+            continue;
+        int fd = __atomic_exchange_n(&zdying[i], -1, __ATOMIC_ACQ_REL);
+        if (fd < 0)
+            continue;
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int r = waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+        if (r == 0 && si.si_pid == 0)
+            dying_park(fd); /* still not dead */
+        else
+            close(fd); /* reaped, or not ours to reap (ECHILD, EBADF) */
+    }
+}
+
 /* Kill and reap a worker whose reply came after its request was given up
    on (the caller got ETIMEDOUT), through its pidfd, which names exactly
    it; it is given wait_ms to die (SIGKILL takes microseconds, unless the
-   worker is stuck in the kernel) and reaped if it did. Without a pidfd
-   nothing is signalled: the worker runs to its end. */
+   worker is stuck in the kernel), also when signals interrupt the wait,
+   and reaped if it did. Without a pidfd nothing is signalled: the worker
+   runs to its end. */
 static void stale_worker(const struct forksafe__zygote_reply *rep, int wfd,
                          int wait_ms)
 {
@@ -482,10 +748,17 @@ static void stale_worker(const struct forksafe__zygote_reply *rep, int wfd,
         return;
     if (rep->err == 0 && rep->pid > 0 &&
         syscall(SYS_pidfd_send_signal, wfd, SIGKILL, NULL, 0) == 0) {
+        uint64_t deadline = deadline_after((unsigned)wait_ms);
         struct pollfd p = {wfd, POLLIN, 0};
-        poll(&p, 1, wait_ms);
+        while (poll(&p, 1, ms_left(deadline)) < 0 && errno == EINTR) {
+        }
         siginfo_t si;
-        waitid((idtype_t)P_PIDFD, (id_t)wfd, &si, WEXITED | WNOHANG);
+        memset(&si, 0, sizeof si);
+        if (waitid((idtype_t)P_PIDFD, (id_t)wfd, &si, WEXITED | WNOHANG) == 0 &&
+            si.si_pid == 0) {
+            dying_park(wfd); /* frozen: reaped once it has died */
+            return;
+        }
     }
     close(wfd);
 }
@@ -545,59 +818,85 @@ static void replies_drain(int fd)
     }
 }
 
-/* End a server the client has let go of: fd, pid and pidfd are no longer
-   in the shared state, and zrt is held. The server is told (EOF) and given
-   until wait_ms to exit, then killed: through its pidfd, or, without one,
-   by PID while waitpid() still shows it as our unreaped child. Then it is
-   reaped and the replies it left are read. */
-static void server_end(int fd, pid_t pid, int pidfd, unsigned wait_ms)
+/* End a server the client has let go of (z, no longer in the shared
+   state). The server is told (EOF) and given until wait_ms to exit, then
+   killed: through its pidfd, or, without one, by PID while waitpid() still
+   shows it as our unreaped child. Then it is reaped and the replies it
+   left are read. */
+/* How long a killed server is given to die before it is parked. */
+#define ZYGOTE_KILL_WAIT_MS 50
+
+static void server_end(struct zserver z, unsigned wait_ms)
 {
     /* shutdown(), not just close(): a fork()ed child of ours may hold a
        copy of this end, and the server must see EOF. */
-    shutdown(fd, SHUT_WR);
+    if (z.fd >= 0)
+        shutdown(z.fd, SHUT_WR);
     uint64_t deadline = deadline_after(wait_ms);
-    if (pidfd >= 0) {
-        struct pollfd p = {pidfd, POLLIN, 0};
+    if (z.pidfd >= 0) {
+        struct pollfd p = {z.pidfd, POLLIN, 0};
         while (poll(&p, 1, ms_left(deadline)) < 0 && errno == EINTR) {
         }
-        if (!(p.revents & POLLIN))
-            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        if (!(p.revents & POLLIN) &&
+            syscall(SYS_pidfd_send_signal, z.pidfd, SIGKILL, NULL, 0) == 0) {
+            /* Dead within microseconds, unless it cannot run (a frozen
+               cgroup): then it is reaped later, not waited for here. */
+            uint64_t kd = deadline_after(ZYGOTE_KILL_WAIT_MS);
+            p.revents = 0;
+            while (poll(&p, 1, ms_left(kd)) < 0 && errno == EINTR) {
+            }
+        }
         siginfo_t si;
-        while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 &&
+        memset(&si, 0, sizeof si);
+        int r;
+        while ((r = waitid((idtype_t)P_PIDFD, (id_t)z.pidfd, &si,
+                           WEXITED | WNOHANG)) < 0 &&
                errno == EINTR) {
         }
-        close(pidfd);
-    } else {
+        if (r == 0 && si.si_pid == 0)
+            dying_park(z.pidfd);
+        else
+            close(z.pidfd);
+    } else if (z.pid > 0) {
         for (;;) {
-            pid_t r = waitpid(pid, NULL, WNOHANG);
-            if (r == pid || (r < 0 && errno != EINTR))
+            pid_t r = waitpid(z.pid, NULL, WNOHANG);
+            if (r == z.pid || (r < 0 && errno != EINTR))
                 break; /* reaped, or someone else's waitpid() got it */
             if (r == 0 && ms_left(deadline) == 0) {
-                kill(pid, SIGKILL);
-                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-                }
+                /* Still our unreaped child, so the PID is still its. If
+                   it cannot die at once (a frozen cgroup) it is left for
+                   the program's waitpid(): by PID alone it cannot be
+                   reaped later without risking another child's. */
+                kill(z.pid, SIGKILL);
+                uint64_t kd = deadline_after(ZYGOTE_KILL_WAIT_MS);
+                while (waitpid(z.pid, NULL, WNOHANG) == 0 && ms_left(kd) > 0)
+                    usleep(1000);
                 break;
             }
             usleep(1000);
         }
     }
-    replies_drain(fd);
-    close(fd);
+    if (z.fd >= 0) {
+        replies_drain(z.fd);
+        close(z.fd);
+    }
 }
 
-/* The channel failed: the server is exiting (it closes its end only by
-   exiting) or gone. zrt held. */
-static void server_lost(void)
+/* The channel failed during a round trip that must end by deadline: the
+   server is exiting (it closes its end only by exiting) or gone. zrt
+   held. If zmu cannot be had in time the state stays, and the next call
+   finds the broken channel again. */
+static void server_lost(uint64_t deadline)
 {
-    pthread_mutex_lock(&zmu);
-    int fd = zfd, pidfd = zpidfd;
-    pid_t pid = zpid;
-    zfd = -1;
-    zpidfd = -1;
-    zpid = 0;
+    if (lock_until(&zmu, deadline + 50000000u) != 0)
+        return;
+    enum zstate st = state_locked();
+    struct zserver z = {-1, -1, 0};
+    if (st == Z_OURS || st == Z_LOST)
+        z = state_take_locked(st);
     pthread_mutex_unlock(&zmu);
-    if (fd >= 0)
-        server_end(fd, pid, pidfd, forksafe__default_timeout_ms());
+    int ms = ms_left(deadline);
+    server_end(z, ms > 50 ? (unsigned)ms : 50u);
 }
 
 /* Contract in forksafe.h. */
@@ -613,7 +912,7 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
     if (r != 0)
         return r;
     pthread_mutex_lock(&zmu);
-    if (zfd >= 0 && zowner == getpid()) {
+    if (state_locked() == Z_OURS) {
         r = EBUSY;
     } else if (entry_find(name, len) != NULL) {
         r = EEXIST;
@@ -641,12 +940,59 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
     return r;
 }
 
+/* 1 if this process's children would be in another PID namespace than
+   itself (after unshare(CLONE_NEWPID), or setns() to one): the server
+   would not see its parent and, as the first process there, could not
+   make siblings. 0 if they are in the same one, or /proc cannot tell (the
+   server then reports it in its hello). */
+static int pidns_differs(void)
+{
+    static const char kids[] = "/proc/self/ns/pid_for_children";
+    struct stat a, b;
+    int saved = errno, r = 0;
+    if (stat("/proc/self/ns/pid", &a) == 0 && lstat(kids, &b) == 0) {
+        if (stat(kids, &b) == 0)
+            r = a.st_dev != b.st_dev || a.st_ino != b.st_ino;
+        else /* a namespace that has no first process yet (Linux says
+                ENOENT then): just made by unshare(CLONE_NEWPID) */
+            r = errno == ENOENT;
+    }
+    errno = saved;
+    return r;
+}
+
+/* Wait until deadline for the server's hello on fd. Returns 0 with the
+   clock offset in *off, the error the server gave, ECHILD if it exited
+   without one, or ETIMEDOUT. */
+static int hello_wait(int fd, uint64_t deadline, int64_t *off)
+{
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, ms_left(deadline));
+        struct forksafe__zygote_hello h;
+        ssize_t n = recv(fd, &h, sizeof h, MSG_DONTWAIT);
+        uint64_t now = mono_ns();
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (ms_left(deadline) == 0)
+                return ETIMEDOUT;
+            continue;
+        }
+        if (n != (ssize_t)sizeof h || h.magic != FORKSAFE__ZYGOTE_HELLO)
+            return ECHILD;
+        if (h.err != 0)
+            return h.err > 0 ? h.err : EPROTO;
+        *off = (int64_t)(h.mono - now);
+        return 0;
+    }
+}
+
 static int start_impl(void)
 {
+    dying_reap();
     pid_t me = getpid();
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) == me) {
         pthread_mutex_lock(&zmu);
-        int running = zfd >= 0;
+        int running = state_locked() == Z_OURS && !server_exited_locked();
         pthread_mutex_unlock(&zmu);
         if (running)
             return EALREADY;
@@ -657,9 +1003,20 @@ static int start_impl(void)
     if ((r = census()) != 0)
         return r;
     /* From here on this is the only thread: nothing else can touch the
-       state, and the fork below copies no lock held elsewhere. */
-    if (zowner != 0 && zowner != me)
+       state, nothing can hold zrt (a copy of it taken by a thread of a
+       parent process is made free again), and the fork below copies no
+       lock held elsewhere. */
+    pthread_mutex_init(&zrt, NULL);
+    enum zstate st = state_locked();
+    if (st == Z_OURS || st == Z_LOST) {
+        /* A server that died (or whose channel the program closed):
+           reap it before starting anew. */
+        server_end(state_take_locked(st), forksafe__default_timeout_ms());
+    } else if (zowner != 0) {
         state_forget();
+    }
+    if (pidns_differs())
+        return ENOTSUP;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return errno;
@@ -673,6 +1030,11 @@ static int start_impl(void)
         return e;
     }
     fflush(NULL); /* or buffered output would be written again later */
+    /* The hello comes once the server has closed its inherited descriptors
+       and set itself up: the timeout, but never less than a second, so
+       that a tiny FORKSAFE_TIMEOUT_MS meant for forks does not fail it. */
+    unsigned hello_ms = forksafe__default_timeout_ms();
+    uint64_t deadline = deadline_after(hello_ms > 1000u ? hello_ms : 1000u);
     pid_t p = fork();
     if (p < 0) {
         int e = errno;
@@ -694,10 +1056,22 @@ static int start_impl(void)
        Without pidfds (Linux before 5.3), or with no descriptor free, the
        PID is used. */
     long pidfd = syscall(SYS_pidfd_open, (long)p, 0L);
+    int64_t off = 0;
+    r = hello_wait(sv[0], deadline, &off);
+    if (r != 0) {
+        /* Refused (ENOTSUP), exited (ECHILD) or silent (ETIMEDOUT): end
+           and reap it, so that nothing is left. */
+        struct zserver z = {sv[0], pidfd >= 0 ? (int)pidfd : -1, p};
+        server_end(z, r == ETIMEDOUT ? 0u : forksafe__default_timeout_ms());
+        return r;
+    }
     pthread_mutex_lock(&zmu);
     zfd = sv[0];
     zpid = p;
     zpidfd = pidfd >= 0 ? (int)pidfd : -1;
+    fd_ident_of(zfd, &zfd_id);
+    fd_ident_of(zpidfd, &zpidfd_id);
+    zclock_off = off;
     zuid = getuid();
     zeuid = geteuid();
     zgid = getgid();
@@ -710,18 +1084,22 @@ static int start_impl(void)
 /* Contract in forksafe.h. */
 FORKSAFE_API int forksafe_zygote_start(void)
 {
-    int saved = errno;
+    int saved = errno, cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     int r = start_impl();
+    pthread_setcancelstate(cancel, NULL);
     errno = saved;
     return r;
 }
 
-/* Send one request and wait for its reply, until deadline (ns); zrt held,
-   zmu not. fd is the channel, seq the request's number. Returns 0 with
-   *pid set, an errno value, or ECHILD when the channel is broken. */
-static int request(int fd, uint64_t seq, uint64_t deadline, const char *name,
-                   size_t name_len, const void *arg, size_t len, const int *fds,
-                   size_t nfds, pid_t *pid)
+/* Send one request and wait for its reply, until deadline (ns, our clock;
+   srv_deadline is the same instant on the server's); zrt held, zmu not.
+   fd is the channel, seq the request's number. Returns 0 with *pid set,
+   an errno value, or ECHILD when the channel is broken. */
+static int request(int fd, uint64_t seq, uint64_t deadline,
+                   uint64_t srv_deadline, const char *name, size_t name_len,
+                   const void *arg, size_t len, const int *fds, size_t nfds,
+                   pid_t *pid)
 {
     struct forksafe__zygote_hdr h;
     memset(&h, 0, sizeof h);
@@ -731,7 +1109,7 @@ static int request(int fd, uint64_t seq, uint64_t deadline, const char *name,
     h.arg_len = (uint32_t)len;
     h.nfds = (uint32_t)nfds;
     h.seq = seq;
-    h.deadline = deadline;
+    h.deadline = srv_deadline != 0 ? srv_deadline : 1;
     struct iovec iov[3] = {{&h, sizeof h},
                            {(void *)(uintptr_t)arg, len},
                            {(void *)(uintptr_t)name, name_len}};
@@ -809,36 +1187,8 @@ static int request(int fd, uint64_t seq, uint64_t deadline, const char *name,
     }
 }
 
-/* zrt within deadline (ns): 0 or ETIMEDOUT. pthread_mutex_clocklock()
-   (glibc 2.30) waits on CLOCK_MONOTONIC; elsewhere the remaining time is
-   turned into a CLOCK_REALTIME deadline for pthread_mutex_timedlock(). */
-static int zrt_lock_until(uint64_t deadline)
-{
-    int r;
-#if defined(__GLIBC__) &&                                                      \
-    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
-    struct timespec ts = {(time_t)(deadline / 1000000000u),
-                          (long)(deadline % 1000000000u)};
-    while ((r = pthread_mutex_clocklock(&zrt, CLOCK_MONOTONIC, &ts)) == EINTR) {
-    }
-#else
-    uint64_t left = deadline > mono_ns() ? deadline - mono_ns() : 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t abs =
-        (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + left;
-    ts.tv_sec = (time_t)(abs / 1000000000u);
-    ts.tv_nsec = (long)(abs % 1000000000u);
-    while ((r = pthread_mutex_timedlock(&zrt, &ts)) == EINTR) {
-    }
-#endif
-    return r == 0 ? 0 : ETIMEDOUT;
-}
-
-/* Contract in forksafe.h. */
-FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
-                                       size_t len, const int *fds, size_t nfds,
-                                       pid_t *pid)
+static int spawn_impl(const char *name, const void *arg, size_t len,
+                      const int *fds, size_t nfds, pid_t *pid)
 {
     if (name == NULL || pid == NULL || (arg == NULL && len > 0) ||
         (fds == NULL && nfds > 0))
@@ -855,31 +1205,67 @@ FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) != getpid())
         return ECHILD;
     int saved = errno;
+    dying_reap();
     uint64_t deadline = deadline_after(forksafe__default_timeout_ms());
     uid_t uid = getuid(), euid = geteuid();
     gid_t gid = getgid(), egid = getegid();
-    pthread_mutex_lock(&zmu);
-    int r = zfd < 0 ? ECHILD : 0;
-    if (r == 0 &&
-        (uid != zuid || euid != zeuid || gid != zgid || egid != zegid))
-        r = EPERM; /* workers would have the credentials of the start */
-    pthread_mutex_unlock(&zmu);
-    if (r == 0 && (r = zrt_lock_until(deadline)) == 0) {
-        pthread_mutex_lock(&zmu);
-        int fd = zfd;
-        uint64_t seq = ++zseq;
+    int r = lock_until(&zmu, deadline);
+    if (r == 0) {
+        r = zfd < 0 ? ECHILD : 0;
+        if (r == 0 &&
+            (uid != zuid || euid != zeuid || gid != zgid || egid != zegid))
+            r = EPERM; /* workers would have the credentials of the start */
         pthread_mutex_unlock(&zmu);
-        if (fd < 0) {
-            r = ECHILD;
-        } else {
-            r = request(fd, seq, deadline, name, name_len, arg, len, fds, nfds,
-                        pid);
+    }
+    if (r == 0 && (r = lock_until(&zrt, deadline)) == 0) {
+        /* zrt held: no other round trip, and stop() does not close the
+           channel until it has zrt. */
+        int fd = -1;
+        uint64_t seq = 0;
+        int64_t off = 0;
+        struct zserver lost = {-1, -1, 0};
+        r = lock_until(&zmu, deadline);
+        if (r == 0) {
+            enum zstate st = state_locked();
+            if (st == Z_OURS) {
+                fd = zfd;
+                seq = ++zseq;
+                off = zclock_off;
+            } else {
+                if (st == Z_LOST)
+                    lost = state_take_locked(st);
+                r = ECHILD;
+            }
+            pthread_mutex_unlock(&zmu);
+        }
+        if (fd >= 0) {
+            r = request(fd, seq, deadline, deadline + (uint64_t)off, name,
+                        name_len, arg, len, fds, nfds, pid);
             if (r == ECHILD)
-                server_lost();
+                server_lost(deadline);
+        } else {
+            server_end(lost, 50);
         }
         pthread_mutex_unlock(&zrt);
     }
     errno = saved;
+    return r;
+}
+
+/* Contract in forksafe.h. Not a cancellation point, although poll(),
+   sendmsg() and recvmsg() are: a thread cancelled in the middle of a
+   round trip would leave zrt held for ever (every later spawn would time
+   out and stop() would block) and a worker it asked for unreported. The
+   call is bounded by the timeout, so a cancellation waits at most that
+   long, and takes effect at the caller's next cancellation point. */
+FORKSAFE_API int forksafe_zygote_spawn(const char *name, const void *arg,
+                                       size_t len, const int *fds, size_t nfds,
+                                       pid_t *pid)
+{
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    int r = spawn_impl(name, arg, len, fds, nfds, pid);
+    pthread_setcancelstate(cancel, NULL);
     return r;
 }
 
@@ -894,34 +1280,55 @@ FORKSAFE_API pid_t forksafe_zygote_pid(void)
 {
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) != getpid())
         return 0;
+    /* poll() and waitid() are cancellation points, and zmu is held
+       around them: cancelled there, the thread would leave the lock every
+       fork() waits for held for ever. */
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&zmu);
-    pid_t p = zfd >= 0 ? zpid : 0;
+    pid_t p = state_locked() == Z_OURS && !server_exited_locked() ? zpid : 0;
     pthread_mutex_unlock(&zmu);
+    pthread_setcancelstate(cancel, NULL);
     return p;
 }
 
-/* Contract in forksafe.h. */
-FORKSAFE_API int forksafe_zygote_stop(void)
+static int stop_impl(void)
 {
     if (__atomic_load_n(&zowner, __ATOMIC_RELAXED) != getpid())
         return ECHILD;
     int saved = errno;
-    /* Waits for a round trip in flight, which ends by its deadline. */
-    pthread_mutex_lock(&zrt);
-    pthread_mutex_lock(&zmu);
-    int fd = zfd, pidfd = zpidfd;
-    pid_t pid = zpid;
-    zfd = -1;
-    zpidfd = -1;
-    zpid = 0;
-    pthread_mutex_unlock(&zmu);
-    int r = 0;
-    if (fd < 0)
-        r = ECHILD; /* never started, stopped, or found dead */
-    else
-        server_end(fd, pid, pidfd, forksafe__default_timeout_ms());
-    pthread_mutex_unlock(&zrt);
+    dying_reap();
+    unsigned t = forksafe__default_timeout_ms();
+    /* The state is taken out first, so that spawns from now on see no
+       server; only round trips already in flight hold zrt for long, and
+       each of those ends by its own deadline, which is before ours. */
+    int r = lock_until(&zmu, deadline_after(t));
+    if (r == 0) {
+        enum zstate st = state_locked();
+        struct zserver z = {-1, -1, 0};
+        if (st == Z_OURS || st == Z_LOST)
+            z = state_take_locked(st);
+        pthread_mutex_unlock(&zmu);
+        r = st == Z_OURS ? 0 : ECHILD; /* never started, stopped, lost */
+        if (st == Z_OURS || st == Z_LOST) {
+            pthread_mutex_lock(&zrt);
+            server_end(z, st == Z_OURS ? t : 50u);
+            pthread_mutex_unlock(&zrt);
+        }
+    }
     errno = saved;
+    return r;
+}
+
+/* Contract in forksafe.h. Not a cancellation point, for the reasons
+   forksafe_zygote_spawn() is not: cancelled while it waits for the
+   server, it would leave zrt held and the server unreaped. */
+FORKSAFE_API int forksafe_zygote_stop(void)
+{
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    int r = stop_impl();
+    pthread_setcancelstate(cancel, NULL);
     return r;
 }
 
@@ -929,7 +1336,7 @@ FORKSAFE_API int forksafe_zygote_stop(void)
 int forksafe__zygote_fd(void)
 {
     pthread_mutex_lock(&zmu);
-    int fd = zowner == getpid() ? zfd : -1;
+    int fd = state_locked() == Z_OURS ? zfd : -1;
     pthread_mutex_unlock(&zmu);
     return fd;
 }

@@ -198,3 +198,30 @@ int fs_fork_must_fail(const struct forksafe_fork_opts *opts, uint64_t *took_ms)
     }
     return err;
 }
+
+const char *fs_layer(void)
+{
+    static char layer[16];
+    if (layer[0])
+        return layer;
+    FILE *f = tmpfile();
+    if (!f || forksafe_audit_write(fileno(f), FORKSAFE_AUDIT_JSON) != 0)
+        abort();
+    char line[1024];
+    rewind(f);
+    while (fgets(line, sizeof line, f)) {
+        static const char key[] = "\"platform\": {\"layer\": \"";
+        const char *p = strstr(line, key);
+        if (p && sscanf(p + sizeof key - 1, "%15[a-z]", layer) == 1)
+            break;
+    }
+    fclose(f);
+    if (!layer[0])
+        abort();
+    return layer;
+}
+
+int fs_layer_is(const char *name)
+{
+    return strcmp(fs_layer(), name) == 0;
+}

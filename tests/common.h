@@ -91,6 +91,13 @@ struct forksafe_fork_opts;
    took. */
 int fs_fork_must_fail(const struct forksafe_fork_opts *opts, uint64_t *took_ms);
 
+/* The platform layer the library uses in this process ("glibc", "musl" or
+   "posix"), read from its report, so a test can expect what that layer
+   promises (docs/platforms.md). */
+const char *fs_layer(void);
+/* Whether fs_layer() is name. */
+int fs_layer_is(const char *name);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t fs_now_ms(void);
 

@@ -2,15 +2,19 @@
 /*
  * test-concurrency.c: forks from several threads at once, registry churn
  * and lock traffic, all at the same time. Every child must find every
- * stable registered lock free and exit; nothing may hang.
+ * stable registered lock free and exit; nothing may hang. A thread that
+ * holds a registered lock and forks while another fork waits for that lock
+ * goes first (issue 10, item 4).
  */
 #include "common.h"
 
 #include "forksafe.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NSTABLE    16
@@ -119,11 +123,134 @@ static void test_everything_at_once(void **state)
     assert_int_equal(forksafe_unregister(&rw), 0);
 }
 
+/* ---- a lock holder forking beside another forker (issue 10, item 4) ---- */
+
+static pthread_mutex_t held_m;
+
+struct holder_forker {
+    int wrapper;
+    volatile int holding;
+    int fork_ok, child_code;
+};
+
+/* Holds held_m (a supported state: it stays held by the forking thread),
+   waits until the main thread's fork is waiting for it, then forks. */
+static void *hold_then_fork(void *arg)
+{
+    struct holder_forker *h = arg;
+    pthread_mutex_lock(&held_m);
+    h->holding = 1;
+    struct timespec d = {0, 200 * 1000 * 1000};
+    nanosleep(&d, NULL);
+    struct forksafe_fork_opts o = {.timeout_ms = 3000};
+    pid_t pid = h->wrapper ? forksafe_fork(&o) : fork();
+    if (pid == 0)
+        _exit(pthread_mutex_unlock(&held_m) == 0 ? 0 : 1); /* ours here */
+    h->fork_ok = pid > 0;
+    pthread_mutex_unlock(&held_m);
+    if (pid > 0 && fs_wait(pid, 5000, &h->child_code) != FS_EXITED)
+        h->child_code = -1;
+    return NULL;
+}
+
+static void holder_forks_beside_forker(int wrapper)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_init(&held_m, &a);
+    pthread_mutexattr_destroy(&a);
+    assert_int_equal(forksafe_register_mutex(&held_m, "held by a forker", 10),
+                     0);
+    struct holder_forker h = {.wrapper = wrapper, .child_code = -1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hold_then_fork, &h), 0);
+    while (!h.holding)
+        sched_yield();
+    uint64_t t0 = fs_now_ms();
+    struct forksafe_fork_opts o = {.timeout_ms = 3000};
+    pid_t pid = wrapper ? forksafe_fork(&o) : fork();
+    if (pid == 0)
+        _exit(pthread_mutex_trylock(&held_m) == 0 ? 0 : 1);
+    uint64_t took = fs_now_ms() - t0;
+    if (pid < 0)
+        fail_msg("forksafe_fork: %s", forksafe_last_error());
+    fs_assert_child_ok(pid, 5000);
+    pthread_join(t, NULL);
+    assert_true(h.fork_ok);
+    assert_int_equal(h.child_code, 0);
+    /* The other fork went first (about 200 ms in), not a deadline. */
+    assert_true(took < 1500);
+    assert_int_equal(forksafe_unregister(&held_m), 0);
+}
+
+static void test_holder_forks_beside_forker_wrapper(void **state)
+{
+    (void)state;
+    holder_forks_beside_forker(1);
+}
+
+static void test_holder_forks_beside_forker_plain(void **state)
+{
+    (void)state;
+    holder_forks_beside_forker(0);
+}
+
+/* A thread holding a registered rwlock for reading (readers have no
+   recorded owner) registers a lock while a fork waits for the rwlock:
+   the registration waits for the fork, the fork for the reader. The fork
+   cannot name the holder, but a thread waits for the registry: it lets
+   that thread go first. Before, it timed out. */
+static pthread_rwlock_t read_held = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_mutex_t late_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *read_then_register(void *arg)
+{
+    volatile int *stage = arg;
+    pthread_rwlock_rdlock(&read_held);
+    *stage = 1;
+    struct timespec d = {0, 200 * 1000 * 1000};
+    nanosleep(&d, NULL); /* the fork is waiting for read_held by now */
+    int r = forksafe_register_mutex(&late_lock, "late", 20);
+    pthread_rwlock_unlock(&read_held);
+    *stage = r == 0 ? 2 : 3;
+    return NULL;
+}
+
+static void test_reader_registering_beside_fork(void **state)
+{
+    (void)state;
+    assert_int_equal(forksafe_register_rwlock(&read_held, "read held", 10), 0);
+    volatile int stage = 0;
+    pthread_t t;
+    assert_int_equal(
+        pthread_create(&t, NULL, read_then_register, (void *)&stage), 0);
+    while (!stage)
+        sched_yield();
+    uint64_t t0 = fs_now_ms();
+    struct forksafe_fork_opts o = {.timeout_ms = 2000};
+    pid_t pid = forksafe_fork(&o);
+    if (pid == 0)
+        _exit(0);
+    uint64_t took = fs_now_ms() - t0;
+    pthread_join(t, NULL);
+    if (pid < 0)
+        fail_msg("forksafe_fork: %s", forksafe_last_error());
+    fs_assert_child_ok(pid, 5000);
+    assert_int_equal(stage, 2);
+    assert_true(took < 1500);
+    assert_int_equal(forksafe_unregister(&late_lock), 0);
+    assert_int_equal(forksafe_unregister(&read_held), 0);
+}
+
 int main(void)
 {
     fs_watchdog(120);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_everything_at_once),
+        cmocka_unit_test(test_holder_forks_beside_forker_wrapper),
+        cmocka_unit_test(test_holder_forks_beside_forker_plain),
+        cmocka_unit_test(test_reader_registering_beside_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include "forksafe.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,12 @@ static int noop_prepare(void *ctx, const struct timespec *d)
     (void)ctx;
     (void)d;
     return 0;
+}
+
+static void *read_last_error(void *arg)
+{
+    snprintf(arg, 8, "%s", forksafe_last_error());
+    return NULL;
 }
 
 static void test_bad_input(void **state)
@@ -123,6 +130,45 @@ static void test_enomem_leaves_registry_unchanged(void **state)
     assert_int_equal(forksafe_unregister(&m2), 0);
 }
 
+/* forksafe_last_error() describes the calling thread's last failure,
+   registry calls included (issue 10, item 8). */
+static void test_last_error_after_registry_errors(void **state)
+{
+    (void)state;
+    struct forksafe_ops ops = {noop_prepare, NULL, NULL};
+    assert_int_equal(forksafe_register_mutex(NULL, "x", 1), EINVAL);
+    assert_non_null(strstr(forksafe_last_error(), "forksafe_register_mutex"));
+    assert_non_null(strstr(forksafe_last_error(), "NULL"));
+    assert_int_equal(forksafe_register_ops(&ops, "x", 1, NULL), EINVAL);
+    assert_non_null(strstr(forksafe_last_error(), "forksafe_register_ops"));
+    assert_int_equal(forksafe_register_mutex(&m1, "first", 10), 0);
+    assert_int_equal(forksafe_register_rwlock((pthread_rwlock_t *)&m1, "x", 3),
+                     EEXIST);
+    /* It names what holds the key. */
+    assert_non_null(strstr(forksafe_last_error(), "forksafe_register_rwlock"));
+    assert_non_null(strstr(forksafe_last_error(), "already registered"));
+    assert_non_null(strstr(forksafe_last_error(), "\"first\""));
+    assert_non_null(strstr(forksafe_last_error(), "rank 10"));
+    assert_int_equal(forksafe_unregister(&m1), 0);
+    assert_int_equal(forksafe_unregister(&m1), ENOENT);
+    assert_non_null(strstr(forksafe_last_error(), "forksafe_unregister"));
+    assert_non_null(strstr(forksafe_last_error(), "not registered"));
+    assert_int_equal(forksafe_lookup(&m2, NULL), ENOENT);
+    assert_non_null(strstr(forksafe_last_error(), "forksafe_lookup"));
+    assert_int_equal(forksafe_register_adapter(""), EINVAL);
+    assert_non_null(strstr(forksafe_last_error(), "forksafe_register_adapter"));
+    fail_mallocs = 1;
+    assert_int_equal(forksafe_register_mutex(&m1, "lost", 1), ENOMEM);
+    fail_mallocs = 0;
+    assert_non_null(strstr(forksafe_last_error(), "out of memory"));
+    /* Each thread has its own: a new thread starts with none. */
+    pthread_t t;
+    char seen[8] = "unset";
+    assert_int_equal(pthread_create(&t, NULL, read_last_error, seen), 0);
+    pthread_join(t, NULL);
+    assert_string_equal(seen, "");
+}
+
 static void test_adapters(void **state)
 {
     (void)state;
@@ -170,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_and_unknown),
         cmocka_unit_test(test_kinds_and_names),
         cmocka_unit_test(test_enomem_leaves_registry_unchanged),
+        cmocka_unit_test(test_last_error_after_registry_errors),
         cmocka_unit_test(test_adapters),
         cmocka_unit_test(test_hundred_thousand),
     };

@@ -9,22 +9,23 @@
  * it. In the child, each recorded descriptor number is pointed (dup3) at
  * one dead socket made when tracking began: libcurl's own liveness check
  * then drops the connection and opens a new one, and nothing it does to
- * the old one reaches the parent's peer. All lists are the adapter's own,
- * guarded by cu_mu (taken in prepare, released in the parent, re-created in
- * the child); share mutexes are registered with the core one by one.
+ * the old one reaches the parent's peer. The lists are the adapter's own,
+ * guarded by the common helper's list lock (adapters/common/adapter.h:
+ * taken in prepare, released in the parent, re-created in the child).
+ * Share mutexes are registered with the core one by one, all at one rank:
+ * libcurl nests them in no documented order (7.88 takes DNS while holding
+ * CONNECT), and the core takes one rank's entries as a set without
+ * assuming any order among them.
  */
 #include <forksafe/curl.h>
 
+#include "../common/adapter.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#define CU_SHARE_RANK (FORKSAFE_RANK_LIBRARY + 300u)
-#define CU_SOCKETS_RANK (FORKSAFE_RANK_LIBRARY + 390u)
 
 /* One mutex per curl_lock_data value (index 0, CURL_LOCK_DATA_NONE, is
    never locked by libcurl and never registered). */
@@ -43,119 +44,31 @@ static const char *const cu_lock_names[CURL_LOCK_DATA_LAST] = {
     [CURL_LOCK_DATA_HSTS] = "curl: share lock HSTS",
 };
 
-static pthread_mutex_t cu_mu = PTHREAD_MUTEX_INITIALIZER;
-static int *cu_fds;                   /* recorded sockets; cu_mu */
-static size_t cu_nfds, cu_capfds;     /* cu_mu */
-static CURL **cu_easy;                /* tracked handles; cu_mu */
-static size_t cu_neasy, cu_capeasy;   /* cu_mu */
-static struct cu_share **cu_shares;   /* cu_mu */
-static size_t cu_nshares, cu_capshares; /* cu_mu */
-static int cu_dead = -1;              /* the dead socket; set once, cu_mu */
-static atomic_int cu_registered;
-static char cu_key; /* the key of the adapter's callback entry */
+/* Recorded sockets: changed from libcurl's callbacks, under the list lock
+   only. */
+static struct forksafe__list cu_fds = FORKSAFE__LIST_INIT(int, int);
+/* Tracked easy handles and set-up shares (the struct cu_share pointers). */
+static struct forksafe__list cu_easy = FORKSAFE__LIST_INIT(CURL *, CURL *);
+static struct forksafe__list cu_shares =
+    FORKSAFE__LIST_INIT(struct cu_share *, struct cu_share *);
+static int cu_dead = -1; /* the dead socket; made once at install */
 
-static int cu_prepare(void *ctx, const struct timespec *deadline)
+static void cu_child(void)
 {
-    (void)ctx;
-    if (deadline)
-        return pthread_mutex_clocklock(&cu_mu, CLOCK_MONOTONIC, deadline);
-    return pthread_mutex_lock(&cu_mu);
-}
-
-static void cu_parent(void *ctx)
-{
-    (void)ctx;
-    pthread_mutex_unlock(&cu_mu);
-}
-
-static void cu_child(void *ctx)
-{
-    (void)ctx;
     /* dup3 onto an open descriptor never needs a free slot, so this cannot
        fail for lack of descriptors; it drops only the child's reference to
        the parent's connection. */
-    for (size_t i = 0; i < cu_nfds; i++)
-        if (cu_fds[i] != cu_dead)
-            dup3(cu_dead, cu_fds[i], O_CLOEXEC);
-    pthread_mutex_init(&cu_mu, NULL);
-}
-
-/* Register the callback entry once; never with cu_mu held (registration
-   waits for a fork in progress, whose prepare wants cu_mu). */
-static int cu_register(void)
-{
-    if (atomic_load(&cu_registered))
-        return 0;
-    static const struct forksafe_ops ops = {cu_prepare, cu_parent, cu_child};
-    int rc = forksafe_register_ops(&cu_key, "curl: tracked sockets",
-                                   CU_SOCKETS_RANK, &ops);
-    if (rc != 0 && rc != EEXIST)
-        return rc;
-    atomic_store(&cu_registered, 1);
-    return forksafe_register_adapter("curl");
-}
-
-/* Make room for one more element in the array arr of n elements and
-   capacity cap. Caller holds cu_mu. Evaluates to 0 or ENOMEM. A macro, so
-   each array keeps its own type. */
-#define CU_RESERVE(arr, n, cap)                                               \
-    cu_grow((void *)&(arr), (n), &(cap), sizeof *(arr))
-
-static int cu_grow(void *arrp, size_t n, size_t *cap, size_t sz)
-{
-    if (n < *cap)
-        return 0;
-    size_t c = *cap ? 2 * *cap : 16;
-    void *old;
-    memcpy(&old, arrp, sizeof old);
-    void *p = realloc(old, c * sz);
-    if (!p)
-        return ENOMEM;
-    memcpy(arrp, &p, sizeof p);
-    *cap = c;
-    return 0;
-}
-
-static curl_socket_t cu_open(void *clientp, curlsocktype purpose,
-                             struct curl_sockaddr *addr)
-{
-    (void)clientp;
-    (void)purpose;
-    curl_socket_t fd = CURL_SOCKET_BAD;
-    /* Create and record under the lock, so a fork sees the socket either
-       recorded or not yet created. Failing the connection is better than
-       leaving a socket the child would share unknowingly. */
-    pthread_mutex_lock(&cu_mu);
-    if (CU_RESERVE(cu_fds, cu_nfds, cu_capfds) == 0) {
-        fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC,
-                    addr->protocol);
-        if (fd >= 0)
-            cu_fds[cu_nfds++] = fd;
+    for (size_t i = 0; i < cu_fds.n; i++) {
+        int fd = *(int *)forksafe__list_at(&cu_fds, i);
+        if (fd != cu_dead)
+            dup3(cu_dead, fd, O_CLOEXEC);
     }
-    pthread_mutex_unlock(&cu_mu);
-    return fd;
-}
-
-static int cu_close(void *clientp, curl_socket_t fd)
-{
-    (void)clientp;
-    /* Forget before closing: until close() the number cannot be reused by
-       another socket, so the list never names a stranger. */
-    pthread_mutex_lock(&cu_mu);
-    for (size_t i = 0; i < cu_nfds; i++) {
-        if (cu_fds[i] == fd) {
-            cu_fds[i] = cu_fds[--cu_nfds];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&cu_mu);
-    return close(fd);
 }
 
 /* Create the dead socket once: a socketpair end whose peer is closed, so
    reads see end-of-file and writes fail with EPIPE (libcurl sends with
-   MSG_NOSIGNAL). Caller holds cu_mu. Returns 0 or an errno value. */
-static int cu_dead_make(void)
+   MSG_NOSIGNAL). 0 or an errno value. */
+static int cu_install(void)
 {
     int sv[2];
     if (cu_dead >= 0)
@@ -167,28 +80,53 @@ static int cu_dead_make(void)
     return 0;
 }
 
-static size_t cu_easy_find(const CURL *easy)
+static bool cu_busy(void)
 {
-    size_t i = 0;
-    while (i < cu_neasy && cu_easy[i] != easy)
-        i++;
-    return i;
+    return cu_easy.n > 0 || cu_shares.n > 0;
+}
+
+static const struct forksafe__adapter_hooks hooks = {
+    .install = cu_install,
+    .busy = cu_busy,
+    .child = cu_child,
+};
+FORKSAFE__ADAPTER_DEFINE(curl, "curl: tracked sockets", FORKSAFE_CURL_RANK,
+                         &hooks)
+
+static curl_socket_t cu_open(void *clientp, curlsocktype purpose,
+                             struct curl_sockaddr *addr)
+{
+    (void)clientp;
+    (void)purpose;
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    /* Create and record under the lock, so a fork sees the socket either
+       recorded or not yet created. Failing the connection is better than
+       leaving a socket the child would share unknowingly. */
+    forksafe__adapter_lock(&ad);
+    if (forksafe__list_reserve(&cu_fds) == 0) {
+        fd =
+            socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+        if (fd >= 0)
+            forksafe__list_add(&cu_fds, &fd);
+    }
+    forksafe__adapter_unlock(&ad);
+    return fd;
+}
+
+static int cu_close(void *clientp, curl_socket_t fd)
+{
+    (void)clientp;
+    /* Forget before closing: until close() the number cannot be reused by
+       another socket, so the list never names a stranger. */
+    forksafe__adapter_remove(&ad, &cu_fds, &fd, NULL);
+    return close(fd);
 }
 
 /* Record every socket libcurl opens for easy from now on (its socket
    callbacks are replaced). 0 or an errno value. */
 int forksafe_curl_track(CURL *easy)
 {
-    if (!easy)
-        return EINVAL;
-    int rc = cu_register();
-    if (rc != 0)
-        return rc;
-    pthread_mutex_lock(&cu_mu);
-    rc = cu_dead_make();
-    if (rc == 0)
-        rc = CU_RESERVE(cu_easy, cu_neasy, cu_capeasy);
-    pthread_mutex_unlock(&cu_mu);
+    int rc = forksafe__adapter_enter(&ad, easy);
     if (rc != 0)
         return rc;
     /* Set the options every time, even for a known handle: the address may
@@ -197,12 +135,16 @@ int forksafe_curl_track(CURL *easy)
         curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, (void *)NULL) ||
         curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, cu_close) ||
         curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, (void *)NULL))
-        return EINVAL;
-    pthread_mutex_lock(&cu_mu);
-    if (cu_easy_find(easy) == cu_neasy)
-        cu_easy[cu_neasy++] = easy; /* room was reserved above */
-    pthread_mutex_unlock(&cu_mu);
-    return 0;
+        rc = EINVAL;
+    if (rc == 0) {
+        forksafe__adapter_lock(&ad);
+        rc = forksafe__list_add(&cu_easy, &easy);
+        forksafe__adapter_unlock(&ad);
+        if (rc == EEXIST)
+            rc = 0;
+    }
+    forksafe__adapter_leave(&ad);
+    return rc;
 }
 
 /* Restore libcurl's default socket callbacks on easy. 0, EINVAL or
@@ -211,21 +153,19 @@ int forksafe_curl_untrack(CURL *easy)
 {
     if (!easy)
         return EINVAL;
-    pthread_mutex_lock(&cu_mu);
-    size_t i = cu_easy_find(easy);
-    int known = i < cu_neasy;
-    if (known)
-        cu_easy[i] = cu_easy[--cu_neasy];
-    pthread_mutex_unlock(&cu_mu);
-    if (!known)
-        return ENOENT;
-    /* Connections opened while tracked keep cu_close() (libcurl copies the
-       callback into each connection), so they are forgotten when closed. */
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
-                     (curl_opensocket_callback)NULL);
-    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
-                     (curl_closesocket_callback)NULL);
-    return 0;
+    forksafe__adapter_enter_plain(&ad);
+    int rc = forksafe__adapter_remove(&ad, &cu_easy, &easy, NULL);
+    if (rc == 0) {
+        /* Connections opened while tracked keep cu_close() (libcurl copies
+           the callback into each connection), so they are forgotten when
+           closed. */
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
+                         (curl_opensocket_callback)NULL);
+        curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
+                         (curl_closesocket_callback)NULL);
+    }
+    forksafe__adapter_leave(&ad);
+    return rc;
 }
 
 static void cu_lock(CURL *h, curl_lock_data data, curl_lock_access access,
@@ -260,10 +200,12 @@ static int cu_share_errno(CURLSHcode c)
     }
 }
 
+/* The index of sh's set-up in cu_shares, or cu_shares.n. */
 static size_t cu_share_find(const CURLSH *sh)
 {
     size_t i = 0;
-    while (i < cu_nshares && cu_shares[i]->sh != sh)
+    while (i < cu_shares.n &&
+           (*(struct cu_share **)forksafe__list_at(&cu_shares, i))->sh != sh)
         i++;
     return i;
 }
@@ -279,54 +221,48 @@ static void cu_share_unregister(struct cu_share *s, int upto)
    0, EINVAL, EEXIST, EBUSY, ENOMEM or EDEADLK. */
 int forksafe_curl_share(CURLSH *sh)
 {
-    if (!sh)
-        return EINVAL;
-    int rc = cu_register();
+    int rc = forksafe__adapter_enter(&ad, sh);
     if (rc != 0)
         return rc;
-    pthread_mutex_lock(&cu_mu);
-    int known = cu_share_find(sh) < cu_nshares;
-    if (!known)
-        rc = CU_RESERVE(cu_shares, cu_nshares, cu_capshares);
-    pthread_mutex_unlock(&cu_mu);
-    if (known)
-        return EEXIST;
-    if (rc != 0)
-        return rc;
-
-    struct cu_share *s = calloc(1, sizeof *s);
-    if (!s)
-        return ENOMEM;
-    s->sh = sh;
-    for (int d = 0; d < CURL_LOCK_DATA_LAST; d++)
-        pthread_mutex_init(&s->mu[d], NULL);
-    /* Registration order does not matter: the rank fixes the order. */
-    for (int d = 1; d < CURL_LOCK_DATA_LAST; d++) {
-        rc = forksafe_register_mutex(&s->mu[d], cu_lock_names[d],
-                                     CU_SHARE_RANK + (unsigned)d);
-        if (rc != 0) {
-            cu_share_unregister(s, d);
-            free(s);
-            return rc;
-        }
+    struct cu_share *s = NULL;
+    forksafe__adapter_lock(&ad);
+    if (cu_share_find(sh) < cu_shares.n)
+        rc = EEXIST;
+    else
+        rc = forksafe__list_reserve(&cu_shares);
+    forksafe__adapter_unlock(&ad);
+    if (rc == 0 && (s = calloc(1, sizeof *s)) == NULL)
+        rc = ENOMEM;
+    int d = 1;
+    if (rc == 0) {
+        s->sh = sh;
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_init(&s->mu[i], NULL);
+        /* All at one rank: no order among them is assumed. */
+        for (; d < CURL_LOCK_DATA_LAST && rc == 0; d++)
+            rc = forksafe_register_mutex(&s->mu[d], cu_lock_names[d],
+                                         FORKSAFE_CURL_RANK_SHARE);
+        if (rc != 0)
+            d--; /* the one that failed is not registered */
     }
     /* curl_share_setopt() refuses every option while the share is in use,
        so either the first call fails and nothing changed, or all succeed. */
-    rc = cu_share_errno(curl_share_setopt(sh, CURLSHOPT_USERDATA, s));
+    if (rc == 0)
+        rc = cu_share_errno(curl_share_setopt(sh, CURLSHOPT_USERDATA, s));
     if (rc == 0)
         rc = cu_share_errno(curl_share_setopt(sh, CURLSHOPT_LOCKFUNC, cu_lock));
     if (rc == 0)
         rc = cu_share_errno(
             curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, cu_unlock));
-    if (rc != 0) {
-        cu_share_unregister(s, CURL_LOCK_DATA_LAST);
+    if (rc == 0) {
+        forksafe__adapter_add(&ad, &cu_shares,
+                              &s); /* room reserved, api held */
+    } else if (s != NULL) {
+        cu_share_unregister(s, d);
         free(s);
-        return rc;
     }
-    pthread_mutex_lock(&cu_mu);
-    cu_shares[cu_nshares++] = s; /* room was reserved above */
-    pthread_mutex_unlock(&cu_mu);
-    return 0;
+    forksafe__adapter_leave(&ad);
+    return rc;
 }
 
 /* Remove the lock callbacks from sh (not in use) and free its mutexes.
@@ -335,26 +271,23 @@ int forksafe_curl_unshare(CURLSH *sh)
 {
     if (!sh)
         return EINVAL;
-    pthread_mutex_lock(&cu_mu);
+    forksafe__adapter_enter_plain(&ad);
     size_t i = cu_share_find(sh);
-    struct cu_share *s = i < cu_nshares ? cu_shares[i] : NULL;
-    pthread_mutex_unlock(&cu_mu);
-    if (!s)
-        return ENOENT;
-    int rc = cu_share_errno(
-        curl_share_setopt(sh, CURLSHOPT_LOCKFUNC, (curl_lock_function)NULL));
-    if (rc != 0)
-        return rc;
-    curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, (curl_unlock_function)NULL);
-    curl_share_setopt(sh, CURLSHOPT_USERDATA, (void *)NULL);
-    cu_share_unregister(s, CURL_LOCK_DATA_LAST);
-    pthread_mutex_lock(&cu_mu);
-    i = cu_share_find(sh);
-    if (i < cu_nshares)
-        cu_shares[i] = cu_shares[--cu_nshares];
-    pthread_mutex_unlock(&cu_mu);
-    for (int d = 0; d < CURL_LOCK_DATA_LAST; d++)
-        pthread_mutex_destroy(&s->mu[d]);
-    free(s);
-    return 0;
+    struct cu_share *s =
+        i < cu_shares.n ? *(struct cu_share **)forksafe__list_at(&cu_shares, i)
+                        : NULL;
+    int rc = s ? cu_share_errno(curl_share_setopt(sh, CURLSHOPT_LOCKFUNC,
+                                                  (curl_lock_function)NULL))
+               : ENOENT;
+    if (rc == 0) {
+        curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, (curl_unlock_function)NULL);
+        curl_share_setopt(sh, CURLSHOPT_USERDATA, (void *)NULL);
+        cu_share_unregister(s, CURL_LOCK_DATA_LAST);
+        forksafe__adapter_remove(&ad, &cu_shares, &s, NULL);
+        for (int d = 0; d < CURL_LOCK_DATA_LAST; d++)
+            pthread_mutex_destroy(&s->mu[d]);
+        free(s);
+    }
+    forksafe__adapter_leave(&ad);
+    return rc;
 }

@@ -3,96 +3,65 @@
  * adapters/event/event.c: libforksafe-event. Calls event_reinit() in the
  * child on every tracked libevent base, as libevent requires.
  *
- * DESIGN: one callback entry holds the list of tracked bases (the
- * adapter's own array, guarded by ev_mu: taken in prepare, released in the
- * parent, re-created in the child). When the application enables libevent
- * threading through forksafe_event_use_pthreads(), every libevent lock is a
- * pthread mutex made here, and forksafe_event_track() finds which one is
- * the base's lock by calling event_base_foreach_event() (documented to hold
- * the base lock) with a thread-local flag set that makes the lock callback
- * note the lock it is asked to take. That mutex is then registered with the
- * core like any other, so prepare waits for a thread inside the base.
+ * DESIGN: one callback entry holds the list of tracked bases (the common
+ * helper's, adapters/common/adapter.h: its list lock is taken in prepare,
+ * released in the parent, re-created in the child). When the application
+ * enables libevent threading through forksafe_event_use_pthreads(), every
+ * libevent lock is a pthread mutex made here, and forksafe_event_track()
+ * finds which one is the base's lock by calling event_base_foreach_event()
+ * (documented to hold the base lock) with a thread-local flag set that
+ * makes the lock callback note the lock it is asked to take. That mutex is
+ * then registered with the core like any other, so prepare waits for a
+ * thread inside the base. Every base lock is at one rank: no order among
+ * bases is assumed.
  */
 #include <forksafe/event.h>
+
+#include "../common/adapter.h"
 
 #include <errno.h>
 #include <stdatomic.h>
 #include <event2/thread.h>
 #include <stdlib.h>
 #include <sys/time.h>
-#include <time.h>
-
-#define EV_RANK (FORKSAFE_RANK_LIBRARY + 400u)
-#define EV_BASE_LOCK_RANK (FORKSAFE_RANK_LIBRARY + 410u)
 
 struct ev_entry {
     struct event_base *base;
     pthread_mutex_t *lock; /* the base lock if registered, else NULL */
 };
 
-static pthread_mutex_t ev_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct ev_entry *ev_list;    /* guarded by ev_mu */
-static size_t ev_count, ev_cap;     /* guarded by ev_mu */
-static int ev_child_error;          /* written only in the child callback */
-static atomic_int ev_registered;
-static char ev_key; /* the key of the adapter's callback entry */
+static struct forksafe__list ev_bases =
+    FORKSAFE__LIST_INIT(struct ev_entry, struct event_base *);
+static int ev_child_error; /* written only in the child callback */
+/* Set in the child while event_reinit() runs: see ev_cond_wait(). */
+static int ev_in_reinit;
 static atomic_int ev_locks_ours; /* forksafe_event_use_pthreads() worked */
-static _Thread_local int ev_discovering;      /* see DESIGN */
+static _Thread_local int ev_discovering; /* see DESIGN */
 static _Thread_local void *ev_discovered;
 
-static int ev_prepare(void *ctx, const struct timespec *deadline)
+static void ev_child(void)
 {
-    (void)ctx;
-    if (deadline)
-        return pthread_mutex_clocklock(&ev_mu, CLOCK_MONOTONIC, deadline);
-    return pthread_mutex_lock(&ev_mu);
-}
-
-static void ev_parent(void *ctx)
-{
-    (void)ctx;
-    pthread_mutex_unlock(&ev_mu);
-}
-
-static void ev_child(void *ctx)
-{
-    (void)ctx;
     /* event_reinit() rebuilds the backend (a new epoll set), the signal
        socketpair and the notification fds, then re-adds every event. It
        must run before any other use of the base in the child. */
     ev_child_error = 0;
-    for (size_t i = 0; i < ev_count; i++)
-        if (event_reinit(ev_list[i].base) != 0)
+    ev_in_reinit = 1;
+    for (size_t i = 0; i < ev_bases.n; i++) {
+        struct ev_entry *e = forksafe__list_at(&ev_bases, i);
+        if (event_reinit(e->base) != 0)
             ev_child_error = -1;
-    pthread_mutex_init(&ev_mu, NULL);
+    }
+    ev_in_reinit = 0;
 }
 
-/* Register the callback entry once; never with ev_mu held (registration
-   waits for a fork in progress, whose prepare wants ev_mu). */
-static int ev_register(void)
-{
-    if (atomic_load(&ev_registered))
-        return 0;
-    static const struct forksafe_ops ops = {ev_prepare, ev_parent, ev_child};
-    int rc = forksafe_register_ops(&ev_key, "event: tracked bases", EV_RANK,
-                                   &ops);
-    if (rc != 0 && rc != EEXIST)
-        return rc;
-    atomic_store(&ev_registered, 1);
-    return forksafe_register_adapter("event");
-}
+static const struct forksafe__adapter_hooks hooks = {
+    .tracked = &ev_bases,
+    .child = ev_child,
+};
+FORKSAFE__ADAPTER_DEFINE(event, "event: tracked bases", FORKSAFE_EVENT_RANK,
+                         &hooks)
 
-/* Index of base in the list, or ev_count. Caller holds ev_mu. */
-static size_t ev_find(const struct event_base *base)
-{
-    size_t i = 0;
-    while (i < ev_count && ev_list[i].base != base)
-        i++;
-    return i;
-}
-
-static int ev_noop(const struct event_base *b, const struct event *e,
-                   void *arg)
+static int ev_noop(const struct event_base *b, const struct event *e, void *arg)
 {
     (void)b;
     (void)e;
@@ -116,45 +85,27 @@ static pthread_mutex_t *ev_base_lock(struct event_base *base)
    adapter's lock callbacks are in use. 0 or an errno value. */
 int forksafe_event_track(struct event_base *base)
 {
-    if (!base)
-        return EINVAL;
-    int rc = ev_register();
+    int rc = forksafe__adapter_enter(&ad, base);
     if (rc != 0)
         return rc;
-    pthread_mutex_lock(&ev_mu);
-    int known = ev_find(base) < ev_count;
-    pthread_mutex_unlock(&ev_mu);
+    rc = forksafe__adapter_reserve(&ad, &ev_bases, &base);
+    int known = rc == EEXIST;
     if (known)
-        return 0;
+        rc = 0;
     /* Register the base lock before listing the base: a fork in between
        then only covers the lock, which is always correct. */
-    pthread_mutex_t *lock = ev_base_lock(base);
-    if (lock) {
-        rc = forksafe_register_mutex(lock, "event: base lock",
-                                     EV_BASE_LOCK_RANK);
-        if (rc == EEXIST)
-            return 0; /* a concurrent forksafe_event_track() of base */
-        if (rc != 0)
-            return rc;
+    struct ev_entry e = {base, NULL};
+    if (!known && rc == 0) {
+        e.lock = ev_base_lock(base);
+        if (e.lock)
+            rc = forksafe_register_mutex(e.lock, "event: base lock",
+                                         FORKSAFE_EVENT_RANK_BASE);
     }
-    pthread_mutex_lock(&ev_mu);
-    if (ev_count == ev_cap) {
-        size_t cap = ev_cap ? 2 * ev_cap : 8;
-        struct ev_entry *l = realloc(ev_list, cap * sizeof *l);
-        if (!l) {
-            pthread_mutex_unlock(&ev_mu);
-            if (lock)
-                forksafe_unregister(lock);
-            return ENOMEM;
-        }
-        ev_list = l;
-        ev_cap = cap;
+    if (!known && rc == 0) {
+        forksafe__adapter_add(&ad, &ev_bases, &e); /* room reserved, api held */
     }
-    ev_list[ev_count].base = base;
-    ev_list[ev_count].lock = lock;
-    ev_count++;
-    pthread_mutex_unlock(&ev_mu);
-    return 0;
+    forksafe__adapter_leave(&ad);
+    return rc;
 }
 
 /* Unregister base's lock (if any), then unlist base. 0, EINVAL, ENOENT
@@ -163,25 +114,23 @@ int forksafe_event_untrack(struct event_base *base)
 {
     if (!base)
         return EINVAL;
-    pthread_mutex_lock(&ev_mu);
-    size_t i = ev_find(base);
-    pthread_mutex_t *lock = i < ev_count ? ev_list[i].lock : NULL;
-    int known = i < ev_count;
-    pthread_mutex_unlock(&ev_mu);
-    if (!known)
-        return ENOENT;
+    forksafe__adapter_enter_plain(&ad);
+    size_t i = forksafe__list_find(&ev_bases, &base);
+    int rc = i < ev_bases.n ? 0 : ENOENT;
     /* Unregister first, so a refusal (EDEADLK) changes nothing. */
-    if (lock) {
-        int rc = forksafe_unregister(lock);
-        if (rc != 0 && rc != ENOENT)
-            return rc;
+    if (rc == 0) {
+        struct ev_entry *e = forksafe__list_at(&ev_bases, i);
+        if (e->lock) {
+            rc = forksafe_unregister(e->lock);
+            if (rc == ENOENT)
+                rc = 0;
+        }
     }
-    pthread_mutex_lock(&ev_mu);
-    i = ev_find(base);
-    if (i < ev_count)
-        ev_list[i] = ev_list[--ev_count];
-    pthread_mutex_unlock(&ev_mu);
-    return 0;
+    if (rc == 0) {
+        forksafe__adapter_remove(&ad, &ev_bases, &base, NULL);
+    }
+    forksafe__adapter_leave(&ad);
+    return rc;
 }
 
 /* libevent's lock callbacks: recursive pthread mutexes (libevent requires
@@ -245,12 +194,21 @@ static void ev_cond_free(void *cond)
 
 static int ev_cond_signal(void *cond, int broadcast)
 {
-    int rc = broadcast ? pthread_cond_broadcast(cond) : pthread_cond_signal(cond);
+    int rc =
+        broadcast ? pthread_cond_broadcast(cond) : pthread_cond_signal(cond);
     return rc == 0 ? 0 : -1;
 }
 
 static int ev_cond_wait(void *cond, void *lock, const struct timeval *tv)
 {
+    /* In the child, event_reinit() deletes the base's internal events; if
+       the parent's loop thread was running one of their callbacks at the
+       fork, libevent waits once on this condition for that callback to
+       end (event_del_nolock_, libevent 2.1), which it never does there:
+       every child hung in 1 of about 1,000 forks (workload-event). No
+       callback runs in the child, so the wait ends at once. */
+    if (ev_in_reinit)
+        return 0;
     if (!tv)
         return pthread_cond_wait(cond, lock) == 0 ? 0 : -1;
     /* libevent passes a relative timeout; pthread wants an absolute
@@ -277,8 +235,12 @@ static unsigned long ev_thread_id(void)
 int forksafe_event_use_pthreads(void)
 {
     static const struct evthread_lock_callbacks locks = {
-        EVTHREAD_LOCK_API_VERSION, EVTHREAD_LOCKTYPE_RECURSIVE,
-        ev_lock_alloc, ev_lock_free, ev_lock_lock, ev_lock_unlock};
+        EVTHREAD_LOCK_API_VERSION,
+        EVTHREAD_LOCKTYPE_RECURSIVE,
+        ev_lock_alloc,
+        ev_lock_free,
+        ev_lock_lock,
+        ev_lock_unlock};
     static const struct evthread_condition_callbacks conds = {
         EVTHREAD_CONDITION_API_VERSION, ev_cond_alloc, ev_cond_free,
         ev_cond_signal, ev_cond_wait};

@@ -12,17 +12,13 @@
  */
 #include <forksafe/random.h>
 
-#include <errno.h>
-#include <stdbool.h>
+#include "../common/adapter.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
-
-static pthread_mutex_t s_install_mu = PTHREAD_MUTEX_INITIALIZER;
-static bool s_installed;
-static char s_key; /* the registry key of the adapter's entry */
 
 /* The child's random() state: must be static storage, since the child
    keeps using it. 128 bytes is glibc's default generator (TYPE_3). */
@@ -51,9 +47,8 @@ static void seed_bytes(void *buf, size_t len)
     }
 }
 
-static int random_prepare(void *ctx, const struct timespec *deadline)
+static int random_prepare(const struct timespec *deadline)
 {
-    (void)ctx;
     (void)deadline;
     unsigned seed;
     seed_bytes(&seed, sizeof seed);
@@ -63,56 +58,31 @@ static int random_prepare(void *ctx, const struct timespec *deadline)
     return 0;
 }
 
-static void random_parent(void *ctx)
+static void random_parent(void)
 {
-    (void)ctx;
     if (s_saved != NULL)
         setstate(s_saved);
     s_saved = NULL;
 }
 
-static void random_child(void *ctx)
+static void random_child(void)
 {
-    (void)ctx;
     s_saved = NULL;
     unsigned short x[3];
     seed_bytes(x, sizeof x);
     seed48(x);
+#ifndef __GLIBC__
+    /* musl's rand() is a generator of its own (glibc's is random()): a
+       64-bit word and no lock, so srand() is a plain store here. */
+    unsigned r;
+    seed_bytes(&r, sizeof r);
+    srand(r);
+#endif
 }
 
-/* Contract in forksafe/random.h. Serialised by s_install_mu, which no
-   fork callback takes. */
-int forksafe_random_install(void)
-{
-    static const struct forksafe_ops ops = {random_prepare, random_parent,
-                                            random_child};
-    int rc = 0;
-    pthread_mutex_lock(&s_install_mu);
-    if (!s_installed) {
-        rc =
-            forksafe_register_ops(&s_key, "random", FORKSAFE_RANDOM_RANK, &ops);
-        if (rc == 0) {
-            rc = forksafe_register_adapter("random");
-            if (rc != 0)
-                forksafe_unregister(&s_key);
-            else
-                s_installed = true;
-        }
-    }
-    pthread_mutex_unlock(&s_install_mu);
-    return rc;
-}
-
-/* Contract in forksafe/random.h. */
-int forksafe_random_uninstall(void)
-{
-    int rc = ENOENT;
-    pthread_mutex_lock(&s_install_mu);
-    if (s_installed) {
-        rc = forksafe_unregister(&s_key);
-        if (rc == 0)
-            s_installed = false;
-    }
-    pthread_mutex_unlock(&s_install_mu);
-    return rc;
-}
+static const struct forksafe__adapter_hooks hooks = {
+    .prepare = random_prepare,
+    .parent = random_parent,
+    .child = random_child,
+};
+FORKSAFE__ADAPTER_DEFINE(random, "random", FORKSAFE_RANDOM_RANK, &hooks)

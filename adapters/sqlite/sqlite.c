@@ -9,30 +9,32 @@
  * DESIGN. A held recursive mutex cannot be unlocked in the child with
  * pthread_mutex_unlock() on glibc (EPERM: the owner is the parent's TID);
  * the core's mutex entries know how to hand such a mutex over. So each
- * SQLite mutex is its own core entry, at a rank that fixes the order, and
- * the adapter's single callback entry, ranked before them, only guards the
- * connection list and fences the connections once the mutexes are usable
- * again. All public functions serialise on s_api_mu, which no fork
- * callback takes, so registration calls may be made while holding it;
- * s_list_mu, which prepare takes, is never held across a registration.
+ * SQLite mutex is its own core entry: every connection mutex at one rank,
+ * every static mutex at one rank after it. SQLite takes static mutexes
+ * while holding a connection mutex and never the reverse (no SQLite call
+ * may be made from the one callback it runs under a static mutex, the
+ * unlock-notify callback), but it nests the static mutexes in no
+ * documented, fixed order (3.40 takes MAIN while holding PRNG,
+ * sqlite3_randomness -> sqlite3_vfs_find), nor connections among
+ * themselves (a backup enters source, then destination); the core takes
+ * the entries of one rank as a set without assuming any order among
+ * them. The adapter's callback entry
+ * (the common helper's, adapters/common/adapter.h), ranked before them,
+ * only guards the connection list and fences the connections once the
+ * mutexes are usable again.
  */
 #include <forksafe/sqlite.h>
 
+#include "../common/adapter.h"
+
 #include <errno.h>
-#include <stdbool.h>
-#include <stdlib.h>
-#include <string.h>
 
 struct conn {
     sqlite3 *db;
     pthread_mutex_t *mutex; /* its connection mutex, or NULL (no mutex) */
 };
 
-static pthread_mutex_t s_api_mu = PTHREAD_MUTEX_INITIALIZER;
-static bool s_installed;
-static char s_key; /* the registry key of the callback entry */
-
-/* SQLite's static mutexes, outer to inner (see the header). */
+/* SQLite's static mutexes (their order here means nothing). */
 static const struct {
     int id;
     const char *name;
@@ -50,9 +52,13 @@ static const struct {
 #define N_STATICS (sizeof k_statics / sizeof k_statics[0])
 static pthread_mutex_t *s_statics[N_STATICS]; /* registered ones, or NULL */
 
-static pthread_mutex_t s_list_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct conn *s_conns; /* tracked connections, in tracking order */
-static size_t s_n, s_cap;
+/* Held across sqlite3_close() by forksafe_sqlite_close(), registered at
+   FORKSAFE_SQLITE_RANK_CLOSE: no fork lands inside a close. */
+static pthread_mutex_t s_close_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Tracked connections, in tracking order. */
+static struct forksafe__list s_conns =
+    FORKSAFE__LIST_INIT(struct conn, sqlite3 *);
 
 /* The pthread mutex inside an SQLite mutex: mutex_unix.c declares
    struct sqlite3_mutex with a pthread_mutex_t as its first member. */
@@ -104,38 +110,22 @@ static int interrupt_all(void *arg)
     return 1;
 }
 
-static int sqlite_prepare(void *ctx, const struct timespec *deadline)
+static void sqlite_child(void)
 {
-    (void)ctx;
-    (void)deadline;
-    /* Held only briefly by track/untrack, never around a blocking call. */
-    pthread_mutex_lock(&s_list_mu);
-    return 0;
-}
-
-static void sqlite_parent(void *ctx)
-{
-    (void)ctx;
-    pthread_mutex_unlock(&s_list_mu);
-}
-
-static void sqlite_child(void *ctx)
-{
-    (void)ctx;
     /* The connection mutexes were restored by their own entries, which
        rank after this one and so ran first. These calls only store
        pointers and mark prepared statements expired: no file access, no
        allocation. */
-    for (size_t i = 0; i < s_n; i++) {
-        sqlite3_set_authorizer(s_conns[i].db, deny_all, NULL);
-        sqlite3_progress_handler(s_conns[i].db, 1, interrupt_all, NULL);
+    for (size_t i = 0; i < s_conns.n; i++) {
+        struct conn *c = forksafe__list_at(&s_conns, i);
+        sqlite3_set_authorizer(c->db, deny_all, NULL);
+        sqlite3_progress_handler(c->db, 1, interrupt_all, NULL);
     }
-    /* A normal mutex held by the forking thread: unlock works here. */
-    pthread_mutex_unlock(&s_list_mu);
 }
 
 static void unregister_statics(void)
 {
+    forksafe_unregister(&s_close_mu);
     for (size_t i = N_STATICS; i-- > 0;) {
         if (s_statics[i] != NULL)
             forksafe_unregister(s_statics[i]);
@@ -143,113 +133,55 @@ static void unregister_statics(void)
     }
 }
 
-/* Install, with s_api_mu held. */
-static int install_locked(void)
+/* Check the mutex layout and register SQLite's static mutexes. */
+static int sqlite_install(void)
 {
-    static const struct forksafe_ops ops = {sqlite_prepare, sqlite_parent,
-                                            sqlite_child};
-    if (s_installed)
-        return 0;
     if (sqlite3_initialize() != SQLITE_OK)
         return ENOMEM;
     if (!layout_ok())
         return ENOTSUP;
-    int rc =
-        forksafe_register_ops(&s_key, "sqlite", FORKSAFE_SQLITE_RANK, &ops);
-    if (rc != 0)
-        return rc;
+    int rc = forksafe_register_mutex(&s_close_mu, "sqlite: closing",
+                                     FORKSAFE_SQLITE_RANK_CLOSE);
     for (size_t i = 0; i < N_STATICS && rc == 0; i++) {
         sqlite3_mutex *m = sqlite3_mutex_alloc(k_statics[i].id);
         if (m == NULL)
             continue;
         rc = forksafe_register_mutex(pthread_of(m), k_statics[i].name,
-                                     FORKSAFE_SQLITE_RANK_STATIC + (unsigned)i);
+                                     FORKSAFE_SQLITE_RANK_STATIC);
         if (rc == 0)
             s_statics[i] = pthread_of(m);
     }
-    if (rc == 0)
-        rc = forksafe_register_adapter("sqlite");
-    if (rc != 0) {
+    if (rc != 0)
         unregister_statics();
-        forksafe_unregister(&s_key);
-        return rc;
-    }
-    s_installed = true;
-    return 0;
-}
-
-/* Contract in forksafe/sqlite.h. */
-int forksafe_sqlite_install(void)
-{
-    pthread_mutex_lock(&s_api_mu);
-    int rc = install_locked();
-    pthread_mutex_unlock(&s_api_mu);
     return rc;
 }
 
-/* Contract in forksafe/sqlite.h. Refuses while connections are tracked,
-   since their mutexes rank against the static ones. */
-int forksafe_sqlite_uninstall(void)
-{
-    int rc = 0;
-    pthread_mutex_lock(&s_api_mu);
-    if (!s_installed)
-        rc = ENOENT;
-    else if (s_n > 0)
-        rc = EBUSY;
-    else
-        rc = forksafe_unregister(&s_key);
-    if (rc == 0) {
-        unregister_statics();
-        s_installed = false;
-    }
-    pthread_mutex_unlock(&s_api_mu);
-    return rc;
-}
+static const struct forksafe__adapter_hooks hooks = {
+    .install = sqlite_install,
+    .uninstall = unregister_statics,
+    .tracked = &s_conns,
+    .child = sqlite_child,
+};
+FORKSAFE__ADAPTER_DEFINE(sqlite, "sqlite", FORKSAFE_SQLITE_RANK, &hooks)
 
 /* Contract in forksafe/sqlite.h. Registers db's mutex with the core
    before db joins the list, so the child handler never sees a connection
    whose mutex the core did not restore. */
 int forksafe_sqlite_track(sqlite3 *db)
 {
-    if (db == NULL)
-        return EINVAL;
-    pthread_mutex_lock(&s_api_mu);
-    int rc = install_locked();
-    for (size_t i = 0; rc == 0 && i < s_n; i++)
-        if (s_conns[i].db == db)
-            rc = EEXIST;
-    if (rc == 0 && s_n == s_cap) {
-        size_t cap = s_cap ? 2 * s_cap : 8;
-        struct conn *grown = malloc(cap * sizeof *grown);
-        if (grown == NULL) {
-            rc = ENOMEM;
-        } else {
-            /* The child handler reads the array: switch to the new one
-               under the list lock, and free the old one only after. */
-            pthread_mutex_lock(&s_list_mu);
-            struct conn *old = s_conns;
-            if (s_n > 0)
-                memcpy(grown, old, s_n * sizeof *grown);
-            s_conns = grown;
-            s_cap = cap;
-            pthread_mutex_unlock(&s_list_mu);
-            free(old);
-        }
-    }
+    int rc = forksafe__adapter_enter(&ad, db);
+    if (rc != 0)
+        return rc;
+    rc = forksafe__adapter_reserve(&ad, &s_conns, &db);
     sqlite3_mutex *sm = rc == 0 ? sqlite3_db_mutex(db) : NULL;
-    pthread_mutex_t *m = sm ? pthread_of(sm) : NULL;
-    if (rc == 0 && m != NULL)
-        rc = forksafe_register_mutex(m, "sqlite connection mutex",
+    struct conn c = {db, sm ? pthread_of(sm) : NULL};
+    if (rc == 0 && c.mutex != NULL)
+        rc = forksafe_register_mutex(c.mutex, "sqlite connection mutex",
                                      FORKSAFE_SQLITE_RANK_DB);
     if (rc == 0) {
-        pthread_mutex_lock(&s_list_mu);
-        s_conns[s_n].db = db;
-        s_conns[s_n].mutex = m;
-        s_n++;
-        pthread_mutex_unlock(&s_list_mu);
+        forksafe__adapter_add(&ad, &s_conns, &c); /* room reserved, api held */
     }
-    pthread_mutex_unlock(&s_api_mu);
+    forksafe__adapter_leave(&ad);
     return rc;
 }
 
@@ -258,21 +190,38 @@ int forksafe_sqlite_untrack(sqlite3 *db)
 {
     if (db == NULL)
         return EINVAL;
+    forksafe__adapter_enter_plain(&ad);
+    size_t i = forksafe__list_find(&s_conns, &db);
     int rc = ENOENT;
-    pthread_mutex_lock(&s_api_mu);
-    for (size_t i = 0; i < s_n; i++) {
-        if (s_conns[i].db != db)
-            continue;
-        rc = s_conns[i].mutex ? forksafe_unregister(s_conns[i].mutex) : 0;
+    if (i < s_conns.n) {
+        struct conn *c = forksafe__list_at(&s_conns, i);
+        rc = c->mutex ? forksafe_unregister(c->mutex) : 0;
         if (rc == 0) {
-            pthread_mutex_lock(&s_list_mu);
-            for (size_t j = i + 1; j < s_n; j++)
-                s_conns[j - 1] = s_conns[j];
-            s_n--;
-            pthread_mutex_unlock(&s_list_mu);
+            forksafe__adapter_remove(&ad, &s_conns, &db, NULL);
         }
-        break;
     }
-    pthread_mutex_unlock(&s_api_mu);
+    forksafe__adapter_leave(&ad);
     return rc;
+}
+
+/* Contract in forksafe/sqlite.h. The close runs under s_close_mu, a
+   registered lock ranked before every SQLite mutex (sqlite3_close() takes
+   them), taken only after db's own entry is gone, so forksafe_unregister()
+   never waits for a fork that waits for s_close_mu. */
+int forksafe_sqlite_close(sqlite3 *db)
+{
+    if (db == NULL)
+        return EINVAL;
+    int rc = forksafe_sqlite_untrack(db);
+    int was_tracked = rc == 0;
+    if (rc != 0 && rc != ENOENT)
+        return rc;
+    pthread_mutex_lock(&s_close_mu);
+    int src = sqlite3_close(db);
+    pthread_mutex_unlock(&s_close_mu);
+    if (src == SQLITE_OK)
+        return 0;
+    if (was_tracked)
+        forksafe_sqlite_track(db);
+    return EBUSY;
 }

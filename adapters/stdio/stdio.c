@@ -5,36 +5,41 @@
  * and the tracked streams across it, so buffers are empty and no locked
  * record is half-written at the fork point.
  *
- * DESIGN. Tracked streams live in one array guarded by s_list_mu, which
- * prepare takes first and the parent releases (a single registry entry,
- * not one per stream: the streams must be locked in one fixed order under
- * glibc's list lock, which only one callback can guarantee). Registration
- * calls are never made while s_list_mu is held, because prepare takes
- * s_list_mu while the core holds its registry lock.
+ * DESIGN. Tracked streams live in one array guarded by the adapter's list
+ * lock, which prepare takes first and the parent releases (a single
+ * registry entry, not one per stream: the streams must be locked in one
+ * fixed order under glibc's list lock, which only one callback can
+ * guarantee). The entry, the list lock and install/uninstall are the
+ * common adapter helper's (adapters/common/adapter.h).
  */
 #include <forksafe/stdio.h>
+
+#include "../common/adapter.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <sys/single_threaded.h>
 #include <time.h>
 
 #ifdef __GLIBC__
+#include <sys/single_threaded.h>
 /* Exported by glibc since 2.2.5 (libio/genops.c) and taken by its own
    fork(); weak so that the adapter still links where they are absent. The
    lock is recursive, which is what lets fork() take it again after us. */
 extern void _IO_list_lock(void) __attribute__((weak));
 extern void _IO_list_unlock(void) __attribute__((weak));
+/* glibc resets every stream lock in the child of a multi-threaded fork. */
+#define SINGLE_THREADED()   __libc_single_threaded
+#define CHILD_UNLOCKS_FILES 0
+#else
+/* Elsewhere (musl) nothing says the process has one thread, and the child
+   keeps stream locks as they were, recording the parent thread's TID:
+   the child releases them itself (musl's funlockfile checks no owner). */
+#define SINGLE_THREADED()   0
+#define CHILD_UNLOCKS_FILES 1
 #endif
 
-static pthread_mutex_t s_install_mu = PTHREAD_MUTEX_INITIALIZER;
-static bool s_installed;
-static char s_key; /* the registry key of the adapter's entry */
-
-static pthread_mutex_t s_list_mu = PTHREAD_MUTEX_INITIALIZER;
-static FILE **s_streams; /* tracked streams, in tracking order */
-static size_t s_n, s_cap;
+static struct forksafe__list s_streams = FORKSAFE__LIST_INIT(FILE *, FILE *);
 
 /* State of one fork, written by prepare and read by parent. Forks are
    serialised by the core, so one copy suffices. */
@@ -68,7 +73,7 @@ static int lock_stream(FILE *fp, const struct timespec *deadline)
 
 static FILE *stream_at(size_t i)
 {
-    return i < 2 ? s_locked[i] : s_streams[i - 2];
+    return i < 2 ? s_locked[i] : *(FILE **)forksafe__list_at(&s_streams, i - 2);
 }
 
 static void release(size_t n_locked)
@@ -82,17 +87,15 @@ static void release(size_t n_locked)
     s_list_locked = false;
 }
 
-static int stdio_prepare(void *ctx, const struct timespec *deadline)
+static int stdio_prepare(const struct timespec *deadline)
 {
-    (void)ctx;
-    pthread_mutex_lock(&s_list_mu);
     s_n_locked = 0;
     s_list_locked = false;
     /* With one thread nobody else can be inside a stream, and glibc does
        not reset stream locks in the child of a single-threaded process
        (posix/fork.c resets them only when the parent had threads), so
        locking here would leave them held in the child. */
-    if (__libc_single_threaded) {
+    if (SINGLE_THREADED()) {
         fflush(NULL);
         return 0;
     }
@@ -102,21 +105,19 @@ static int stdio_prepare(void *ctx, const struct timespec *deadline)
         s_list_locked = true;
     }
 #endif
-    if (!s_list_locked) {
-        /* Without the list lock, fflush(NULL) must not run while we hold
-           stream locks (it takes the list first): flush before, and flush
-           each stream again once it is locked. */
-        fflush(NULL);
-    }
+    /* Without the list lock (musl), fflush(NULL) must not run while we
+       hold stream locks (it takes the list first), and before them it
+       would wait without a deadline for any stream another thread holds:
+       only the streams locked below are flushed, each once it is locked
+       (docs/adapters/stdio.md). */
     s_locked[0] = stdout;
     s_locked[1] = stderr;
-    size_t total = 2 + s_n;
+    size_t total = 2 + s_streams.n;
     for (size_t i = 0; i < total; i++) {
         FILE *fp = stream_at(i);
         int rc = lock_stream(fp, deadline);
         if (rc != 0) {
             release(i);
-            pthread_mutex_unlock(&s_list_mu);
             return rc;
         }
         if (!s_list_locked)
@@ -132,113 +133,53 @@ static int stdio_prepare(void *ctx, const struct timespec *deadline)
     return 0;
 }
 
-static void stdio_parent(void *ctx)
+static void stdio_parent(void)
 {
-    (void)ctx;
     release(s_n_locked);
     s_n_locked = 0;
-    pthread_mutex_unlock(&s_list_mu);
 }
 
-static void stdio_child(void *ctx)
+static void stdio_child(void)
 {
-    (void)ctx;
     /* glibc reset the stream locks and the list lock already (see the
-       header); only our own list mutex, a normal mutex that the forking
-       thread holds, is released. */
+       header); the helper re-creates the adapter's own list lock. */
+    if (CHILD_UNLOCKS_FILES)
+        release(s_n_locked);
     s_n_locked = 0;
     s_list_locked = false;
-    pthread_mutex_unlock(&s_list_mu);
 }
 
-/* Contract in forksafe/stdio.h. Serialised by s_install_mu, which no fork
-   callback takes, so the registry may be called while it is held. */
-int forksafe_stdio_install(void)
-{
-    static const struct forksafe_ops ops = {stdio_prepare, stdio_parent,
-                                            stdio_child};
-    int rc = 0;
-    pthread_mutex_lock(&s_install_mu);
-    if (!s_installed) {
-        rc = forksafe_register_ops(&s_key, "stdio", FORKSAFE_STDIO_RANK, &ops);
-        if (rc == 0) {
-            rc = forksafe_register_adapter("stdio");
-            if (rc != 0)
-                forksafe_unregister(&s_key);
-            else
-                s_installed = true;
-        }
-    }
-    pthread_mutex_unlock(&s_install_mu);
-    return rc;
-}
+static const struct forksafe__adapter_hooks hooks = {
+    .prepare = stdio_prepare,
+    .parent = stdio_parent,
+    .child = stdio_child,
+};
+FORKSAFE__ADAPTER_DEFINE(stdio, "stdio", FORKSAFE_STDIO_RANK, &hooks)
 
-/* Contract in forksafe/stdio.h. Tracked streams are kept for a later
-   install. */
-int forksafe_stdio_uninstall(void)
-{
-    int rc = ENOENT;
-    pthread_mutex_lock(&s_install_mu);
-    if (s_installed) {
-        rc = forksafe_unregister(&s_key);
-        if (rc == 0)
-            s_installed = false;
-    }
-    pthread_mutex_unlock(&s_install_mu);
-    return rc;
-}
-
-/* Contract in forksafe/stdio.h. Installs first (outside s_list_mu), then
-   appends under s_list_mu: the tracking order is the locking order. */
+/* Contract in forksafe/stdio.h. The tracking order is the locking
+   order. */
 int forksafe_stdio_track(FILE *fp)
 {
     if (fp == NULL)
         return EINVAL;
     if (fp == stdout || fp == stderr)
         return EEXIST;
-    int rc = forksafe_stdio_install();
+    int rc = forksafe__adapter_enter(&ad, fp);
     if (rc != 0)
         return rc;
-    pthread_mutex_lock(&s_list_mu);
-    for (size_t i = 0; i < s_n; i++) {
-        if (s_streams[i] == fp) {
-            pthread_mutex_unlock(&s_list_mu);
-            return EEXIST;
-        }
-    }
-    if (s_n == s_cap) {
-        size_t cap = s_cap ? 2 * s_cap : 8;
-        FILE **grown = realloc(s_streams, cap * sizeof *grown);
-        if (grown == NULL) {
-            pthread_mutex_unlock(&s_list_mu);
-            return ENOMEM;
-        }
-        s_streams = grown;
-        s_cap = cap;
-    }
-    s_streams[s_n++] = fp;
-    pthread_mutex_unlock(&s_list_mu);
-    return 0;
+    rc = forksafe__adapter_add(&ad, &s_streams, &fp);
+    forksafe__adapter_leave(&ad);
+    return rc;
 }
 
 /* Contract in forksafe/stdio.h. Waits for a fork in progress (prepare
-   holds s_list_mu until the parent handler). */
+   holds the list lock until the parent handler). */
 int forksafe_stdio_untrack(FILE *fp)
 {
     if (fp == NULL)
         return EINVAL;
-    int rc = ENOENT;
-    pthread_mutex_lock(&s_list_mu);
-    for (size_t i = 0; i < s_n; i++) {
-        if (s_streams[i] == fp) {
-            /* Keep the tracking order: it is the lock order. */
-            for (size_t j = i + 1; j < s_n; j++)
-                s_streams[j - 1] = s_streams[j];
-            s_n--;
-            rc = 0;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s_list_mu);
+    forksafe__adapter_enter_plain(&ad);
+    int rc = forksafe__adapter_remove(&ad, &s_streams, &fp, NULL);
+    forksafe__adapter_leave(&ad);
     return rc;
 }

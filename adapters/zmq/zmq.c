@@ -5,118 +5,54 @@
  * inherited and drops them by leaking them, never calling into libzmq.
  *
  * DESIGN: one callback entry covers every tracked context. The list of
- * contexts is the adapter's own, guarded by zmq_mu, which the prepare
- * callback takes (so no list update is half done at the fork) and the child
- * re-creates. The child only flips a flag in each list element: no system
- * call, no allocation, nothing in libzmq.
+ * contexts is the adapter's own, guarded by the common helper's list lock
+ * (adapters/common/adapter.h), which prepare takes (so no list update is
+ * half done at the fork) and the child re-creates. The child only flips a
+ * flag in each list element: no system call, no allocation, nothing in
+ * libzmq.
  */
 #include <forksafe/zmq.h>
 
-#include <errno.h>
-#include <stdatomic.h>
-#include <stdlib.h>
-#include <zmq.h>
+#include "../common/adapter.h"
 
-#define ZMQ_RANK (FORKSAFE_RANK_LIBRARY + 700u)
+#include <errno.h>
+#include <zmq.h>
 
 struct zmq_entry {
     void *ctx;
     int inherited; /* 1 once a fork has happened since it was tracked */
 };
 
-static pthread_mutex_t zmq_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct zmq_entry *zmq_list; /* guarded by zmq_mu */
-static size_t zmq_count, zmq_cap;  /* guarded by zmq_mu */
-static atomic_int zmq_registered;
-static char zmq_key; /* the key of the adapter's callback entry */
+static struct forksafe__list zmq_ctxs =
+    FORKSAFE__LIST_INIT(struct zmq_entry, void *);
 
-static int zmq_prepare(void *ctx, const struct timespec *deadline)
+static void zmq_child(void)
 {
-    (void)ctx;
-    /* A deadline comes from forksafe_fork(); plain fork() passes none. */
-    if (deadline)
-        return pthread_mutex_clocklock(&zmq_mu, CLOCK_MONOTONIC, deadline);
-    return pthread_mutex_lock(&zmq_mu);
-}
-
-static void zmq_parent(void *ctx)
-{
-    (void)ctx;
-    pthread_mutex_unlock(&zmq_mu);
-}
-
-static void zmq_child(void *ctx)
-{
-    (void)ctx;
     /* Everything tracked was created by an ancestor: it is leaked on
        purpose, because terminating it here cannot complete and, in libzmq
        builds without a PID check, would signal the parent's threads. */
-    for (size_t i = 0; i < zmq_count; i++)
-        zmq_list[i].inherited = 1;
-    pthread_mutex_init(&zmq_mu, NULL);
+    for (size_t i = 0; i < zmq_ctxs.n; i++)
+        ((struct zmq_entry *)forksafe__list_at(&zmq_ctxs, i))->inherited = 1;
 }
 
-/* Register the adapter's callback entry once. Never called with zmq_mu
-   held: registration waits for a fork in progress, whose prepare wants
-   zmq_mu. A concurrent first call may see EEXIST, which is success. */
-static int zmq_register(void)
-{
-    if (atomic_load(&zmq_registered))
-        return 0;
-    static const struct forksafe_ops ops = {zmq_prepare, zmq_parent,
-                                            zmq_child};
-    int rc = forksafe_register_ops(&zmq_key, "zmq: tracked contexts",
-                                   ZMQ_RANK, &ops);
-    if (rc != 0 && rc != EEXIST)
-        return rc;
-    atomic_store(&zmq_registered, 1);
-    return forksafe_register_adapter("zmq");
-}
-
-/* Index of ctx in the list, or zmq_count. Caller holds zmq_mu. */
-static size_t zmq_find(const void *ctx)
-{
-    size_t i = 0;
-    while (i < zmq_count && zmq_list[i].ctx != ctx)
-        i++;
-    return i;
-}
+static const struct forksafe__adapter_hooks hooks = {
+    .tracked = &zmq_ctxs,
+    .child = zmq_child,
+};
+FORKSAFE__ADAPTER_DEFINE(zmq, "zmq: tracked contexts", FORKSAFE_ZMQ_RANK,
+                         &hooks)
 
 /* List ctx as owned by this process. 0, EINVAL or ENOMEM (or the core's
    registration error on first use). */
 int forksafe_zmq_track(void *ctx)
 {
-    if (!ctx)
-        return EINVAL;
-    int rc = zmq_register();
+    int rc = forksafe__adapter_enter(&ad, ctx);
     if (rc != 0)
         return rc;
-    pthread_mutex_lock(&zmq_mu);
-    if (zmq_find(ctx) < zmq_count) {
-        pthread_mutex_unlock(&zmq_mu);
-        return 0;
-    }
-    if (zmq_count == zmq_cap) {
-        size_t cap = zmq_cap ? 2 * zmq_cap : 8;
-        struct zmq_entry *l = realloc(zmq_list, cap * sizeof *l);
-        if (!l) {
-            pthread_mutex_unlock(&zmq_mu);
-            return ENOMEM;
-        }
-        zmq_list = l;
-        zmq_cap = cap;
-    }
-    zmq_list[zmq_count].ctx = ctx;
-    zmq_list[zmq_count].inherited = 0;
-    zmq_count++;
-    pthread_mutex_unlock(&zmq_mu);
-    return 0;
-}
-
-/* Remove element i. Caller holds zmq_mu. */
-static void zmq_remove(size_t i)
-{
-    zmq_list[i] = zmq_list[--zmq_count];
+    struct zmq_entry e = {ctx, 0};
+    rc = forksafe__adapter_add(&ad, &zmq_ctxs, &e);
+    forksafe__adapter_leave(&ad);
+    return rc == EEXIST ? 0 : rc;
 }
 
 /* Unlist ctx without terminating it. 0, EINVAL or ENOENT. */
@@ -124,14 +60,9 @@ int forksafe_zmq_untrack(void *ctx)
 {
     if (!ctx)
         return EINVAL;
-    pthread_mutex_lock(&zmq_mu);
-    size_t i = zmq_find(ctx);
-    int rc = ENOENT;
-    if (i < zmq_count) {
-        zmq_remove(i);
-        rc = 0;
-    }
-    pthread_mutex_unlock(&zmq_mu);
+    forksafe__adapter_enter_plain(&ad);
+    int rc = forksafe__adapter_remove(&ad, &zmq_ctxs, &ctx, NULL);
+    forksafe__adapter_leave(&ad);
     return rc;
 }
 
@@ -140,10 +71,11 @@ int forksafe_zmq_inherited(void *ctx)
 {
     if (!ctx)
         return 0;
-    pthread_mutex_lock(&zmq_mu);
-    size_t i = zmq_find(ctx);
-    int r = i < zmq_count && zmq_list[i].inherited;
-    pthread_mutex_unlock(&zmq_mu);
+    forksafe__adapter_lock(&ad);
+    size_t i = forksafe__list_find(&zmq_ctxs, &ctx);
+    int r = i < zmq_ctxs.n &&
+            ((struct zmq_entry *)forksafe__list_at(&zmq_ctxs, i))->inherited;
+    forksafe__adapter_unlock(&ad);
     return r;
 }
 
@@ -153,19 +85,17 @@ int forksafe_zmq_term(void *ctx)
 {
     if (!ctx)
         return EINVAL;
-    pthread_mutex_lock(&zmq_mu);
-    size_t i = zmq_find(ctx);
-    if (i == zmq_count) {
-        pthread_mutex_unlock(&zmq_mu);
+    int inherited = forksafe_zmq_inherited(ctx);
+    forksafe__adapter_lock(&ad);
+    int known = forksafe__list_find(&zmq_ctxs, &ctx) < zmq_ctxs.n;
+    forksafe__adapter_unlock(&ad);
+    if (!known)
         return ENOENT;
-    }
-    int inherited = zmq_list[i].inherited;
-    pthread_mutex_unlock(&zmq_mu);
     if (!inherited) {
         /* zmq_ctx_term() blocks until the sockets are closed; it is not
-           called with zmq_mu held, so forks may proceed meanwhile. EINTR
-           means a signal interrupted it: the documented answer is to call
-           it again. */
+           called with any adapter lock held, so forks may proceed
+           meanwhile. EINTR means a signal interrupted it: the documented
+           answer is to call it again. */
         int rc;
         while ((rc = zmq_ctx_term(ctx)) != 0 && errno == EINTR)
             ;
@@ -174,10 +104,6 @@ int forksafe_zmq_term(void *ctx)
     }
     /* If the process forked while zmq_ctx_term() ran, the entry may have
        been marked inherited in the child meanwhile; either way it is gone. */
-    pthread_mutex_lock(&zmq_mu);
-    i = zmq_find(ctx);
-    if (i < zmq_count)
-        zmq_remove(i);
-    pthread_mutex_unlock(&zmq_mu);
+    forksafe_zmq_untrack(ctx);
     return 0;
 }

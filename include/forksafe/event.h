@@ -20,11 +20,14 @@
  *    pthread mutexes made by the adapter; forksafe_event_track() then finds
  *    which of them is the base's lock (event_base_foreach_event() is
  *    documented to hold it) and registers it with the core at
- *    FORKSAFE_RANK_LIBRARY + 410, so prepare waits, within the fork
- *    deadline, for any thread inside the base, and the core restores the
- *    lock in the child;
- *  - prepare: takes the adapter's list lock (FORKSAFE_RANK_LIBRARY + 400),
- *    so no base is being tracked or untracked at the fork;
+ *    FORKSAFE_EVENT_RANK_BASE (every base lock at that one rank: no order
+ *    among bases is assumed, the core acquires one rank's entries as a
+ *    set), so prepare waits, within the fork deadline, for any thread
+ *    inside the base, and the core restores the lock in the child;
+ *  - forksafe_event_install() registers the adapter's callback entry
+ *    ("event: tracked bases"); forksafe_event_track() calls it;
+ *  - prepare: takes the adapter's list lock (FORKSAFE_EVENT_RANK), so no
+ *    base is being tracked or untracked at the fork;
  *  - parent:  releases it;
  *  - child:   calls event_reinit() on each tracked base, before any other
  *    code can use it, and re-creates the list lock. event_reinit() allocates
@@ -57,6 +60,22 @@
 extern "C" {
 #endif
 
+/* The ranks the adapter registers at (see above). */
+#define FORKSAFE_EVENT_RANK      (FORKSAFE_RANK_LIBRARY + 400u)
+#define FORKSAFE_EVENT_RANK_BASE (FORKSAFE_RANK_LIBRARY + 410u)
+
+/* Install the adapter: register its callback entry (name "event: tracked
+   bases") and record the adapter as "event" for forksafe_audit_write().
+   forksafe_event_track() calls it. Idempotent and thread-safe: a second
+   call returns 0 and changes nothing. Returns 0, ENOMEM or EDEADLK
+   (called from a forksafe callback). */
+FORKSAFE_API int forksafe_event_install(void);
+
+/* Undo forksafe_event_install(). Returns 0, ENOENT (not installed), EBUSY
+   (bases are still tracked) or EDEADLK. Threading set up by
+   forksafe_event_use_pthreads() stays as it is (libevent cannot undo it). */
+FORKSAFE_API int forksafe_event_uninstall(void);
+
 /* Enable libevent threading (locks, condition variables, thread ids) with
    pthread objects the adapter can register: the replacement for
    evthread_use_pthreads(). Call it before creating any event base; calling
@@ -68,9 +87,9 @@ FORKSAFE_API int forksafe_event_use_pthreads(void);
 /* Track a base: every child forked afterwards gets event_reinit(base)
    before any of its own code runs. Tracking a tracked base again is a
    no-op. With forksafe_event_use_pthreads(), the base's lock is
-   registered too (see above). Also records the adapter "event" for
-   forksafe_audit_write(). Returns 0, EINVAL (base NULL), ENOMEM, or
-   EDEADLK (called from a forksafe callback). */
+   registered too (see above). Installs the adapter if needed. Returns 0,
+   EINVAL (base NULL), ENOMEM, or EDEADLK (called from a forksafe
+   callback). */
 FORKSAFE_API int forksafe_event_track(struct event_base *base);
 
 /* Stop tracking base (and unregister its lock); call it before

@@ -17,14 +17,14 @@
  * releases locks the child never held.
  *
  * What the adapter does.
- *   prepare: enter, in this fixed order, the mutex of every tracked
- *            connection (sqlite3_db_mutex(), in tracking order), then
- *            SQLite's static mutexes OPEN, MAIN, VFS1-3, LRU, PRNG, PMEM
- *            and MEM (outer to inner, the order SQLite nests them): no
- *            thread is inside an API call on a tracked connection, nor in
- *            SQLite's allocator, page-cache or unix-VFS inode lists, so a
- *            child can open new connections.
- *   parent:  leave them in reverse order.
+ *   prepare: enter the mutex of every tracked connection
+ *            (sqlite3_db_mutex()), then SQLite's static mutexes OPEN,
+ *            MAIN, VFS1-3, LRU, PRNG, PMEM and MEM: no thread is inside an
+ *            API call on a tracked connection, nor in SQLite's allocator,
+ *            page-cache or unix-VFS inode lists, so a child can open new
+ *            connections. No order is assumed among the connection
+ *            mutexes, nor among the static mutexes (see "Ranks").
+ *   parent:  leave them.
  *   child:   the core restores those mutexes (they are registered with
  *            forksafe_register_mutex(), which knows how to hand a held
  *            recursive mutex over to the child's thread); then every
@@ -38,11 +38,18 @@
  * handler restores each one to its exact state); the list of connections
  * is the adapter's own, behind a mutex its callback entry takes.
  *
- * Ranks: FORKSAFE_RANK_LIBRARY + 300 for the callback entry,
- * FORKSAFE_RANK_LIBRARY + 310 for connection mutexes and 320.. for the
- * static mutexes. SQLite takes its static mutexes while holding a
- * connection's mutex, never the reverse; an application may hold its own
- * locks around SQLite calls, so all of this lies in the library band. The
+ * Ranks: FORKSAFE_SQLITE_RANK for the callback entry,
+ * FORKSAFE_SQLITE_RANK_CLOSE for forksafe_sqlite_close()'s lock, every
+ * connection mutex at one rank, FORKSAFE_SQLITE_RANK_DB, and every static
+ * mutex at one rank, FORKSAFE_SQLITE_RANK_STATIC. SQLite takes its static
+ * mutexes while holding a connection's mutex, never the reverse (it
+ * forbids SQLite calls from the unlock-notify callback, the one it runs
+ * under a static mutex); but no order is assumed inside either rank:
+ * SQLite 3.40 takes MAIN while holding PRNG (sqlite3_randomness ->
+ * sqlite3_vfs_find), a backup enters its source, then its destination,
+ * and the core acquires the entries of one rank as a set, without
+ * assuming any order among them. An application may hold its own locks
+ * around SQLite calls, so all of this lies in the library band. The
  * callback entry is outermost so that its child handler runs after the
  * mutexes are restored.
  *
@@ -54,16 +61,18 @@
  * What the application must still do. Open the connections it uses in
  * the child there, and never use, close or free an inherited one (the
  * adapter makes use fail; only the application can avoid the rest).
- * Untrack a connection before sqlite3_close(). Finish transactions before
- * forking: a transaction open on a tracked connection at the fork (BEGIN
+ * Close a tracked connection with forksafe_sqlite_close() (or untrack it
+ * before sqlite3_close(), leaving the close itself unprotected). Finish
+ * transactions before forking: a transaction open on a tracked connection at the fork (BEGIN
  * and COMMIT issued as separate calls) stays open in the parent, and in
  * the child SQLite's process-wide lock bookkeeping then still says the
  * file is locked, so the child's new connection to that file gets
  * SQLITE_BUSY; a transaction issued as one sqlite3_exec() call holds the
- * connection's mutex throughout and is never split by the fork. If one
- * thread backs up a tracked connection into another (sqlite3_backup),
- * track the source before the destination (SQLite enters them in that
- * order). Shared-cache connections and open BLOB handles are not covered.
+ * connection's mutex throughout and is never split by the fork.
+ * Shared-cache connections and open BLOB handles are not covered. SQLite's
+ * default busy handler (sqlite3_busy_timeout) sleeps up to 100 ms at a
+ * time holding the connection mutex, which a fork waits for: with many
+ * writers, a handler that retries often keeps forks prompt.
  */
 #ifndef FORKSAFE_SQLITE_H
 #define FORKSAFE_SQLITE_H
@@ -78,6 +87,7 @@ extern "C" {
 
 /* The ranks the adapter registers at (see "Ranks" above). */
 #define FORKSAFE_SQLITE_RANK        (FORKSAFE_RANK_LIBRARY + 300u)
+#define FORKSAFE_SQLITE_RANK_CLOSE  (FORKSAFE_RANK_LIBRARY + 305u)
 #define FORKSAFE_SQLITE_RANK_DB     (FORKSAFE_RANK_LIBRARY + 310u)
 #define FORKSAFE_SQLITE_RANK_STATIC (FORKSAFE_RANK_LIBRARY + 320u)
 
@@ -106,6 +116,18 @@ FORKSAFE_API int forksafe_sqlite_track(sqlite3 *db);
 /* Stop tracking db (in the parent: nothing about db changes).
    Returns 0, EINVAL (db NULL), ENOENT (not tracked) or EDEADLK. */
 FORKSAFE_API int forksafe_sqlite_untrack(sqlite3 *db);
+
+/* Untrack db if it is tracked, then sqlite3_close() it while holding a
+   lock that every fork waits for (rank FORKSAFE_SQLITE_RANK_CLOSE), so no
+   child inherits SQLite's bookkeeping of a half-closed connection: with a
+   WAL database, a fork that landed inside sqlite3_close() of an untracked
+   connection left children whose own new connection to the file got
+   SQLITE_BUSY for good (5 of about 10,000 forks in workload-sqlite).
+   Use it instead of forksafe_sqlite_untrack() + sqlite3_close(). Returns
+   0, EINVAL (db NULL), EBUSY (sqlite3_close() refused: statements or
+   backups are still open; db stays open, and tracked if it was) or
+   EDEADLK. */
+FORKSAFE_API int forksafe_sqlite_close(sqlite3 *db);
 
 #ifdef __cplusplus
 }

@@ -25,10 +25,12 @@
  *    other code can use it, and re-creates the list lock. uv_loop_fork()
  *    allocates and makes system calls: that is fine here, because glibc
  *    has re-initialised malloc before fork handlers run in the child.
- * Ranks: the list entry at FORKSAFE_RANK_LIBRARY + 200 and each wq_mutex at
- * FORKSAFE_RANK_LIBRARY + 210. libuv takes wq_mutex under its global pool
- * mutex (uv_cancel) and takes nothing under it, so it is an inner library
- * lock; the adapter's list lock is never held while calling libuv.
+ * Ranks: the list entry at FORKSAFE_UV_RANK and every loop's wq_mutex at
+ * one rank, FORKSAFE_UV_RANK_WQ (no order among loops is assumed: the core
+ * acquires the entries of one rank as a set). libuv takes wq_mutex under
+ * its global pool mutex (uv_cancel) and takes nothing under it, so it is
+ * an inner library lock; the adapter's list lock is never held while
+ * calling libuv.
  * wq_mutex is a field that libuv's public unix header (uv/unix.h,
  * UV_LOOP_PRIVATE_FIELDS) exposes and that has been there through libuv 1.x.
  *
@@ -51,11 +53,26 @@
 extern "C" {
 #endif
 
+/* The ranks the adapter registers at (see "Ranks" above). */
+#define FORKSAFE_UV_RANK    (FORKSAFE_RANK_LIBRARY + 200u)
+#define FORKSAFE_UV_RANK_WQ (FORKSAFE_RANK_LIBRARY + 210u)
+
+/* Install the adapter: register its callback entry (name "uv: tracked
+   loops") and record the adapter as "uv" for forksafe_audit_write().
+   forksafe_uv_track() calls it. Idempotent and thread-safe: a second call
+   returns 0 and changes nothing. Returns 0, ENOMEM or EDEADLK (called
+   from a forksafe callback). */
+FORKSAFE_API int forksafe_uv_install(void);
+
+/* Undo forksafe_uv_install(). Returns 0, ENOENT (not installed), EBUSY
+   (loops are still tracked) or EDEADLK. */
+FORKSAFE_API int forksafe_uv_uninstall(void);
+
 /* Track an initialised loop: every child forked afterwards gets
    uv_loop_fork(loop) before any of its own code runs. Tracking a tracked
-   loop again is a no-op. Also records the adapter "uv" for
-   forksafe_audit_write(). Returns 0, EINVAL (loop NULL), ENOMEM, or
-   EDEADLK (called from a forksafe callback). */
+   loop again is a no-op. Installs the adapter if needed. Returns 0,
+   EINVAL (loop NULL), ENOMEM, or EDEADLK (called from a forksafe
+   callback). */
 FORKSAFE_API int forksafe_uv_track(uv_loop_t *loop);
 
 /* Stop tracking loop; call it before uv_loop_close(). Returns 0, EINVAL

@@ -27,7 +27,7 @@
  *    sockets are deliberately leaked in the child, the only drop that can
  *    neither hang the child nor touch anything the parent shares, whatever
  *    the libzmq build. The child then makes its own context as usual.
- * Rank: one callback entry at FORKSAFE_RANK_LIBRARY + 700. It protects only
+ * Rank: one callback entry at FORKSAFE_ZMQ_RANK. It protects only
  * the adapter's list and takes no libzmq lock, so any place in the library
  * band is correct; it sits after the other adapters' library locks.
  *
@@ -50,10 +50,24 @@
 extern "C" {
 #endif
 
+/* The rank of the adapter's callback entry (see "Rank" above). */
+#define FORKSAFE_ZMQ_RANK (FORKSAFE_RANK_LIBRARY + 700u)
+
+/* Install the adapter: register its callback entry (name "zmq: tracked
+   contexts") and record the adapter as "zmq" for forksafe_audit_write().
+   forksafe_zmq_track() calls it. Idempotent and thread-safe: a second call
+   returns 0 and changes nothing. Returns 0, ENOMEM or EDEADLK (called
+   from a forksafe callback). */
+FORKSAFE_API int forksafe_zmq_install(void);
+
+/* Undo forksafe_zmq_install(). Returns 0, ENOENT (not installed), EBUSY
+   (contexts are still tracked) or EDEADLK. */
+FORKSAFE_API int forksafe_zmq_uninstall(void);
+
 /* Track a context made by zmq_ctx_new() in this process, so that a forked
    child knows it is inherited. Tracking a tracked context again is a no-op.
-   Also records the adapter "zmq" for forksafe_audit_write().
-   Returns 0, EINVAL (ctx NULL) or ENOMEM. */
+   Installs the adapter if needed.
+   Returns 0, EINVAL (ctx NULL), ENOMEM or EDEADLK. */
 FORKSAFE_API int forksafe_zmq_track(void *ctx);
 
 /* Forget ctx without terminating it. Returns 0, EINVAL (ctx NULL) or

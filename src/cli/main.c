@@ -47,6 +47,9 @@
 #ifndef FORKSAFE_AUDIT_LIBDIR
 #define FORKSAFE_AUDIT_LIBDIR "lib"
 #endif
+#ifndef FORKSAFE_AUDIT_DATADIR /* where install puts the JSON schema */
+#define FORKSAFE_AUDIT_DATADIR "/usr/local/share/forksafe"
+#endif
 
 #define EXIT_USAGE   2 /* bad arguments or setup failure; PROGRAM not run */
 #define EXIT_HAZARDS 3 /* --fail-on matched and PROGRAM exited 0 */
@@ -64,8 +67,9 @@ static void usage(FILE *out)
             "Run PROGRAM (and every process it starts) under the forksafe "
             "fork-hazard interposer;\nprint the findings to stderr and exit "
             "with PROGRAM's status.\n"
-            "  --json FILE          also write the report as JSON (schema: "
-            "forksafe.schema.json)\n"
+            "  --json FILE          also write the report as JSON\n"
+            "                       (schema: " FORKSAFE_AUDIT_DATADIR
+            "/forksafe.schema.json)\n"
             "  --sarif FILE         also write it as SARIF 2.1.0 (GitHub "
             "code scanning, SARIF viewers)\n"
             "  --fail-on LEVEL      exit %d if PROGRAM succeeded but a "
@@ -261,21 +265,51 @@ static int make_run_page(const char *dir)
 }
 
 /* Open an output file before PROGRAM runs, so that a typo does not cost
-   a whole run. */
-static FILE *open_output(const char *path, const char *what)
+   a whole run. It is not truncated yet (finish_output does that), and
+   *created says whether this call made it: if a later check fails, an
+   earlier report keeps its contents and a new file is removed
+   (drop_output), so bad input changes nothing. */
+static FILE *open_output(const char *path, const char *what, int *created)
 {
-    FILE *f = fopen(path, "we");
-    if (!f)
+    *created = 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0)
+        *created = 1;
+    else if (errno == EEXIST)
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        if (*created)
+            unlink(path);
         fprintf(stderr,
                 "forksafe-audit: cannot write the %s report to '%s': %s\n",
-                what, path, strerror(errno));
+                what, path, strerror(e));
+    }
     return f;
+}
+
+/* Close an output that will not be written, as if it had not been
+   opened. */
+static void drop_output(FILE *f, const char *path, int created)
+{
+    if (!f)
+        return;
+    fclose(f);
+    if (created)
+        unlink(path);
 }
 
 /* Write and close an output; returns 0 or an errno value. */
 static int finish_output(FILE *f, const struct forksafe_run *run, int sarif)
 {
-    int werr = sarif ? forksafe__report_sarif(f, run)
+    int werr = 0;
+    if (ftruncate(fileno(f), 0) != 0 && errno != EINVAL)
+        werr = errno; /* EINVAL: not a regular file (a pipe, /dev/stdout) */
+    if (!werr)
+        werr = sarif ? forksafe__report_sarif(f, run)
                      : forksafe__report_json(f, run);
     if (fclose(f) != 0 && !werr)
         werr = errno;
@@ -392,14 +426,14 @@ int main(int argc, char **argv)
         run.baseline_path = baseline_path;
     }
     FILE *jf = NULL, *sf = NULL;
-    if (json && !(jf = open_output(json, "JSON"))) {
+    int jf_new = 0, sf_new = 0;
+    if (json && !(jf = open_output(json, "JSON", &jf_new))) {
         forksafe__run_free(&run);
         forksafe__baseline_free(baseline);
         return EXIT_USAGE;
     }
-    if (sarif && !(sf = open_output(sarif, "SARIF"))) {
-        if (jf)
-            fclose(jf);
+    if (sarif && !(sf = open_output(sarif, "SARIF", &sf_new))) {
+        drop_output(jf, json, jf_new);
         forksafe__run_free(&run);
         forksafe__baseline_free(baseline);
         return EXIT_USAGE;
@@ -416,6 +450,8 @@ int main(int argc, char **argv)
                     "forksafe-audit: cannot create a record "
                     "directory: %s\n",
                     strerror(errno));
+            drop_output(jf, json, jf_new);
+            drop_output(sf, sarif, sf_new);
             return EXIT_USAGE;
         }
     }
@@ -423,6 +459,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "forksafe-audit: cannot create %s/%s: %s\n", dir,
                 FORKSAFE_RUNPAGE_NAME, strerror(errno));
         remove_dir(dir);
+        drop_output(jf, json, jf_new);
+        drop_output(sf, sarif, sf_new);
         return EXIT_USAGE;
     }
     struct forksafe_fdid ignore[256];
@@ -445,6 +483,8 @@ int main(int argc, char **argv)
     if (child < 0) {
         fprintf(stderr, "forksafe-audit: fork: %s\n", strerror(errno));
         remove_dir(dir);
+        drop_output(jf, json, jf_new);
+        drop_output(sf, sarif, sf_new);
         return EXIT_USAGE;
     }
     if (child == 0)

@@ -87,7 +87,14 @@ struct fork_state {
     struct once once_fork, once_held, once_unsafe, once_stdio;
     struct snap snap[SNAP_MAX];
 };
-extern struct fork_state forksafe__audit_fk;
+/* The page that holds it is found in a two-page block at run time: an
+   object aligned to a page would align all of .bss, and the first page of
+   .bss would then be one more page fault for every program image (the
+   loader has already written the page where .data ends). */
+extern char forksafe__audit_fk_space[];
+#define forksafe__audit_fk                                                     \
+    (*(struct fork_state *)(((uintptr_t)forksafe__audit_fk_space + 4095) &     \
+                            ~(uintptr_t)4095))
 
 /* The name and rank of a covered lock (struct snap's named), kept off the
    fork state page. */

@@ -37,8 +37,8 @@
 /* Everything fork() and the child write, in one page: after fork() every
    page either process writes is copied, so keeping this state together
    costs one copy-on-write fault per process instead of one per variable. */
-struct fork_state forksafe__audit_fk __attribute__((aligned(4096)));
-_Static_assert(sizeof forksafe__audit_fk <= 4096,
+char forksafe__audit_fk_space[2 * 4096];
+_Static_assert(sizeof(struct fork_state) <= 4096,
                "fork state must fit in one page");
 struct snap_name forksafe__audit_snap_names[SNAP_MAX];
 

@@ -12,6 +12,7 @@
 #include "execcheck.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -21,6 +22,17 @@ static const char *const keep[] = {"FORKSAFE_AUDIT_DIR", "FORKSAFE_AUDIT_ROOT",
                                    "FORKSAFE_AUDIT_GRACE_MS", NULL};
 #define MARKER    "FORKSAFE_AUDIT_RESTORED"
 #define SELF_BASE "libforksafe-audit.so"
+
+/* The leading decimal digits of s (saturated), as strtol(s, NULL, 10) for
+   the values the CLI writes; strtol would be one more page of libc's code
+   and its character table to fault in for every program image. */
+static long dec(const char *s)
+{
+    long v = 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+        v = v > (LONG_MAX - 9) / 10 ? LONG_MAX : v * 10 + (*s - '0');
+    return v;
+}
 
 /* glibc passes the program's arguments and environment to constructors. */
 __attribute__((constructor)) static void audit_init(int argc, char **argv,
@@ -35,7 +47,7 @@ __attribute__((constructor)) static void audit_init(int argc, char **argv,
     atexit(forksafe__audit_exit_late);
     const char *g = getenv("FORKSAFE_AUDIT_GRACE_MS");
     if (g && *g >= '0' && *g <= '9')
-        forksafe__audit_grace_ms = strtol(g, NULL, 10);
+        forksafe__audit_grace_ms = dec(g);
     if (forksafe__out_enabled())
         forksafe__exec_keep_init(keep, SELF_BASE, MARKER);
     forksafe__exec_unkeep();
@@ -46,7 +58,7 @@ __attribute__((constructor)) static void audit_init(int argc, char **argv,
     /* The descriptor scan comes first, before our own record file is
        opened. */
     const char *root = getenv("FORKSAFE_AUDIT_ROOT");
-    if (root && strtol(root, NULL, 10) != forksafe__getpid())
+    if (root && dec(root) != forksafe__getpid())
         forksafe__audit_report_inherited_fds(argc, argv, envp);
     errno = saved;
 }

@@ -9,6 +9,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/event.h>
 
 #include <errno.h>
@@ -101,6 +103,12 @@ static void test_event_track_contract(void **state)
     assert_int_equal(report_count("event: base lock"), 0);
     assert_int_equal(forksafe_event_untrack(f->base), ENOENT);
     assert_int_equal(forksafe_event_fork_error(), 0);
+    /* The install contract every adapter shares (nothing is tracked). */
+    assert_int_equal(
+        fs_adapter_shape(forksafe_event_install, forksafe_event_uninstall,
+                         "event", "event: tracked bases",
+                         FORKSAFE_EVENT_RANK),
+        0);
 }
 
 static void test_event_sigusr1_only_in_child(void **state)
@@ -252,6 +260,7 @@ static void test_event_without_adapter_reinit_hangs_on_base_lock(void **state)
 int main(void)
 {
     fs_watchdog(60);
+    fs_adapter_test_filter();
     if (forksafe_event_use_pthreads() != 0)
         return 1;
     const struct CMUnitTest tests[] = {

@@ -10,6 +10,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/openssl.h>
 
 #include <arpa/inet.h>
@@ -533,6 +535,13 @@ static int api_scenario(int m, int fd)
     SSL_free(b);
     SSL_CTX_free(s_client_ctx);
     SSL_CTX_free(s_server_ctx);
+    /* The install contract every adapter shares: nothing is tracked any
+       more. */
+    int shape = fs_adapter_shape(forksafe_openssl_install,
+                                 forksafe_openssl_uninstall, "openssl",
+                                 "openssl", FORKSAFE_OPENSSL_RANK);
+    if (shape != 0)
+        return 40 + shape;
     return 0;
 }
 
@@ -546,6 +555,7 @@ static void test_openssl_track_api(void **state)
 int main(void)
 {
     fs_watchdog(150);
+    fs_adapter_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_openssl_track_api),
         cmocka_unit_test(test_openssl_rand_children_distinct),

@@ -8,6 +8,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/random.h>
 
 #include <errno.h>
@@ -264,6 +266,13 @@ static int api_scenario(int m, int fd)
     if (forksafe_random_uninstall() != 0 ||
         forksafe_random_uninstall() != ENOENT)
         return 17;
+    /* The install contract every adapter shares: nothing is tracked any
+       more. */
+    int shape = fs_adapter_shape(forksafe_random_install,
+                                 forksafe_random_uninstall, "random", "random",
+                                 FORKSAFE_RANDOM_RANK);
+    if (shape != 0)
+        return 40 + shape;
     return 0;
 }
 
@@ -277,6 +286,7 @@ static void test_random_install_api(void **state)
 int main(void)
 {
     fs_watchdog(120);
+    fs_adapter_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_install_api),
         cmocka_unit_test(test_random_children_distinct),

@@ -9,6 +9,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/sqlite.h>
 
 #include <errno.h>
@@ -339,8 +341,17 @@ static int api_scenario(int m, int fd)
     if (forksafe_lookup(sqlite3_mutex_alloc(SQLITE_MUTEX_STATIC_MAIN), NULL) !=
         ENOENT)
         return 22;
-    sqlite3_close(a);
-    sqlite3_close(b);
+    /* forksafe_sqlite_close(): untracks (if tracked) and closes. */
+    if (forksafe_sqlite_close(NULL) != EINVAL || forksafe_sqlite_track(a) ||
+        forksafe_sqlite_close(a) != 0 || forksafe_sqlite_close(b) != 0)
+        return 23;
+    /* The install contract every adapter shares: nothing is tracked any
+       more. */
+    int shape = fs_adapter_shape(forksafe_sqlite_install,
+                                 forksafe_sqlite_uninstall, "sqlite", "sqlite",
+                                 FORKSAFE_SQLITE_RANK);
+    if (shape != 0)
+        return 40 + shape;
     return 0;
 }
 
@@ -354,6 +365,7 @@ static void test_sqlite_track_api(void **state)
 int main(void)
 {
     fs_watchdog(150);
+    fs_adapter_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sqlite_track_api),
         cmocka_unit_test(test_sqlite_inherited_connection_refuses),

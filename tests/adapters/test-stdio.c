@@ -8,6 +8,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/stdio.h>
 
 #include <errno.h>
@@ -17,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/single_threaded.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -235,6 +236,13 @@ static void test_stdio_lines_torn_without(void **state)
 {
     (void)state;
     struct output out;
+#ifndef __GLIBC__
+    /* musl does not reset stream locks in the child: without the adapter
+       a child forked while the printer holds the stream hangs on it. */
+    assert_int_equal(run_scenario(lines_scenario, WITHOUT, &out), 6);
+    free(out.buf);
+    return;
+#endif
     assert_int_equal(run_scenario(lines_scenario, WITHOUT, &out), 0);
     size_t cap = out.len;
     unsigned char *seen = calloc(cap + 1, 1);
@@ -277,7 +285,7 @@ static int locks_scenario(int m, int fd)
     bool threaded = m == WITH;
     if (threaded)
         fs_idle_start();
-    else if (!__libc_single_threaded)
+    else if (forksafe_thread_count() != 1)
         FAIL(7); /* the premise of the single-threaded case */
     if (forksafe_stdio_install() != 0)
         FAIL(3);
@@ -432,6 +440,13 @@ static int api_scenario(int m, int fd)
     if (n <= 0)
         return 19;
     buf[n] = '\0';
+    /* The install contract every adapter shares: nothing is tracked any
+       more. */
+    int shape = fs_adapter_shape(forksafe_stdio_install,
+                                 forksafe_stdio_uninstall, "stdio", "stdio",
+                                 FORKSAFE_STDIO_RANK);
+    if (shape != 0)
+        return 40 + shape;
     return strstr(buf, "stdio") ? 0 : 20;
 }
 
@@ -446,6 +461,7 @@ static void test_stdio_install_api(void **state)
 int main(void)
 {
     fs_watchdog(120);
+    fs_adapter_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stdio_install_api),
         cmocka_unit_test(test_stdio_partial_text_once),

@@ -7,6 +7,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/uv.h>
 
 #include <errno.h>
@@ -99,11 +101,16 @@ static void test_uv_track_contract(void **state)
     struct forksafe_info info;
     assert_int_equal(forksafe_lookup(&f->loop.wq_mutex, &info), 0);
     assert_string_equal(info.kind, "mutex");
-    assert_int_equal(info.rank, FORKSAFE_RANK_LIBRARY + 210u);
+    assert_int_equal(info.rank, FORKSAFE_UV_RANK_WQ);
     assert_int_equal(forksafe_uv_untrack(&f->loop), 0);
     assert_int_equal(forksafe_uv_untrack(&f->loop), ENOENT);
     assert_int_equal(forksafe_lookup(&f->loop.wq_mutex, NULL), ENOENT);
     assert_int_equal(forksafe_uv_fork_error(), 0);
+    /* The install contract every adapter shares (nothing is tracked). */
+    assert_int_equal(
+        fs_adapter_shape(forksafe_uv_install, forksafe_uv_uninstall, "uv",
+                         "uv: tracked loops", FORKSAFE_UV_RANK),
+        0);
 }
 
 static void test_uv_async_and_timer_work_in_child(void **state)
@@ -157,6 +164,7 @@ static void test_uv_without_adapter_child_wakes_parent(void **state)
 int main(void)
 {
     fs_watchdog(60);
+    fs_adapter_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_uv_track_contract, setup,
                                         teardown),

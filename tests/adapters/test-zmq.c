@@ -8,6 +8,8 @@
  */
 #include "common.h"
 
+#include "adapter-test.h"
+
 #include <forksafe/zmq.h>
 
 #include <errno.h>
@@ -141,6 +143,11 @@ static void test_zmq_track_contract(void **state)
     assert_int_equal(forksafe_zmq_term(ctx), 0); /* owned: terminated */
     assert_int_equal(forksafe_zmq_inherited(ctx), 0);
     assert_int_equal(forksafe_zmq_untrack(ctx), ENOENT);
+    /* The install contract every adapter shares (nothing is tracked). */
+    assert_int_equal(
+        fs_adapter_shape(forksafe_zmq_install, forksafe_zmq_uninstall,
+                         "zmq", "zmq: tracked contexts", FORKSAFE_ZMQ_RANK),
+        0);
 }
 
 static void test_zmq_parent_count_exact_across_forks(void **state)
@@ -241,6 +248,7 @@ static void test_zmq_without_adapter_child_cannot_drop_context(void **state)
 int main(void)
 {
     fs_watchdog(60);
+    fs_adapter_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zmq_track_contract),
         cmocka_unit_test(test_zmq_parent_count_exact_across_forks),

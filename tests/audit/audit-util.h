@@ -44,7 +44,8 @@ const char *au_cli(void);
 
 /* The CLI with --json au_json, the options opts (NULL-terminated, may be
    NULL), "--" and argv; stdout to au_out, stderr to au_err. Returns the
-   CLI's exit status. */
+   CLI's exit status. A report it wrote must be valid against the schema
+   (au_validate), or the test fails. */
 int au_audit(const char *const *opts, char *const *argv);
 
 /* argv without the audit, stdout to au_out, stderr to au_err. */

@@ -112,6 +112,15 @@ static void test_sarif_unwritable_is_a_clear_error(void **state)
     assert_int_equal(au_audit(opts, argv), 2);
     assert_non_null(strstr(au_slurp(au_err), "cannot write the SARIF report"));
     assert_int_equal(access(marker, F_OK), -1); /* not run */
+    /* Nor is the JSON report touched: a new one is not left behind empty,
+       an earlier one keeps its contents. */
+    assert_int_equal(access(au_json, F_OK), -1);
+    snprintf(path_b, sizeof path_b, "%s/earlier.json", au_tmp);
+    write_file(path_b, "earlier");
+    char *args[] = {(char *)au_cli(), "--json", path_b, "--sarif",
+                    "/nonexistent-dir/r.sarif", "--", "/bin/true", NULL};
+    assert_int_equal(au_run(args, NULL, au_out, au_err, AU_RUN_MS), 2);
+    assert_string_equal(au_slurp(path_b), "earlier");
 }
 
 /* ------------------------------------------------------------ suppressions */

@@ -199,6 +199,7 @@ static void test_inherited_signal_state_is_kept(void **state)
     assert_true(half > 10);
     assert_memory_equal(o, o + half, half);
     assert_non_null(strstr(o, "SigIgn:\t0000000000000006"));
+    assert_int_equal(au_validate(au_json), 0);
 
     snprintf(cmd, sizeof cmd, "%s; %s --json %s -- %s", show, AUDIT_CLI,
              au_json, show);
@@ -208,6 +209,7 @@ static void test_inherited_signal_state_is_kept(void **state)
     half = strlen(o) / 2;
     assert_memory_equal(o, o + half, half);
     assert_null(strstr(o, "SigIgn:\t0000000000000006"));
+    assert_int_equal(au_validate(au_json), 0);
 }
 
 int main(void)

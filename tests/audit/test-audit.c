@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,27 +260,61 @@ static void test_audit_robust_dlopen_after_start(void **state)
           "--detail=raw-atfork-handler:object~audit-plugin.so", NULL);
 }
 
+/* The CPython minor version /usr/bin/python3 runs (11 on Debian bookworm,
+   13 on trixie), from the name of the binary it links to. */
+static int python_minor(void)
+{
+    char path[PATH_MAX];
+    int minor = 0;
+    if (!realpath(PYTHON, path) ||
+        sscanf(strrchr(path, '/') + 1, "python3.%d", &minor) != 1)
+        fail_msg("cannot tell the version of %s", PYTHON);
+    return minor;
+}
+
+/* CPython 3.13 made threading.Lock a PyMutex, a futex word of its own,
+   which the interposer does not see (it sees sem_wait and pthread locks). */
+static int python_lock_visible(void)
+{
+    if (python_minor() < 13)
+        return 1;
+    fprintf(stderr, "skipped: CPython 3.%d's threading.Lock is a PyMutex, "
+                    "which the interposer does not see\n",
+            python_minor());
+    return 0;
+}
+
 static void test_audit_python_fork_with_threads(void **state)
 {
     (void)state;
     char *argv[] = {PYTHON, AUDIT_SRC "/py_fork_threads.py", NULL};
     assert_int_equal(audit(NULL, argv), 0);
-    check("--has=fork-with-threads", "--thread-tid-file", out,
-          "--frame=fork-with-threads:thread-start:object=python3.11");
+    char frame[128];
+    snprintf(frame, sizeof frame,
+             "--frame=fork-with-threads:thread-start:object=python3.%d",
+             python_minor());
+    check("--has=fork-with-threads", "--thread-tid-file", out, frame);
     /* threading.Lock is a semaphore in CPython: the holder is named. */
-    check("--detail=lock-held-at-fork:lock_kind~semaphore",
-          "--detail-eq=lock-held-at-fork:registered=false", NULL, NULL);
+    if (python_lock_visible())
+        check("--detail=lock-held-at-fork:lock_kind~semaphore",
+              "--detail-eq=lock-held-at-fork:registered=false", NULL, NULL);
 }
 
 static void test_audit_python_child_deadlock(void **state)
 {
     (void)state;
+    if (!python_lock_visible())
+        skip();
     /* The script exits 0 only if its child was ended with status 86. */
     const char *opts[] = {"--grace-ms", "200", NULL};
     char *argv[] = {PYTHON, AUDIT_SRC "/py_child_deadlock.py", NULL};
     assert_int_equal(audit(opts, argv), 0);
+    char frame[128];
+    snprintf(frame, sizeof frame,
+             "--frame=child-deadlock:lock-call:object=python3.%d",
+             python_minor());
     check("--has=child-deadlock", "--detail=child-deadlock:lock_kind~semaphore",
-          "--frame=child-deadlock:lock-call:object=python3.11", NULL);
+          frame, NULL);
 }
 
 static void test_audit_python_test_fork1_passes(void **state)
@@ -288,7 +323,8 @@ static void test_audit_python_test_fork1_passes(void **state)
     char *probe[] = {PYTHON, "-c", "import test.test_fork1", NULL};
     if (run(probe, NULL, NULL, NULL, RUN_MS) != 0) {
         fprintf(stderr, "skipped: CPython's test package is missing "
-                        "(apt-get install libpython3.11-testsuite)\n");
+                        "(apt-get install libpython3.%d-testsuite)\n",
+                python_minor());
         skip();
     }
     char *argv[] = {PYTHON, "-m", "test", "test_fork1", NULL};

@@ -6,18 +6,44 @@
  * leaves a mark that it ran.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* Under ASan, LeakSanitizer would fail the probe's exit where /proc is
+   missing (a scenario unmounts it), and ASAN_OPTIONS cannot turn it off
+   there: the runtime reads it from /proc/self/environ. The probe
+   allocates nothing worth checking. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PROBE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PROBE_ASAN 1
+#endif
+#endif
+#ifdef PROBE_ASAN
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "detect_leaks=0";
+}
+#endif
+
 /* Open descriptors, ascending, excluding the one opendir() uses. */
 static void report_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
-    if (d == NULL)
-        exit(2);
+    if (d == NULL) {
+        /* No /proc (a scenario unmounts it): ask each number. */
+        for (int fd = 0; fd < 1024; fd++)
+            if (fcntl(fd, F_GETFD) >= 0)
+                printf("%d ", fd);
+        printf("\n");
+        return;
+    }
     int self = dirfd(d), seen[1024] = {0};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {

@@ -29,6 +29,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1227,6 +1228,9 @@ static int noproc_scenario(int mode, int fd)
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
         umount2("/proc", MNT_DETACH) != 0)
         return 77;
+    /* Under `unshare --mount-proc` a second /proc lies below the first. */
+    for (int i = 0; i < 8 && access("/proc/self/stat", F_OK) == 0; i++)
+        umount2("/proc", MNT_DETACH);
     if (access("/proc/self/stat", F_OK) == 0)
         return 10;
     int r = forksafe_zygote_start();
@@ -1265,6 +1269,237 @@ static void zygote_without_proc(void **state)
     int code = fs_run_scenario(noproc_scenario, 0, out, sizeof out);
     if (code == 77)
         skip();
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
+/* ------------------------------------------------- namespaces, lost fds */
+
+/* In a process that is PID 1 of a new namespace (G), with its own server,
+   a descendant (I) that is PID 1 of a nested namespace has the same PID
+   number as G and a copy of G's state. It is not the owner: it must not
+   see G's server, use it, or stop it (adversary, after issue 10). */
+static int nested_pidns_scenario(int mode, int fd)
+{
+    (void)mode;
+    if (unshare(CLONE_NEWPID) != 0)
+        return 77;
+    pid_t g = fork();
+    if (g < 0)
+        return 20;
+    if (g == 0) {
+        if (getpid() != 1 || forksafe_zygote_start() != 0)
+            _exit(21);
+        pid_t h = fork();
+        if (h == 0) {
+            if (unshare(CLONE_NEWPID) != 0)
+                _exit(22);
+            pid_t i = fork();
+            if (i == 0) {
+                pid_t w;
+                if (getpid() != 1)
+                    _exit(23);
+                if (forksafe_zygote_pid() != 0)
+                    _exit(1);
+                if (forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w) !=
+                    ECHILD)
+                    _exit(2);
+                if (forksafe_zygote_stop() != ECHILD)
+                    _exit(3);
+                _exit(0);
+            }
+            int code = -1;
+            _exit(fs_wait(i, 10000, &code) == FS_EXITED ? code : 24);
+        }
+        int code = -1;
+        if (fs_wait(h, 10000, &code) != FS_EXITED || code != 0)
+            _exit(code > 0 ? code : 25);
+        /* G's server still serves G. */
+        pid_t w;
+        int r = forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w);
+        if (r != 0)
+            _exit(4);
+        if (fs_wait(w, 5000, &code) != FS_EXITED || code != 0)
+            _exit(5);
+        _exit(forksafe_zygote_stop() == 0 ? 0 : 6);
+    }
+    int code = -1;
+    if (fs_wait(g, 20000, &code) != FS_EXITED)
+        return 26;
+    if (code != 0)
+        dprintf(fd, "nested PID namespace: step %d\n", code);
+    return code;
+}
+
+static void zygote_nested_pid_namespace_is_not_owner(void **state)
+{
+    (void)state;
+    char out[256];
+    int code = fs_run_scenario(nested_pidns_scenario, 0, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fprintf(stderr, "%s", out);
+    assert_int_equal(code, 0);
+}
+
+/* After unshare(CLONE_NEWPID) the server would be PID 1 of the new
+   namespace, whose parent is invisible to it and which the kernel forbids
+   to make siblings (CLONE_PARENT): start() must refuse with ENOTSUP
+   instead of returning 0 for a server that is already dead. With /proc it
+   refuses before forking, so the caller's next child is still PID 1 of the
+   namespace (mode 0); without /proc the server itself reports it (mode 1).
+   In a process of its own: it changes namespaces. */
+static int other_pidns_scenario(int mode, int fd)
+{
+    if (mode == 1) {
+        if (unshare(CLONE_NEWNS) != 0 ||
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+            umount2("/proc", MNT_DETACH) != 0)
+            return 77;
+        for (int i = 0; i < 8 && access("/proc/self/stat", F_OK) == 0; i++)
+            umount2("/proc", MNT_DETACH);
+        if (access("/proc/self/stat", F_OK) == 0)
+            return 77;
+    }
+    if (unshare(CLONE_NEWPID) != 0)
+        return 77;
+    int r = forksafe_zygote_start();
+    if (r != ENOTSUP) {
+        dprintf(fd, "start after unshare(CLONE_NEWPID), mode %d: %d (%s)\n",
+                mode, r, strerror(r));
+        if (r == 0)
+            forksafe_zygote_stop();
+        return 1;
+    }
+    if (forksafe_zygote_pid() != 0)
+        return 2;
+    pid_t w;
+    if (forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w) != ECHILD)
+        return 3;
+    if (mode == 0) {
+        pid_t c = fork();
+        if (c == 0)
+            _exit(getpid() == 1 ? 0 : 1);
+        int code = -1;
+        if (c < 0 || fs_wait(c, 5000, &code) != FS_EXITED || code != 0) {
+            dprintf(fd, "a child was made before the refusal\n");
+            return 4;
+        }
+    }
+    errno = 0;
+    if (waitpid(-1, NULL, WNOHANG) != -1 || errno != ECHILD)
+        return 5; /* the refused server was reaped */
+    return 0;
+}
+
+static void zygote_start_refuses_other_pid_namespace(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        char out[256];
+        int code = fs_run_scenario(other_pidns_scenario, mode, out, sizeof out);
+        if (code == 77)
+            continue;
+        if (code != 0)
+            fprintf(stderr, "%s", out);
+        assert_int_equal(code, 0);
+    }
+}
+
+/* A server that has died is not running: forksafe_zygote_pid() says 0 and
+   forksafe_zygote_start() reaps it and starts a new one (not EALREADY),
+   before any spawn has noticed. */
+static void zygote_dead_server_is_not_running(void **state)
+{
+    (void)state;
+    pid_t z = forksafe_zygote_pid();
+    assert_true(z > 0);
+    assert_int_equal(kill(z, SIGKILL), 0);
+    assert_true(proc_dead(z, 3000));
+    assert_int_equal(forksafe_zygote_pid(), 0);
+    assert_int_equal(start_retry(), 0);
+    errno = 0;
+    assert_int_equal(waitpid(z, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+    pid_t z2 = forksafe_zygote_pid();
+    assert_true(z2 > 0 && z2 != z);
+    spawn_expect("empty", NULL, 0, NULL, 0, FS_EXITED, 0);
+}
+
+/* The program closes every descriptor above 2 (a daemon's cleanup) and
+   opens its own, which take the numbers of the channel and of the server's
+   pidfd. The fork server must notice that those numbers are no longer its
+   own: a spawn says ECHILD at once instead of writing the request, and its
+   argument, into the program's socket, and stop() closes nothing and
+   signals nothing of the program's (adversary, after issue 10). */
+static int lost_fds_scenario(int mode, int fd)
+{
+    (void)mode;
+    if (forksafe_zygote_start() != 0)
+        return 20;
+    pid_t z = forksafe_zygote_pid();
+    for (int i = 3; i < 1024; i++)
+        if (i != fd)
+            close(i);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) != 0)
+        return 21;
+    /* A child of the program's own, with a pidfd. */
+    pid_t kid = fork();
+    if (kid == 0) {
+        pause();
+        _exit(0);
+    }
+    int kfd = (int)syscall(SYS_pidfd_open, kid, 0);
+    int null = open("/dev/null", O_RDONLY);
+    int ret = 0;
+    pid_t w = 0;
+    uint64_t t0 = fs_now_ms();
+    int r = forksafe_zygote_spawn("echo", "SECRET", 6, &null, 1, &w);
+    uint64_t took = fs_now_ms() - t0;
+    char buf[256];
+    ssize_t n = recv(sv[1], buf, sizeof buf, MSG_DONTWAIT);
+    if (r != ECHILD || took > 1000 || n >= 0) {
+        dprintf(fd, "spawn: %s after %llu ms; our socket got %zd bytes\n",
+                strerror(r), (unsigned long long)took, n);
+        ret = 1;
+        if (r == 0)
+            waitpid(w, NULL, 0);
+    }
+    r = forksafe_zygote_stop();
+    if (r != ECHILD && r != 0)
+        ret = ret ? ret : 2;
+    if (fcntl(sv[0], F_GETFD) < 0 || fcntl(sv[1], F_GETFD) < 0 ||
+        (kfd >= 0 && fcntl(kfd, F_GETFD) < 0) || fcntl(null, F_GETFD) < 0) {
+        dprintf(fd, "the program's descriptors were closed\n");
+        ret = ret ? ret : 3;
+    }
+    if (waitpid(kid, NULL, WNOHANG) != 0) {
+        dprintf(fd, "the program's child was killed\n");
+        ret = ret ? ret : 4;
+    }
+    kill(kid, SIGKILL);
+    waitpid(kid, NULL, 0);
+    /* The old server got EOF and exited; a new one can be started. */
+    if (!proc_dead(z, 3000))
+        ret = ret ? ret : 5;
+    waitpid(z, NULL, WNOHANG);
+    if (forksafe_zygote_start() != 0)
+        return ret ? ret : 6;
+    if (forksafe_zygote_spawn("empty", NULL, 0, NULL, 0, &w) != 0 ||
+        waitpid(w, NULL, 0) != w)
+        ret = ret ? ret : 7;
+    forksafe_zygote_stop();
+    return ret;
+}
+
+static void zygote_program_closes_library_descriptors(void **state)
+{
+    (void)state;
+    char out[256];
+    int code = fs_run_scenario(lost_fds_scenario, 0, out, sizeof out);
     if (code != 0)
         fprintf(stderr, "%s", out);
     assert_int_equal(code, 0);
@@ -1318,6 +1553,10 @@ int main(void)
         cmocka_unit_test(zygote_under_seccomp),
         cmocka_unit_test(zygote_refuses_when_threaded),
         cmocka_unit_test(zygote_survives_server_death),
+        cmocka_unit_test(zygote_dead_server_is_not_running),
+        cmocka_unit_test(zygote_nested_pid_namespace_is_not_owner),
+        cmocka_unit_test(zygote_start_refuses_other_pid_namespace),
+        cmocka_unit_test(zygote_program_closes_library_descriptors),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     forksafe_zygote_stop();

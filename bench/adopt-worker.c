@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * adopt-worker.c: one side of bench-adopt, built twice: as adopt-hand (no
+ * forksafe at all: a hand-written pthread_atfork handler that locks and
+ * unlocks every mutex) and as adopt-forksafe (linked with libforksafe, the
+ * same mutexes registered). Each runs with one idle extra thread and waits
+ * on stdin for commands from bench-adopt:
+ *   'p'  20 x (fork() + _exit(0) + waitpid)
+ *   'f'  20 x (forksafe_fork(NULL) + _exit(0) + waitpid) (adopt-forksafe)
+ *   'q'  exit
+ * and answers each batch with one line on stdout: microseconds per fork
+ * (wall clock), minor faults per fork in the parent and in the children,
+ * and CPU microseconds per fork (user + system, parent and children: less
+ * sensitive than the wall clock to a machine shared with other work).
+ * Each batch starts with WARMUP forks that are not counted: the process
+ * was asleep while the others ran, and its first fork pays for that.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef WITH_FORKSAFE
+#include "forksafe.h"
+#endif
+
+#define FORKS_PER_BATCH 20
+#define WARMUP          2
+
+static pthread_mutex_t *locks;
+static int nlocks;
+
+#ifndef WITH_FORKSAFE
+static void hand_prepare(void)
+{
+    for (int i = 0; i < nlocks; i++)
+        pthread_mutex_lock(&locks[i]);
+}
+
+static void hand_release(void)
+{
+    /* Normal mutexes: unlocking in the child is valid (no owner check). */
+    for (int i = nlocks - 1; i >= 0; i--)
+        pthread_mutex_unlock(&locks[i]);
+}
+#endif
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static double tv_us(const struct timeval *tv)
+{
+    return (double)tv->tv_sec * 1e6 + (double)tv->tv_usec;
+}
+
+/* n x (fork + _exit(0) + waitpid), with forksafe_fork() for 'f'. */
+static int fork_n(char cmd, int n)
+{
+    for (int i = 0; i < n; i++) {
+#ifdef WITH_FORKSAFE
+        pid_t pid = cmd == 'f' ? forksafe_fork(NULL) : fork();
+#else
+        (void)cmd;
+        pid_t pid = fork();
+#endif
+        if (pid == 0)
+            _exit(0);
+        if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+            return -1;
+    }
+    return 0;
+}
+
+static void *idle_thread(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    nlocks = argc > 1 ? atoi(argv[1]) : 0;
+    locks = calloc(nlocks > 0 ? (size_t)nlocks : 1, sizeof *locks);
+    if (!locks)
+        return 1;
+    for (int i = 0; i < nlocks; i++)
+        pthread_mutex_init(&locks[i], NULL);
+#ifdef WITH_FORKSAFE
+    /* 64 rank blocks, as bench-fork does: fork order is memory order. */
+    for (int i = 0; i < nlocks; i++)
+        if (forksafe_register_mutex(&locks[i], "bench",
+                                    FORKSAFE_RANK_APP +
+                                        (unsigned)(i * 64 / nlocks)))
+            return 1;
+#else
+    pthread_atfork(hand_prepare, hand_release, hand_release);
+#endif
+    pthread_t th;
+    if (pthread_create(&th, NULL, idle_thread, NULL))
+        return 1;
+    char cmd;
+    while (read(0, &cmd, 1) == 1 && cmd != 'q') {
+        if (fork_n(cmd, WARMUP))
+            return 1;
+        struct rusage s0, s1, c0, c1;
+        getrusage(RUSAGE_SELF, &s0);
+        getrusage(RUSAGE_CHILDREN, &c0);
+        double t0 = now_us();
+        if (fork_n(cmd, FORKS_PER_BATCH))
+            return 1;
+        double us = (now_us() - t0) / FORKS_PER_BATCH;
+        getrusage(RUSAGE_SELF, &s1);
+        getrusage(RUSAGE_CHILDREN, &c1);
+        double cpu =
+            (tv_us(&s1.ru_utime) - tv_us(&s0.ru_utime) + tv_us(&s1.ru_stime) -
+             tv_us(&s0.ru_stime) + tv_us(&c1.ru_utime) - tv_us(&c0.ru_utime) +
+             tv_us(&c1.ru_stime) - tv_us(&c0.ru_stime)) /
+            FORKS_PER_BATCH;
+        printf("%.3f %.3f %.3f %.3f\n", us,
+               (double)(s1.ru_minflt - s0.ru_minflt) / FORKS_PER_BATCH,
+               (double)(c1.ru_minflt - c0.ru_minflt) / FORKS_PER_BATCH, cpu);
+        fflush(stdout);
+    }
+    return 0;
+}

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench-adopt.c: what adopting forksafe costs a program, measured the way a
+ * user would compare: two separate programs (adopt-worker.c), one with a
+ * hand-written lock-all pthread_atfork handler and no forksafe, one linked
+ * with libforksafe and the same mutexes registered, each with one idle
+ * extra thread. Batches of 20 fork+wait are alternated in lockstep between
+ * the processes, so the noisy machine's drift falls on all; each method
+ * runs in its own process, so every batch follows one of another process,
+ * each batch starts with two uncounted forks, and the order of the
+ * processes rotates every round, so each takes every position equally
+ * often. Each round gives a ratio against its hand batch, and the medians
+ * of those per-round ratios are printed, for N = 0, 1,024 and 16,384
+ * mutexes, with a second copy of the hand-written program as a control
+ * (the ratio a method with no difference gets). Also printed, as where
+ * the time goes: minor faults per fork in the parent and in the child
+ * (copy-on-write and first-touch faults), and each program's mappings and
+ * resident anonymous memory, which fork() duplicates (one page-table entry
+ * per page); and the same with libforksafe linked statically
+ * (adopt-static).
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct worker {
+    pid_t pid;
+    FILE *in, *out;
+};
+
+static char dir[PATH_MAX];
+
+static int start(struct worker *w, const char *name, int n)
+{
+    char path[PATH_MAX + 64], arg[32];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(arg, sizeof arg, "%d", n);
+    int to[2], from[2];
+    if (pipe(to) || pipe(from))
+        return -1;
+    w->pid = fork();
+    if (w->pid < 0)
+        return -1;
+    if (w->pid == 0) {
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        close(to[0]), close(to[1]), close(from[0]), close(from[1]);
+        execl(path, path, arg, (char *)NULL);
+        _exit(127);
+    }
+    close(to[0]);
+    close(from[1]);
+    w->in = fdopen(to[1], "w");
+    w->out = fdopen(from[0], "r");
+    return w->in && w->out ? 0 : -1;
+}
+
+struct batch {
+    double us, flt_parent, flt_child, cpu;
+};
+
+static int run(struct worker *w, char cmd, struct batch *b)
+{
+    if (fputc(cmd, w->in) == EOF || fflush(w->in))
+        return -1;
+    return fscanf(w->out, "%lf %lf %lf %lf", &b->us, &b->flt_parent,
+                  &b->flt_child, &b->cpu) == 4
+               ? 0
+               : -1;
+}
+
+static void stop(struct worker *w)
+{
+    fputc('q', w->in);
+    fclose(w->in);
+    fclose(w->out);
+    waitpid(w->pid, NULL, 0);
+}
+
+enum { S_HAND, S_CONTROL, S_FORK, S_PLAIN, S_STATIC, S_COUNT };
+
+/* What the kernel copies at each fork: the process's mappings, and its
+   resident anonymous memory (one page-table entry per page). */
+static void footprint(pid_t pid, int *maps, long *anon_kb)
+{
+    char path[64], line[512];
+    *maps = 0;
+    *anon_kb = 0;
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        while (fgets(line, sizeof line, f))
+            ++*maps;
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+    f = fopen(path, "r");
+    if (f) {
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "Anonymous: %ld kB", anon_kb) == 1)
+                break;
+        fclose(f);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    snprintf(dir, sizeof dir, "%s", argv[0]);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    signal(SIGPIPE, SIG_IGN);
+    int rounds = 3 * bench_rounds();
+    static const int sizes[] = {0, 1024, 16384};
+    static const char *const prog[S_COUNT] = {"adopt-hand", "adopt-hand",
+                                              "adopt-forksafe",
+                                              "adopt-forksafe", "adopt-static"};
+    static const char cmd[S_COUNT] = {'p', 'p', 'f', 'p', 'f'};
+    printf("bench-adopt: separate programs, one idle extra thread each, "
+           "batches of 20 fork+wait in lockstep, the order rotated every "
+           "round; medians of %d per-round ratios against the hand-written "
+           "lock-all handler, wall clock and, in brackets, CPU time of "
+           "parent and children. control: a second copy of the hand-written "
+           "program (what the method itself is off by)\n",
+           rounds);
+    printf("  %6s %9s | %-21s | %-21s | %-21s | %-21s\n", "N", "hand (us)",
+           "control", "forksafe_fork", "fork()+forksafe",
+           "static+forksafe_fork");
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        struct worker w[S_COUNT];
+        for (int k = 0; k < S_COUNT; k++)
+            if (start(&w[k], prog[k], sizes[s])) {
+                perror("bench-adopt: start");
+                return 1;
+            }
+        static double t[S_COUNT][3000], ratio[S_COUNT][3000],
+            cratio[S_COUNT][3000];
+        double flt[S_COUNT][2] = {{0}};
+        for (int r = -2; r < rounds; r++) {
+            struct batch b[S_COUNT];
+            for (int j = 0; j < S_COUNT; j++) {
+                int k = (j + (r + 2)) % S_COUNT;
+                if (run(&w[k], cmd[k], &b[k])) {
+                    fprintf(stderr, "bench-adopt: a worker failed\n");
+                    return 1;
+                }
+            }
+            if (r < 0)
+                continue; /* warm-up */
+            for (int k = 0; k < S_COUNT; k++) {
+                t[k][r] = b[k].us;
+                ratio[k][r] = b[k].us / b[S_HAND].us;
+                cratio[k][r] = b[S_HAND].cpu > 0 ? b[k].cpu / b[S_HAND].cpu : 1;
+                flt[k][0] += b[k].flt_parent;
+                flt[k][1] += b[k].flt_child;
+            }
+        }
+        double m[S_COUNT], q[S_COUNT], c[S_COUNT];
+        for (int k = 0; k < S_COUNT; k++) {
+            m[k] = bench_median(t[k], rounds);
+            q[k] = bench_median(ratio[k], rounds);
+            c[k] = bench_median(cratio[k], rounds);
+        }
+        printf("  %6d %9.1f |", sizes[s], m[S_HAND]);
+        for (int k = S_CONTROL; k < S_COUNT; k++)
+            printf(" %7.1f %5.3f [%5.3f] |", m[k], q[k], c[k]);
+        printf("\n");
+        int maps[S_COUNT];
+        long anon[S_COUNT];
+        for (int k = 0; k < S_COUNT; k++)
+            footprint(w[k].pid, &maps[k], &anon[k]);
+        printf("  %6s per fork: minor faults parent+child: hand %.1f+%.1f, "
+               "forksafe %.1f+%.1f, static %.1f+%.1f; mappings: hand %d, "
+               "forksafe %d, static %d; anonymous KiB: hand %ld, forksafe "
+               "%ld, static %ld\n",
+               "", flt[S_HAND][0] / rounds, flt[S_HAND][1] / rounds,
+               flt[S_PLAIN][0] / rounds, flt[S_PLAIN][1] / rounds,
+               flt[S_STATIC][0] / rounds, flt[S_STATIC][1] / rounds,
+               maps[S_HAND], maps[S_PLAIN], maps[S_STATIC], anon[S_HAND],
+               anon[S_PLAIN], anon[S_STATIC]);
+        fflush(stdout);
+        for (int k = 0; k < S_COUNT; k++)
+            stop(&w[k]);
+    }
+    return 0;
+}
