@@ -610,6 +610,17 @@ static void after_fork(pid_t pid, struct fork_ctx *c)
             STORE(&fk.watch, 0);
         return;
     }
+    /* A fork handler's prepare (forksafe-stdio's) may have written out
+       what was pending when fork() was called: the child inherited only
+       what is pending now. */
+    for (int i = 0; i < 2; i++) {
+        long was = LOAD(&fk.stdio_pending[i]);
+        if (was > 0) {
+            long now = (long)forksafe__file_pending(i ? stderr : stdout);
+            if (now < was)
+                set_long(&fk.stdio_pending[i], now);
+        }
+    }
     int saved = errno;
     STORE(&fk.watch, 1);
     STORE(&fk.ran_on, 0);

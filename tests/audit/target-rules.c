@@ -37,6 +37,9 @@
  *   lib-exec         it is open, but the child execs /bin/true at once
  *   lib-adapter      it is open and tracked by forksafe-sqlite
  *   stdio-exec       output pending at fork; the child execs /bin/true
+ *   stdio-prepared   output pending when fork() is called, written out by
+ *                    a fork handler's prepare (as forksafe-stdio's does);
+ *                    the child then flushes stdout and exits
  *   atfork-order     a raw pthread_atfork handler's prepare takes a
  *                    registered lock of a higher rank than one forksafe's
  *                    prepare takes after it
@@ -433,6 +436,26 @@ static int stdio_exec(void)
     return reap(pid, 0);
 }
 
+static void flush_stdout(void)
+{
+    fflush(stdout);
+}
+
+static int stdio_prepared(void)
+{
+    static char buf[4096];
+    setvbuf(stdout, buf, _IOFBF, sizeof buf);
+    if (pthread_atfork(flush_stdout, NULL, NULL) != 0)
+        return 2;
+    fputs("pending", stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        fputs("child", stdout);
+        exit(0); /* flushes: only "child", the parent's bytes are out */
+    }
+    return reap(pid, 0);
+}
+
 /* The raw handler is registered after libforksafe's (which its
    constructor made), so glibc runs its prepare first: it takes high
    (rank APP + 200) before forksafe's prepare takes low (APP + 100). */
@@ -542,6 +565,7 @@ int main(int argc, char **argv)
         {"unsafe-registered", unsafe_registered},
         {"unsafe-own", unsafe_own},
         {"stdio-exec", stdio_exec},
+        {"stdio-prepared", stdio_prepared},
         {"atfork-order", atfork_order},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)

@@ -352,6 +352,17 @@ static void test_stdio_not_when_child_only_exits(void **state)
     au_check("--kinds=");
 }
 
+static void test_stdio_not_when_prepare_flushed_it(void **state)
+{
+    (void)state;
+    /* A fork handler's prepare (forksafe-stdio's, here a raw one) wrote
+       the bytes out before the fork: the child's flush writes only its
+       own. */
+    audit_mode(RULES, "stdio-prepared", 0);
+    assert_string_equal(au_slurp(au_out), "pendingchild");
+    au_check("--lacks=stdio-unflushed-at-fork");
+}
+
 static void test_stdio_not_when_child_execs(void **state)
 {
     (void)state;
@@ -442,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_stdio_fires_when_child_writes_it_again),
         cmocka_unit_test(test_stdio_not_when_child_only_exits),
         cmocka_unit_test(test_stdio_not_when_child_execs),
+        cmocka_unit_test(test_stdio_not_when_prepare_flushed_it),
         cmocka_unit_test(test_fd_leak_not_for_jobserver),
         cmocka_unit_test(test_fd_leak_not_when_named_in_arguments),
         cmocka_unit_test(test_fd_leak_not_when_named_in_environment),
