@@ -14,6 +14,8 @@ schema before any expectation is looked at. Expectations:
 --has KIND            some finding of KIND        --lacks KIND   none
 --count KIND=N        exactly N findings of KIND
 --frame KIND:ROLE:FIELD=VALUE
+                      (object and file: ends with VALUE; inlined: one of the
+                      functions inlined there is VALUE)
                       some KIND finding has a ROLE frame whose FIELD equals
                       VALUE (object: ends with VALUE)
 --detail KIND:KEY~TEXT
@@ -175,9 +177,15 @@ def main():
     for spec in a.frame:
         kind, role, rest = spec.split(':', 2)
         field, value = rest.split('=', 1)
-        ok = any(str(fr.get(field)) == value or
-                 (field == 'object' and str(fr.get(field)).endswith(value))
-                 for f in of(kind) for fr in f['frames'] if fr['role'] == role)
+        def match(fr):
+            if field == 'inlined':
+                return any(i['function'] == value
+                           for i in fr.get('inlined') or [])
+            if field in ('object', 'file'):
+                return str(fr.get(field)).endswith(value)
+            return str(fr.get(field)) == value
+        ok = any(match(fr) for f in of(kind) for fr in f['frames']
+                 if fr['role'] == role)
         if not ok:
             fail('no %s frame %s with %s=%s' % (kind, role, field, value))
     for spec in a.detail:

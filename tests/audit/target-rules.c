@@ -36,6 +36,7 @@
  *   lib-closed       it was closed before the fork
  *   lib-exec         it is open, but the child execs /bin/true at once
  *   lib-adapter      it is open and tracked by forksafe-sqlite
+ *   unsafe-inline    as unsafe, the lock call made in an inlined function
  *   stdio-exec       output pending at fork; the child execs /bin/true
  *   stdio-prepared   output pending when fork() is called, written out by
  *                    a fork handler's prepare (as forksafe-stdio's does);
@@ -331,6 +332,35 @@ static int unsafe_mode(int children, int exec_after)
     return r;
 }
 
+/* Not the same code as child_takes (the compiler would fold the two). */
+static volatile int inline_count;
+static inline __attribute__((always_inline)) void
+take_inline(pthread_mutex_t *l)
+{
+    pthread_mutex_lock(l); /* the inlined call */
+    inline_count++;
+    pthread_mutex_unlock(l);
+}
+
+void child_inline(pthread_mutex_t *l);
+__attribute__((noinline)) void child_inline(pthread_mutex_t *l)
+{
+    take_inline(l);
+}
+
+static int unsafe_inline(void)
+{
+    start(use_then_park, &other);
+    pid_t pid = fork();
+    if (pid == 0) {
+        child_inline(&other);
+        _exit(0);
+    }
+    int r = reap(pid, 0);
+    target_parked_stop();
+    return r;
+}
+
 static void *(*volatile alloc)(size_t) = malloc;
 
 static int unsafe_malloc(void)
@@ -564,6 +594,7 @@ int main(int argc, char **argv)
         {"unsafe-malloc", unsafe_malloc},
         {"unsafe-registered", unsafe_registered},
         {"unsafe-own", unsafe_own},
+        {"unsafe-inline", unsafe_inline},
         {"stdio-exec", stdio_exec},
         {"stdio-prepared", stdio_prepared},
         {"atfork-order", atfork_order},

@@ -4,7 +4,8 @@
  * --sarif FILE (validated against the official SARIF 2.1.0 schema by
  * check_sarif.py), --suppressions FILE and --baseline OLD.json, each with
  * the case it must change and a near miss it must not, and bad input
- * (a clear error, exit status 2, the program not run).
+ * (a clear error, exit status 2, the program not run); frames with file,
+ * line and inlined functions from DWARF, and without (ELF symbols only).
  */
 #include "audit-util.h"
 
@@ -117,10 +118,40 @@ static void test_sarif_unwritable_is_a_clear_error(void **state)
     assert_int_equal(access(au_json, F_OK), -1);
     snprintf(path_b, sizeof path_b, "%s/earlier.json", au_tmp);
     write_file(path_b, "earlier");
-    char *args[] = {(char *)au_cli(), "--json", path_b, "--sarif",
-                    "/nonexistent-dir/r.sarif", "--", "/bin/true", NULL};
+    char *args[] = {
+        (char *)au_cli(),           "--json", path_b,      "--sarif",
+        "/nonexistent-dir/r.sarif", "--",     "/bin/true", NULL};
     assert_int_equal(au_run(args, NULL, au_out, au_err, AU_RUN_MS), 2);
     assert_string_equal(au_slurp(path_b), "earlier");
+}
+
+/* ------------------------------------------------------------ frames */
+
+static void test_frames_name_file_line_and_inlined_functions(void **state)
+{
+    (void)state;
+    char *argv[] = {AU_TARGET("target-rules"), "unsafe-inline", NULL};
+    assert_int_equal(au_audit(NULL, argv), 0);
+    char line[80];
+    snprintf(line, sizeof line, "--frame=unsafe-call-in-child:call:line=%d",
+             line_of("target-rules.c", "/* the inlined call */"));
+    au_check(
+        "--frame=unsafe-call-in-child:call:file=tests/audit/target-rules.c",
+        line, "--frame=unsafe-call-in-child:call:function=child_inline",
+        "--frame=unsafe-call-in-child:call:inlined=take_inline");
+}
+
+static void test_frames_without_dwarf_name_functions_only(void **state)
+{
+    (void)state;
+    char *argv[] = {THREADS, NULL};
+    setenv("FORKSAFE_AUDIT_NO_DWARF", "1", 1);
+    int st = au_audit(NULL, argv);
+    unsetenv("FORKSAFE_AUDIT_NO_DWARF");
+    assert_int_equal(st, 0);
+    au_check("--frame=fork-with-threads:fork-call:function=main",
+             "--frame=fork-with-threads:fork-call:line=None",
+             "--frame=fork-with-threads:fork-call:file=None");
 }
 
 /* ------------------------------------------------------------ suppressions */
@@ -236,6 +267,8 @@ int main(void)
         cmocka_unit_test(test_sarif_levels_follow_severity),
         cmocka_unit_test(test_sarif_of_a_clean_run_is_valid_and_empty),
         cmocka_unit_test(test_sarif_unwritable_is_a_clear_error),
+        cmocka_unit_test(test_frames_name_file_line_and_inlined_functions),
+        cmocka_unit_test(test_frames_without_dwarf_name_functions_only),
         cmocka_unit_test(test_suppression_matches_kind_and_function),
         cmocka_unit_test(test_suppression_near_miss_does_not_match),
         cmocka_unit_test(test_suppression_kind_glob),
