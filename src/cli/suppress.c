@@ -476,7 +476,8 @@ void forksafe__baseline_apply(struct forksafe_run *run,
                               struct forksafe_baseline *b)
 {
     long *left = xrealloc(NULL, (b->n + 1) * sizeof *left);
-    memcpy(left, b->count, b->n * sizeof *left);
+    if (b->n) /* an empty baseline has no count array (NULL) */
+        memcpy(left, b->count, b->n * sizeof *left);
     for (size_t i = 0; i < run->nfindings; i++) {
         struct forksafe_finding *f = &run->findings[i];
         f->baseline = 1;
