@@ -41,9 +41,8 @@ int forksafe__audit_is_forksafe_object(const char *obj)
 static void note_core(const char *obj, void *prepare)
 {
     uintptr_t lo, hi;
-    if (strncmp(strrchr(obj, '/') ? strrchr(obj, '/') + 1 : obj,
-                "libforksafe.so", 14) != 0 ||
-        forksafe__maps_extent(prepare, &lo, &hi) != 0)
+    (void)obj;
+    if (forksafe__maps_extent(prepare, &lo, &hi) != 0)
         return;
     /* The lookup of the very object that registers (a second copy of
        libforksafe elsewhere in the process would not know its locks). */
@@ -56,8 +55,17 @@ static void note_core(const char *obj, void *prepare)
             f = (forksafe__lookup_fn)dlsym(h, "forksafe_lookup");
             dlclose(h);
         }
+        /* The core is the object that defines forksafe_lookup itself (an
+           adapter registering would find its dependency's), whatever its
+           file is called (libforksafe.so.0, a test's plain build). */
+        Dl_info fi;
+        if (f && !(dladdr((void *)f, &fi) && fi.dli_fname &&
+                   strcmp(fi.dli_fname, di.dli_fname) == 0))
+            f = NULL;
     }
     forksafe__in_hook--;
+    if (!f)
+        return;
     STORE(&forksafe__audit_core_lo, lo);
     STORE(&forksafe__audit_core_hi, hi);
     STORE(&forksafe__audit_lookup, f);
