@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * main.c: forksafe-audit [--json FILE] [--fail-on warning|error]
+ * main.c: forksafe-audit [--json FILE] [--sarif FILE] [--fail-on
+ * warning|error] [--suppressions FILE]... [--baseline OLD.json]
  * [--grace-ms MS] [--] PROGRAM [ARGS...]. Runs PROGRAM with
  * libforksafe-audit.so preloaded and a private record directory, waits for
  * it (and, as a child subreaper, for descendants it orphaned), merges the
- * records, prints the report to stderr, writes JSON when asked, and exits
- * with PROGRAM's status, or EXIT_HAZARDS when --fail-on matched and
- * PROGRAM itself succeeded.
+ * records, drops what the suppression rules match, marks what the baseline
+ * already had, prints the report to stderr, writes JSON and SARIF when
+ * asked, and exits with PROGRAM's status, or EXIT_HAZARDS when --fail-on
+ * matched a finding that is neither suppressed nor in the baseline and
+ * PROGRAM itself succeeded. Every input (suppression files, the baseline,
+ * the output files) is checked before PROGRAM starts: a bad one is a
+ * usage error and PROGRAM is not run.
  *
  * PROGRAM inherits exactly the signal dispositions and mask that
  * forksafe-audit inherited. SIGTERM, SIGHUP, SIGQUIT and SIGINT sent to
@@ -54,21 +59,38 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: forksafe-audit [--json FILE] [--fail-on warning|error] "
-            "[--grace-ms MS] [--] PROGRAM [ARGS...]\n"
+            "usage: forksafe-audit [--json FILE] [--sarif FILE] [--fail-on "
+            "warning|error]\n"
+            "                      [--suppressions FILE]... [--baseline "
+            "OLD.json] [--grace-ms MS]\n"
+            "                      [--] PROGRAM [ARGS...]\n"
             "Run PROGRAM (and every process it starts) under the forksafe "
             "fork-hazard interposer;\nprint the findings to stderr and exit "
             "with PROGRAM's status.\n"
-            "  --json FILE      also write the report as JSON "
-            "(schema: " FORKSAFE_AUDIT_DATADIR "/forksafe.schema.json)\n"
-            "  --fail-on LEVEL  exit %d if PROGRAM succeeded but a finding "
-            "of LEVEL or worse was made\n"
-            "  --grace-ms MS    how long a child blocked on a lock held at "
-            "fork waits before it\n"
-            "                   is reported as child-deadlock and ended with "
-            "status 86 (default 2000)\n"
+            "  --json FILE          also write the report as JSON\n"
+            "                       (schema: " FORKSAFE_AUDIT_DATADIR
+            "/forksafe.schema.json)\n"
+            "  --sarif FILE         also write it as SARIF 2.1.0 (GitHub "
+            "code scanning, SARIF viewers)\n"
+            "  --fail-on LEVEL      exit %d if PROGRAM succeeded but a "
+            "finding of LEVEL or worse\n"
+            "                       was made that is neither suppressed nor "
+            "in the baseline\n"
+            "  --suppressions FILE  drop the findings FILE's rules match "
+            "(lines of KIND [KEY=GLOB]...,\n"
+            "                       KEY one of object, function, file, lock, "
+            "exe; # comments); repeatable\n"
+            "  --baseline OLD.json  an earlier --json report: its findings "
+            "are marked unchanged and\n"
+            "                       do not fail --fail-on; only new ones do\n"
+            "  --grace-ms MS        how long a child blocked on a lock held "
+            "at fork waits before it\n"
+            "                       is reported as child-deadlock and ended "
+            "with status 86 (default 2000)\n"
             "Environment: FORKSAFE_AUDIT_PRELOAD overrides the interposer's "
-            "path.\n",
+            "path;\nFORKSAFE_AUDIT_DEBUG_DIRS adds directories to search for "
+            "debug files (by build-id);\nFORKSAFE_AUDIT_NO_DWARF=1 names "
+            "functions from ELF symbol tables only.\n",
             EXIT_HAZARDS);
 }
 
@@ -121,8 +143,9 @@ static int find_preload(char *out, size_t len)
     return -1;
 }
 
-/* Identities of the descriptors this process passes on (no close-on-exec):
-   the program inherits them from outside, which is not its leak. */
+/* The descriptors this process passes on (no close-on-exec), by number
+   and identity: the program inherits them from outside, which is not its
+   leak. */
 static size_t inherited_fds(struct forksafe_fdid *ids, size_t max)
 {
     size_t n = 0;
@@ -138,6 +161,7 @@ static size_t inherited_fds(struct forksafe_fdid *ids, size_t max)
         int fl = fcntl(fd, F_GETFD);
         if (fl < 0 || (fl & FD_CLOEXEC) || fstat(fd, &st) != 0)
             continue;
+        ids[n].fd = fd;
         ids[n].dev = (unsigned long)st.st_dev;
         ids[n].ino = (unsigned long)st.st_ino;
         n++;
@@ -240,9 +264,64 @@ static int make_run_page(const char *dir)
     return ok ? 0 : -1;
 }
 
+/* Open an output file before PROGRAM runs, so that a typo does not cost
+   a whole run. It is not truncated yet (finish_output does that), and
+   *created says whether this call made it: if a later check fails, an
+   earlier report keeps its contents and a new file is removed
+   (drop_output), so bad input changes nothing. */
+static FILE *open_output(const char *path, const char *what, int *created)
+{
+    *created = 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0)
+        *created = 1;
+    else if (errno == EEXIST)
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        if (*created)
+            unlink(path);
+        fprintf(stderr,
+                "forksafe-audit: cannot write the %s report to '%s': %s\n",
+                what, path, strerror(e));
+    }
+    return f;
+}
+
+/* Close an output that will not be written, as if it had not been
+   opened. */
+static void drop_output(FILE *f, const char *path, int created)
+{
+    if (!f)
+        return;
+    fclose(f);
+    if (created)
+        unlink(path);
+}
+
+/* Write and close an output; returns 0 or an errno value. */
+static int finish_output(FILE *f, const struct forksafe_run *run, int sarif)
+{
+    int werr = 0;
+    if (ftruncate(fileno(f), 0) != 0 && errno != EINVAL)
+        werr = errno; /* EINVAL: not a regular file (a pipe, /dev/stdout) */
+    if (!werr)
+        werr = sarif ? forksafe__report_sarif(f, run)
+                     : forksafe__report_json(f, run);
+    if (fclose(f) != 0 && !werr)
+        werr = errno;
+    return werr;
+}
+
 int main(int argc, char **argv)
 {
-    const char *json = NULL, *grace = NULL;
+    const char *json = NULL, *sarif = NULL, *grace = NULL;
+    const char *baseline_path = NULL;
+    const char *supp_files[32];
+    int nsupp = 0;
     int fail_on = -1;
     int i = 1;
     for (; i < argc; i++) {
@@ -266,6 +345,21 @@ int main(int argc, char **argv)
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--json") == 0 && val) {
             json = val;
+            i++;
+        } else if (strcmp(a, "--sarif") == 0 && val) {
+            sarif = val;
+            i++;
+        } else if (strcmp(a, "--baseline") == 0 && val) {
+            baseline_path = val;
+            i++;
+        } else if (strcmp(a, "--suppressions") == 0 && val) {
+            if (nsupp == (int)(sizeof supp_files / sizeof supp_files[0])) {
+                fprintf(stderr, "forksafe-audit: at most %zu --suppressions "
+                                "files\n",
+                        sizeof supp_files / sizeof supp_files[0]);
+                return EXIT_USAGE;
+            }
+            supp_files[nsupp++] = val;
             i++;
         } else if (strcmp(a, "--fail-on") == 0 && val) {
             fail_on = forksafe__sev_parse(val);
@@ -314,18 +408,35 @@ int main(int argc, char **argv)
         0)
         top_reason = forksafe__exec_check(AT_FDCWD, found, -1, resolved,
                                           sizeof resolved);
-    /* Check the JSON destination before running anything, so a typo does
-       not cost a whole run. */
-    FILE *jf = NULL;
-    if (json) {
-        jf = fopen(json, "we");
-        if (!jf) {
-            fprintf(stderr,
-                    "forksafe-audit: cannot write the JSON report "
-                    "to '%s': %s\n",
-                    json, strerror(errno));
+    /* Every input and output is checked before anything runs. */
+    struct forksafe_run run;
+    memset(&run, 0, sizeof run);
+    for (int k = 0; k < nsupp; k++)
+        if (forksafe__supp_load(&run, supp_files[k]) != 0) {
+            forksafe__run_free(&run);
             return EXIT_USAGE;
         }
+    struct forksafe_baseline *baseline = NULL;
+    if (baseline_path) {
+        baseline = forksafe__baseline_load(baseline_path);
+        if (!baseline) {
+            forksafe__run_free(&run);
+            return EXIT_USAGE;
+        }
+        run.baseline_path = baseline_path;
+    }
+    FILE *jf = NULL, *sf = NULL;
+    int jf_new = 0, sf_new = 0;
+    if (json && !(jf = open_output(json, "JSON", &jf_new))) {
+        forksafe__run_free(&run);
+        forksafe__baseline_free(baseline);
+        return EXIT_USAGE;
+    }
+    if (sarif && !(sf = open_output(sarif, "SARIF", &sf_new))) {
+        drop_output(jf, json, jf_new);
+        forksafe__run_free(&run);
+        forksafe__baseline_free(baseline);
+        return EXIT_USAGE;
     }
     const char *tmp = getenv("TMPDIR");
     char dir[PATH_MAX];
@@ -339,6 +450,8 @@ int main(int argc, char **argv)
                     "forksafe-audit: cannot create a record "
                     "directory: %s\n",
                     strerror(errno));
+            drop_output(jf, json, jf_new);
+            drop_output(sf, sarif, sf_new);
             return EXIT_USAGE;
         }
     }
@@ -346,6 +459,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "forksafe-audit: cannot create %s/%s: %s\n", dir,
                 FORKSAFE_RUNPAGE_NAME, strerror(errno));
         remove_dir(dir);
+        drop_output(jf, json, jf_new);
+        drop_output(sf, sarif, sf_new);
         return EXIT_USAGE;
     }
     struct forksafe_fdid ignore[256];
@@ -368,6 +483,8 @@ int main(int argc, char **argv)
     if (child < 0) {
         fprintf(stderr, "forksafe-audit: fork: %s\n", strerror(errno));
         remove_dir(dir);
+        drop_output(jf, json, jf_new);
+        drop_output(sf, sarif, sf_new);
         return EXIT_USAGE;
     }
     if (child == 0)
@@ -412,8 +529,6 @@ int main(int argc, char **argv)
     snprintf(done, sizeof done, "%s.done", dir);
     const char *readdir_path = rename(dir, done) == 0 ? done : dir;
 
-    struct forksafe_run run;
-    memset(&run, 0, sizeof run);
     run.argv = prog;
     if (WIFSIGNALED(st)) {
         run.signal = WTERMSIG(st);
@@ -430,14 +545,21 @@ int main(int argc, char **argv)
     forksafe__records_mark_running(&run);
     if (err)
         fprintf(stderr, "forksafe-audit: reading records: %s\n", strerror(err));
+    forksafe__supp_apply(&run);
+    forksafe__fingerprint_all(&run);
+    if (baseline)
+        forksafe__baseline_apply(&run, baseline);
+    forksafe__baseline_free(baseline);
     forksafe__report_text(stderr, &run);
     int status = run.status;
-    if (jf) {
-        int werr = forksafe__report_json(jf, &run);
-        if (fclose(jf) != 0 && !werr)
-            werr = errno;
+    FILE *outs[2] = {jf, sf};
+    const char *names[2] = {json, sarif};
+    for (int k = 0; k < 2; k++) {
+        if (!outs[k])
+            continue;
+        int werr = finish_output(outs[k], &run, k == 1);
         if (werr) {
-            fprintf(stderr, "forksafe-audit: writing '%s': %s\n", json,
+            fprintf(stderr, "forksafe-audit: writing '%s': %s\n", names[k],
                     strerror(werr));
             if (status == 0)
                 status = EXIT_USAGE;
@@ -446,12 +568,14 @@ int main(int argc, char **argv)
     if (fail_on >= 0 && status == 0) {
         size_t hits = 0;
         for (size_t k = 0; k < run.nfindings; k++)
-            hits += (int)run.findings[k].sev >= fail_on;
+            hits += (int)run.findings[k].sev >= fail_on &&
+                    run.findings[k].baseline != 2;
         if (hits) {
             fprintf(stderr,
-                    "forksafe-audit: failing (exit %d): %zu "
-                    "finding%s at or above %s%s\n",
-                    EXIT_HAZARDS, hits, hits == 1 ? "" : "s",
+                    "forksafe-audit: failing (exit %d): %zu %sfinding%s at "
+                    "or above %s%s\n",
+                    EXIT_HAZARDS, hits, baseline_path ? "new " : "",
+                    hits == 1 ? "" : "s",
                     forksafe__sev_name((enum forksafe_sev)fail_on),
                     run.not_audited ? " (some processes were not audited)"
                                     : "");

@@ -15,6 +15,30 @@
 
 #include "forksafe.h"
 
+/* A source position: the file's base name and the line. */
+static void where_text(FILE *out, const char *file, int line)
+{
+    const char *b = file ? strrchr(file, '/') : NULL;
+    fprintf(out, "%s:%d", b ? b + 1 : file, line);
+}
+
+/* Functions inlined at a frame's address, on lines of their own. */
+static void inlined_text(FILE *out, const struct forksafe_frame *f)
+{
+    for (size_t i = 0; i < f->ninlined; i++) {
+        const struct forksafe_inline *in = &f->inlined[i];
+        fprintf(out, "%25s%s inlined into %s", "", in->function,
+                i + 1 < f->ninlined ? f->inlined[i + 1].function
+                : f->function       ? f->function
+                                    : "?");
+        if (in->call_file) {
+            fputs(" at ", out);
+            where_text(out, in->call_file, in->call_line);
+        }
+        fputc('\n', out);
+    }
+}
+
 static void frame_text(FILE *out, const struct forksafe_frame *f)
 {
     fprintf(out, "      %-18s", f->role);
@@ -22,7 +46,9 @@ static void frame_text(FILE *out, const struct forksafe_frame *f)
         fprintf(out, " thread %ld%s%s%s", f->tid, f->thread_name ? " \"" : "",
                 f->thread_name ? f->thread_name : "",
                 f->thread_name ? "\"" : "");
-    if (f->function)
+    if (f->ninlined)
+        fprintf(out, " %s", f->inlined[0].function);
+    else if (f->function)
         fprintf(out, " %s+0x%llx", f->function,
                 (unsigned long long)f->func_delta);
     else if (strcmp(f->role, "thread-start") == 0 &&
@@ -31,9 +57,14 @@ static void frame_text(FILE *out, const struct forksafe_frame *f)
                      "pthread_create after the audit started)");
     else
         fprintf(out, " ?");
+    if (f->file && f->line) {
+        fputs(" at ", out);
+        where_text(out, f->file, f->line);
+    }
     if (strcmp(f->object, "?") != 0)
         fprintf(out, " (%s+0x%llx)", f->object, (unsigned long long)f->offset);
     fputc('\n', out);
+    inlined_text(out, f);
 }
 
 /* Kinds that come in numbers (one per call site or per lock): the text
@@ -49,11 +80,17 @@ static int grouped(const char *kind)
 
 static void site_text(FILE *out, const struct forksafe_frame *f)
 {
-    if (f->function)
+    if (f->ninlined)
+        fputs(f->inlined[0].function, out);
+    else if (f->function)
         fprintf(out, "%s+0x%llx", f->function,
                 (unsigned long long)f->func_delta);
     else
         fputc('?', out);
+    if (f->file && f->line) {
+        fputs(" at ", out);
+        where_text(out, f->file, f->line);
+    }
     if (strcmp(f->object, "?") != 0)
         fprintf(out, " (%s+0x%llx)", f->object, (unsigned long long)f->offset);
 }
@@ -70,19 +107,23 @@ static void group_text(FILE *out, const struct forksafe_run *run, size_t at)
         n += run->findings[i].pid == first->pid &&
              strcmp(run->findings[i].kind, first->kind) == 0;
     int unsafe = strcmp(first->kind, "unsafe-call-in-child") == 0;
-    fprintf(out, "\n%s: %s  pid %ld (%s)\n", forksafe__sev_name(first->sev),
-            first->kind, first->pid, first->exe);
+    fprintf(out, "\n%s: %s  pid %ld (%s)  [%zu finding%s]\n",
+            forksafe__sev_name(first->sev), first->kind, first->pid,
+            first->exe, n, n == 1 ? "" : "s");
     if (unsafe)
         fprintf(out,
-                "    the child of a multi-threaded parent called %zu "
-                "function%s that %s not async-signal-safe before exec "
-                "or _exit (first call per site):\n",
-                n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
+                "    the child of a multi-threaded parent took %zu lock%s "
+                "that another thread of the parent used and no fork handler "
+                "took (first call per site; had one been held at the fork, "
+                "the child would have blocked forever):\n",
+                n, n == 1 ? "" : "s");
     else
         fprintf(out,
                 "    %zu lock%s used by two or more threads %s not "
-                "registered with forksafe:\n",
-                n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
+                "registered with forksafe (a coverage gap: no child that ran "
+                "on blocked on %s):\n",
+                n, n == 1 ? "" : "s", n == 1 ? "is" : "are",
+                n == 1 ? "it" : "them");
     size_t shown = 0;
     for (size_t i = at; i < run->nfindings; i++) {
         const struct forksafe_finding *f = &run->findings[i];
@@ -93,9 +134,19 @@ static void group_text(FILE *out, const struct forksafe_run *run, size_t at)
         if (unsafe) {
             const char *fn =
                 forksafe__kv_get(f->details, f->ndetails, "function");
-            fprintf(out, "      %-19s ", fn ? fn : "?");
+            const char *lock = forksafe__kv_get(f->details, f->ndetails, "lock");
+            const char *kids =
+                forksafe__kv_get(f->details, f->ndetails, "children");
+            fprintf(out, "      %-22s %s at ", fn ? fn : "?",
+                    lock ? lock : "?");
             if (f->nframes)
                 site_text(out, &f->frames[0]);
+            for (size_t k = 0; k < f->nframes; k++)
+                if (strcmp(f->frames[k].role, "other-thread-lock") == 0 &&
+                    f->frames[k].tid)
+                    fprintf(out, "; used by thread %ld", f->frames[k].tid);
+            if (kids && strcmp(kids, "1"))
+                fprintf(out, "; %s children", kids);
         } else {
             const char *kind =
                 forksafe__kv_get(f->details, f->ndetails, "lock_kind");
@@ -210,6 +261,11 @@ static void report_text(FILE *out, const struct forksafe_run *run)
             seen, seen == 1 ? "" : "es");
     if (run->not_audited)
         fprintf(out, ", %ld not audited", run->not_audited);
+    if (run->nsuppressed)
+        fprintf(out, "; %zu more suppressed", run->nsuppressed);
+    if (run->baseline_path)
+        fprintf(out, "; %ld in the baseline, %zu new", run->baselined,
+                run->nfindings - (size_t)run->baselined);
     fputc('\n', out);
     if (forksafe__run_incomplete(run)) {
         const char *why[4];
@@ -233,8 +289,11 @@ static void report_text(FILE *out, const struct forksafe_run *run)
             group_text(out, run, i);
             continue;
         }
-        fprintf(out, "\n%s: %s  pid %ld (%s)\n    %s\n",
+        fprintf(out, "\n%s: %s  pid %ld (%s)%s\n    %s\n",
                 forksafe__sev_name(f->sev), f->kind, f->pid, f->exe,
+                f->baseline == 2   ? "  [in the baseline]"
+                : f->baseline == 1 ? "  [new]"
+                                   : "",
                 f->message);
         for (size_t k = 0; k < f->nframes; k++)
             frame_text(out, &f->frames[k]);
@@ -270,6 +329,15 @@ static void report_text(FILE *out, const struct forksafe_run *run)
             fprintf(out, "\nstill running when the audit ended (what they do "
                          "from now on is not recorded):\n");
         fprintf(out, "  pid %ld (%s)\n", p->pid, p->exe);
+    }
+    if (run->nsuppressed) {
+        fprintf(out, "\nsuppressed (%zu finding%s):\n", run->nsuppressed,
+                run->nsuppressed == 1 ? "" : "s");
+        for (size_t i = 0; i < run->nsupps; i++)
+            if (run->supps[i].hits)
+                fprintf(out, "  %s:%d  %s: %ld\n", run->supps[i].file,
+                        run->supps[i].line, run->supps[i].kind,
+                        run->supps[i].hits);
     }
     if (run->interrupted_by)
         fprintf(out,
@@ -328,6 +396,29 @@ static void frame_json(struct forksafe__json *j,
     forksafe__json_member_str(j, "object", fr->object);
     forksafe__json_key(j, "offset");
     forksafe__json_address(j, (uintptr_t)fr->offset);
+    forksafe__json_member_str(j, "file", fr->file);
+    forksafe__json_key(j, "line");
+    if (fr->file && fr->line > 0)
+        forksafe__json_int(j, fr->line);
+    else
+        forksafe__json_null(j);
+    if (fr->ninlined) {
+        forksafe__json_key(j, "inlined");
+        forksafe__json_begin_array(j);
+        for (size_t i = 0; i < fr->ninlined; i++) {
+            const struct forksafe_inline *in = &fr->inlined[i];
+            forksafe__json_begin_object(j);
+            forksafe__json_member_str(j, "function", in->function);
+            forksafe__json_member_str(j, "call_file", in->call_file);
+            forksafe__json_key(j, "call_line");
+            if (in->call_file && in->call_line > 0)
+                forksafe__json_int(j, in->call_line);
+            else
+                forksafe__json_null(j);
+            forksafe__json_end_object(j);
+        }
+        forksafe__json_end_array(j);
+    }
     forksafe__json_end_object(j);
 }
 
@@ -352,6 +443,16 @@ static void finding_json(struct forksafe__json *j,
     for (size_t k = 0; k < f->ndetails; k++)
         member_kv(j, &f->details[k]);
     forksafe__json_end_object(j);
+    forksafe__json_member_str(j, "fingerprint", f->fingerprint);
+    if (f->baseline)
+        forksafe__json_member_str(j, "baseline",
+                                  f->baseline == 2 ? "unchanged" : "new");
+    if (f->suppressed_by) {
+        char where[4200];
+        snprintf(where, sizeof where, "%s:%d", f->suppressed_by->file,
+                 f->suppressed_by->line);
+        forksafe__json_member_str(j, "suppressed_by", where);
+    }
     forksafe__json_end_object(j);
 }
 
@@ -423,6 +524,11 @@ int forksafe__report_json(FILE *out, const struct forksafe_run *run)
     for (size_t i = 0; i < run->nfindings; i++)
         finding_json(&j, &run->findings[i]);
     forksafe__json_end_array(&j);
+    forksafe__json_key(&j, "suppressed");
+    forksafe__json_begin_array(&j);
+    for (size_t i = 0; i < run->nsuppressed; i++)
+        finding_json(&j, &run->suppressed[i]);
+    forksafe__json_end_array(&j);
     forksafe__json_key(&j, "processes");
     forksafe__json_begin_array(&j);
     for (size_t i = 0; i < run->nprocs; i++)
@@ -437,6 +543,12 @@ int forksafe__report_json(FILE *out, const struct forksafe_run *run)
     forksafe__json_member_int(&j, "processes_audited", run->images);
     forksafe__json_member_int(&j, "processes_not_audited", run->not_audited);
     forksafe__json_member_int(&j, "records_lost", run->records_lost);
+    forksafe__json_member_int(&j, "suppressed", (long long)run->nsuppressed);
+    forksafe__json_key(&j, "baselined");
+    if (run->baseline_path)
+        forksafe__json_int(&j, run->baselined);
+    else
+        forksafe__json_null(&j);
     forksafe__json_end_object(&j);
     forksafe__json_end_object(&j);
     fflush(out);

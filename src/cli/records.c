@@ -2,14 +2,15 @@
 /*
  * records.c: read what every audited process wrote (all.rec, one record
  * per line, each naming its process, syntax in src/preload/emit.c; and
- * the run page, src/preload/runpage.h), and merge it into findings and
- * processes: frames are symbolized, duplicate findings dropped,
- * registration facts ("lockinfo" records written at exit) attached to the
- * locks reported at fork, descriptors that the program inherited from
- * outside removed from fd-leak-on-exec, programs that could not load the
- * interposer turned into not-audited findings, and what the run page
- * counted (lost records, forks that could not count threads) turned into
- * findings too.
+ * the run page, src/preload/runpage.h) into raw findings, processes and
+ * the children that ran on: frames are symbolized, each finding is
+ * labelled with the program its process ran when it wrote it (a forked
+ * child that later execs another program keeps the first one for what it
+ * did before), descriptors the program inherited from outside are removed
+ * from fd-leak-on-exec, programs that could not load the interposer
+ * become not-audited findings, and what the run page counted (lost
+ * records, forks that could not count threads) becomes findings too.
+ * rules.c then joins parents and children.
  */
 #include "cli.h"
 
@@ -82,25 +83,8 @@ static void unescape(char *s)
     *w = '\0';
 }
 
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d) {
-        fputs("forksafe-audit: out of memory\n", stderr);
-        exit(2);
-    }
-    return d;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fputs("forksafe-audit: out of memory\n", stderr);
-        exit(2);
-    }
-    return q;
-}
+#define xstrdup  forksafe__xstrdup
+#define xrealloc forksafe__xrealloc
 
 static void kv_add(struct forksafe_kv **kv, size_t *n, const char *k,
                    const char *v, int type)
@@ -159,26 +143,56 @@ static struct forksafe_kv *kv_dup(const struct forksafe_kv *kv, size_t n)
     return c;
 }
 
-static void finding_free(struct forksafe_finding *f)
+void forksafe__finding_free(struct forksafe_finding *f)
 {
     free(f->kind);
     free(f->exe);
     free(f->message);
+    free(f->fingerprint);
     for (size_t i = 0; i < f->nframes; i++) {
-        free(f->frames[i].role);
-        free(f->frames[i].thread_name);
-        free(f->frames[i].object);
-        free(f->frames[i].function);
+        struct forksafe_frame *fr = &f->frames[i];
+        free(fr->role);
+        free(fr->thread_name);
+        free(fr->object);
+        free(fr->function);
+        free(fr->file);
+        for (size_t k = 0; k < fr->ninlined; k++) {
+            free(fr->inlined[k].function);
+            free(fr->inlined[k].call_file);
+        }
+        free(fr->inlined);
     }
     free(f->frames);
     kv_free(f->details, f->ndetails);
 }
+
+#define finding_free forksafe__finding_free
 
 void forksafe__run_free(struct forksafe_run *run)
 {
     for (size_t i = 0; i < run->nfindings; i++)
         finding_free(&run->findings[i]);
     free(run->findings);
+    for (size_t i = 0; i < run->nsuppressed; i++)
+        finding_free(&run->suppressed[i]);
+    free(run->suppressed);
+    for (size_t i = 0; i < run->nranon; i++)
+        free(run->ranon[i].object);
+    free(run->ranon);
+    for (size_t i = 0; i < run->nsupps; i++) {
+        free(run->supps[i].file);
+        free(run->supps[i].kind);
+        for (size_t k = 0; k < run->supps[i].nconds; k++) {
+            free(run->supps[i].conds[k].key);
+            free(run->supps[i].conds[k].glob);
+        }
+        free(run->supps[i].conds);
+    }
+    free(run->supps);
+    run->suppressed = NULL;
+    run->ranon = NULL;
+    run->supps = NULL;
+    run->nsuppressed = run->nranon = run->nsupps = 0;
     for (size_t i = 0; i < run->nprocs; i++) {
         free(run->procs[i].exe);
         free(run->procs[i].start);
@@ -273,6 +287,40 @@ static void add_detail(struct forksafe_finding *f, const char *k, const char *v,
     kv_add(&f->details, &f->ndetails, k, v, type);
 }
 
+void forksafe__detail_set(struct forksafe_finding *f, const char *key,
+                          const char *val, int type)
+{
+    for (size_t i = 0; i < f->ndetails; i++)
+        if (strcmp(f->details[i].key, key) == 0) {
+            free(f->details[i].val);
+            f->details[i].val = xstrdup(val);
+            f->details[i].type = type;
+            return;
+        }
+    add_detail(f, key, val, type);
+}
+
+void forksafe__detail_set_int(struct forksafe_finding *f, const char *key,
+                              long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", v);
+    forksafe__detail_set(f, key, buf, FS_V_INT);
+}
+
+void forksafe__detail_del(struct forksafe_finding *f, const char *key)
+{
+    for (size_t i = 0; i < f->ndetails; i++)
+        if (strcmp(f->details[i].key, key) == 0) {
+            free(f->details[i].key);
+            free(f->details[i].val);
+            memmove(&f->details[i], &f->details[i + 1],
+                    (f->ndetails - i - 1) * sizeof f->details[0]);
+            f->ndetails--;
+            return;
+        }
+}
+
 static void add_detail_int(struct forksafe_finding *f, const char *k, long v)
 {
     char buf[32];
@@ -331,13 +379,16 @@ static const struct rec *find_lockinfo(const struct rec *recs, size_t n,
     return NULL;
 }
 
+/* A descriptor the audited program inherited from outside: the same
+   number, still the same file. */
 static int fd_ignored(const struct rec *r, const struct forksafe_fdid *ign,
                       size_t nign)
 {
+    long fd = get_long(r, "fd");
     unsigned long dev = (unsigned long)get_long(r, "dev");
     unsigned long ino = (unsigned long)get_long(r, "ino");
     for (size_t i = 0; i < nign; i++)
-        if (ign[i].dev == dev && ign[i].ino == ino)
+        if (ign[i].fd == fd && ign[i].dev == dev && ign[i].ino == ino)
             return 1;
     return 0;
 }
@@ -350,10 +401,8 @@ static int cmp_finding(const void *a, const void *b)
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-static void build_message(struct forksafe_finding *f);
-
 /* Add f to the run (taking it over), unless it is a duplicate; 1 if
-   added. */
+   added. Messages are written once the rules have run. */
 static int add_finding(struct forksafe_run *run, struct forksafe_finding *f)
 {
     for (size_t k = 0; k < run->nfindings; k++)
@@ -361,7 +410,6 @@ static int add_finding(struct forksafe_run *run, struct forksafe_finding *f)
             finding_free(f);
             return 0;
         }
-    build_message(f);
     run->findings =
         xrealloc(run->findings, (run->nfindings + 1) * sizeof *run->findings);
     run->findings[run->nfindings++] = *f;
@@ -394,13 +442,12 @@ static void atfork_order(struct forksafe_run *run, const struct rec *recs,
         add_detail_int(f, "registrations", total);
         add_detail_int(f, "prepare_position", total - seq + 1);
         add_detail_int(f, "child_position", seq);
-        free(f->message);
-        build_message(f);
     }
 }
 
 static void finding_from_record(struct forksafe_run *run, const struct rec *r,
-                                const struct rec *recs, size_t nrecs)
+                                const struct rec *recs, size_t nrecs,
+                                const char *exe)
 {
     const char *kind = get_str(r, "kind");
     if (!kind)
@@ -414,7 +461,7 @@ static void finding_from_record(struct forksafe_run *run, const struct rec *r,
     f.ppid = get_long(r, "ppid");
     f.tid = get_long(r, "tid");
     f.order = r->order;
-    f.exe = xstrdup(proc_exe(run, f.pid));
+    f.exe = xstrdup(exe ? exe : proc_exe(run, f.pid));
     for (size_t k = 0; k < r->n; k++) {
         if (strcmp(r->kv[k].key, "frame") == 0) {
             f.frames = xrealloc(f.frames, (f.nframes + 1) * sizeof *f.frames);
@@ -423,25 +470,49 @@ static void finding_from_record(struct forksafe_run *run, const struct rec *r,
             add_detail(&f, r->kv[k].key, r->kv[k].val, r->kv[k].type);
         }
     }
-    /* A lock held at fork (or blocking a child) that forksafe knows:
-       registered locks are acquired by its prepare handler, so the hazard
-       is covered. */
+    /* A child that blocked on a lock: whether forksafe knew the lock (the
+       parent asked the registry at the fork for the locks it reported as
+       held; rules.c copies that; the registration facts written at exit
+       are the fallback). */
     const char *lock = get_str(r, "lock");
-    if (lock && (strcmp(kind, "lock-held-at-fork") == 0 ||
-                 strcmp(kind, "child-deadlock") == 0)) {
-        const struct rec *li = find_lockinfo(recs, nrecs, f.pid, lock);
+    if (lock && strcmp(kind, "child-deadlock") == 0) {
+        const struct rec *li = find_lockinfo(recs, nrecs, f.ppid, lock);
         if (!li)
-            li = find_lockinfo(recs, nrecs, f.ppid, lock);
+            li = find_lockinfo(recs, nrecs, f.pid, lock);
         add_detail(&f, "registered", li ? "1" : "0", FS_V_BOOL);
         if (li) {
             const char *nm = get_str(li, "name");
             add_detail(&f, "lock_name", nm ? nm : "?", FS_V_STR);
             add_detail_int(&f, "rank", get_long(li, "rank"));
-            if (strcmp(kind, "lock-held-at-fork") == 0)
-                f.sev = FS_SEV_INFO;
         }
     }
     add_finding(run, &f);
+}
+
+static void ranon_from_record(struct forksafe_run *run, const struct rec *r)
+{
+    struct forksafe_ranon a = {0};
+    a.pid = get_long(r, "pid");
+    a.fork_pid = get_long(r, "fork_pid");
+    a.mt = get_long(r, "mt") != 0;
+    a.forksafe = get_long(r, "forksafe") != 0;
+    const char *fr = get_str(r, "frame");
+    struct forksafe_frame f;
+    parse_frame(fr ? fr : "fork-call", &f);
+    a.object = f.object;
+    a.offset = f.offset;
+    f.object = NULL;
+    free(f.role);
+    free(f.thread_name);
+    free(f.function);
+    free(f.file);
+    for (size_t k = 0; k < f.ninlined; k++) {
+        free(f.inlined[k].function);
+        free(f.inlined[k].call_file);
+    }
+    free(f.inlined);
+    run->ranon = xrealloc(run->ranon, (run->nranon + 1) * sizeof *run->ranon);
+    run->ranon[run->nranon++] = a;
 }
 
 static void add_unaudited(struct forksafe_run *run, long pid, long ppid,
@@ -465,8 +536,13 @@ void forksafe__records_add_unaudited(struct forksafe_run *run, long pid,
                                      const char *program, int reason,
                                      const char *via)
 {
+    size_t before = run->nfindings;
     add_unaudited(run, pid, proc_ppid(run, pid), program, reason, via);
+    for (size_t i = before; i < run->nfindings; i++)
+        if (!run->findings[i].message)
+            forksafe__build_message(&run->findings[i]);
 }
+
 
 /* unaudited records, minus those whose exec failed (an exec-failed record
    of the same pid after it). */
@@ -610,16 +686,45 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
                 break;
             }
     }
+    /* In file order, so that each record is labelled with the program
+       its process ran when it wrote it. */
+    struct cur {
+        long pid;
+        const char *exe;
+    } *cur = NULL;
+    size_t ncur = 0;
     for (size_t i = 0; i < nrecs; i++) {
         struct rec *r = &recs[i];
+        long pid = get_long(r, "pid");
+        if (strcmp(r->type, "proc") == 0) {
+            size_t k = 0;
+            while (k < ncur && cur[k].pid != pid)
+                k++;
+            if (k == ncur) {
+                cur = xrealloc(cur, (ncur + 1) * sizeof *cur);
+                ncur++;
+            }
+            cur[k].pid = pid;
+            cur[k].exe = get_str(r, "exe");
+            continue;
+        }
+        if (strcmp(r->type, "ranon") == 0) {
+            ranon_from_record(run, r);
+            continue;
+        }
         if (strcmp(r->type, "finding") != 0)
             continue;
         const char *kind = get_str(r, "kind");
         if (kind && strcmp(kind, "fd-leak-on-exec") == 0 &&
             fd_ignored(r, ignore, nignore))
             continue;
-        finding_from_record(run, r, recs, nrecs);
+        const char *exe = NULL;
+        for (size_t k = 0; k < ncur; k++)
+            if (cur[k].pid == pid)
+                exe = cur[k].exe;
+        finding_from_record(run, r, recs, nrecs, exe);
     }
+    free(cur);
     atfork_order(run, recs, nrecs);
     unaudited(run, recs, nrecs);
     run_page(run, dir);
@@ -628,6 +733,7 @@ int forksafe__records_load(struct forksafe_run *run, const char *dir,
         kv_free(recs[i].kv, recs[i].n);
     }
     free(recs);
+    forksafe__rules_apply(run);
     if (run->nfindings)
         qsort(run->findings, run->nfindings, sizeof *run->findings,
               cmp_finding);
@@ -710,162 +816,3 @@ void forksafe__records_mark_running(struct forksafe_run *run)
     }
 }
 
-static const char *det(const struct forksafe_finding *f, const char *k)
-{
-    const char *v = forksafe__kv_get(f->details, f->ndetails, k);
-    return v ? v : "?";
-}
-
-static int det_true(const struct forksafe_finding *f, const char *k)
-{
-    const char *v = forksafe__kv_get(f->details, f->ndetails, k);
-    return v && strcmp(v, "1") == 0;
-}
-
-static const struct forksafe_frame *frame_of(const struct forksafe_finding *f,
-                                             const char *role)
-{
-    for (size_t i = 0; i < f->nframes; i++)
-        if (strcmp(f->frames[i].role, role) == 0)
-            return &f->frames[i];
-    return NULL;
-}
-
-/* "1st", "2nd", ... for a decimal string; the input itself otherwise. */
-static const char *ordinal(const char *n)
-{
-    static char buf[4][24];
-    static int next;
-    char *b = buf[next++ % 4];
-    char *end;
-    long v = strtol(n, &end, 10);
-    if (*end || end == n)
-        return n;
-    const char *suf = (v % 100 >= 11 && v % 100 <= 13) ? "th"
-                      : v % 10 == 1                    ? "st"
-                      : v % 10 == 2                    ? "nd"
-                      : v % 10 == 3                    ? "rd"
-                                                       : "th";
-    snprintf(b, sizeof buf[0], "%ld%s", v, suf);
-    return b;
-}
-
-static const char *reason_text(const char *name)
-{
-    for (int c = FORKSAFE_EXEC_STATIC; c <= FORKSAFE_EXEC_ENVIRON; c++)
-        if (strcmp(name, forksafe__exec_reason_name(c)) == 0)
-            return forksafe__exec_reason_text(c);
-    return name;
-}
-
-/* One sentence per finding, the same in the text and JSON reports. */
-static void build_message(struct forksafe_finding *f)
-{
-    char buf[1536];
-    const char *k = f->kind;
-    if (strcmp(k, "fork-with-threads") == 0) {
-        long n = strtol(det(f, "threads"), NULL, 10);
-        snprintf(buf, sizeof buf,
-                 "%s() called while %ld other thread%s alive; the child "
-                 "gets only the calling thread",
-                 det(f, "call"), n - 1, n - 1 == 1 ? " was" : "s were");
-    } else if (strcmp(k, "lock-held-at-fork") == 0) {
-        if (det_true(f, "registered"))
-            snprintf(buf, sizeof buf,
-                     "%s %s (\"%s\", rank %s) was held by thread %s (%s) at "
-                     "fork; it is registered, so forksafe's prepare waited "
-                     "for it",
-                     det(f, "lock_kind"), det(f, "lock"), det(f, "lock_name"),
-                     det(f, "rank"), det(f, "holder_tid"),
-                     det(f, "holder_name"));
-        else
-            snprintf(buf, sizeof buf,
-                     "%s %s was held by thread %s (%s) at fork and is not "
-                     "registered with forksafe: it stays locked forever in "
-                     "the child",
-                     det(f, "lock_kind"), det(f, "lock"), det(f, "holder_tid"),
-                     det(f, "holder_name"));
-    } else if (strcmp(k, "child-deadlock") == 0) {
-        snprintf(buf, sizeof buf,
-                 "the child blocked on %s %s, held at fork by thread %s "
-                 "which does not exist in the child; ended after %s ms with "
-                 "status %s",
-                 det(f, "lock_kind"), det(f, "lock"), det(f, "holder_tid"),
-                 det(f, "grace_ms"), det(f, "exit_status"));
-    } else if (strcmp(k, "unsafe-call-in-child") == 0) {
-        snprintf(buf, sizeof buf,
-                 "the child of a multi-threaded parent called %s(), which is "
-                 "not async-signal-safe, before exec or _exit",
-                 det(f, "function"));
-    } else if (strcmp(k, "raw-atfork-handler") == 0) {
-        snprintf(buf, sizeof buf,
-                 "%s registered fork handlers with pthread_atfork directly, "
-                 "outside the forksafe registry: of the process's %s "
-                 "registrations its prepare runs %s, its parent and child "
-                 "handlers %s (registration order, not lock order)",
-                 det(f, "object"), det(f, "registrations"),
-                 ordinal(det(f, "prepare_position")),
-                 ordinal(det(f, "child_position")));
-    } else if (strcmp(k, "lock-order-violation") == 0) {
-        snprintf(buf, sizeof buf,
-                 "\"%s\" (rank %s) was taken while holding \"%s\" (rank %s): "
-                 "against rank order, so forksafe's prepare can deadlock "
-                 "with this code",
-                 det(f, "taken_name"), det(f, "taken_rank"),
-                 det(f, "held_name"), det(f, "held_rank"));
-    } else if (strcmp(k, "unregistered-shared-lock") == 0) {
-        const struct forksafe_frame *a = frame_of(f, "first-lock");
-        const struct forksafe_frame *b = frame_of(f, "other-thread-lock");
-        snprintf(buf, sizeof buf,
-                 "%s %s was used by threads %ld and %ld and is not "
-                 "registered with forksafe",
-                 det(f, "lock_kind"), det(f, "lock"), a ? a->tid : 0,
-                 b ? b->tid : 0);
-    } else if (strcmp(k, "library-without-adapter") == 0) {
-        if (det_true(f, "no_safe_way"))
-            snprintf(buf, sizeof buf,
-                     "%s is loaded in a process that forks; it has no safe "
-                     "use in a forked child: exec, or start children with "
-                     "forksafe_spawn() or the fork server",
-                     det(f, "library"));
-        else
-            snprintf(buf, sizeof buf,
-                     "%s is loaded in a process that forks, but the "
-                     "forksafe-%s adapter is not installed",
-                     det(f, "library"), det(f, "adapter"));
-    } else if (strcmp(k, "stdio-unflushed-at-fork") == 0) {
-        snprintf(buf, sizeof buf,
-                 "%s bytes were pending in %s at fork: they will be written "
-                 "by both processes",
-                 det(f, "bytes"), det(f, "stream"));
-    } else if (strcmp(k, "fd-leak-on-exec") == 0) {
-        const char *sock = forksafe__kv_get(f->details, f->ndetails, "socket");
-        snprintf(buf, sizeof buf,
-                 "descriptor %s (%s%s%s) has no close-on-exec flag and "
-                 "survived into %s",
-                 det(f, "fd"), det(f, "target"), sock ? ", socket " : "",
-                 sock ? sock : "", f->exe);
-    } else if (strcmp(k, "not-audited") == 0) {
-        snprintf(buf, sizeof buf,
-                 "%s was not audited: %s; its forks are not seen, nor is "
-                 "anything it starts (started by %s)",
-                 det(f, "program"), reason_text(det(f, "reason")),
-                 det(f, "via"));
-    } else if (strcmp(k, "thread-census-failed") == 0) {
-        snprintf(buf, sizeof buf,
-                 "could not count threads at %s fork%s (/proc/self/task: "
-                 "%s); each was treated as a fork of a multi-threaded "
-                 "process, so the child kept its deadlock guard",
-                 det(f, "forks"), strcmp(det(f, "forks"), "1") ? "s" : "",
-                 det(f, "error"));
-    } else if (strcmp(k, "records-lost") == 0) {
-        snprintf(buf, sizeof buf,
-                 "%s record%s of this process could not be written (%s): "
-                 "its findings are incomplete",
-                 det(f, "records"), strcmp(det(f, "records"), "1") ? "s" : "",
-                 det(f, "error"));
-    } else {
-        snprintf(buf, sizeof buf, "%s", k);
-    }
-    f->message = xstrdup(buf);
-}

@@ -1,12 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * symbols.c: turn (object path, file offset) into (function, offset) by
- * reading the object's ELF symbol tables after the audited program has
- * ended. Doing it here keeps the interposer free of dladdr(), which takes
- * the loader's lock and so cannot be used in signal handlers or forked
- * children. .symtab is preferred (unstripped test programs name their
- * static functions), then .dynsym, then a debug file found by build-id
- * under /usr/lib/debug.
+ * symbols.c: turn (object path, file offset) into (function, offset),
+ * and, with DWARF, into source file, line and inlined functions, after the
+ * audited program has ended. Doing it here keeps the interposer free of
+ * dladdr(), which takes the loader's lock and so cannot be used in signal
+ * handlers or forked children.
+ *
+ * The file offset becomes the ELF virtual address through the object's
+ * program headers. DWARF comes from elfutils' libdwfl (symbols-dw.c) when
+ * the build has libdw: function, file and line, inlined frames, and debug
+ * files found by build-id or .gnu_debuglink. Without it, or for objects
+ * libdwfl cannot read, this file's fallback reads the ELF symbol tables
+ * itself: .symtab is preferred (unstripped test programs name their static
+ * functions), then .dynsym, then a debug file found by build-id under
+ * /usr/lib/debug. FORKSAFE_AUDIT_NO_DWARF=1 in forksafe-audit's
+ * environment uses the fallback only.
  */
 #include "cli.h"
 
@@ -200,24 +208,51 @@ static struct obj *load(const char *path)
     return o;
 }
 
+/* The ELF virtual address of a file offset in o. */
+static uint64_t vaddr_of(const struct obj *o, uint64_t file_off)
+{
+    for (int i = 0; i < o->nloads; i++) {
+        const Elf64_Phdr *p = &o->loads[i];
+        if (file_off >= p->p_offset && file_off < p->p_offset + p->p_filesz)
+            return file_off - p->p_offset + p->p_vaddr;
+    }
+    return file_off;
+}
+
 void forksafe__symbols_resolve(struct forksafe_frame *f, uint64_t file_off)
 {
     f->offset = file_off;
     f->function = NULL;
     f->func_delta = 0;
+    f->file = NULL;
+    f->line = 0;
+    f->inlined = NULL;
+    f->ninlined = 0;
     if (!f->object || f->object[0] != '/')
         return;
     struct obj *o = load(f->object);
     if (!o || !o->ok)
         return;
-    uint64_t v = file_off;
-    for (int i = 0; i < o->nloads; i++) {
-        const Elf64_Phdr *p = &o->loads[i];
-        if (file_off >= p->p_offset && file_off < p->p_offset + p->p_filesz) {
-            v = file_off - p->p_offset + p->p_vaddr;
-            break;
-        }
+    f->offset = vaddr_of(o, file_off);
+    static int dwarf = -1;
+    if (dwarf < 0) {
+        const char *no = getenv("FORKSAFE_AUDIT_NO_DWARF");
+        dwarf = !(no && *no && strcmp(no, "0") != 0);
     }
+    /* libdwfl first; the ELF reader when it knows nothing, and for the
+       function name when no symbol table it read covers the address. */
+    if (dwarf && forksafe__symbols_resolve_dw(f, f->offset) == 0 &&
+        f->function)
+        return;
+    forksafe__symbols_resolve_elf(f, file_off);
+}
+
+void forksafe__symbols_resolve_elf(struct forksafe_frame *f, uint64_t file_off)
+{
+    struct obj *o = f->object && f->object[0] == '/' ? load(f->object) : NULL;
+    if (!o || !o->ok)
+        return;
+    uint64_t v = vaddr_of(o, file_off);
     f->offset = v;
     /* The last symbol starting at or before v that covers it. */
     size_t lo = 0, hi = o->nsyms;
@@ -242,6 +277,7 @@ void forksafe__symbols_resolve(struct forksafe_frame *f, uint64_t file_off)
 
 void forksafe__symbols_free(void)
 {
+    forksafe__symbols_free_dw();
     for (size_t i = 0; i < nobjs; i++) {
         free(objs[i].path);
         free(objs[i].syms);

@@ -1,10 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * child.c: what the audit does in the child of a multi-threaded fork. The
- * first call of a function that is not async-signal-safe from each call
- * site is reported (unsafe-call-in-child), and a lock that another thread
- * held at the fork is waited for only for the grace period, after which
- * the child is ended with a child-deadlock finding instead of hanging.
+ * child.c: what the audit does in a watched child: the child of a
+ * multi-threaded fork, or of a fork whose parent had output pending in
+ * stdout/stderr or library state (libs.c). It notes whether the child runs
+ * on (does anything but exec or _exit: takes a lock, waits, starts a
+ * thread, writes or flushes stdio, calls exit), since every hazard at a
+ * fork is one only for a child that runs on; reports a lock another thread
+ * of the parent used that no prepare handler took (unsafe-call-in-child),
+ * and output the parent had pending that the child writes again
+ * (stdio-unflushed-at-fork). In the child of a multi-threaded fork, a
+ * lock another thread held at the fork, or a condition only another
+ * thread could signal, is waited for only for the grace period, after
+ * which the child is ended with a child-deadlock finding instead of
+ * hanging.
+ *
+ * malloc, calloc, realloc and free are not watched: glibc's fork takes and
+ * resets the allocator's locks, so they are usable in the child; nor are
+ * stdio's locks a hazard there (glibc re-initialises every FILE lock in the
+ * child), only its pending output.
  */
 #include "audit.h"
 
@@ -14,57 +27,162 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-/* glibc exports these; they are not declared in any public header. */
-void *__libc_malloc(size_t size);
-void __libc_free(void *p);
-void *__libc_calloc(size_t n, size_t size);
+#define fk forksafe__audit_fk
 
-/* ------------------------------------------------------------ child */
+/* ------------------------------------------------------------ running on */
 
 long forksafe__audit_grace_ms = 2000;
 
-/* Report fn as called from site in a child of a multi-threaded parent,
-   once per call site. */
-void forksafe__audit_note_unsafe(const char *fn, void *site)
+/* The fork that made this process, as a frame. */
+static void fork_frame(struct forksafe__rec *r)
 {
-    if (!LOAD(&forksafe__audit_fk.child_mt) || forksafe__in_hook ||
+    forksafe__rec_frame(r, "fork-call", 0, NULL, LOAD(&fk.fork_site));
+}
+
+static void report_libs(void)
+{
+    for (int i = 0; i < fk.nlibs && i < LIBSNAP_MAX; i++) {
+        const struct libsnap *l = &fk.libs[i];
+        int nsw = forksafe__audit_lib_no_safe_way(l->lib);
+        if (l->adapter && !nsw)
+            continue;
+        struct forksafe__rec *r = forksafe__rec_begin("finding");
+        if (!r)
+            return;
+        forksafe__audit_rec_common(r, "library-without-adapter",
+                                   nsw ? "error" : "warning");
+        forksafe__rec_str(r, "library", forksafe__audit_lib_path(l->lib));
+        forksafe__rec_str(r, "adapter", forksafe__audit_lib_adapter(l->lib));
+        forksafe__rec_bool(r, "no_safe_way", nsw);
+        forksafe__rec_int(r, "live", l->count);
+        forksafe__rec_int(r, "fork_pid", LOAD(&fk.fork_pid));
+        fork_frame(r);
+        forksafe__rec_frame(r, "state-created", l->tid, NULL, l->site);
+        forksafe__rec_end_batched(r);
+    }
+}
+
+void forksafe__audit_ran_on(void)
+{
+    if (!LOAD(&fk.watch) || LOAD(&fk.ran_on) || forksafe__in_hook ||
         forksafe__in_resolve)
         return;
-    if (!forksafe__audit_once_first(&forksafe__audit_fk.once_unsafe,
-                                    (uintptr_t)site))
+    STORE(&fk.ran_on, 1);
+    int saved = errno;
+    struct forksafe__rec *r = forksafe__rec_begin("ranon");
+    if (r) {
+        forksafe__rec_int(r, "pid", forksafe__getpid());
+        forksafe__rec_int(r, "fork_pid", LOAD(&fk.fork_pid));
+        forksafe__rec_bool(r, "mt", LOAD(&fk.child_mt));
+        forksafe__rec_bool(r, "forksafe", LOAD(&fk.coordinated));
+        fork_frame(r);
+        forksafe__rec_end_batched(r);
+    }
+    report_libs();
+    if (errno != saved)
+        errno = saved;
+}
+
+/* ------------------------------------------------------------ locks */
+
+/* The snapshot's holder of lock, if another thread held it at the fork
+   and no prepare took it. */
+static int snap_holder(const void *lock, void **site)
+{
+    int holder = 0;
+    *site = NULL;
+    for (int i = 0; i < fk.nsnap && i < SNAP_MAX; i++)
+        if (fk.snap[i].lock == lock && !fk.snap[i].covered) {
+            holder = fk.snap[i].holder;
+            *site = fk.snap[i].site;
+        }
+    return holder;
+}
+
+static int in_snapshot(const void *lock)
+{
+    for (int i = 0; i < fk.nsnap && i < SNAP_MAX; i++)
+        if (fk.snap[i].lock == lock)
+            return 1;
+    return 0;
+}
+
+/* Another thread of the parent that used lock: its TID and where, from
+   the lock table the child inherited. 0 if only this thread used it, if
+   it is new (made or re-initialised in the child), or unknown. */
+static int other_user(const void *lock, void **site)
+{
+    *site = NULL;
+    struct lock_ent *e = forksafe__lock_lookup(lock);
+    if (!e)
+        return 0;
+    struct thread_rec *me = forksafe__self_rec;
+    unsigned owner = LOAD(&e->owner);
+    if (!owner)
+        return 0;
+    if (me && owner == me->ident) {
+        if (!LOAD(&e->shared))
+            return 0;
+        *site = e->site2;
+        return e->tid2 ? e->tid2 : -1;
+    }
+    *site = e->site1;
+    return e->tid1 ? e->tid1 : -1;
+}
+
+void forksafe__child_acquired(void *lock, int kind, const char *fn,
+                              void *site)
+{
+    forksafe__audit_ran_on();
+    if (!LOAD(&fk.child_mt) || forksafe__in_hook || forksafe__in_resolve)
+        return;
+    /* A lock held at the fork is child-deadlock's business; one a prepare
+       took (a registered lock, a callback's or handler's) is covered; the
+       re-acquire that ends a condition wait follows a lock call of its
+       own. */
+    if (strncmp(fn, "pthread_cond", 12) == 0 || in_snapshot(lock) || forksafe__audit_prepared(lock))
+        return;
+    void *osite;
+    int other = other_user(lock, &osite);
+    /* A process-shared lock: the parent's thread releases it for the
+       child too. */
+    if (!other || forksafe__lock_pshared_copy(lock, kind, NULL) == 1)
+        return;
+    if (!forksafe__audit_once_first(&fk.once_unsafe, (uintptr_t)site))
         return;
     int saved = errno;
     struct forksafe__rec *r = forksafe__rec_begin("finding");
     if (r) {
         forksafe__audit_rec_common(r, "unsafe-call-in-child", "warning");
         forksafe__rec_str(r, "function", fn);
+        forksafe__rec_hex(r, "lock", (uintptr_t)lock);
+        forksafe__rec_str(r, "lock_kind", kind_name(kind));
+        forksafe__rec_int(r, "fork_pid", LOAD(&fk.fork_pid));
         forksafe__rec_frame(r, "call", forksafe__gettid(), NULL, site);
+        forksafe__rec_frame(r, "other-thread-lock", other > 0 ? other : 0,
+                            NULL, osite);
         forksafe__rec_end_batched(r);
     }
     if (errno != saved)
         errno = saved;
 }
 
-#define CHECK_CHILD(fn)                                                        \
-    do {                                                                       \
-        if (UNLIKELY(LOAD(&forksafe__audit_fk.child_mt)))                      \
-            forksafe__audit_note_unsafe(fn, __builtin_return_address(0));      \
-    } while (0)
-
-/* Write a child-deadlock finding for lock m and end the process with
+/* Write a child-deadlock finding for lock and end the process with
    FORKSAFE_AUDIT_DEADLOCK_STATUS. */
 static void __attribute__((noreturn))
-deadlock_exit(void *m, int kind, void *site, int holder, void *holder_site)
+deadlock_exit(void *lock, const char *kind, void *site, int holder,
+              void *holder_site)
 {
     forksafe__rec_make_room(); /* frames need /proc/self/maps */
     struct forksafe__rec *r = forksafe__rec_begin("finding");
     if (r) {
         forksafe__audit_rec_common(r, "child-deadlock", "error");
-        forksafe__rec_hex(r, "lock", (uintptr_t)m);
-        forksafe__rec_str(r, "lock_kind", kind_name(kind));
+        forksafe__rec_hex(r, "lock", (uintptr_t)lock);
+        forksafe__rec_str(r, "lock_kind", kind);
         forksafe__rec_int(r, "holder_tid", holder);
         forksafe__rec_int(r, "grace_ms", forksafe__audit_grace_ms);
         forksafe__rec_int(r, "exit_status", FORKSAFE_AUDIT_DEADLOCK_STATUS);
@@ -76,10 +194,10 @@ deadlock_exit(void *m, int kind, void *site, int holder, void *holder_site)
     _exit(FORKSAFE_AUDIT_DEADLOCK_STATUS);
 }
 
-/* Now + the grace period, on CLOCK_MONOTONIC. */
-static void grace_deadline(struct timespec *ts)
+/* Now + the grace period, on clock. */
+static void grace_deadline(struct timespec *ts, clockid_t clock)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
+    clock_gettime(clock, ts);
     ts->tv_sec += forksafe__audit_grace_ms / 1000;
     ts->tv_nsec += (forksafe__audit_grace_ms % 1000) * 1000000L;
     if (ts->tv_nsec >= 1000000000L) {
@@ -88,31 +206,25 @@ static void grace_deadline(struct timespec *ts)
     }
 }
 
-/* The snapshot's holder of lock, if another thread held it at the fork. */
-static int snap_holder(const void *lock, void **site)
+/* May this child's waits be cut short? Only in the child of a
+   multi-threaded fork that started no thread of its own, with a record
+   directory (without one the interposer changes nothing, not even a
+   hanging child). */
+static int guarded(void)
 {
-    int holder = 0;
-    *site = NULL;
-    for (int i = 0; i < forksafe__audit_fk.nsnap && i < SNAP_MAX; i++)
-        if (forksafe__audit_fk.snap[i].lock == lock) {
-            holder = forksafe__audit_fk.snap[i].holder;
-            *site = forksafe__audit_fk.snap[i].site;
-        }
-    return holder;
+    return LOAD(&fk.child_mt) && !LOAD(&fk.child_has_threads) &&
+           forksafe__out_enabled();
 }
 
 /* In a child of a multi-threaded fork, a lock that another thread held at
    the fork can never be released: wait for it for the grace period only.
-   Without a record directory the interposer changes nothing, not even a
-   hanging child; process-shared locks can be released by another process,
-   and are left alone. */
+   Process-shared locks can be released by another process, and are left
+   alone. */
 static int child_mutex_lock(pthread_mutex_t *m, void *site)
 {
-    forksafe__audit_note_unsafe("pthread_mutex_lock", site);
     /* A process-shared mutex, or one the platform cannot describe, may be
        released by another process: never ended. */
-    if (LOAD(&forksafe__audit_fk.child_has_threads) ||
-        !forksafe__out_enabled() || forksafe__mutex_pshared(m) != 0)
+    if (!guarded() || forksafe__mutex_pshared(m) != 0)
         return FORKSAFE_POLICY_PASS;
     void *holder_site;
     int holder = snap_holder(m, &holder_site);
@@ -128,127 +240,205 @@ static int child_mutex_lock(pthread_mutex_t *m, void *site)
     if (!holder)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
-    grace_deadline(&ts);
+    grace_deadline(&ts, CLOCK_MONOTONIC);
     r = REAL(pthread_mutex_clocklock)(m, CLOCK_MONOTONIC, &ts);
     if (r == ETIMEDOUT)
-        deadlock_exit(m, KIND_MUTEX, site, holder, holder_site);
+        deadlock_exit(m, "mutex", site, holder, holder_site);
     return r;
 }
 
 static int child_sem_wait(sem_t *s, void *site)
 {
-    forksafe__audit_note_unsafe("sem_wait", site);
     void *holder_site;
     int holder = snap_holder(s, &holder_site);
     int v;
-    if (!holder || LOAD(&forksafe__audit_fk.child_has_threads) ||
-        !forksafe__out_enabled() || forksafe__sem_pshared(s) != 0 ||
+    if (!holder || !guarded() || forksafe__sem_pshared(s) != 0 ||
         sem_getvalue(s, &v) != 0 || v != 0)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
-    grace_deadline(&ts);
+    grace_deadline(&ts, CLOCK_MONOTONIC);
     int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);
     if (r != 0 && errno == ETIMEDOUT)
-        deadlock_exit(s, KIND_SEMAPHORE, site, holder, holder_site);
+        deadlock_exit(s, "semaphore", site, holder, holder_site);
+    return r;
+}
+
+static int child_rwlock(pthread_rwlock_t *l, int write, void *site)
+{
+    void *holder_site;
+    int holder = snap_holder(l, &holder_site);
+    if (!holder || !guarded() ||
+        forksafe__lock_pshared_copy(l, KIND_RWLOCK, NULL) != 0)
+        return FORKSAFE_POLICY_PASS;
+    int r = write ? REAL(pthread_rwlock_trywrlock)(l)
+                  : REAL(pthread_rwlock_tryrdlock)(l);
+    if (r != EBUSY)
+        return r;
+    struct timespec ts;
+    grace_deadline(&ts, CLOCK_REALTIME);
+    r = write ? REAL(pthread_rwlock_timedwrlock)(l, &ts)
+              : REAL(pthread_rwlock_timedrdlock)(l, &ts);
+    if (r == ETIMEDOUT)
+        deadlock_exit(l, "rwlock", site, holder, holder_site);
     return r;
 }
 
 int forksafe__policy_acquire(void *lock, int op, void *site)
 {
-    if (!LOAD(&forksafe__audit_fk.child_mt))
+    if (!LOAD(&fk.watch) || forksafe__in_resolve)
         return FORKSAFE_POLICY_PASS;
-    return op == FORKSAFE_OP_MUTEX_LOCK ? child_mutex_lock(lock, site)
-                                        : child_sem_wait(lock, site);
+    if (!forksafe__audit_forking)
+        forksafe__audit_ran_on();
+    switch (op) {
+    case FORKSAFE_OP_MUTEX_LOCK:
+        return child_mutex_lock(lock, site);
+    case FORKSAFE_OP_SEM_WAIT:
+        return child_sem_wait(lock, site);
+    case FORKSAFE_OP_RDLOCK:
+        return child_rwlock(lock, 0, site);
+    case FORKSAFE_OP_WRLOCK:
+        return child_rwlock(lock, 1, site);
+    default:
+        return FORKSAFE_POLICY_PASS;
+    }
+}
+
+/* A condition wait without a timeout in the child of a multi-threaded
+   fork can only end when another thread of this process signals it, and
+   the child has no other thread: when another thread of the parent used
+   its mutex (the likely signaller), it is waited on for the grace period
+   only. A process-shared mutex (another process may signal) is left
+   alone. */
+int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
+                               void *site)
+{
+    if (!LOAD(&fk.watch))
+        return FORKSAFE_POLICY_PASS;
+    if (!forksafe__audit_forking)
+        forksafe__audit_ran_on();
+    if (!guarded() || forksafe__mutex_pshared(m) != 0)
+        return FORKSAFE_POLICY_PASS;
+    void *osite;
+    int other = other_user(m, &osite);
+    if (other <= 0)
+        return FORKSAFE_POLICY_PASS;
+    struct timespec ts;
+    grace_deadline(&ts, CLOCK_MONOTONIC);
+    int r = REAL(pthread_cond_clockwait)(c, m, CLOCK_MONOTONIC, &ts);
+    if (r == ETIMEDOUT)
+        deadlock_exit(c, "condition", site, other, osite);
+    return r;
 }
 
 void forksafe__policy_thread_created(void)
 {
-    if (LOAD(&forksafe__audit_fk.child_mt) &&
-        !LOAD(&forksafe__audit_fk.child_has_threads))
-        STORE(&forksafe__audit_fk.child_has_threads, 1);
+    forksafe__audit_ran_on();
+    if (LOAD(&fk.child_mt) && !LOAD(&fk.child_has_threads))
+        STORE(&fk.child_has_threads, 1);
 }
 
-/* ------------------------------------------------------------ child calls */
+/* ------------------------------------------------------------ stdio */
 
-/* Calls that are not async-signal-safe: in a child of a multi-threaded
-   fork the first call from each call site is reported, then the real
-   function runs (the program is never stopped here). Elsewhere they only
-   forward. malloc and calloc go straight to glibc while dlsym resolves the
-   real functions, since dlsym itself may allocate. */
-
-EXPORT void *malloc(size_t n)
+void forksafe__audit_stdio_check(FILE *f, int flushing, void *site)
 {
-    if (UNLIKELY(forksafe__in_resolve))
-        return __libc_malloc(n);
-    CHECK_CHILD("malloc");
-    return REAL(malloc)(n);
-}
-
-EXPORT void *calloc(size_t n, size_t size)
-{
-    if (UNLIKELY(forksafe__in_resolve))
-        return __libc_calloc(n, size);
-    CHECK_CHILD("calloc");
-    return REAL(calloc)(n, size);
-}
-
-EXPORT void *realloc(void *p, size_t n)
-{
-    CHECK_CHILD("realloc");
-    return REAL(realloc)(p, n);
-}
-
-EXPORT void free(void *p)
-{
-    if (UNLIKELY(forksafe__in_resolve)) {
-        __libc_free(p);
+    if (!LOAD(&fk.watch))
         return;
+    for (int i = 0; i < 2; i++) {
+        long was = LOAD(&fk.stdio_pending[i]);
+        FILE *s = i ? stderr : stdout;
+        if (was <= 0 || (f && f != s))
+            continue;
+        size_t now = forksafe__file_pending(s);
+        /* Before a flush: what is pending now includes what was pending at
+           the fork. After an output call: the buffer holds less than at the
+           fork, so it was written out (with the parent's bytes). */
+        if (flushing ? now == 0 : now >= (size_t)was)
+            continue;
+        if (!forksafe__audit_once_first(&fk.once_stdio, (uintptr_t)s))
+            continue;
+        int saved = errno;
+        struct forksafe__rec *r = forksafe__rec_begin("finding");
+        if (r) {
+            forksafe__audit_rec_common(r, "stdio-unflushed-at-fork",
+                                       "warning");
+            forksafe__rec_str(r, "stream", i ? "stderr" : "stdout");
+            forksafe__rec_int(r, "bytes", was);
+            forksafe__rec_int(r, "fork_pid", LOAD(&fk.fork_pid));
+            fork_frame(r);
+            forksafe__rec_frame(r, "child-flush", forksafe__gettid(), NULL,
+                                site);
+            forksafe__rec_end_batched(r);
+        }
+        if (errno != saved)
+            errno = saved;
     }
-    CHECK_CHILD("free");
-    REAL(free)(p);
 }
+
+/* Output calls: in a watched child they count as running on, and one that
+   wrote the buffer out wrote the parent's pending bytes a second time. */
+#define WATCH_BEFORE()                                                         \
+    void *site_ = __builtin_return_address(0);                                 \
+    int watch_ = UNLIKELY(LOAD(&fk.watch));                                    \
+    if (watch_)                                                                \
+    forksafe__audit_ran_on()
+#define WATCH_AFTER(f)                                                         \
+    do {                                                                       \
+        if (watch_)                                                            \
+            forksafe__audit_stdio_check((f), 0, site_);                        \
+    } while (0)
 
 EXPORT int printf(const char *fmt, ...)
 {
-    CHECK_CHILD("printf");
+    WATCH_BEFORE();
     va_list ap;
     va_start(ap, fmt);
     int r = REAL(vprintf)(fmt, ap);
     va_end(ap);
+    WATCH_AFTER(stdout);
     return r;
 }
 
 EXPORT int fprintf(FILE *f, const char *fmt, ...)
 {
-    CHECK_CHILD("fprintf");
+    WATCH_BEFORE();
     va_list ap;
     va_start(ap, fmt);
     int r = REAL(vfprintf)(f, fmt, ap);
     va_end(ap);
+    WATCH_AFTER(f);
     return r;
 }
 
 EXPORT int puts(const char *s)
 {
-    CHECK_CHILD("puts");
-    return REAL(puts)(s);
+    WATCH_BEFORE();
+    int r = REAL(puts)(s);
+    WATCH_AFTER(stdout);
+    return r;
 }
 
 EXPORT int fputs(const char *s, FILE *f)
 {
-    CHECK_CHILD("fputs");
-    return REAL(fputs)(s, f);
+    WATCH_BEFORE();
+    int r = REAL(fputs)(s, f);
+    WATCH_AFTER(f);
+    return r;
 }
 
 EXPORT size_t fwrite(const void *p, size_t size, size_t n, FILE *f)
 {
-    CHECK_CHILD("fwrite");
-    return REAL(fwrite)(p, size, n, f);
+    WATCH_BEFORE();
+    size_t r = REAL(fwrite)(p, size, n, f);
+    WATCH_AFTER(f);
+    return r;
 }
 
 EXPORT int fflush(FILE *f)
 {
-    CHECK_CHILD("fflush");
+    if (UNLIKELY(LOAD(&fk.watch))) {
+        forksafe__audit_ran_on();
+        forksafe__audit_stdio_check(f, 1, __builtin_return_address(0));
+    }
     return REAL(fflush)(f);
 }
 

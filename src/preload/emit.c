@@ -697,13 +697,52 @@ static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
 static int maps_read(uintptr_t a, char *obj, size_t objlen, uintptr_t *off,
                      uintptr_t *lo, uintptr_t *hi);
 
+/* Segments of objects unloaded by dlclose, most recent last (a ring):
+   addresses recorded while they were loaded are still named after them. */
+#define UNLOADED_MAX 128
+static struct maps_ent unloaded[UNLOADED_MAX];
+HOT static unsigned unloaded_n;
+
+void forksafe__maps_note_unloaded(uintptr_t lo, uintptr_t hi,
+                                  uintptr_t fileoff, const char *path)
+{
+    if (!path || path[0] != '/')
+        return;
+    unsigned i = __atomic_fetch_add(&unloaded_n, 1, __ATOMIC_ACQ_REL);
+    struct maps_ent *e = &unloaded[i % UNLOADED_MAX];
+    __atomic_store_n(&e->ready, 2, __ATOMIC_RELEASE);
+    e->lo = lo;
+    e->hi = hi;
+    e->fileoff = fileoff;
+    forksafe__str_copy(e->path, sizeof e->path, path);
+    __atomic_store_n(&e->ready, 1, __ATOMIC_RELEASE);
+}
+
+static int unloaded_find(uintptr_t a, char *obj, size_t objlen, uintptr_t *off)
+{
+    unsigned n = __atomic_load_n(&unloaded_n, __ATOMIC_ACQUIRE);
+    unsigned first = n > UNLOADED_MAX ? n - UNLOADED_MAX : 0;
+    for (unsigned i = n; i-- > first;) {
+        struct maps_ent *e = &unloaded[i % UNLOADED_MAX];
+        if (__atomic_load_n(&e->ready, __ATOMIC_ACQUIRE) != 1 || a < e->lo ||
+            a >= e->hi)
+            continue;
+        forksafe__str_copy(obj, objlen, e->path);
+        *off = a - e->lo + e->fileoff;
+        return 1;
+    }
+    return 0;
+}
+
 int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                         uintptr_t *off)
 {
     uintptr_t a = (uintptr_t)addr;
     if (cache_find(a, obj, objlen, off))
         return 0;
-    return maps_read(a, obj, objlen, off, NULL, NULL);
+    if (maps_read(a, obj, objlen, off, NULL, NULL) == 0)
+        return 0;
+    return unloaded_find(a, obj, objlen, off) ? 0 : -1;
 }
 
 int forksafe__maps_extent(const void *addr, uintptr_t *lo, uintptr_t *hi)

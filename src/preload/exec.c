@@ -327,6 +327,9 @@ static char *const *prepare(int dirfd, const char *path, int fd,
                             char *const *env, struct envbuf *b, const char *via,
                             long pid, struct verdict *v)
 {
+    /* Records kept for one write() (forksafe__rec_end_batched) would be
+       lost with this process image. */
+    forksafe__rec_flush();
     v->reason =
         forksafe__exec_check(dirfd, path, fd, v->resolved, sizeof v->resolved);
     int failed;

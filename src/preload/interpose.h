@@ -252,6 +252,10 @@ struct lock_ent {
    uses it. */
 void forksafe__lock_note(void *lock, int kind, void *site,
                          struct thread_rec *r);
+/* The entry of the lock at lock, or NULL if the table has none (never
+   used, forgotten and not used since, or not tracked). Never inserts;
+   lock-free and safe wherever the other table functions are. */
+struct lock_ent *forksafe__lock_lookup(const void *lock);
 /* Entries in use: forksafe__lock_at(i) for i < forksafe__lock_count(). */
 size_t forksafe__lock_count(void);
 struct lock_ent *forksafe__lock_at(size_t i);
@@ -292,6 +296,11 @@ const struct edge *forksafe__edge_at(size_t i);
 int forksafe__mem_read(void *dst, const void *src, size_t n);
 /* The value of semaphore s, read fault-safe; -1 if it cannot be read. */
 int forksafe__sem_value(const sem_t *s);
+/* Whether the lock at lock (kind: KIND_*) is process-shared, read
+   fault-safe from a copy: 1 if it is, 0 if not, -1 if it cannot be read or
+   the platform layer cannot tell. For a semaphore, *value (may be NULL)
+   receives its value, -1 when unknown. */
+int forksafe__lock_pshared_copy(const void *lock, int kind, int *value);
 /* Bytes pending in f's output buffer, read fault-safe (0 if unknown). */
 size_t forksafe__file_pending(FILE *f);
 /* Facts about a lock the program itself is about to use, from the platform
@@ -332,7 +341,14 @@ extern int forksafe__policy_slow;
    (the lock was acquired, or an error), or FORKSAFE_POLICY_PASS to do the
    real call as usual. */
 #define FORKSAFE_POLICY_PASS (-1)
-enum { FORKSAFE_OP_MUTEX_LOCK = 1, FORKSAFE_OP_SEM_WAIT = 2 };
+enum {
+    FORKSAFE_OP_MUTEX_LOCK = 1, /* pthread_mutex_lock */
+    FORKSAFE_OP_SEM_WAIT = 2,   /* sem_wait */
+    FORKSAFE_OP_RDLOCK = 3,     /* pthread_rwlock_rdlock */
+    FORKSAFE_OP_WRLOCK = 4      /* pthread_rwlock_wrlock */
+};
+/* A library must return FORKSAFE_POLICY_PASS for an op it does not know
+   (ops may be added). */
 int forksafe__policy_acquire(void *lock, int op, void *site);
 /* pthread_create() is starting a thread while forksafe__policy_slow is
    set. */
@@ -344,6 +360,27 @@ void forksafe__policy_unloadable(const char *path, int reason, const char *via,
                                  long pid);
 /* The exec announced by forksafe__policy_unloadable failed: forget it. */
 void forksafe__policy_exec_failed(void);
+
+/* Optional: the core has weak definitions of these that do nothing (return
+   FORKSAFE_POLICY_PASS), so a library defines only those it needs. */
+
+/* After every successful acquire of a tracked lock (any mutex, rwlock or
+   semaphore call that takes it, and the re-acquire that ends a condition
+   wait), once it is on the caller's held stack, while forksafe__policy_slow
+   is set. kind: KIND_*; fn: the function called ("pthread_mutex_lock",
+   "sem_trywait", ...). */
+void forksafe__policy_acquired(void *lock, int kind, const char *fn,
+                               void *site);
+/* A pthread_cond_wait(c, m) from site while forksafe__policy_slow is set
+   (the timed and clock waits are not offered: they end by themselves).
+   m is held by the caller on entry and must be held again on return.
+   Returns the result to give the caller, or FORKSAFE_POLICY_PASS to do the
+   real wait. */
+int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
+                               void *site);
+/* The memory [lo, hi) of an unloaded object is gone (dlclose): forget
+   pointers into it. */
+void forksafe__policy_unloaded(uintptr_t lo, uintptr_t hi);
 
 #pragma GCC visibility pop
 

@@ -32,10 +32,44 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 
+/* ------------------------------------------------------------ policy */
+
+HOT int forksafe__policy_slow;
+
+/* The optional policy hooks (interpose.h), for libraries that do not
+   define them. */
+__attribute__((weak)) void forksafe__policy_acquired(void *lock, int kind,
+                                                     const char *fn,
+                                                     void *site)
+{
+    (void)lock;
+    (void)kind;
+    (void)fn;
+    (void)site;
+}
+
+__attribute__((weak)) void forksafe__policy_unloaded(uintptr_t lo,
+                                                     uintptr_t hi)
+{
+    (void)lo;
+    (void)hi;
+}
+
+__attribute__((weak)) int forksafe__policy_cond_wait(pthread_cond_t *c,
+                                                     pthread_mutex_t *m,
+                                                     void *site)
+{
+    (void)c;
+    (void)m;
+    (void)site;
+    return FORKSAFE_POLICY_PASS;
+}
+
 /* ------------------------------------------------------------ held stack */
 
 #ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
-static inline void note_acquire(void *lock, int kind, void *site)
+static inline void note_acquire(void *lock, int kind, const char *fn,
+                                void *site)
 {
     struct thread_rec *r = forksafe__self();
     if (!r)
@@ -64,6 +98,8 @@ static inline void note_acquire(void *lock, int kind, void *site)
         forksafe__lock_note(lock, kind, site, r);
         *c = a;
     }
+    if (UNLIKELY(LOAD(&forksafe__policy_slow)))
+        forksafe__policy_acquired(lock, kind, fn, site);
 }
 #endif
 
@@ -136,9 +172,8 @@ static void forget_range(const void *p, size_t len)
    acquire is pushed on the caller's held stack and noted in the lock
    table; a release is popped. While the library's policy asks for it
    (forksafe__policy_slow), a blocking acquire first goes through
-   forksafe__policy_acquire(). */
-
-HOT int forksafe__policy_slow;
+   forksafe__policy_acquire(), and every successful acquire is offered to
+   forksafe__policy_acquired(). */
 
 #ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
 EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
@@ -149,12 +184,12 @@ EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
         (r = forksafe__policy_acquire(m, FORKSAFE_OP_MUTEX_LOCK, site)) !=
             FORKSAFE_POLICY_PASS) {
         if (r == 0)
-            note_acquire(m, KIND_MUTEX, site);
+            note_acquire(m, KIND_MUTEX, "pthread_mutex_lock", site);
         return r;
     }
     r = REAL(pthread_mutex_lock)(m);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(m, KIND_MUTEX, site);
+        note_acquire(m, KIND_MUTEX, "pthread_mutex_lock", site);
     return r;
 }
 
@@ -162,7 +197,7 @@ EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
     int r = REAL(pthread_mutex_trylock)(m);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(m, KIND_MUTEX, __builtin_return_address(0));
+        note_acquire(m, KIND_MUTEX, "pthread_mutex_trylock", __builtin_return_address(0));
     return r;
 }
 
@@ -171,7 +206,7 @@ EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m,
 {
     int r = REAL(pthread_mutex_timedlock)(m, ts);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(m, KIND_MUTEX, __builtin_return_address(0));
+        note_acquire(m, KIND_MUTEX, "pthread_mutex_timedlock", __builtin_return_address(0));
     return r;
 }
 
@@ -180,7 +215,7 @@ EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t c,
 {
     int r = REAL(pthread_mutex_clocklock)(m, c, ts);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(m, KIND_MUTEX, __builtin_return_address(0));
+        note_acquire(m, KIND_MUTEX, "pthread_mutex_clocklock", __builtin_return_address(0));
     return r;
 }
 
@@ -213,17 +248,35 @@ EXPORT int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a)
 #ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
 EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
-    int r = REAL(pthread_rwlock_rdlock)(l);
+    void *site = __builtin_return_address(0);
+    int r;
+    if (UNLIKELY(LOAD(&forksafe__policy_slow)) && !forksafe__in_hook &&
+        (r = forksafe__policy_acquire(l, FORKSAFE_OP_RDLOCK, site)) !=
+            FORKSAFE_POLICY_PASS) {
+        if (r == 0)
+            note_acquire(l, KIND_RWLOCK, "pthread_rwlock_rdlock", site);
+        return r;
+    }
+    r = REAL(pthread_rwlock_rdlock)(l);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(l, KIND_RWLOCK, __builtin_return_address(0));
+        note_acquire(l, KIND_RWLOCK, "pthread_rwlock_rdlock", site);
     return r;
 }
 
 EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 {
-    int r = REAL(pthread_rwlock_wrlock)(l);
+    void *site = __builtin_return_address(0);
+    int r;
+    if (UNLIKELY(LOAD(&forksafe__policy_slow)) && !forksafe__in_hook &&
+        (r = forksafe__policy_acquire(l, FORKSAFE_OP_WRLOCK, site)) !=
+            FORKSAFE_POLICY_PASS) {
+        if (r == 0)
+            note_acquire(l, KIND_RWLOCK, "pthread_rwlock_wrlock", site);
+        return r;
+    }
+    r = REAL(pthread_rwlock_wrlock)(l);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(l, KIND_RWLOCK, __builtin_return_address(0));
+        note_acquire(l, KIND_RWLOCK, "pthread_rwlock_wrlock", site);
     return r;
 }
 
@@ -231,7 +284,7 @@ EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
 {
     int r = REAL(pthread_rwlock_tryrdlock)(l);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(l, KIND_RWLOCK, __builtin_return_address(0));
+        note_acquire(l, KIND_RWLOCK, "pthread_rwlock_tryrdlock", __builtin_return_address(0));
     return r;
 }
 
@@ -239,7 +292,7 @@ EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
 {
     int r = REAL(pthread_rwlock_trywrlock)(l);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(l, KIND_RWLOCK, __builtin_return_address(0));
+        note_acquire(l, KIND_RWLOCK, "pthread_rwlock_trywrlock", __builtin_return_address(0));
     return r;
 }
 
@@ -248,7 +301,7 @@ EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *l,
 {
     int r = REAL(pthread_rwlock_timedrdlock)(l, ts);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(l, KIND_RWLOCK, __builtin_return_address(0));
+        note_acquire(l, KIND_RWLOCK, "pthread_rwlock_timedrdlock", __builtin_return_address(0));
     return r;
 }
 
@@ -257,7 +310,7 @@ EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *l,
 {
     int r = REAL(pthread_rwlock_timedwrlock)(l, ts);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(l, KIND_RWLOCK, __builtin_return_address(0));
+        note_acquire(l, KIND_RWLOCK, "pthread_rwlock_timedwrlock", __builtin_return_address(0));
     return r;
 }
 
@@ -291,10 +344,15 @@ EXPORT int pthread_rwlock_init(pthread_rwlock_t *l,
    did. */
 EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
+    void *site = __builtin_return_address(0);
     int tracked = !forksafe__in_hook && note_release(m);
-    int r = REAL(pthread_cond_wait)(c, m);
+    int r = FORKSAFE_POLICY_PASS;
+    if (UNLIKELY(LOAD(&forksafe__policy_slow)) && !forksafe__in_hook)
+        r = forksafe__policy_cond_wait(c, m, site);
+    if (r == FORKSAFE_POLICY_PASS)
+        r = REAL(pthread_cond_wait)(c, m);
     if (tracked)
-        note_acquire(m, KIND_MUTEX, __builtin_return_address(0));
+        note_acquire(m, KIND_MUTEX, "pthread_cond_wait", site);
     return r;
 }
 
@@ -304,7 +362,7 @@ EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
     int tracked = !forksafe__in_hook && note_release(m);
     int r = REAL(pthread_cond_timedwait)(c, m, ts);
     if (tracked)
-        note_acquire(m, KIND_MUTEX, __builtin_return_address(0));
+        note_acquire(m, KIND_MUTEX, "pthread_cond_timedwait", __builtin_return_address(0));
     return r;
 }
 
@@ -314,7 +372,7 @@ EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m,
     int tracked = !forksafe__in_hook && note_release(m);
     int r = REAL(pthread_cond_clockwait)(c, m, clk, ts);
     if (tracked)
-        note_acquire(m, KIND_MUTEX, __builtin_return_address(0));
+        note_acquire(m, KIND_MUTEX, "pthread_cond_clockwait", __builtin_return_address(0));
     return r;
 }
 
@@ -330,12 +388,12 @@ EXPORT int sem_wait(sem_t *s)
         (r = forksafe__policy_acquire(s, FORKSAFE_OP_SEM_WAIT, site)) !=
             FORKSAFE_POLICY_PASS) {
         if (r == 0)
-            note_acquire(s, KIND_SEMAPHORE, site);
+            note_acquire(s, KIND_SEMAPHORE, "sem_wait", site);
         return r;
     }
     r = REAL(sem_wait)(s);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(s, KIND_SEMAPHORE, site);
+        note_acquire(s, KIND_SEMAPHORE, "sem_wait", site);
     return r;
 }
 
@@ -343,7 +401,7 @@ EXPORT int sem_trywait(sem_t *s)
 {
     int r = REAL(sem_trywait)(s);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(s, KIND_SEMAPHORE, __builtin_return_address(0));
+        note_acquire(s, KIND_SEMAPHORE, "sem_trywait", __builtin_return_address(0));
     return r;
 }
 
@@ -351,7 +409,7 @@ EXPORT int sem_timedwait(sem_t *s, const struct timespec *ts)
 {
     int r = REAL(sem_timedwait)(s, ts);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(s, KIND_SEMAPHORE, __builtin_return_address(0));
+        note_acquire(s, KIND_SEMAPHORE, "sem_timedwait", __builtin_return_address(0));
     return r;
 }
 
@@ -359,7 +417,7 @@ EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *ts)
 {
     int r = REAL(sem_clockwait)(s, clk, ts);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(s, KIND_SEMAPHORE, __builtin_return_address(0));
+        note_acquire(s, KIND_SEMAPHORE, "sem_clockwait", __builtin_return_address(0));
     return r;
 }
 
@@ -444,17 +502,88 @@ EXPORT void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
     return r;
 }
 
-/* dlclose(): the object's segments are unmapped by the loader (not through
-   munmap) when its last reference goes. Its load ranges are noted before,
-   and forgotten if it is gone after. */
-#define DL_RANGES 8
+/* dlclose(): the loader unmaps an object's segments itself (not through
+   munmap) when its last reference goes, and with it every dependency that
+   no other object needs. So the objects loaded before the call are noted
+   (their PT_LOAD segments), and those missing after it are forgotten:
+   their locks leave the tables, and their segments are handed to
+   forksafe__maps_note_unloaded, so that code addresses recorded while they
+   were loaded still name them. The snapshot is static (taken by one
+   dlclose at a time); a dlclose that finds it busy, or an object beyond
+   its capacity, falls back to the handle's own object. */
+#define DL_RANGES    8
+#define DL_SNAP_OBJS 256
+#define DL_SNAP_SEGS 6
+#define DL_NAME_POOL 32768
 
+struct dl_obj {
+    uintptr_t base;
+    unsigned name; /* offset in names */
+    int nseg, present;
+    uintptr_t lo[DL_SNAP_SEGS], hi[DL_SNAP_SEGS], off[DL_SNAP_SEGS];
+};
+
+static struct {
+    struct dl_obj obj[DL_SNAP_OBJS];
+    int n;
+    size_t used;
+    char names[DL_NAME_POOL];
+} dl_snap;
+static int dl_snap_busy;
+
+static int dl_snap_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    if (!info->dlpi_name || !info->dlpi_name[0] || dl_snap.n >= DL_SNAP_OBJS)
+        return 0;
+    size_t nl = strlen(info->dlpi_name) + 1;
+    if (dl_snap.used + nl > sizeof dl_snap.names)
+        return 0;
+    struct dl_obj *o = &dl_snap.obj[dl_snap.n];
+    o->base = info->dlpi_addr;
+    o->name = (unsigned)dl_snap.used;
+    o->nseg = 0;
+    o->present = 0;
+    memcpy(dl_snap.names + dl_snap.used, info->dlpi_name, nl);
+    dl_snap.used += nl;
+    for (int i = 0; i < info->dlpi_phnum && o->nseg < DL_SNAP_SEGS; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        o->lo[o->nseg] = info->dlpi_addr + ph->p_vaddr;
+        o->hi[o->nseg] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+        o->off[o->nseg] = ph->p_offset;
+        o->nseg++;
+    }
+    dl_snap.n++;
+    return 0;
+}
+
+static int dl_mark_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    if (!info->dlpi_name || !info->dlpi_name[0])
+        return 0;
+    for (int i = 0; i < dl_snap.n; i++) {
+        struct dl_obj *o = &dl_snap.obj[i];
+        if (!o->present && o->base == info->dlpi_addr &&
+            strcmp(dl_snap.names + o->name, info->dlpi_name) == 0) {
+            o->present = 1;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* The handle's own object, for when the snapshot cannot be used. */
 struct dl_find {
     uintptr_t base;
     const char *name;
     int found;
     int n;
-    uintptr_t lo[DL_RANGES], hi[DL_RANGES];
+    uintptr_t lo[DL_RANGES], hi[DL_RANGES], off[DL_RANGES];
 };
 
 static int dl_find_cb(struct dl_phdr_info *info, size_t size, void *arg)
@@ -471,34 +600,72 @@ static int dl_find_cb(struct dl_phdr_info *info, size_t size, void *arg)
             continue;
         f->lo[f->n] = f->base + ph->p_vaddr;
         f->hi[f->n] = f->base + ph->p_vaddr + ph->p_memsz;
+        f->off[f->n] = ph->p_offset;
         f->n++;
     }
     return 1;
 }
 
+static void dl_gone(uintptr_t lo, uintptr_t hi, uintptr_t off,
+                    const char *path)
+{
+    forget_range((void *)lo, hi - lo);
+    forksafe__maps_forget(lo, hi);
+    forksafe__maps_note_unloaded(lo, hi, off, path);
+    forksafe__policy_unloaded(lo, hi);
+}
+
 EXPORT int dlclose(void *h)
 {
+    if (forksafe__in_hook)
+        return REAL(dlclose)(h);
     struct dl_find f = {0};
     struct link_map *lm = NULL;
     char name[512] = "";
-    if (!forksafe__in_hook && dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm &&
-        lm->l_name && lm->l_name[0]) {
+    if (dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name &&
+        lm->l_name[0]) {
         forksafe__str_copy(name, sizeof name, lm->l_name);
         f.base = lm->l_addr;
         f.name = name;
         dl_iterate_phdr(dl_find_cb, &f);
     }
+    int expect = 0;
+    int snap = __atomic_compare_exchange_n(&dl_snap_busy, &expect, 1, 0,
+                                           __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    if (snap) {
+        dl_snap.n = 0;
+        dl_snap.used = 0;
+        dl_iterate_phdr(dl_snap_cb, NULL);
+    }
     int r = REAL(dlclose)(h);
-    if (r == 0 && f.n) {
-        int saved = errno;
+    int saved = errno;
+    if (r == 0 && snap) {
+        dl_iterate_phdr(dl_mark_cb, NULL);
+        int handle_seen = 0;
+        for (int i = 0; i < dl_snap.n; i++) {
+            const struct dl_obj *o = &dl_snap.obj[i];
+            handle_seen |= o->base == f.base &&
+                           strcmp(dl_snap.names + o->name, name) == 0;
+        }
+        if (!handle_seen) /* beyond the snapshot's capacity */
+            snap = 2;
+        for (int i = 0; i < dl_snap.n; i++) {
+            const struct dl_obj *o = &dl_snap.obj[i];
+            if (o->present)
+                continue;
+            for (int k = 0; k < o->nseg; k++)
+                dl_gone(o->lo[k], o->hi[k], o->off[k], dl_snap.names + o->name);
+        }
+    }
+    if (r == 0 && f.n && snap != 1) {
         struct dl_find again = {.base = f.base, .name = name};
         dl_iterate_phdr(dl_find_cb, &again);
         if (!again.found)
-            for (int i = 0; i < f.n; i++) {
-                forget_range((void *)f.lo[i], f.hi[i] - f.lo[i]);
-                forksafe__maps_forget(f.lo[i], f.hi[i]);
-            }
-        errno = saved;
+            for (int i = 0; i < f.n; i++)
+                dl_gone(f.lo[i], f.hi[i], f.off[i], name);
     }
+    if (snap)
+        __atomic_store_n(&dl_snap_busy, 0, __ATOMIC_RELEASE);
+    errno = saved;
     return r;
 }

@@ -127,6 +127,11 @@ void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r)
     STORE(&e->shared, 1);
 }
 
+struct lock_ent *forksafe__lock_lookup(const void *lock)
+{
+    return lock_find((uintptr_t)lock, 0);
+}
+
 size_t forksafe__lock_count(void)
 {
     unsigned n = LOAD(&nents);

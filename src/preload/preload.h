@@ -108,6 +108,14 @@ int forksafe__maps_extent(const void *addr, uintptr_t *lo, uintptr_t *hi);
 /* Forget what forksafe__maps_find cached about [lo, hi) (it is being
    unmapped). */
 void forksafe__maps_forget(uintptr_t lo, uintptr_t hi);
+/* The segment [lo, hi) of the object at path, whose first byte is at file
+   offset fileoff, was unloaded (dlclose): forksafe__maps_find keeps naming
+   addresses in it, when no mapping contains them any more, so that code
+   addresses recorded while the object was loaded (a lock's acquire site,
+   reported at exit) still resolve to the object and offset. The most
+   recent 32 unloaded objects are kept. */
+void forksafe__maps_note_unloaded(uintptr_t lo, uintptr_t hi,
+                                  uintptr_t fileoff, const char *path);
 
 /* Small async-signal-safe helpers. */
 long forksafe__gettid(void);

@@ -24,101 +24,14 @@
 
 /* ------------------------------------------------------------ exit report */
 
-/* Libraries known to need care across fork, the forksafe adapter that
-   gives it, and whether there is no safe way at all (exec instead). */
-static const struct known_lib {
-    const char *prefix;
-    const char *adapter;
-    int no_safe_way;
-} known_libs[] = {
-    {"libssl.so", "openssl", 0},      {"libcrypto.so", "openssl", 0},
-    {"libsqlite3.so", "sqlite", 0},   {"libcurl.so", "curl", 0},
-    {"libcurl-gnutls.so", "curl", 0}, {"libuv.so", "uv", 0},
-    {"libevent", "event", 0},         {"libzmq.so", "zmq", 0},
-    {"libglib-2.0.so", "glib", 1},    {"libgrpc", "grpc", 1},
-    {"libdbus-1.so", "dbus", 1},      {"libnss3.so", "nss", 1},
-    {"libcuda.so", "cuda", 1},        {"libmpi", "mpi", 1},
-};
-#define N_KNOWN (sizeof known_libs / sizeof known_libs[0])
-
-/* Which known libraries are mapped: one flag per known_libs row, the
-   object path of the first mapping of each in paths. */
-static void scan_known(int *present, char (*paths)[256])
-{
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    char chunk[1024], line[640];
-    size_t ll = 0;
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        for (ssize_t i = 0; i < n; i++) {
-            if (chunk[i] != '\n') {
-                if (ll + 1 < sizeof line)
-                    line[ll++] = chunk[i];
-                continue;
-            }
-            line[ll] = '\0';
-            ll = 0;
-            const char *path = strchr(line, '/');
-            if (!path)
-                continue;
-            const char *base = strrchr(path, '/') + 1;
-            for (size_t k = 0; k < N_KNOWN; k++)
-                if (!present[k] && strncmp(base, known_libs[k].prefix,
-                                           strlen(known_libs[k].prefix)) == 0) {
-                    present[k] = 1;
-                    forksafe__str_copy(paths[k], 256, path);
-                }
-        }
-    }
-    close(fd);
-}
-
 typedef int (*lookup_fn)(const void *, struct forksafe_info *);
-typedef int (*installed_fn)(const char *);
 
-static void report_adapters(installed_fn installed, int *present_n,
-                            int *needed_n)
-{
-    int present[N_KNOWN] = {0};
-    static char paths[N_KNOWN][256];
-    scan_known(present, paths);
-    for (size_t k = 0; k < N_KNOWN; k++) {
-        if (!present[k])
-            continue;
-        int dup = 0;
-        for (size_t j = 0; j < k; j++)
-            dup |= present[j] &&
-                   strcmp(known_libs[j].adapter, known_libs[k].adapter) == 0;
-        if (dup)
-            continue;
-        (*needed_n)++;
-        int have = !known_libs[k].no_safe_way && installed &&
-                   installed(known_libs[k].adapter);
-        if (have) {
-            (*present_n)++;
-            continue;
-        }
-        struct forksafe__rec *r = forksafe__rec_begin("finding");
-        if (!r)
-            continue;
-        forksafe__audit_rec_common(r, "library-without-adapter",
-                                   known_libs[k].no_safe_way ? "error"
-                                                             : "warning");
-        forksafe__rec_str(r, "library", paths[k]);
-        forksafe__rec_str(r, "adapter", known_libs[k].adapter);
-        forksafe__rec_bool(r, "no_safe_way", known_libs[k].no_safe_way);
-        forksafe__rec_end(r);
-    }
-}
+/* Shared locks listed per process; the others are counted in the
+   summary (shared_locks_unlisted). */
+#define SHARED_LIST_MAX 32
 
 static void report_lock(lookup_fn lookup, const struct lock_ent *e,
-                        long *shared_n, long *reg_n, int *cap)
+                        long *shared_n, long *reg_n, int *cap, long *unlisted)
 {
     if (!LOAD(&e->addr) || !LOAD(&e->shared))
         return;
@@ -133,12 +46,19 @@ static void report_lock(lookup_fn lookup, const struct lock_ent *e,
         (*reg_n)++;
         return;
     }
-    if ((*cap)-- <= 0)
+    /* A coverage gap matters only to a process that forks with other
+       threads alive (forksafe-audit keeps it only when a child of such a
+       fork ran on): inventory, not a hazard by itself. */
+    if (!forksafe__audit_forks_mt())
         return;
+    if ((*cap)-- <= 0) {
+        (*unlisted)++;
+        return;
+    }
     struct forksafe__rec *r = forksafe__rec_begin("finding");
     if (!r)
         return;
-    forksafe__audit_rec_common(r, "unregistered-shared-lock", "warning");
+    forksafe__audit_rec_common(r, "unregistered-shared-lock", "info");
     forksafe__rec_hex(r, "lock", e->addr);
     forksafe__rec_str(r, "lock_kind", kind_name(e->kind));
     forksafe__rec_frame(r, "first-lock", e->tid1, NULL, e->site1);
@@ -148,16 +68,18 @@ static void report_lock(lookup_fn lookup, const struct lock_ent *e,
 
 /* Only the entries in use are visited (a process that used a few locks
    touches a few pages), live ones first, then those that went away. */
-static void report_locks(lookup_fn lookup, long *shared_n, long *reg_n)
+static void report_locks(lookup_fn lookup, long *shared_n, long *reg_n,
+                         long *unlisted)
 {
-    int cap = 64;
+    int cap = SHARED_LIST_MAX;
     size_t n = forksafe__lock_count();
     for (size_t i = 0; i < n; i++)
-        report_lock(lookup, forksafe__lock_at(i), shared_n, reg_n, &cap);
+        report_lock(lookup, forksafe__lock_at(i), shared_n, reg_n, &cap,
+                    unlisted);
     int nret;
     const struct lock_ent *ret = forksafe__lock_retired(&nret);
     for (int i = 0; i < nret && i < RETIRED_MAX; i++)
-        report_lock(lookup, &ret[i], shared_n, reg_n, &cap);
+        report_lock(lookup, &ret[i], shared_n, reg_n, &cap, unlisted);
 }
 
 static void report_order(lookup_fn lookup)
@@ -183,6 +105,10 @@ static void report_order(lookup_fn lookup)
         forksafe__rec_str(r, "taken_name", ib.name);
         forksafe__rec_int(r, "taken_rank", (long)ib.rank);
         forksafe__rec_hex(r, "taken_lock", (uintptr_t)e->b);
+        /* Made inside a fork's prepare: a fork handler (a raw one, when
+           the first lock was taken from its object) orders it so. */
+        forksafe__rec_bool(r, "in_prepare",
+                           forksafe__audit_prepare_edge(e->a, e->b));
         forksafe__rec_frame(r, "held-taken", e->tid, NULL, e->site_a);
         forksafe__rec_frame(r, "taken", e->tid, NULL, e->site_b);
         forksafe__rec_end(r);
@@ -220,21 +146,26 @@ HOT static int exit_done;
    libraries, libforksafe included, can still be called. Late (the fallback
    handler registered by our constructor, for programs whose main we did
    not see): they may be torn down already, so no registry questions. */
-static void exit_report(int early)
+static void exit_report(int early, void *site)
 {
+    /* A watched child that calls exit() runs on: its atexit handlers run,
+       and stdio writes out what is pending, the parent's bytes included. */
+    if (LOAD(&forksafe__audit_fk.watch)) {
+        forksafe__audit_ran_on();
+        forksafe__audit_stdio_check(NULL, 1, site);
+    }
     forksafe__rec_flush();
     if (__atomic_exchange_n(&exit_done, 1, __ATOMIC_ACQ_REL))
         return;
     if (!forksafe__out_enabled())
         return;
     int saved = errno;
-    long shared_n = 0, reg_n = 0;
+    long shared_n = 0, reg_n = 0, unlisted = 0;
     int present_n = 0, needed_n = 0;
     forksafe__in_hook++;
     /* In a child of a multi-threaded fork the registry may be unusable;
        only the summary is written there. */
     lookup_fn lookup = NULL;
-    installed_fn installed = NULL;
     /* Most processes (a script's /bin/true) used no lock and never forked:
        then there is nothing to ask the registry, and dlsym, which
        allocates when a symbol is missing, is not called at all. */
@@ -243,16 +174,15 @@ static void exit_report(int early)
                LOAD(&forksafe__audit_atfork_registry);
     if (busy && !LOAD(&forksafe__audit_fk.child_mt)) {
         if (early) {
-            lookup = (lookup_fn)dlsym(RTLD_DEFAULT, "forksafe_lookup");
-            installed =
-                (installed_fn)dlsym(RTLD_DEFAULT, "forksafe_adapter_installed");
+            lookup = LOAD(&forksafe__audit_lookup);
+            if (!lookup)
+                lookup = (lookup_fn)dlsym(RTLD_DEFAULT, "forksafe_lookup");
         }
-        report_locks(lookup, &shared_n, &reg_n);
+        report_locks(lookup, &shared_n, &reg_n, &unlisted);
         report_order(lookup);
         report_lockinfo(lookup);
-        if (forksafe__audit_forks() > 0)
-            report_adapters(installed, &present_n, &needed_n);
     }
+    forksafe__audit_libs_needed(&needed_n, &present_n);
     /* A process with nothing to say (the common case: a short-lived
        program exec'd by a script) writes no summary, and so costs no
        record file; the run page counts it. */
@@ -274,6 +204,9 @@ static void exit_report(int early)
             forksafe__rec_int(r, "adapters_present", present_n);
             forksafe__rec_int(r, "adapters_needed", needed_n);
             forksafe__rec_int(r, "locks_untracked", untracked);
+            forksafe__rec_int(r, "shared_locks_unlisted", unlisted);
+            forksafe__rec_int(r, "forks_with_threads",
+                              forksafe__audit_forks_mt());
             forksafe__rec_end(r);
         }
     }
@@ -284,12 +217,12 @@ static void exit_report(int early)
 
 static void audit_exit(void)
 {
-    exit_report(1);
+    exit_report(1, NULL);
 }
 
 void forksafe__audit_exit_late(void)
 {
-    exit_report(0);
+    exit_report(0, NULL);
 }
 
 /* exit(): the exit report first, then the real exit. */
@@ -297,7 +230,7 @@ EXPORT void exit(int status)
 {
     /* Run the report while every library is still usable (a plain atexit
        handler may run after libforksafe's own teardown). */
-    audit_exit();
+    exit_report(1, __builtin_return_address(0));
     void (*real_exit)(int) = (void (*)(int))forksafe__resolve("exit");
     real_exit(status);
     __builtin_unreachable();
@@ -334,6 +267,105 @@ EXPORT int __libc_start_main(main_fn main, int argc, char **argv,
 
 /* ------------------------------------------------------------ exec'd fds */
 
+/* A process started by exec inside the audited tree: every descriptor
+   above 2 that it inherited survived an exec without close-on-exec. It is
+   a leak unless the parent passed it on purpose, which it says by naming
+   the descriptor to the new program:
+     - in its arguments, as a whole number (--fd=5, /dev/fd/5, "5", 3,4);
+     - in the environment: a jobserver in MAKEFLAGS or MFLAGS
+       (--jobserver-auth=R,W, --jobserver-fds=R,W), systemd's LISTEN_FDS=N
+       (descriptors 3 to N + 2), or a variable whose name says it holds a
+       descriptor (contains FD, FILENO, SOCKET, PIPE or HANDLE), as a whole
+       number in its value. */
+
+static int word_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+           (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+/* 1 if s holds fd as a whole decimal number (not part of a word). */
+static int names_fd(const char *s, int fd)
+{
+    for (const char *p = s; p && *p;) {
+        if (*p < '0' || *p > '9') {
+            p++;
+            continue;
+        }
+        const char *start = p;
+        long v = 0;
+        for (; *p >= '0' && *p <= '9'; p++)
+            if (v < 1000000)
+                v = v * 10 + (*p - '0');
+        if ((start == s || !word_char(start[-1])) && !word_char(*p) && v == fd)
+            return 1;
+    }
+    return 0;
+}
+
+/* The pair after "--jobserver-auth=" or "--jobserver-fds=" in a MAKEFLAGS
+   value. */
+static int jobserver_fd(const char *v, int fd)
+{
+    static const char *const keys[] = {"--jobserver-auth=", "--jobserver-fds="};
+    for (int k = 0; v && k < 2; k++) {
+        const char *p = strstr(v, keys[k]);
+        if (!p)
+            continue;
+        p += strlen(keys[k]);
+        long r = -1, w = -1;
+        if (*p >= '0' && *p <= '9') {
+            r = strtol(p, (char **)&p, 10);
+            if (*p == ',')
+                w = strtol(p + 1, NULL, 10);
+        }
+        if (fd == r || fd == w)
+            return 1;
+    }
+    return 0;
+}
+
+static int fd_variable(const char *e, size_t namelen)
+{
+    static const char *const words[] = {"FD", "FILENO", "SOCKET", "PIPE",
+                                        "HANDLE"};
+    char name[128];
+    if (namelen >= sizeof name)
+        return 0;
+    for (size_t i = 0; i < namelen; i++)
+        name[i] = (char)(e[i] >= 'a' && e[i] <= 'z' ? e[i] - 32 : e[i]);
+    name[namelen] = '\0';
+    if (strncmp(name, "FORKSAFE_", 9) == 0 || strcmp(name, "LD_PRELOAD") == 0)
+        return 0;
+    for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
+        if (strstr(name, words[w]))
+            return 1;
+    return 0;
+}
+
+static int fd_named(int fd, int argc, char **argv)
+{
+    for (int i = 1; i < argc && argv && argv[i]; i++)
+        if (names_fd(argv[i], fd))
+            return 1;
+    if (jobserver_fd(getenv("MAKEFLAGS"), fd) ||
+        jobserver_fd(getenv("MFLAGS"), fd))
+        return 1;
+    const char *lf = getenv("LISTEN_FDS");
+    if (lf && *lf >= '0' && *lf <= '9') {
+        long n = strtol(lf, NULL, 10);
+        if (fd >= 3 && fd < 3 + n)
+            return 1;
+    }
+    extern char **environ;
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (eq && fd_variable(*e, (size_t)(eq - *e)) && names_fd(eq + 1, fd))
+            return 1;
+    }
+    return 0;
+}
+
 static void describe_socket(int fd, char *out, size_t len)
 {
     int domain = 0, type = 0;
@@ -352,15 +384,14 @@ static void describe_socket(int fd, char *out, size_t len)
                                            : "other");
 }
 
-/* A process started by exec inside the audited tree: every descriptor
-   above 2 that it inherited survived an exec without close-on-exec. */
 /* Which descriptors from 3 up to FD_PROBE - 1 are open, with one poll()
    (an unused one comes back POLLNVAL): much cheaper than listing
    /proc/self/fd, and every exec'd program pays it. */
 #define FD_PROBE 256
 
-void forksafe__audit_report_inherited_fds(void)
+void forksafe__audit_report_inherited_fds(int argc, char **argv, char **envp)
 {
+    (void)envp; /* environ, after the exec hooks' additions are removed */
     struct pollfd p[FD_PROBE - 3];
     struct rlimit rl;
     nfds_t n = FD_PROBE - 3;
@@ -375,6 +406,8 @@ void forksafe__audit_report_inherited_fds(void)
         if (p[i].revents & POLLNVAL)
             continue;
         int fd = p[i].fd;
+        if (fd_named(fd, argc, argv))
+            continue;
         reported++;
         char path[64] = "/proc/self/fd/", num[24], target[400];
         forksafe__fmt_dec(num, fd);

@@ -103,3 +103,31 @@ int forksafe__sem_pshared(const sem_t *s)
     const struct forksafe_platform *p = plat();
     return p->sem_pshared ? p->sem_pshared(s) : -1;
 }
+
+int forksafe__lock_pshared_copy(const void *lock, int kind, int *value)
+{
+    if (value)
+        *value = -1;
+    const struct forksafe_platform *p = plat();
+    if (kind == KIND_SEMAPHORE) {
+        sem_t copy;
+        int v;
+        if (forksafe__mem_read(&copy, lock, sizeof copy) != 0)
+            return -1;
+        if (value && sem_getvalue(&copy, &v) == 0)
+            *value = v;
+        return p->sem_pshared ? p->sem_pshared(&copy) : -1;
+    }
+    if (kind == KIND_RWLOCK) {
+        pthread_rwlock_t copy;
+        if (forksafe__mem_read(&copy, lock, sizeof copy) != 0)
+            return -1;
+        unsigned k = p->rwlock_kind(&copy);
+        return (k & FS_RW_UNKNOWN) ? -1 : (k & FS_RW_PSHARED) != 0;
+    }
+    pthread_mutex_t copy;
+    if (forksafe__mem_read(&copy, lock, sizeof copy) != 0)
+        return -1;
+    unsigned k = p->mutex_kind(&copy);
+    return (k & FS_MX_UNKNOWN) ? -1 : (k & FS_MX_PSHARED) != 0;
+}

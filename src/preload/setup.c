@@ -34,7 +34,9 @@ static long dec(const char *s)
     return v;
 }
 
-__attribute__((constructor)) static void audit_init(void)
+/* glibc passes the program's arguments and environment to constructors. */
+__attribute__((constructor)) static void audit_init(int argc, char **argv,
+                                                    char **envp)
 {
     int saved = errno;
     forksafe__out_init();
@@ -57,7 +59,7 @@ __attribute__((constructor)) static void audit_init(void)
        opened. */
     const char *root = getenv("FORKSAFE_AUDIT_ROOT");
     if (root && dec(root) != forksafe__getpid())
-        forksafe__audit_report_inherited_fds();
+        forksafe__audit_report_inherited_fds(argc, argv, envp);
     errno = saved;
 }
 

@@ -11,6 +11,7 @@
 #include "report.h"
 
 #include "stats.h"
+#include "../cli/xalloc.h"
 #include "../preload/execcheck.h"
 #include "../preload/preload.h"
 #include "../preload/runpage.h"
@@ -23,26 +24,6 @@
 #include <unistd.h>
 
 #include "forksafe.h"
-
-/* ------------------------------------------------------------ memory */
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fputs("forksafe-run: out of memory\n", stderr);
-        exit(2);
-    }
-    return q;
-}
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s ? s : "") + 1;
-    char *d = xrealloc(NULL, n);
-    memcpy(d, s ? s : "", n);
-    return d;
-}
 
 /* ------------------------------------------------------------ records */
 
@@ -119,7 +100,7 @@ static long get_long(const struct rec *r, const char *key)
    symbolized as forksafe-audit does (src/cli/symbols.c). */
 static void parse_frame(const char *v, struct forksafe_frame *f)
 {
-    char *s = xstrdup(v), *part[5] = {0};
+    char *s = forksafe__xstrdup(v), *part[5] = {0};
     int np = 0;
     char *w = s, *start = s;
     for (const char *p = v;; p++) {
@@ -142,15 +123,15 @@ static void parse_frame(const char *v, struct forksafe_frame *f)
     memset(f, 0, sizeof *f);
     for (int i = 0; i < np; i++)
         unescape(part[i]);
-    f->role = xstrdup(np > 0 ? part[0] : "?");
+    f->role = forksafe__xstrdup(np > 0 ? part[0] : "?");
     if (np < 5) {
-        f->object = xstrdup("?");
+        f->object = forksafe__xstrdup("?");
         free(s);
         return;
     }
     f->tid = strtol(part[1], NULL, 10);
-    f->thread_name = part[2][0] ? xstrdup(part[2]) : NULL;
-    f->object = xstrdup(part[3]);
+    f->thread_name = part[2][0] ? forksafe__xstrdup(part[2]) : NULL;
+    f->object = forksafe__xstrdup(part[3]);
     forksafe__symbols_resolve(f, strtoull(part[4], NULL, 16));
     free(s);
 }
@@ -172,8 +153,8 @@ static char *exe_of(const struct proc_name *p, size_t n, long pid)
 {
     for (size_t i = n; i-- > 0;)
         if (p[i].pid == pid)
-            return xstrdup(p[i].exe);
-    return xstrdup("?");
+            return forksafe__xstrdup(p[i].exe);
+    return forksafe__xstrdup("?");
 }
 
 static struct run_slow *slow_of(struct run_report *rep, long pid, long seq)
@@ -188,14 +169,14 @@ static void add_uncovered(struct run_report *rep, long pid, long ppid,
                           const char *program, const char *reason,
                           const char *via)
 {
-    rep->uncovered = xrealloc(rep->uncovered,
-                              (rep->nuncovered + 1) * sizeof *rep->uncovered);
+    rep->uncovered = forksafe__xrealloc(
+        rep->uncovered, (rep->nuncovered + 1) * sizeof *rep->uncovered);
     struct run_uncovered *u = &rep->uncovered[rep->nuncovered++];
     u->pid = pid;
     u->ppid = ppid;
-    u->program = xstrdup(program);
-    u->reason = xstrdup(reason);
-    u->via = xstrdup(via);
+    u->program = forksafe__xstrdup(program);
+    u->reason = forksafe__xstrdup(reason);
+    u->via = forksafe__xstrdup(via);
 }
 
 void forksafe__rr_add_uncovered(struct run_report *rep, long pid,
@@ -221,9 +202,9 @@ static int load_records(struct run_report *rep, const char *dir)
     while ((len = getline(&line, &cap, f)) > 0) {
         if (line[len - 1] == '\n')
             line[len - 1] = '\0';
-        lines = xrealloc(lines, (n + 1) * sizeof *lines);
-        recs = xrealloc(recs, (n + 1) * sizeof *recs);
-        lines[n] = xstrdup(line);
+        lines = forksafe__xrealloc(lines, (n + 1) * sizeof *lines);
+        recs = forksafe__xrealloc(recs, (n + 1) * sizeof *recs);
+        lines[n] = forksafe__xstrdup(line);
         parse(lines[n], &recs[n]);
         n++;
     }
@@ -235,13 +216,13 @@ static int load_records(struct run_report *rep, const char *dir)
     for (size_t i = 0; i < n; i++) {
         struct rec *r = &recs[i];
         if (strcmp(r->type, "proc") == 0) {
-            procs = xrealloc(procs, (nprocs + 1) * sizeof *procs);
+            procs = forksafe__xrealloc(procs, (nprocs + 1) * sizeof *procs);
             procs[nprocs].pid = get_long(r, "pid");
             procs[nprocs].exe = (char *)(get(r, "exe") ? get(r, "exe") : "?");
             nprocs++;
         } else if (strcmp(r->type, "slowfork") == 0) {
-            rep->slow =
-                xrealloc(rep->slow, (rep->nslow + 1) * sizeof *rep->slow);
+            rep->slow = forksafe__xrealloc(rep->slow, (rep->nslow + 1) *
+                                                          sizeof *rep->slow);
             struct run_slow *s = &rep->slow[rep->nslow++];
             memset(s, 0, sizeof *s);
             s->pid = get_long(r, "pid");
@@ -249,9 +230,10 @@ static int load_records(struct run_report *rep, const char *dir)
             s->tid = get_long(r, "tid");
             s->seq = get_long(r, "seq");
             s->exe = exe_of(procs, nprocs, s->pid);
-            s->call = xstrdup(get(r, "call") ? get(r, "call") : "fork");
-            s->reason =
-                xstrdup(get(r, "reason") ? get(r, "reason") : "timeout");
+            s->call =
+                forksafe__xstrdup(get(r, "call") ? get(r, "call") : "fork");
+            s->reason = forksafe__xstrdup(get(r, "reason") ? get(r, "reason")
+                                                           : "timeout");
             s->wait_us = get_long(r, "wait_us");
             s->timeout_ms = get_long(r, "timeout_ms");
             const char *fr = get(r, "frame");
@@ -264,16 +246,18 @@ static int load_records(struct run_report *rep, const char *dir)
                 slow_of(rep, get_long(r, "pid"), get_long(r, "seq"));
             if (!s)
                 continue;
-            s->blockers =
-                xrealloc(s->blockers, (s->nblockers + 1) * sizeof *s->blockers);
+            s->blockers = forksafe__xrealloc(
+                s->blockers, (s->nblockers + 1) * sizeof *s->blockers);
             struct run_blocker_rec *b = &s->blockers[s->nblockers++];
             memset(b, 0, sizeof *b);
             b->tid = get_long(r, "tid");
-            b->name = xstrdup(get(r, "name") ? get(r, "name") : "?");
-            b->state = xstrdup(get(r, "state") ? get(r, "state") : "holds");
-            b->lock = get(r, "lock") ? xstrdup(get(r, "lock")) : NULL;
-            b->lock_kind =
-                get(r, "lock_kind") ? xstrdup(get(r, "lock_kind")) : NULL;
+            b->name = forksafe__xstrdup(get(r, "name") ? get(r, "name") : "?");
+            b->state =
+                forksafe__xstrdup(get(r, "state") ? get(r, "state") : "holds");
+            b->lock = get(r, "lock") ? forksafe__xstrdup(get(r, "lock")) : NULL;
+            b->lock_kind = get(r, "lock_kind")
+                               ? forksafe__xstrdup(get(r, "lock_kind"))
+                               : NULL;
             b->lock_holder = get_long(r, "lock_holder");
             for (int k = 0; k < r->n && b->nframes < 2; k++)
                 if (strcmp(r->key[k], "frame") == 0)
@@ -336,7 +320,7 @@ static int load_stats(struct run_report *rep, const char *dir)
         size_t k = st->nwaits < FORKSAFE_RUN_STATS_WAITS
                        ? (size_t)st->nwaits
                        : FORKSAFE_RUN_STATS_WAITS;
-        rep->waits = xrealloc(NULL, k * sizeof *rep->waits);
+        rep->waits = forksafe__xrealloc(NULL, k * sizeof *rep->waits);
         memcpy(rep->waits, st->wait_ns, k * sizeof *rep->waits);
         qsort(rep->waits, k, sizeof *rep->waits, cmp_u64);
         rep->nsamples = k;

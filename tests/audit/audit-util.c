@@ -108,11 +108,20 @@ char *au_slurp(const char *path)
     return last;
 }
 
+const char *au_cli(void)
+{
+    /* Another build's CLI (FS_AUDIT_TEST_CLI, with FORKSAFE_AUDIT_PRELOAD
+       naming its interposer): how a test is seen failing on the code
+       before a fix. */
+    const char *cli = getenv("FS_AUDIT_TEST_CLI");
+    return cli && *cli ? cli : AUDIT_CLI;
+}
+
 int au_audit(const char *const *opts, char *const *argv)
 {
     char *args[64];
     int n = 0;
-    args[n++] = AUDIT_CLI;
+    args[n++] = (char *)au_cli();
     args[n++] = "--json";
     args[n++] = au_json;
     for (; opts && *opts && n < 40; opts++)

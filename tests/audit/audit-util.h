@@ -38,6 +38,10 @@ int au_run(char *const argv[], const char *const *envs, const char *o,
 pid_t au_start(char *const argv[], const char *const *envs, const char *o,
                const char *e);
 
+/* The CLI under test: AUDIT_CLI, or FS_AUDIT_TEST_CLI from the
+   environment (another build's, to see a test fail on it). */
+const char *au_cli(void);
+
 /* The CLI with --json au_json, the options opts (NULL-terminated, may be
    NULL), "--" and argv; stdout to au_out, stderr to au_err. Returns the
    CLI's exit status. A report it wrote must be valid against the schema

@@ -14,6 +14,8 @@ schema before any expectation is looked at. Expectations:
 --has KIND            some finding of KIND        --lacks KIND   none
 --count KIND=N        exactly N findings of KIND
 --frame KIND:ROLE:FIELD=VALUE
+                      (object and file: ends with VALUE; inlined: one of the
+                      functions inlined there is VALUE)
                       some KIND finding has a ROLE frame whose FIELD equals
                       VALUE (object: ends with VALUE)
 --detail KIND:KEY~TEXT
@@ -22,6 +24,10 @@ schema before any expectation is looked at. Expectations:
                       some KIND finding has details[KEY] == JSON (typed)
 --message KIND~TEXT   some KIND finding's message contains TEXT
 --severity KIND=SEV   every KIND finding has severity SEV
+--exe KIND=SUFFIX     every KIND finding's exe ends with SUFFIX
+--suppressed N        exactly N findings are in the suppressed list
+--baseline-state KIND=STATE
+                      every KIND finding has baseline == STATE
 --hex FIELD=HEX       some object anywhere in the report has a FIELD_hex
                       that ends with HEX (every _hex twin is checked to
                       match the text beside it)
@@ -132,6 +138,9 @@ def main():
     ap.add_argument('--detail-eq', action='append', default=[])
     ap.add_argument('--message', action='append', default=[])
     ap.add_argument('--severity', action='append', default=[])
+    ap.add_argument('--exe', action='append', default=[])
+    ap.add_argument('--suppressed', type=int)
+    ap.add_argument('--baseline-state', action='append', default=[])
     ap.add_argument('--hex', action='append', default=[])
     ap.add_argument('--top', action='append', default=[])
     ap.add_argument('--summary', action='append', default=[])
@@ -168,9 +177,15 @@ def main():
     for spec in a.frame:
         kind, role, rest = spec.split(':', 2)
         field, value = rest.split('=', 1)
-        ok = any(str(fr.get(field)) == value or
-                 (field == 'object' and str(fr.get(field)).endswith(value))
-                 for f in of(kind) for fr in f['frames'] if fr['role'] == role)
+        def match(fr):
+            if field == 'inlined':
+                return any(i['function'] == value
+                           for i in fr.get('inlined') or [])
+            if field in ('object', 'file'):
+                return str(fr.get(field)).endswith(value)
+            return str(fr.get(field)) == value
+        ok = any(match(fr) for f in of(kind) for fr in f['frames']
+                 if fr['role'] == role)
         if not ok:
             fail('no %s frame %s with %s=%s' % (kind, role, field, value))
     for spec in a.detail:
@@ -198,6 +213,21 @@ def main():
         if not of(kind) or any(f['severity'] != sev for f in of(kind)):
             fail('%s findings are not all %s: %r' %
                  (kind, sev, [f['severity'] for f in of(kind)]))
+    for spec in a.exe:
+        kind, suffix = spec.split('=', 1)
+        if not of(kind) or any(not f['exe'].endswith(suffix) for f in of(kind)):
+            fail('%s findings are not all from %s: %r' %
+                 (kind, suffix, [f['exe'] for f in of(kind)]))
+    if a.suppressed is not None:
+        got = len(doc.get('suppressed', []))
+        if got != a.suppressed or doc['summary'].get('suppressed') != got:
+            fail('%d suppressed findings (summary %r), expected %d' %
+                 (got, doc['summary'].get('suppressed'), a.suppressed))
+    for spec in a.baseline_state:
+        kind, state = spec.split('=', 1)
+        if not of(kind) or any(f.get('baseline') != state for f in of(kind)):
+            fail('%s findings are not all %s: %r' %
+                 (kind, state, [f.get('baseline') for f in of(kind)]))
     for spec in a.hex:
         field, want = spec.split('=', 1)
         got = hexes(doc, field, [])

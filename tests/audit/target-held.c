@@ -6,7 +6,9 @@
    86 (without the audit the child would hang; the parent kills it). With
    "pshared" the mutex is process-shared, in shared memory: the child waits
    for it longer than the grace period and gets it when the parent's thread
-   lets go, so it must not be ended. */
+   lets go, so it must not be ended. Otherwise the child runs on without
+   touching it (takes a lock of its own), except with "exit-only", where
+   it only calls _exit. */
 #include "target-util.h"
 
 #include <string.h>
@@ -33,6 +35,7 @@ int main(int argc, char **argv)
 {
     int deadlock = argc > 1 && strcmp(argv[1], "deadlock") == 0;
     int pshared = argc > 1 && strcmp(argv[1], "pshared") == 0;
+    int exit_only = argc > 1 && strcmp(argv[1], "exit-only") == 0;
     char c;
     if (pshared) {
         pthread_mutexattr_t a;
@@ -51,7 +54,9 @@ int main(int argc, char **argv)
     if (pid == 0) {
         if (deadlock || pshared)
             pthread_mutex_lock(mp); /* deadlock: never returns unaudited */
-        _exit(0);
+        if (exit_only)
+            _exit(0);
+        target_run_on_exit(0);
     }
     if (pshared) {
         /* Let the child wait well past the tests' grace period first. */

@@ -11,7 +11,7 @@ int main(void)
         return 1;
     pid_t pid = fork();
     if (pid == 0)
-        _exit(0);
+        target_run_on_exit(0);
     int st = target_wait(pid, 5000);
     target_parked_stop();
     return st == 0 ? 0 : 2;

@@ -149,7 +149,7 @@ int main(int argc, char **argv)
         return 1;
     pid_t pid = fork();
     if (pid == 0)
-        _exit(0);
+        target_run_on_exit(0);
     int st = target_wait(pid, 10000);
     target_parked_stop();
     printf("%s: %s\n", mode, st == 0 ? "ok" : "failed");

@@ -24,7 +24,7 @@ static void on_usr1(int sig)
     (void)sig;
     pid_t p = fork();
     if (p == 0)
-        _exit(7);
+        target_run_on_exit(7);
     child_pid = p;
 }
 
@@ -62,7 +62,7 @@ static int mode_Fork(void)
     target_parked_start();
     pid_t p = _Fork();
     if (p == 0)
-        _exit(9);
+        target_run_on_exit(9);
     int st = target_wait(p, 5000);
     target_parked_stop();
     return st == 9 ? 0 : 14;
@@ -97,7 +97,7 @@ static int mode_clone(void)
     pthread_mutex_unlock(&m);
     pid_t p = fork();
     if (p == 0)
-        _exit(3);
+        target_run_on_exit(3);
     int st = target_wait(p, 5000);
     __atomic_store_n(&clone_go, 1, __ATOMIC_RELEASE);
     /* The kernel clears clone_ctid and wakes us when the thread is gone. */

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* target-threads.c: fork-with-threads only. A parked thread (started from
-   target_parked_main) is alive at fork; the child only calls _exit. */
+   target_parked_main) is alive at fork; the child runs on (takes a lock
+   of its own) and leaves with _exit. With argv[1] == "exit-only" the
+   child only calls _exit: a fork whose child does not run on, which the
+   audit does not report. */
 #include "target-util.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 
 static volatile long parked_tid;
@@ -14,8 +18,9 @@ static void *announce_main(void *arg)
     return target_parked_main(arg);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int exit_only = argc > 1 && strcmp(argv[1], "exit-only") == 0;
     if (pipe(target_pipe) != 0 ||
         pthread_create(&target_thread, NULL, announce_main, NULL) != 0)
         return 1;
@@ -25,8 +30,11 @@ int main(void)
     printf("%ld\n", parked_tid);
     fflush(stdout);
     pid_t pid = fork();
-    if (pid == 0)
-        _exit(0);
+    if (pid == 0) {
+        if (exit_only)
+            _exit(0);
+        target_run_on_exit(0);
+    }
     int st = target_wait(pid, 5000);
     target_parked_stop();
     return st == 0 ? 0 : 2;

@@ -44,6 +44,17 @@ static inline void target_parked_stop(void)
         exit(91);
 }
 
+/* The least a forked child does to "run on" (anything but exec or _exit:
+   docs/audit.md): it takes a lock of its own, which no thread of the
+   parent used, then leaves with _exit(status). */
+static inline void target_run_on_exit(int status)
+{
+    pthread_mutex_t own = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&own);
+    pthread_mutex_unlock(&own);
+    _exit(status);
+}
+
 /* Wait at most ms for pid; returns its exit status, 128+signal, or -1 if
    it had to be killed. */
 static inline int target_wait(pid_t pid, int ms)

@@ -23,7 +23,7 @@ static int fork_once(void)
     target_parked_start();
     pid_t pid = fork();
     if (pid == 0)
-        _exit(0);
+        target_run_on_exit(0);
     int st = target_wait(pid, 5000);
     target_parked_stop();
     return st;
