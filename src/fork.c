@@ -885,15 +885,17 @@ static register_atfork_fn real_register_atfork;
    any lock, so they must prepare after every entry. */
 static int is_allocator(const void *code)
 {
-    static void *malloc_lm;
+    /* dladdr()'s dli_fbase, the start of the object's mapping, names the
+       object (glibc and musl both fill it; dladdr1() is glibc's only). */
+    static void *malloc_base;
     Dl_info a, b;
-    void *lm = NULL;
-    if (!malloc_lm) {
+    if (!malloc_base) {
         void *m = dlsym(RTLD_DEFAULT, "malloc");
-        if (!m || !dladdr1(m, &a, &malloc_lm, RTLD_DL_LINKMAP))
+        if (!m || !dladdr(m, &a) || !a.dli_fbase)
             return 0;
+        malloc_base = a.dli_fbase;
     }
-    return code && dladdr1(code, &b, &lm, RTLD_DL_LINKMAP) && lm == malloc_lm;
+    return code && dladdr(code, &b) && b.dli_fbase == malloc_base;
 }
 
 /* What pthread_atfork() calls (it is a static stub from libc_nonshared.a in
