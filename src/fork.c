@@ -42,7 +42,7 @@
  * prepare: the registry lock and the fork state the parent writes live in
  * the fork page (internal.h), per-fork bookkeeping is written only when it
  * changes, and the child handler touches no thread-local storage on the
- * fast path (tls below is initial-exec and only read there).
+ * fast path (tls below is initial-exec on glibc, and only read there).
  */
 #include "internal.h"
 #include "platform/platform.h"
@@ -86,11 +86,21 @@ static unsigned default_timeout_ms = DEFAULT_TIMEOUT_MS;
 
 /* Per thread, and only read after fork() on the fast path. no_lock: this
    thread's plain fork() found the registry held past its deadline, so its
-   parent and child handlers must not touch the registry. */
+   parent and child handlers must not touch the registry. Initial-exec on
+   glibc, whose static TLS has room for a library loaded with dlopen();
+   musl has none, and refuses to load a library with initial-exec TLS
+   after start ("initial-exec TLS resolves to dynamic definition"), so
+   there it is the default model (musl's __tls_get_addr allocates
+   nothing). */
+#ifdef __GLIBC__
+#define FS_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#define FS_TLS_MODEL
+#endif
 static __thread struct {
     unsigned char no_lock;
     unsigned char joined; /* rides on another thread's forksafe_fork() */
-} tls __attribute__((tls_model("initial-exec")));
+} tls FS_TLS_MODEL;
 
 static __thread char last_error[512];
 
