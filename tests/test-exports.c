@@ -148,7 +148,10 @@ static void test_adapters(void **state)
         const char *lib = eq + 1;
         char prefix[64];
         snprintf(prefix, sizeof prefix, "forksafe_%s_", tok);
-        assert_true(check_symbols(lib, prefix, 0) >= 1);
+        /* At least _install and _uninstall; nothing of the helper every
+           adapter links statically (adapters/common/: forksafe__adapter_*,
+           forksafe__list_*), which check_symbols refuses. */
+        assert_true(check_symbols(lib, prefix, 0) >= 2);
 
         char cmd[4200];
         snprintf(cmd, sizeof cmd, "readelf -d %s", lib);
