@@ -398,9 +398,10 @@ static void test_plain_fork_bounded_behind_long_fork(void **state)
            a waiting forker yields to a thread that waits for the registry
            when the holder it waits for cannot be named (that thread may be
            the holder): then the plain fork has the registry and times out
-           on "long busy" itself. Either way it was bounded. */
+           on "long busy" itself (quoted as JSON here). Either way it was
+           bounded. */
         assert_true(strstr(buf, "another thread's fork") ||
-                    strstr(buf, "waiting for mutex \"long busy\""));
+                    strstr(buf, "waiting for mutex \\\"long busy\\\""));
     }
     assert_int_equal(forksafe_unregister(&long_busy), 0);
 }
