@@ -136,7 +136,7 @@ static void test_soname(void **state)
 }
 
 /* FS_ADAPTER_LIBS: "name=path name=path ..." for every adapter built. */
-#ifndef __GLIBC__
+#if !defined(__GLIBC__) || !defined(__LP64__)
 /* This program's own dynamic loader (its PT_INTERP), into buf. */
 static int first_interp(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -191,15 +191,16 @@ static void test_adapters(void **state)
             n++;
             continue;
         }
-#ifdef __GLIBC__
+#if defined(__GLIBC__) && defined(__LP64__)
         snprintf(cmd, sizeof cmd,
                  "python3 -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "
                  "%s 2>&1",
                  lib);
 #else
-        /* python3 is a glibc program here: musl's loader lists what the
-           adapter needs instead, resolving it as a dlopen() would, and
-           fails if anything is missing. */
+        /* python3 is a 64-bit glibc program: it cannot load a musl or an
+           i386 library. This program's own loader (musl's, or glibc's
+           i386 one) lists what the adapter needs instead, resolving it as
+           a dlopen() would, and fails if anything is missing. */
         char ld[PATH_MAX] = "";
         dl_iterate_phdr(first_interp, ld);
         assert_true(ld[0] != '\0');
