@@ -207,7 +207,10 @@ FORKSAFE_API int forksafe_lookup(const void *key, struct forksafe_info *info);
 /* Adapters (libforksafe-<lib>) record themselves here, by library name
    ("stdio", "openssl", ...), so that reports and forksafe-audit can say
    which libraries are covered. Registering a name twice is harmless.
-   Returns 0, EINVAL (name NULL or empty) or ENOMEM. */
+   Returns 0, EINVAL (name NULL or empty), ENOMEM, EDEADLK (called from a
+   forksafe callback on the forking thread) or ENOTSUP (this copy of
+   libforksafe was refused by another copy of another interface version in
+   the process; see forksafe_last_error()). */
 FORKSAFE_API int forksafe_register_adapter(const char *name);
 
 /* 1 if an adapter of that name has been registered, 0 otherwise. */
@@ -281,8 +284,8 @@ FORKSAFE_API int forksafe_thread_count(void);
 
 /* Write a report of every entry (name, rank, kind, owner object, holder
    thread if held now), every installed adapter and every live thread (TID,
-   name) to fd. Returns 0, EINVAL (bad fd or unknown flags) or the errno of
-   a failed write. */
+   name) to fd. Returns 0, EINVAL (bad fd or unknown flags), ENOMEM or the
+   errno of a failed write. */
 FORKSAFE_API int forksafe_audit_write(int fd, unsigned flags);
 
 /* ------------------------------------------------------------------------

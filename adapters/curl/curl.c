@@ -276,13 +276,23 @@ int forksafe_curl_unshare(CURLSH *sh)
     struct cu_share *s =
         i < cu_shares.n ? *(struct cu_share **)forksafe__list_at(&cu_shares, i)
                         : NULL;
-    int rc = s ? cu_share_errno(curl_share_setopt(sh, CURLSHOPT_LOCKFUNC,
-                                                  (curl_lock_function)NULL))
-               : ENOENT;
+    /* Unregister one mutex first, so that a refusal (EDEADLK: called from
+       a forksafe callback) changes nothing; the share in use (EBUSY) puts
+       it back. */
+    int rc = s ? forksafe_unregister(&s->mu[1]) : ENOENT;
+    if (rc == 0) {
+        rc = cu_share_errno(curl_share_setopt(sh, CURLSHOPT_LOCKFUNC,
+                                              (curl_lock_function)NULL));
+        if (rc != 0 &&
+            forksafe_register_mutex(&s->mu[1], cu_lock_names[1],
+                                    FORKSAFE_CURL_RANK_SHARE) != 0)
+            rc = ENOMEM; /* mu[1] stays unregistered; the share is kept */
+    }
     if (rc == 0) {
         curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, (curl_unlock_function)NULL);
         curl_share_setopt(sh, CURLSHOPT_USERDATA, (void *)NULL);
-        cu_share_unregister(s, CURL_LOCK_DATA_LAST);
+        for (int d = 2; d < CURL_LOCK_DATA_LAST; d++)
+            forksafe_unregister(&s->mu[d]);
         forksafe__adapter_remove(&ad, &cu_shares, &s, NULL);
         for (int d = 0; d < CURL_LOCK_DATA_LAST; d++)
             pthread_mutex_destroy(&s->mu[d]);

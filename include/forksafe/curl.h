@@ -95,7 +95,10 @@ FORKSAFE_API int forksafe_curl_share(CURLSH *sh);
 /* Undo forksafe_curl_share(): remove the lock callbacks and unregister the
    mutexes. Call it before curl_share_cleanup(), once no easy handle uses
    the share. Returns 0, EINVAL (sh NULL), ENOENT (not set up), EBUSY (the
-   share is in use) or EDEADLK. */
+   share is in use), EDEADLK (called from a forksafe callback) or, rarely,
+   ENOMEM (in use, and one of its locks could not be registered again: the
+   share keeps working, that lock is no longer taken at forks). Except for
+   ENOMEM, nothing changed on error. */
 FORKSAFE_API int forksafe_curl_unshare(CURLSH *sh);
 
 /* Track easy handle easy: every socket libcurl opens for it from now on is
@@ -103,7 +106,8 @@ FORKSAFE_API int forksafe_curl_unshare(CURLSH *sh);
    is open, so no child ever reuses (or writes on) a connection of its
    parent. Tracking a tracked handle again is a no-op. Installs the
    adapter if needed. Returns 0, EINVAL (easy NULL or the options were
-   refused), ENOMEM, EMFILE or EDEADLK. */
+   refused), ENOMEM, EMFILE or ENFILE (no descriptor for the adapter's
+   dead socket, when this call installs it) or EDEADLK. */
 FORKSAFE_API int forksafe_curl_track(CURL *easy);
 
 /* Stop tracking easy: its socket callbacks are reset to libcurl's

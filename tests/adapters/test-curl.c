@@ -375,6 +375,47 @@ static void test_curl_share_locks_across_forks(void **state)
     assert_int_equal(curl_share_cleanup(sh), CURLSHE_OK);
 }
 
+/* forksafe_curl_unshare() from a forksafe callback (here: a prepare
+   callback of the forking thread) is refused with EDEADLK and changes
+   nothing: the share keeps its registered locks (it used to unregister
+   nothing, then destroy and free the still-registered mutexes). */
+static CURLSH *unshare_sh;
+static int unshare_rc = -1;
+
+static int unshare_prepare(void *ctx, const struct timespec *deadline)
+{
+    (void)ctx;
+    (void)deadline;
+    unshare_rc = forksafe_curl_unshare(unshare_sh);
+    return 0;
+}
+
+static void test_curl_unshare_from_callback_changes_nothing(void **state)
+{
+    (void)state;
+    CURLSH *sh = curl_share_init();
+    assert_non_null(sh);
+    assert_int_equal(forksafe_curl_share(sh), 0);
+    unshare_sh = sh;
+    static const struct forksafe_ops ops = {unshare_prepare, NULL, NULL};
+    static char ctx;
+    assert_int_equal(forksafe_register_ops(&ctx, "test: unshare in prepare",
+                                           FORKSAFE_RANK_APP, &ops),
+                     0);
+    pid_t pid = forksafe_fork(NULL);
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    fs_assert_child_ok(pid, 5000);
+    assert_int_equal(forksafe_unregister(&ctx), 0);
+    assert_int_equal(unshare_rc, EDEADLK);
+    /* Still set up: a second share is refused, and unshare works now. */
+    assert_int_equal(forksafe_curl_share(sh), EEXIST);
+    assert_int_equal(forksafe_curl_unshare(sh), 0);
+    assert_int_equal(forksafe_curl_unshare(sh), ENOENT);
+    assert_int_equal(curl_share_cleanup(sh), CURLSHE_OK);
+}
+
 /* The case of issue 11: six threads use tracked easy handles on one share
    that shares DNS and CONNECT, while the main thread calls forksafe_fork()
    3,000 times with a 300 ms deadline. libcurl 7.88 takes the DNS lock
@@ -539,6 +580,7 @@ int main(void)
         cmocka_unit_test(
             test_curl_without_adapter_child_reuses_parent_connection),
         cmocka_unit_test(test_curl_share_locks_across_forks),
+        cmocka_unit_test(test_curl_unshare_from_callback_changes_nothing),
         cmocka_unit_test(test_curl_share_dns_connect_forks_never_refused),
         cmocka_unit_test(test_curl_without_adapter_share_lock_hangs_child),
     };
