@@ -276,7 +276,8 @@ FORKSAFE_API const char *forksafe_last_error(void);
 
 /* The number of threads alive in the process now (from /proc/self/stat),
    or -errno: -ENOENT without /proc, -EMFILE or -ENFILE with no descriptor
-   free. */
+   free. A thread that has exited is counted until the kernel has released
+   it, which can be a moment after pthread_join() returned for it. */
 FORKSAFE_API int forksafe_thread_count(void);
 
 #define FORKSAFE_AUDIT_JSON 0x1u /* JSON instead of text; see docs/report.md */

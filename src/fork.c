@@ -42,7 +42,7 @@
  * prepare: the registry lock and the fork state the parent writes live in
  * the fork page (internal.h), per-fork bookkeeping is written only when it
  * changes, and the child handler touches no thread-local storage on the
- * fast path (tls below is initial-exec and only read there).
+ * fast path (tls below is initial-exec on glibc, and only read there).
  */
 #include "internal.h"
 #include "platform/platform.h"
@@ -86,11 +86,21 @@ static unsigned default_timeout_ms = DEFAULT_TIMEOUT_MS;
 
 /* Per thread, and only read after fork() on the fast path. no_lock: this
    thread's plain fork() found the registry held past its deadline, so its
-   parent and child handlers must not touch the registry. */
+   parent and child handlers must not touch the registry. Initial-exec on
+   glibc, whose static TLS has room for a library loaded with dlopen();
+   musl has none, and refuses to load a library with initial-exec TLS
+   after start ("initial-exec TLS resolves to dynamic definition"), so
+   there it is the default model (musl's __tls_get_addr allocates
+   nothing). */
+#ifdef __GLIBC__
+#define FS_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#define FS_TLS_MODEL
+#endif
 static __thread struct {
     unsigned char no_lock;
     unsigned char joined; /* rides on another thread's forksafe_fork() */
-} tls __attribute__((tls_model("initial-exec")));
+} tls FS_TLS_MODEL;
 
 static __thread char last_error[512];
 
@@ -885,15 +895,17 @@ static register_atfork_fn real_register_atfork;
    any lock, so they must prepare after every entry. */
 static int is_allocator(const void *code)
 {
-    static void *malloc_lm;
+    /* dladdr()'s dli_fbase, the start of the object's mapping, names the
+       object (glibc and musl both fill it; dladdr1() is glibc's only). */
+    static void *malloc_base;
     Dl_info a, b;
-    void *lm = NULL;
-    if (!malloc_lm) {
+    if (!malloc_base) {
         void *m = dlsym(RTLD_DEFAULT, "malloc");
-        if (!m || !dladdr1(m, &a, &malloc_lm, RTLD_DL_LINKMAP))
+        if (!m || !dladdr(m, &a) || !a.dli_fbase)
             return 0;
+        malloc_base = a.dli_fbase;
     }
-    return code && dladdr1(code, &b, &lm, RTLD_DL_LINKMAP) && lm == malloc_lm;
+    return code && dladdr(code, &b) && b.dli_fbase == malloc_base;
 }
 
 /* What pthread_atfork() calls (it is a static stub from libc_nonshared.a in

@@ -147,21 +147,38 @@ static int first_note(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-/* The path of the object holding this copy, into buf. */
+struct self_query {
+    uintptr_t addr;
+    char *buf;
+    size_t len;
+};
+
+/* The object whose PT_LOAD segments contain q->addr: its path. */
+static int self_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct self_query *q = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = (uintptr_t)info->dlpi_addr + (uintptr_t)ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && q->addr >= start &&
+            q->addr - start < (uintptr_t)ph->p_memsz) {
+            object_path(info, q->buf, q->len);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The path of the object holding this copy, into buf: the name
+   dl_iterate_phdr() gives it (portable: glibc's dladdr1() link map is not
+   in musl), or /proc/self/exe for the main program, which has none. */
 static void find_self(char *buf, size_t len)
 {
-    Dl_info di;
-    struct link_map *lm = NULL;
-    if (dladdr1((const void *)&forksafe__peer_table, &di, (void **)&lm,
-                RTLD_DL_LINKMAP) &&
-        lm && lm->l_name && *lm->l_name) {
-        snprintf(buf, len, "%s", lm->l_name);
-        return;
-    }
-    /* The main program: its link map has no name. */
-    ssize_t n = readlink("/proc/self/exe", buf, len - 1);
-    buf[n > 0 ? n : 0] = '\0';
-    if (n <= 0)
+    struct self_query q = {(uintptr_t)&forksafe__peer_table, buf, len};
+    buf[0] = '\0';
+    dl_iterate_phdr(self_object, &q);
+    if (!buf[0])
         snprintf(buf, len, "?");
 }
 

@@ -88,12 +88,22 @@ void fs_idle_stop(void)
 {
     if (!idle_running)
         return;
+    int before = forksafe_thread_count();
     pthread_mutex_lock(&idle_mu);
     idle_stop = 1;
     pthread_cond_signal(&idle_cv);
     pthread_mutex_unlock(&idle_mu);
     pthread_join(idle_thread, NULL);
     idle_running = 0;
+    /* pthread_join() returns when the kernel has cleared the thread's TID,
+       which it does before it releases the thread: /proc may count it a
+       moment longer (seen in test-report on a loaded machine). Wait for
+       that, boundedly, so that tests see the process they expect. */
+    for (int i = 0; i < 2000 && before > 1 && forksafe_thread_count() >= before;
+         i++) {
+        struct timespec d = {0, 1000 * 1000};
+        nanosleep(&d, NULL);
+    }
 }
 
 int fs_run_scenario_alloc(int (*fn)(int mode, int fd), int mode, char **buf,

@@ -28,6 +28,7 @@ API int plugin_register_lock(void);
 API int plugin_register_ops(void);
 API void *plugin_lock_address(void);
 API void *plugin_foreign_lock(void);
+API void *plugin_ops_context(void);
 
 int plugin_register_lock(void)
 {
@@ -50,4 +51,11 @@ void *plugin_lock_address(void)
 void *plugin_foreign_lock(void)
 {
     return &foreign_lock;
+}
+
+/* The context of its callback set (test-dlclose unregisters it where the
+   plugin cannot be unloaded). */
+void *plugin_ops_context(void)
+{
+    return &tail_ctx;
 }

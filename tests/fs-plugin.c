@@ -21,6 +21,7 @@ static const struct forksafe_ops ops = {NULL, NULL, plugin_child};
 
 int plugin_registered;
 void *plugin_lock_address(void);
+void *plugin_ops_context(void);
 
 __attribute__((constructor)) static void plugin_init(void)
 {
@@ -34,4 +35,11 @@ __attribute__((constructor)) static void plugin_init(void)
 __attribute__((visibility("default"))) void *plugin_lock_address(void)
 {
     return &plugin_lock;
+}
+
+/* Where the plugin cannot be unloaded (musl), test-dlclose unregisters
+   its entries itself. */
+__attribute__((visibility("default"))) void *plugin_ops_context(void)
+{
+    return &plugin_ctx;
 }

@@ -91,6 +91,14 @@ static int outer_raw_scenario(int mode, int fd)
 static void test_raw_handler_outer_lock_wrapper(void **state)
 {
     (void)state;
+#ifndef __GLIBC__
+    /* Capture needs glibc's __register_atfork(); elsewhere (musl) the raw
+       handler stays in the C library's list and runs inside fork(), after
+       forksafe_fork() took the entries: this is the deadlock that
+       docs/semantics.md tells programs to avoid there (the next tests
+       check the order that musl gives instead). */
+    skip();
+#endif
     char out[512];
     int code = fs_run_scenario(outer_raw_scenario, 1, out, sizeof out);
     if (code != 0)
@@ -197,6 +205,15 @@ static void check_trace(int mode)
     assert_int_equal(code, 0);
     /* Raw handlers first, newest first, as glibc orders them; forksafe's
        entries in rank order; then everything in reverse. */
+#ifndef __GLIBC__
+    /* Not captured (no __register_atfork): under forksafe_fork() the C
+       library runs them inside fork(), after forksafe's prepare. */
+    if (mode) {
+        assert_string_equal(out,
+                            "parent p0p1R2R1P1P0r1r2 child p0p1R2R1C1C0c1c2");
+        return;
+    }
+#endif
     assert_string_equal(out, "parent R2R1p0p1P1P0r1r2 child R2R1p0p1C1C0c1c2");
 }
 

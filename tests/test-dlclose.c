@@ -35,6 +35,7 @@ static void test_unload_removes_entries(void **state)
 {
     (void)state;
     fs_idle_start();
+    void *kept_lock = NULL, *kept_ops = NULL;
     for (int round = 0; round < 3; round++) {
         void *h = load();
         void *(*addr)(void) = (void *(*)(void))dlsym(h, "plugin_lock_address");
@@ -58,6 +59,11 @@ static void test_unload_removes_entries(void **state)
             /* musl never unloads (its dlclose does nothing): the object
                stays mapped and its entries stay registered. */
             assert_int_equal(forksafe_lookup(lock, NULL), 0);
+            void *(*ctx)(void) =
+                (void *(*)(void))dlsym(still, "plugin_ops_context");
+            assert_non_null(ctx);
+            kept_lock = lock;
+            kept_ops = ctx();
             dlclose(still);
             continue;
         }
@@ -72,6 +78,11 @@ static void test_unload_removes_entries(void **state)
         if (pid == 0)
             _exit(0);
         fs_assert_child_ok(pid, 5000);
+    }
+    if (kept_lock) {
+        /* Its child callback (exit 42) would run in every later child. */
+        assert_int_equal(forksafe_unregister(kept_lock), 0);
+        assert_int_equal(forksafe_unregister(kept_ops), 0);
     }
     fs_idle_stop();
 }
@@ -133,9 +144,28 @@ static void unload_tail_plugin(const char *opt)
         assert_int_equal(fs_wait(pid, 5000, &code), FS_EXITED);
         assert_int_equal(code, 43); /* the plugin's child callback ran */
 
+        void *(*ctx)(void) = (void *(*)(void))dlsym(h, "plugin_ops_context");
+        assert_non_null(ctx);
+        void *ops = ctx();
         assert_int_equal(dlclose(h), 0);
+        void *still = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+        if (still != NULL) {
+            /* musl never unloads (its dlclose does nothing): the object
+               stays mapped and its entries stay registered, and valid.
+               Unregistered here so that the next round registers afresh. */
+            assert_int_equal(forksafe_lookup(lock, NULL), 0);
+            assert_int_equal(forksafe_lookup(other, NULL), 0);
+            assert_int_equal(forksafe_lookup(ops, NULL), 0);
+            assert_int_equal(forksafe_unregister(lock), 0);
+            assert_int_equal(forksafe_unregister(other), 0);
+            assert_int_equal(forksafe_unregister(ops), 0);
+            dlclose(still);
+            fork_both_ways();
+            continue;
+        }
         assert_int_equal(forksafe_lookup(lock, NULL), ENOENT);
         assert_int_equal(forksafe_lookup(other, NULL), ENOENT);
+        assert_int_equal(forksafe_lookup(ops, NULL), ENOENT);
         fork_both_ways();
     }
     fs_idle_stop();

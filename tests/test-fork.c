@@ -391,7 +391,18 @@ static void test_plain_fork_bounded_behind_long_fork(void **state)
     while ((r = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0)
         n += (size_t)r;
     close(fds[0]);
-    assert_non_null(strstr(buf, "another thread's fork"));
+    if (fs_layer_is("glibc")) {
+        assert_non_null(strstr(buf, "another thread's fork"));
+    } else {
+        /* musl and the POSIX layer record no holder of a normal mutex, and
+           a waiting forker yields to a thread that waits for the registry
+           when the holder it waits for cannot be named (that thread may be
+           the holder): then the plain fork has the registry and times out
+           on "long busy" itself (quoted as JSON here). Either way it was
+           bounded. */
+        assert_true(strstr(buf, "another thread's fork") ||
+                    strstr(buf, "waiting for mutex \\\"long busy\\\""));
+    }
     assert_int_equal(forksafe_unregister(&long_busy), 0);
 }
 

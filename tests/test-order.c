@@ -235,7 +235,14 @@ static void test_same_rank_names_busy_lock(void **state)
     assert_int_equal(fs_fork_must_fail(&o, &took), ETIMEDOUT);
     assert_true(took >= 190 && took < 1500);
     assert_non_null(strstr(forksafe_last_error(), "\"rank b\""));
-    assert_non_null(strstr(forksafe_last_error(), "rank-hog"));
+    if (fs_layer_is("glibc")) {
+        assert_non_null(strstr(forksafe_last_error(), "rank-hog"));
+    } else {
+        /* musl records no owner in a normal mutex, and the POSIX layer
+           reads none at all (docs/platforms.md): the text says so. */
+        assert_non_null(
+            strstr(forksafe_last_error(), "the holder is not recorded"));
+    }
     assert_int_equal(pthread_mutex_trylock(&a), 0);
     assert_int_equal(pthread_mutex_trylock(&c), 0);
     pthread_mutex_unlock(&a);

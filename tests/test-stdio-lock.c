@@ -123,8 +123,18 @@ static void test_ranked_below_stdio_hangs(void **state)
 static void test_ranked_above_stdio_never_hangs(void **state)
 {
     (void)state;
+#ifdef __GLIBC__
     assert_int_equal(run(ABOVE, 0), 0);
     assert_int_equal(run(ABOVE, 1), 0);
+#else
+    /* musl's fork() takes its open-file-list lock after the prepare
+       handlers too, and fflush(NULL) holds it around every stream's write,
+       but musl offers no way to take it: the adapter cannot, so the rank
+       does not help there (docs/adapters/stdio.md, "On musl"). The limit,
+       shown. */
+    assert_int_equal(run(ABOVE, 0), -1);
+    assert_int_equal(run(ABOVE, 1), -1);
+#endif
 }
 
 int main(void)

@@ -13,13 +13,35 @@
 
 /* ------------------------------------------------------ fork callbacks */
 
+/* mu by deadline (absolute CLOCK_MONOTONIC). pthread_mutex_clocklock()
+   is glibc's (2.30); elsewhere the time left is turned into the
+   CLOCK_REALTIME deadline pthread_mutex_timedlock() takes. */
+static int lock_until(pthread_mutex_t *mu, const struct timespec *deadline)
+{
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+    return pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, deadline);
+#else
+    struct timespec now, rt;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long left = (long long)(deadline->tv_sec - now.tv_sec) * 1000000000ll +
+                     (deadline->tv_nsec - now.tv_nsec);
+    if (left < 0)
+        left = 0;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    left += rt.tv_nsec;
+    rt.tv_sec += (time_t)(left / 1000000000ll);
+    rt.tv_nsec = (long)(left % 1000000000ll);
+    return pthread_mutex_timedlock(mu, &rt);
+#endif
+}
+
 static int ad_prepare(void *ctx, const struct timespec *deadline)
 {
     struct forksafe__adapter *a = ctx;
     /* A deadline comes from forksafe_fork(); a plain fork() passes none. */
-    int rc = deadline
-                 ? pthread_mutex_clocklock(&a->mu, CLOCK_MONOTONIC, deadline)
-                 : pthread_mutex_lock(&a->mu);
+    int rc =
+        deadline ? lock_until(&a->mu, deadline) : pthread_mutex_lock(&a->mu);
     if (rc != 0)
         return rc;
     if (a->hooks && a->hooks->prepare) {
