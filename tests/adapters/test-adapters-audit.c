@@ -60,8 +60,17 @@ static void test_workloads_audit_clean(void **state)
     if (FS_SANITIZED)
         skip();
     char list[] = WORKLOADS;
+    /* Workloads left out, as words (.ci/trixie: docs/platforms.md). */
+    const char *skip = getenv("FS_WORKLOADS_SKIP");
     int n = 0;
     for (char *w = strtok(list, " "); w != NULL; w = strtok(NULL, " ")) {
+        size_t len = strlen(w);
+        const char *at = skip ? strstr(skip, w) : NULL;
+        if (at && (at == skip || at[-1] == ' ') &&
+            (at[len] == '\0' || at[len] == ' ')) {
+            printf("%s left out (FS_WORKLOADS_SKIP)\n", w);
+            continue;
+        }
         printf("%s under forksafe-audit --fail-on error\n", w);
         assert_int_equal(audit(w, "--forks 100 --timeout-ms 300"), 0);
         n++;
