@@ -82,32 +82,14 @@ static int vet_rwlock(const struct forksafe_platform *P, pthread_rwlock_t *l,
     return r;
 }
 
-static int mutex_try(const void *key, const struct forksafe_entry *e UNUSED,
-                     unsigned char *st, const struct timespec *deadline,
-                     int mt, pid_t self)
+/* The end of an attempt to take m that returned r (try or wait): a dead
+   holder's robust mutex is recovered, a refusal is named, and the
+   platform layer vets what was taken. 0 with *st TAKEN, or r (EBUSY:
+   busy; m is not held on any error). */
+static int mutex_taken(const struct forksafe_platform *P, pthread_mutex_t *m,
+                       int r, const struct timespec *deadline,
+                       unsigned char *st)
 {
-    const struct forksafe_platform *P = forksafe__platform();
-    pthread_mutex_t *m = (pthread_mutex_t *)key;
-    refusal = NULL;
-    if (P->mutex_holder(m) == self) {
-        *st = FS_ST_SELF;
-        return 0;
-    }
-    if (!mt) {
-        /* Nobody else can be inside it; nothing to take. */
-        *st = FS_ST_IDLE;
-        return 0;
-    }
-    int r = pthread_mutex_trylock(m);
-    if (r == EBUSY && alone()) {
-        /* A dead thread's lock, or this thread's: keep it as it is. */
-        int unused = 1;
-        r = vet(P, m, FS_VET_STRAY, deadline, &unused);
-        if (r)
-            return r;
-        *st = FS_ST_IDLE;
-        return 0;
-    }
     enum forksafe_vet how = FS_VET_TAKEN;
     if (r == EOWNERDEAD) {
         /* The holder died. We now own it; marking it consistent is the only
@@ -133,33 +115,42 @@ static int mutex_try(const void *key, const struct forksafe_entry *e UNUSED,
     return 0;
 }
 
+static int mutex_try(const void *key, const struct forksafe_entry *e UNUSED,
+                     unsigned char *st, const struct timespec *deadline, int mt,
+                     pid_t self)
+{
+    const struct forksafe_platform *P = forksafe__platform();
+    pthread_mutex_t *m = (pthread_mutex_t *)key;
+    refusal = NULL;
+    if (P->mutex_holder(m) == self) {
+        *st = FS_ST_SELF;
+        return 0;
+    }
+    if (!mt) {
+        /* Nobody else can be inside it; nothing to take. */
+        *st = FS_ST_IDLE;
+        return 0;
+    }
+    int r = pthread_mutex_trylock(m);
+    if (r == EBUSY && alone()) {
+        /* A dead thread's lock, or this thread's: keep it as it is. */
+        int unused = 1;
+        r = vet(P, m, FS_VET_STRAY, deadline, &unused);
+        if (r)
+            return r;
+        *st = FS_ST_IDLE;
+        return 0;
+    }
+    return mutex_taken(P, m, r, deadline, st);
+}
+
 static int mutex_wait(const void *key, unsigned char *st,
                       const struct timespec *until)
 {
     const struct forksafe_platform *P = forksafe__platform();
     pthread_mutex_t *m = (pthread_mutex_t *)key;
     refusal = NULL;
-    int r = P->mutex_lock_until(m, until);
-    enum forksafe_vet how = FS_VET_TAKEN;
-    if (r == EOWNERDEAD) {
-        pthread_mutex_consistent(m); /* as in mutex_try */
-        r = 0;
-        how = FS_VET_RECOVERED;
-    }
-    if (r == EDEADLK)
-        refusal = "the forking thread holds it (an errorcheck mutex), and "
-                  "this platform layer cannot hand it to the child";
-    if (r)
-        return r;
-    int still_held = 1;
-    r = vet(P, m, how, until, &still_held);
-    if (r) {
-        if (still_held)
-            pthread_mutex_unlock(m);
-        return r;
-    }
-    *st = FS_ST_TAKEN;
-    return 0;
+    return mutex_taken(P, m, P->mutex_lock_until(m, until), until, st);
 }
 
 static void mutex_parent(const void *key, const struct forksafe_entry *e UNUSED,
