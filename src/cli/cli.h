@@ -161,6 +161,11 @@ void forksafe__records_add_unaudited(struct forksafe_run *run, long pid,
    audited program). */
 void forksafe__records_mark_running(struct forksafe_run *run);
 
+/* Free every string a frame owns (role, thread name, object, and what
+   forksafe__symbols_resolve added: function, file, inlined functions);
+   NULL members are fine. symbols.c. */
+void forksafe__frame_free(struct forksafe_frame *f);
+
 /* Free everything records_load put in run. */
 void forksafe__run_free(struct forksafe_run *run);
 void forksafe__finding_free(struct forksafe_finding *f);

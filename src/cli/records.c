@@ -149,19 +149,8 @@ void forksafe__finding_free(struct forksafe_finding *f)
     free(f->exe);
     free(f->message);
     free(f->fingerprint);
-    for (size_t i = 0; i < f->nframes; i++) {
-        struct forksafe_frame *fr = &f->frames[i];
-        free(fr->role);
-        free(fr->thread_name);
-        free(fr->object);
-        free(fr->function);
-        free(fr->file);
-        for (size_t k = 0; k < fr->ninlined; k++) {
-            free(fr->inlined[k].function);
-            free(fr->inlined[k].call_file);
-        }
-        free(fr->inlined);
-    }
+    for (size_t i = 0; i < f->nframes; i++)
+        forksafe__frame_free(&f->frames[i]);
     free(f->frames);
     kv_free(f->details, f->ndetails);
 }
@@ -502,15 +491,7 @@ static void ranon_from_record(struct forksafe_run *run, const struct rec *r)
     a.object = f.object;
     a.offset = f.offset;
     f.object = NULL;
-    free(f.role);
-    free(f.thread_name);
-    free(f.function);
-    free(f.file);
-    for (size_t k = 0; k < f.ninlined; k++) {
-        free(f.inlined[k].function);
-        free(f.inlined[k].call_file);
-    }
-    free(f.inlined);
+    forksafe__frame_free(&f);
     run->ranon = xrealloc(run->ranon, (run->nranon + 1) * sizeof *run->ranon);
     run->ranon[run->nranon++] = a;
 }
@@ -542,7 +523,6 @@ void forksafe__records_add_unaudited(struct forksafe_run *run, long pid,
         if (!run->findings[i].message)
             forksafe__build_message(&run->findings[i]);
 }
-
 
 /* unaudited records, minus those whose exec failed (an exec-failed record
    of the same pid after it). */
@@ -815,4 +795,3 @@ void forksafe__records_mark_running(struct forksafe_run *run)
         run->procs[i].still_running = !later && still_running(&run->procs[i]);
     }
 }
-

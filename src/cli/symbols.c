@@ -275,6 +275,20 @@ void forksafe__symbols_resolve_elf(struct forksafe_frame *f, uint64_t file_off)
     }
 }
 
+void forksafe__frame_free(struct forksafe_frame *f)
+{
+    free(f->role);
+    free(f->thread_name);
+    free(f->object);
+    free(f->function);
+    free(f->file);
+    for (size_t k = 0; k < f->ninlined; k++) {
+        free(f->inlined[k].function);
+        free(f->inlined[k].call_file);
+    }
+    free(f->inlined);
+}
+
 void forksafe__symbols_free(void)
 {
     forksafe__symbols_free_dw();

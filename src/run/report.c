@@ -136,14 +136,6 @@ static void parse_frame(const char *v, struct forksafe_frame *f)
     free(s);
 }
 
-static void frame_free(struct forksafe_frame *f)
-{
-    free(f->role);
-    free(f->thread_name);
-    free(f->object);
-    free(f->function);
-}
-
 struct proc_name {
     long pid;
     char *exe;
@@ -372,7 +364,7 @@ void forksafe__rr_free(struct run_report *rep)
         free(s->call);
         free(s->reason);
         if (s->has_frame)
-            frame_free(&s->frame);
+            forksafe__frame_free(&s->frame);
         for (size_t k = 0; k < s->nblockers; k++) {
             struct run_blocker_rec *b = &s->blockers[k];
             free(b->name);
@@ -380,7 +372,7 @@ void forksafe__rr_free(struct run_report *rep)
             free(b->lock);
             free(b->lock_kind);
             for (size_t f = 0; f < b->nframes; f++)
-                frame_free(&b->frames[f]);
+                forksafe__frame_free(&b->frames[f]);
         }
         free(s->blockers);
     }
