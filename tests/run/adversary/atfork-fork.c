@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/* atfork-fork: a pthread_atfork prepare handler itself forks (once) while
+ * another thread takes mutexes; the outer fork must then complete and both
+ * children exit 0. Exits 0 if all went well within the watchdog. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int stop;
+static int inner_ok = -1, depth;
+static void *worker(void *a)
+{
+    (void)a;
+    while (!atomic_load(&stop)) {
+        pthread_mutex_lock(&m);
+        pthread_mutex_unlock(&m);
+    }
+    return NULL;
+}
+static void prepare(void)
+{
+    if (depth++)
+        return;
+    pid_t p = fork();
+    if (p == 0) {
+        alarm(3);
+        pthread_mutex_lock(&m);
+        _exit(0);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    inner_ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+int main(void)
+{
+    alarm(20);
+    pthread_t t;
+    pthread_create(&t, NULL, worker, NULL);
+    pthread_atfork(prepare, NULL, NULL);
+    pid_t p = fork();
+    if (p == 0) {
+        alarm(3);
+        pthread_mutex_lock(&m);
+        _exit(0);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    atomic_store(&stop, 1);
+    pthread_join(t, NULL);
+    int outer_ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    printf("inner child ok %d, outer child ok %d\n", inner_ok, outer_ok);
+    return !(inner_ok == 1 && outer_ok);
+}
