@@ -29,8 +29,8 @@ static void audit_mode(const char *target, const char *mode, int want)
     if (st == 77)
         skip(); /* SQLite is not built here */
     if (st != want)
-        fprintf(stderr, "%s %s: status %d\n%s\n", target, mode ? mode : "",
-                st, au_slurp(au_err));
+        fprintf(stderr, "%s %s: status %d\n%s\n", target, mode ? mode : "", st,
+                au_slurp(au_err));
     assert_int_equal(st, want);
 }
 
@@ -152,6 +152,14 @@ static void test_lock_held_python_thread_state_lock_is_info(void **state)
     (void)state;
     /* A threading.Thread holds a threading.Lock (and its own state lock)
        at os.fork(); CPython's child re-creates or drops both. */
+    /* The rule knows CPython 3.11's lock functions (Debian bookworm); a
+       CPython whose binary does not export them (3.13 on trixie) is not
+       recognised yet (docs/audit.md, "Limits"). */
+    if (system(AU_PYTHON " -c 'import sys; "
+                         "sys.exit(sys.version_info[:2] != (3, 11))'") != 0) {
+        print_message("    (skipped: the rule is for CPython 3.11)\n");
+        skip();
+    }
     char *argv[] = {AU_PYTHON, AUDIT_SRC "/py_fork_threads.py", NULL};
     assert_int_equal(au_audit(NULL, argv), 0);
     au_check("--severity=lock-held-at-fork=info",
