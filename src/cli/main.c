@@ -19,6 +19,7 @@
  * to the whole process group (PROGRAM then has its own copy); the report
  * of what was seen is still written and the record directory removed.
  */
+#include "cmd.h"
 #include "cli.h"
 
 #include "../preload/execcheck.h"
@@ -168,30 +169,6 @@ static size_t inherited_fds(struct forksafe_fdid *ids, size_t max)
     }
     closedir(d);
     return n;
-}
-
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (de->d_name[0] == '.')
-                continue;
-            char p[PATH_MAX];
-            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* The signal state forksafe-audit inherited, which PROGRAM gets back. */
@@ -354,8 +331,9 @@ int main(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--suppressions") == 0 && val) {
             if (nsupp == (int)(sizeof supp_files / sizeof supp_files[0])) {
-                fprintf(stderr, "forksafe-audit: at most %zu --suppressions "
-                                "files\n",
+                fprintf(stderr,
+                        "forksafe-audit: at most %zu --suppressions "
+                        "files\n",
                         sizeof supp_files / sizeof supp_files[0]);
                 return EXIT_USAGE;
             }
@@ -458,7 +436,7 @@ int main(int argc, char **argv)
     if (make_run_page(dir) != 0) {
         fprintf(stderr, "forksafe-audit: cannot create %s/%s: %s\n", dir,
                 FORKSAFE_RUNPAGE_NAME, strerror(errno));
-        remove_dir(dir);
+        forksafe__cmd_remove_dir(dir);
         drop_output(jf, json, jf_new);
         drop_output(sf, sarif, sf_new);
         return EXIT_USAGE;
@@ -482,7 +460,7 @@ int main(int argc, char **argv)
     pid_t child = fork();
     if (child < 0) {
         fprintf(stderr, "forksafe-audit: fork: %s\n", strerror(errno));
-        remove_dir(dir);
+        forksafe__cmd_remove_dir(dir);
         drop_output(jf, json, jf_new);
         drop_output(sf, sarif, sf_new);
         return EXIT_USAGE;
@@ -507,7 +485,7 @@ int main(int argc, char **argv)
     int st = 0;
     while (waitpid(child, &st, 0) < 0 && errno == EINTR)
         ;
-    long long end = now_ms() + LINGER_MS;
+    long long end = forksafe__cmd_now_ms() + LINGER_MS;
     for (;;) {
         int other;
         pid_t r = waitpid(-1, &other, WNOHANG);
@@ -515,7 +493,7 @@ int main(int argc, char **argv)
             continue;
         if (r < 0 && errno != EINTR)
             break; /* ECHILD: no descendants left */
-        if (now_ms() >= end)
+        if (forksafe__cmd_now_ms() >= end)
             break;
         struct timespec d = {0, 5 * 1000 * 1000};
         nanosleep(&d, NULL);
@@ -538,7 +516,7 @@ int main(int argc, char **argv)
     }
     run.interrupted_by = interrupted;
     int err = forksafe__records_load(&run, readdir_path, ignore, nignore);
-    remove_dir(readdir_path);
+    forksafe__cmd_remove_dir(readdir_path);
     if (top_reason != FORKSAFE_EXEC_OK)
         forksafe__records_add_unaudited(&run, child, resolved, top_reason,
                                         "the command line");

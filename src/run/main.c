@@ -15,6 +15,7 @@
  * forwarded to PROGRAM, unless the terminal sent them to the whole
  * process group.
  */
+#include "../cli/cmd.h"
 #include "report.h"
 
 #include "stats.h"
@@ -161,23 +162,6 @@ static void exec_program(char **argv)
 
 /* ------------------------------------------------------------ report mode */
 
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (de->d_name[0] == '.')
-                continue;
-            char p[PATH_MAX];
-            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 /* A zeroed file of size bytes that starts with head. */
 static int make_page(const char *dir, const char *name, size_t size,
                      const void *head, size_t headlen)
@@ -191,13 +175,6 @@ static int make_page(const char *dir, const char *name, size_t size,
              pwrite(fd, head, headlen, 0) == (ssize_t)headlen;
     close(fd);
     return ok ? 0 : -1;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static struct sigaction inherited_act[NSIG];
@@ -303,7 +280,7 @@ static int run_reported(char **prog, const char *preload, const char *timeout,
                   sizeof rh) != 0) {
         fprintf(stderr, "forksafe-run: cannot create the pages in %s: %s\n",
                 dir, strerror(errno));
-        remove_dir(dir);
+        forksafe__cmd_remove_dir(dir);
         return EXIT_USAGE;
     }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -317,7 +294,7 @@ static int run_reported(char **prog, const char *preload, const char *timeout,
     pid_t child = fork();
     if (child < 0) {
         fprintf(stderr, "forksafe-run: fork: %s\n", strerror(errno));
-        remove_dir(dir);
+        forksafe__cmd_remove_dir(dir);
         return EXIT_USAGE;
     }
     if (child == 0) {
@@ -343,7 +320,7 @@ static int run_reported(char **prog, const char *preload, const char *timeout,
     int st = 0;
     while (waitpid(child, &st, 0) < 0 && errno == EINTR)
         ;
-    long long end = now_ms() + LINGER_MS;
+    long long end = forksafe__cmd_now_ms() + LINGER_MS;
     for (;;) {
         int other;
         pid_t r = waitpid(-1, &other, WNOHANG);
@@ -351,7 +328,7 @@ static int run_reported(char **prog, const char *preload, const char *timeout,
             continue;
         if (r < 0 && errno != EINTR)
             break;
-        if (now_ms() >= end)
+        if (forksafe__cmd_now_ms() >= end)
             break;
         struct timespec d = {0, 5 * 1000 * 1000};
         nanosleep(&d, NULL);
@@ -375,7 +352,7 @@ static int run_reported(char **prog, const char *preload, const char *timeout,
     }
     rep.interrupted_by = interrupted;
     int err = forksafe__rr_load(&rep, from);
-    remove_dir(from);
+    forksafe__cmd_remove_dir(from);
     if (top_reason != FORKSAFE_EXEC_OK)
         forksafe__rr_add_uncovered(&rep, child, resolved, top_reason);
     if (err && err != ENOENT)
