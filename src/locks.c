@@ -211,6 +211,25 @@ static int mutex_single(const void *key)
 
 /* ------------------------------------------------------------ rwlock */
 
+/* The end of an attempt to take l for writing that returned r (try or
+   wait), as mutex_taken: 0 with *st TAKEN, or r (l not held on error). */
+static int rwlock_taken(const struct forksafe_platform *P, pthread_rwlock_t *l,
+                        int r, unsigned char *st)
+{
+    if (r == EDEADLK)
+        refusal = "the forking thread holds it for writing, and this "
+                  "platform layer cannot hand it to the child";
+    if (r)
+        return r;
+    r = vet_rwlock(P, l, FS_VET_TAKEN);
+    if (r) {
+        pthread_rwlock_unlock(l);
+        return r;
+    }
+    *st = FS_ST_TAKEN;
+    return 0;
+}
+
 static int rwlock_try(const void *key, const struct forksafe_entry *e UNUSED,
                       unsigned char *st, const struct timespec *deadline UNUSED,
                       int mt, pid_t self)
@@ -236,18 +255,7 @@ static int rwlock_try(const void *key, const struct forksafe_entry *e UNUSED,
         *st = FS_ST_IDLE;
         return 0;
     }
-    if (r == EDEADLK)
-        refusal = "the forking thread holds it for writing, and this "
-                  "platform layer cannot hand it to the child";
-    if (r)
-        return r;
-    r = vet_rwlock(P, l, FS_VET_TAKEN);
-    if (r) {
-        pthread_rwlock_unlock(l);
-        return r;
-    }
-    *st = FS_ST_TAKEN;
-    return 0;
+    return rwlock_taken(P, l, r, st);
 }
 
 static int rwlock_wait(const void *key, unsigned char *st,
@@ -256,19 +264,7 @@ static int rwlock_wait(const void *key, unsigned char *st,
     const struct forksafe_platform *P = forksafe__platform();
     pthread_rwlock_t *l = (pthread_rwlock_t *)key;
     refusal = NULL;
-    int r = P->rwlock_wrlock_until(l, until);
-    if (r == EDEADLK)
-        refusal = "the forking thread holds it for writing, and this "
-                  "platform layer cannot hand it to the child";
-    if (r)
-        return r;
-    r = vet_rwlock(P, l, FS_VET_TAKEN);
-    if (r) {
-        pthread_rwlock_unlock(l);
-        return r;
-    }
-    *st = FS_ST_TAKEN;
-    return 0;
+    return rwlock_taken(P, l, P->rwlock_wrlock_until(l, until), st);
 }
 
 static void rwlock_parent(const void *key,
