@@ -158,6 +158,7 @@ static void prepare(struct thread_rec *r, void *site, const char *call,
     forksafe__run_count(threaded);
     if (threaded) {
         long long t0 = forksafe__run_now_ns();
+        fk->wait_start_ns = t0;
         struct timespec deadline;
         forksafe__run_deadline(&deadline, timeout_ms);
         fk->outcome = forksafe__run_quiesce(&deadline);
@@ -217,6 +218,11 @@ static void finish_parent(pid_t pid)
     int woke = LOAD(&forksafe__run_fast.closed) && forksafe__run_gate_open();
     forksafe__run_release_taken();
     int slow = fk->outcome != RUN_OK && pid > 0;
+    /* It went ahead with a lock held: what fork handlers then waited for
+       the same holders (libforksafe's registry waits for its own locks,
+       up to its own deadline) is part of this fork's wait. */
+    if (fk->outcome != RUN_OK && fk->threaded)
+        fk->wait_ns = forksafe__run_now_ns() - fk->wait_start_ns;
     struct run_fork copy;
     if (slow)
         memcpy(&copy, fk, sizeof copy);
@@ -305,14 +311,46 @@ void forksafe__run_atfork_child(void)
 
 /* ------------------------------------------------------------ hooks */
 
+/* A fork inside the one being made: forksafe_fork()'s own call of fork()
+   is that same fork; any other (a pthread_atfork prepare handler's) is a
+   fork of its own, made with the gate closed after the wait: counted as
+   one with the outer fork's outcome and no wait of its own. */
+static pid_t nested_fork(struct run_fork *fk, void *site, const char *call,
+                         pid_t (*real)(void *), void *arg)
+{
+    if (fk->ffork_inner || !fk->managed) {
+        fk->ffork_inner = 0;
+        return real(arg);
+    }
+    pid_t pid = real(arg);
+    if (pid > 0) {
+        int saved = errno;
+        forksafe__run_count(fk->threaded);
+        /* Forks are serialised: this thread owns the fork lock. */
+        static struct run_fork n;
+        memcpy(&n, fk, sizeof n);
+        n.wait_ns = 0;
+        n.waited = 0;
+        n.site = site;
+        n.call = call;
+        forksafe__run_count_wait(&n);
+        if (n.outcome != RUN_OK)
+            forksafe__run_report_slow(&n);
+        errno = saved;
+    }
+    return pid;
+}
+
 static pid_t do_fork(void *site, const char *call, pid_t (*real)(void *),
                      void *arg, unsigned timeout_ms)
 {
     struct thread_rec *r = forksafe__run_self();
     struct run_fork *fk = &forksafe__run_fk;
-    /* Nested: fork() from a fork handler, or from our forksafe_fork(). */
-    if (!r || LOAD(&fk->forker) == r)
+    if (!r)
         return real(arg);
+    /* Nested: fork() from a fork handler, or from our forksafe_fork(). */
+    if (LOAD(&fk->forker) == r)
+        return nested_fork(fk, site, call, real, arg);
     int saved = errno;
     prepare(r, site, call, timeout_ms);
     errno = saved;
@@ -373,15 +411,25 @@ struct ffork_arg {
     unsigned timeout_ms;
 };
 
-static pid_t call_ffork(void *p)
+static pid_t call_ffork_fn(struct ffork_arg *a)
 {
-    struct ffork_arg *a = p;
     if (!a->given)
         return a->fn(NULL);
     long long used = (forksafe__run_now_ns() - a->start_ns) / 1000000;
     a->opts.timeout_ms =
         used >= (long long)a->timeout_ms ? 1 : a->timeout_ms - (unsigned)used;
     return a->fn(&a->opts);
+}
+
+static pid_t call_ffork(void *p)
+{
+    struct ffork_arg *a = p;
+    struct run_fork *fk = &forksafe__run_fk;
+    fk->ffork_inner = 1;
+    pid_t pid = call_ffork_fn(a);
+    if (pid != 0)
+        fk->ffork_inner = 0;
+    return pid;
 }
 
 static unsigned core_default_timeout(void)

@@ -47,6 +47,7 @@ void forksafe__run_gate_init(void)
 void forksafe__run_gate_close(void)
 {
     __atomic_add_fetch(&forksafe__run_fast.gen, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&forksafe__run_fast.sealed, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&forksafe__run_fast.closed, 1, __ATOMIC_SEQ_CST);
     if (LOAD(&forksafe__run_fast.fence)) {
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -70,6 +71,7 @@ void forksafe__run_gate_close(void)
 int forksafe__run_gate_open(void)
 {
     __atomic_store_n(&forksafe__run_fast.closed, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&forksafe__run_fast.sealed, 0, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&waiters, __ATOMIC_SEQ_CST) > 0) {
         int saved = errno;
         futex(&forksafe__run_fast.closed, FUTEX_WAKE, INT_MAX, NULL);
@@ -83,6 +85,8 @@ void forksafe__run_gate_child(void)
 {
     if (LOAD(&forksafe__run_fast.closed))
         STORE(&forksafe__run_fast.closed, 0);
+    if (LOAD(&forksafe__run_fast.sealed))
+        STORE(&forksafe__run_fast.sealed, 0);
     if (LOAD(&waiters))
         STORE(&waiters, 0);
 }
@@ -217,5 +221,17 @@ int forksafe__run_gate(struct thread_rec *r, struct run_thread *rt, void *lock,
         /* Closed again by the next fork before this thread got through. */
     }
     errno = saved;
+    return 0;
+}
+
+int forksafe__run_gate_try(struct run_thread *rt, void *lock)
+{
+    STORE_RELAXED(&rt->acquiring, lock);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&forksafe__run_fast.sealed, __ATOMIC_SEQ_CST) &&
+        __atomic_load_n(&forksafe__run_fast.closed, __ATOMIC_SEQ_CST)) {
+        STORE(&rt->acquiring, NULL);
+        return EBUSY;
+    }
     return 0;
 }

@@ -13,9 +13,11 @@
  *
  * Each hook has the contract of the libc function it wraps: same result,
  * same errno, same blocking, except that a lock call may first wait at the
- * gate while a fork is made (a timed one then fails with ETIMEDOUT if its
- * deadline passes there). The fast path, with the gate open, is two
- * stores, one load and the push.
+ * gate while a fork is made. A try never waits there (it fails with EBUSY
+ * only in the moment between the forker's last look and the fork itself),
+ * and a timed lock waits there at most until its deadline, then tries: a
+ * free lock is taken, as without a fork going on. The fast path, with the
+ * gate open, is two stores, one load and the push.
  */
 #include "run.h"
 
@@ -43,26 +45,46 @@ int (*forksafe__run_real_clockjoin)(pthread_t, void **, clockid_t,
 
 /* ------------------------------------------------------------ acquire */
 
+/* How an acquire waits: a plain lock, a try, or a timed lock. */
+enum { WAIT_LOCK, WAIT_TRY, WAIT_TIMED };
+
 /* With the gate closed: 0 to call the real function, HANDED when the
-   forker locks a mutex it took for the fork (nothing to call), or
-   ETIMEDOUT (abstime passed at the gate). */
+   forker locks a mutex it took for the fork (nothing to call), or EBUSY
+   (a try, with the gate sealed: run.h). A try never waits at the gate; a
+   timed lock waits there until its deadline at most, and then goes on as
+   a try does (the real call then takes a free lock, or says ETIMEDOUT as
+   it would without a fork going on); sealed, it waits for the fork to end
+   (that is the fork itself: short), and the real call decides. */
 static int slow(struct thread_rec *r, struct run_thread *rt, void *acq,
-                clockid_t clk, const struct timespec *abstime)
+                clockid_t clk, const struct timespec *abstime, int how)
 {
     if (LOAD(&forksafe__run_fk.forker) == r)
         return RUN_ACQ_KIND(acq) == KIND_MUTEX &&
                        forksafe__run_take_back(RUN_ACQ_LOCK(acq))
                    ? HANDED
                    : 0;
-    return forksafe__run_gate(r, rt, acq, clk, abstime);
+    if (how == WAIT_TRY) {
+        if (forksafe__in_hook ||
+            ((LOAD(&r->nheld) > 0 || LOAD(&rt->overflow) > 0) &&
+             forksafe__run_holds(r, rt)))
+            return 0; /* holders are never held back */
+        return forksafe__run_gate_try(rt, acq);
+    }
+    if (how == WAIT_LOCK || !abstime)
+        return forksafe__run_gate(r, rt, acq, clk, NULL);
+    if (forksafe__run_gate(r, rt, acq, clk, abstime) != ETIMEDOUT)
+        return 0;
+    if (forksafe__run_gate_try(rt, acq) == 0)
+        return 0;
+    return forksafe__run_gate(r, rt, acq, clk, NULL);
 }
 
 /* The part of every acquire hook before the real call. Returns the
    thread's run state (NULL: not tracked, just call the real function) and
-   in *pre 0, HANDED or ETIMEDOUT. */
+   in *pre 0, HANDED or EBUSY. */
 static inline __attribute__((always_inline)) struct run_thread *
 begin(struct thread_rec **rp, void *acq, void *site, clockid_t clk,
-      const struct timespec *abstime, int *pre)
+      const struct timespec *abstime, int how, int *pre)
 {
     *pre = 0;
     if (UNLIKELY(forksafe__in_hook))
@@ -74,7 +96,7 @@ begin(struct thread_rec **rp, void *acq, void *site, clockid_t clk,
     STORE_RELAXED(&rt->wait_site, site);
     STORE_RELAXED(&rt->acquiring, acq);
     if (forksafe__run_gate_check())
-        *pre = slow(r, rt, acq, clk, abstime);
+        *pre = slow(r, rt, acq, clk, abstime, how);
     *rp = r;
     return rt;
 }
@@ -89,17 +111,17 @@ static inline void end(struct thread_rec *r, struct run_thread *rt, int got,
     STORE(&rt->acquiring, NULL);
 }
 
-#define ACQUIRE(lock, rw, kind, clk, abstime, got_cond, call)                  \
+#define ACQUIRE(lock, rw, kind, clk, abstime, how, got_cond, call)             \
     do {                                                                       \
         void *site_ = __builtin_return_address(0);                             \
         struct thread_rec *r_ = NULL;                                          \
         int pre_;                                                              \
         struct run_thread *rt_ =                                               \
-            begin(&r_, RUN_ACQ(lock, rw), site_, clk, abstime, &pre_);         \
+            begin(&r_, RUN_ACQ(lock, rw), site_, clk, abstime, how, &pre_);    \
         if (!rt_)                                                              \
             return call;                                                       \
-        if (pre_ == ETIMEDOUT)                                                 \
-            return ETIMEDOUT;                                                  \
+        if (pre_ == EBUSY)                                                     \
+            return EBUSY;                                                      \
         int ret_ = pre_ == HANDED ? 0 : call;                                  \
         end(r_, rt_, got_cond, lock, kind, site_);                             \
         return ret_;                                                           \
@@ -110,74 +132,73 @@ static inline void end(struct thread_rec *r, struct run_thread *rt, int got,
 
 EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
-    ACQUIRE(m, 0, KIND_MUTEX, CLOCK_REALTIME, NULL, MUTEX_GOT,
+    ACQUIRE(m, 0, KIND_MUTEX, CLOCK_REALTIME, NULL, WAIT_LOCK, MUTEX_GOT,
             REAL(pthread_mutex_lock)(m));
 }
 
-/* A try at the gate waits for the fork to end instead of failing: a
-   program may know the lock is free, and EBUSY would be a lie. */
+/* A try never waits at the gate (see slow()). */
 EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
-    ACQUIRE(m, 0, KIND_MUTEX, CLOCK_REALTIME, NULL, MUTEX_GOT,
+    ACQUIRE(m, 0, KIND_MUTEX, CLOCK_REALTIME, NULL, WAIT_TRY, MUTEX_GOT,
             REAL(pthread_mutex_trylock)(m));
 }
 
 EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m,
                                    const struct timespec *ts)
 {
-    ACQUIRE(m, 0, KIND_MUTEX, CLOCK_REALTIME, ts, MUTEX_GOT,
+    ACQUIRE(m, 0, KIND_MUTEX, CLOCK_REALTIME, ts, WAIT_TIMED, MUTEX_GOT,
             REAL(pthread_mutex_timedlock)(m, ts));
 }
 
 EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t c,
                                    const struct timespec *ts)
 {
-    ACQUIRE(m, 0, KIND_MUTEX, c, ts, MUTEX_GOT,
+    ACQUIRE(m, 0, KIND_MUTEX, c, ts, WAIT_TIMED, MUTEX_GOT,
             REAL(pthread_mutex_clocklock)(m, c, ts));
 }
 
 EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
-    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, NULL, RW_GOT,
+    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, NULL, WAIT_LOCK, RW_GOT,
             REAL(pthread_rwlock_rdlock)(l));
 }
 
 EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 {
-    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, NULL, RW_GOT,
+    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, NULL, WAIT_LOCK, RW_GOT,
             REAL(pthread_rwlock_wrlock)(l));
 }
 
 EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
 {
-    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, NULL, RW_GOT,
+    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, NULL, WAIT_TRY, RW_GOT,
             REAL(pthread_rwlock_tryrdlock)(l));
 }
 
 EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
 {
-    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, NULL, RW_GOT,
+    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, NULL, WAIT_TRY, RW_GOT,
             REAL(pthread_rwlock_trywrlock)(l));
 }
 
 EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *l,
                                       const struct timespec *ts)
 {
-    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, ts, RW_GOT,
+    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, ts, WAIT_TIMED, RW_GOT,
             REAL(pthread_rwlock_timedrdlock)(l, ts));
 }
 
 EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *l,
                                       const struct timespec *ts)
 {
-    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, ts, RW_GOT,
+    ACQUIRE(l, 1, KIND_RWLOCK, CLOCK_REALTIME, ts, WAIT_TIMED, RW_GOT,
             REAL(pthread_rwlock_timedwrlock)(l, ts));
 }
 
 EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t c,
                                       const struct timespec *ts)
 {
-    ACQUIRE(l, 1, KIND_RWLOCK, c, ts, RW_GOT,
+    ACQUIRE(l, 1, KIND_RWLOCK, c, ts, WAIT_TIMED, RW_GOT,
             RUN_REAL(forksafe__run_real_clockrdlock,
                      "pthread_rwlock_clockrdlock")(l, c, ts));
 }
@@ -185,7 +206,7 @@ EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t c,
 EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t c,
                                       const struct timespec *ts)
 {
-    ACQUIRE(l, 1, KIND_RWLOCK, c, ts, RW_GOT,
+    ACQUIRE(l, 1, KIND_RWLOCK, c, ts, WAIT_TIMED, RW_GOT,
             RUN_REAL(forksafe__run_real_clockwrlock,
                      "pthread_rwlock_clockwrlock")(l, c, ts));
 }

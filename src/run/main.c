@@ -213,14 +213,59 @@ static void exit_like(int st, int status)
     exit(status);
 }
 
-static int write_report(const char *path, int json,
+/* Open a report destination once, before the run: a typo costs nothing,
+   and the report goes to this very file, FIFO or device (opening a FIFO
+   twice would hand its reader an end of file after the first open). A
+   FIFO nobody reads yet is waited for, as any writer of a FIFO waits
+   (the signals still act as they do by default: SIGTERM ends the wait).
+   Returns the descriptor (-1 for standard error), or -2 after an error
+   message. */
+static int open_destination(const char *path)
+{
+    if (strcmp(path, "-") == 0)
+        return -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == ENXIO) {
+        fprintf(stderr,
+                "forksafe-run: waiting for a reader of the FIFO '%s'\n",
+                path);
+        while ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 && errno == EINTR)
+            ;
+    }
+    if (fd < 0) {
+        fprintf(stderr, "forksafe-run: cannot write the report to '%s': %s\n",
+                path, strerror(errno));
+        return -2;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
+/* Write the report to fd (from open_destination; -1: standard error),
+   from its start if it is a regular file, and close it. */
+static int write_report(const char *path, int fd, int json,
                         const struct run_report *rep)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stderr : fopen(path, "we");
-    if (!f) {
-        fprintf(stderr, "forksafe-run: cannot write '%s': %s\n", path,
-                strerror(errno));
-        return -1;
+    FILE *f = stderr;
+    if (fd >= 0) {
+        struct stat sb;
+        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+            if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+                fprintf(stderr, "forksafe-run: cannot write '%s': %s\n",
+                        path, strerror(errno));
+                close(fd);
+                return -1;
+            }
+        }
+        f = fdopen(fd, "w");
+        if (!f) {
+            fprintf(stderr, "forksafe-run: cannot write '%s': %s\n", path,
+                    strerror(errno));
+            close(fd);
+            return -1;
+        }
     }
     int err = json ? forksafe__rr_json(f, rep) : forksafe__rr_text(f, rep);
     if (f == stderr)
@@ -240,21 +285,15 @@ static int run_reported(char **prog, const char *preload, const char *timeout,
                         const char *json_path, int top_reason,
                         const char *resolved)
 {
-    /* Check the destinations before running anything, so that a typo does
-       not cost a whole run. */
-    const char *paths[2] = {text_path, json_path};
-    for (int k = 0; k < 2; k++) {
-        if (!paths[k] || strcmp(paths[k], "-") == 0)
-            continue;
-        int fd = open(paths[k], O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-        if (fd < 0) {
-            fprintf(stderr,
-                    "forksafe-run: cannot write the report to '%s': "
-                    "%s\n",
-                    paths[k], strerror(errno));
-            return EXIT_USAGE;
-        }
-        close(fd);
+    /* Open the destinations before running anything (once: see
+       open_destination). */
+    int text_fd = -1, json_fd = -1;
+    if (text_path && (text_fd = open_destination(text_path)) == -2)
+        return EXIT_USAGE;
+    if (json_path && (json_fd = open_destination(json_path)) == -2) {
+        if (text_fd >= 0)
+            close(text_fd);
+        return EXIT_USAGE;
     }
     const char *tmp = getenv("TMPDIR");
     char dir[PATH_MAX];
@@ -358,10 +397,16 @@ static int run_reported(char **prog, const char *preload, const char *timeout,
     if (err && err != ENOENT)
         fprintf(stderr, "forksafe-run: reading the records: %s\n",
                 strerror(err));
+    /* PROGRAM is over: from now on the forwarded signals act as they did
+       for forksafe-run's own caller (by default, they end it), so that a
+       report that cannot be written (a FIFO nobody reads) never keeps it
+       alive. */
+    for (size_t k = 0; k < NFORWARDED; k++)
+        sigaction(forwarded[k], &inherited_act[forwarded[k]], NULL);
     int bad = 0;
-    if (text_path && write_report(text_path, 0, &rep) != 0)
+    if (text_path && write_report(text_path, text_fd, 0, &rep) != 0)
         bad = 1;
-    if (json_path && write_report(json_path, 1, &rep) != 0)
+    if (json_path && write_report(json_path, json_fd, 1, &rep) != 0)
         bad = 1;
     forksafe__rr_free(&rep);
     forksafe__symbols_free();

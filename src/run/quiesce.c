@@ -204,6 +204,14 @@ static int thread_gone(int tid)
     return gone;
 }
 
+/* 1 if lock is recorded as held by a thread that is not one of this
+   process's (another process's, through shared memory, or gone). */
+static int other_holder(const void *lock, int kind)
+{
+    pid_t h = holder_of(lock, kind, NULL);
+    return h > 0 && thread_gone((int)h);
+}
+
 /* Record the locks t really holds as blockers in state. */
 static void record_held(struct thread_rec *t, struct run_thread *rt, int state)
 {
@@ -262,6 +270,12 @@ static void scan(struct scan *s, int validate)
             /* Taking a lock the forker holds: it cannot get it before the
                fork, and holds nothing the child could miss. */
             if (forksafe__run_forker_holds(lock))
+                continue;
+            /* Taking a lock whose holder is no thread of this process (a
+               process-shared lock another process holds, or one whose
+               holder died): no wait here can end that, and the taker is
+               not in the child. */
+            if (validate && other_holder(lock, RUN_ACQ_KIND(acq)))
                 continue;
             s->busy++;
             if (s->record)
@@ -361,6 +375,31 @@ static void backoff(int iter)
     nanosleep(&d, NULL);
 }
 
+/* Nobody holds or takes a lock: seal the gate (a try no longer goes
+   through, run.h), then look once more, for a try that went through just
+   before. Returns 1 if sealed with nobody in the way, 0 (unsealed) if a
+   try got there first: wait for it like for any holder. */
+static int seal(struct scan *s, int validate)
+{
+    __atomic_store_n(&forksafe__run_fast.sealed, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int record = s->record;
+    s->record = 0;
+    struct scan again = *s;
+    scan(&again, validate);
+    s->record = record;
+    if (!again.busy)
+        return 1;
+    __atomic_store_n(&forksafe__run_fast.sealed, 0, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+/* The fork goes ahead with holders in the way: no more tries through. */
+static void seal_anyway(void)
+{
+    __atomic_store_n(&forksafe__run_fast.sealed, 1, __ATOMIC_SEQ_CST);
+}
+
 int forksafe__run_quiesce(const struct timespec *deadline)
 {
     struct run_fork *fk = &forksafe__run_fk;
@@ -372,16 +411,21 @@ int forksafe__run_quiesce(const struct timespec *deadline)
         int validate = iter >= 8 && iter % 4 == 0;
         scan(&s, validate);
         if (!s.busy) {
-            if (take_candidates(&s) == 0)
-                return RUN_OK;
+            if (take_candidates(&s) == 0) {
+                if (seal(&s, validate))
+                    return RUN_OK;
+                forksafe__run_release_taken();
+            }
             fk->waited = 1;
         } else {
             fk->waited = 1;
             if (validate && s.stuck == s.busy) {
                 s.record = 1;
                 scan(&s, 1);
-                if (s.busy && s.stuck == s.busy)
+                if (s.busy && s.stuck == s.busy) {
+                    seal_anyway();
                     return RUN_STUCK;
+                }
                 s.record = 0;
                 fk->nblockers = 0;
             }
@@ -391,8 +435,12 @@ int forksafe__run_quiesce(const struct timespec *deadline)
             scan(&s, 1);
             if (!s.busy && take_candidates(&s) == 0) {
                 fk->nblockers = 0;
-                return RUN_OK;
+                if (seal(&s, 1))
+                    return RUN_OK;
+                forksafe__run_release_taken();
+                scan(&s, 1);
             }
+            seal_anyway();
             return RUN_TIMEOUT;
         }
         backoff(iter);

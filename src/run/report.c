@@ -530,6 +530,13 @@ static void slow_text(FILE *out, const struct run_slow *s)
                 "  went ahead after the %ld ms timeout with a lock held by "
                 "another thread; the child may block on it forever\n",
                 s->timeout_ms);
+    if (strcmp(s->reason, "stuck") != 0 &&
+        s->wait_us / 1000 > s->timeout_ms + 100)
+        fprintf(out,
+                "  fork() returned %ld ms after it was called: fork handlers "
+                "(libforksafe's, for a lock registered with it) waited "
+                "again after the timeout\n",
+                s->wait_us / 1000);
     for (size_t k = 0; k < s->nblockers; k++)
         blocker_text(out, &s->blockers[k]);
 }

@@ -141,6 +141,8 @@ struct run_fast {
     int fence;    /* no membarrier(2): the lock path fences itself */
     unsigned gen; /* closings so far: a waiter tells one fork from the
                      next by it */
+    int sealed;   /* the forker found nobody holding or taking a lock and
+                     is about to fork: a try may no longer go through */
 } __attribute__((aligned(64)));
 extern struct run_fast forksafe__run_fast;
 
@@ -163,6 +165,17 @@ static inline int forksafe__run_gate_check(void)
    waited, with rt->acquiring cleared. */
 int forksafe__run_gate(struct thread_rec *r, struct run_thread *rt, void *lock,
                        clockid_t clk, const struct timespec *abstime);
+
+/* A try (pthread_mutex_trylock and the like), or a timed lock whose
+   deadline passed at the gate, never waits there: it goes through to the
+   real call (0), and the forker then sees the thread taking, or holding,
+   the lock and waits for it like for any holder. Only once the forker has
+   sealed the gate (it found nobody to wait for and is about to fork)
+   does it fail instead: EBUSY, with rt->acquiring cleared. The thread's
+   fence here pairs with the forker's between sealing and its last scan
+   (quiesce.c): either the thread sees the seal, or the forker sees the
+   thread taking the lock. */
+int forksafe__run_gate_try(struct run_thread *rt, void *lock);
 
 /* 1 if thread r really holds one of the locks on its held stack (each is
    checked against the lock's recorded holder, read fault-safe), or more
@@ -244,11 +257,16 @@ struct run_fork {
     int threaded; /* other threads were alive: it waited */
     int outcome;  /* RUN_OK, RUN_TIMEOUT, RUN_STUCK */
     int waited;   /* some thread held a lock when it started */
-    long long wait_ns;
+    long long wait_ns; /* the wait; for a fork that went ahead with a lock
+                          held, up to the real fork's return (fork handlers,
+                          libforksafe's registry among them, may wait for
+                          the same holders after forksafe-run did) */
     int nblockers;
     struct run_blocker blockers[RUN_BLOCKERS_MAX];
     void *site; /* where fork() was called */
     const char *call;
+    int ffork_inner; /* forksafe_fork() is about to call fork() itself */
+    long long wait_start_ns; /* when the wait began (threaded forks) */
 };
 extern struct run_fork forksafe__run_fk;
 

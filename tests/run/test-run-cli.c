@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 static char *copy(const char *s)
@@ -211,6 +213,58 @@ static void test_usage_and_bad_input(void **state)
     assert_int_equal(stat(marker, &st), 0);
 }
 
+/* A report to a FIFO is written once, to the reader that was there when
+   the run started, and forksafe-run ends with PROGRAM's status; with no
+   reader yet, it waits for one before running anything, as any writer of
+   a FIFO does, and SIGTERM ends that wait (the program never ran). */
+static void test_report_to_a_fifo(void **state)
+{
+    (void)state;
+    char script[2048];
+    snprintf(script, sizeof script,
+             "f=%s/fifo; rm -f $f; mkfifo $f || exit 90\n"
+             "cat $f > %s/got & r=$!\n"
+             "%s --report $f /bin/sh -c 'exit 3'; s=$?\n"
+             "wait $r; echo \"status $s\"; cat %s/got\n"
+             "exit 0\n",
+             ru_tmp, ru_tmp, RUN_CLI, ru_tmp);
+    char *argv[] = {"/bin/sh", "-c", script, NULL};
+    assert_int_equal(ru_run(argv, NULL, ru_out, ru_err, 20000), 0);
+    const char *out = ru_slurp(ru_out);
+    fprintf(stderr, "%s", out);
+    assert_non_null(strstr(out, "status 3\n"));
+    assert_non_null(strstr(out, "program exited with status 3"));
+
+    /* No reader: it waits before running anything; SIGTERM ends it. */
+    char fifo[300], ran[300], touch[400];
+    snprintf(fifo, sizeof fifo, "%s/fifo", ru_tmp);
+    snprintf(ran, sizeof ran, "%s/ran", ru_tmp);
+    snprintf(touch, sizeof touch, "touch %s", ran);
+    unlink(ran);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fe = open(ru_err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fe < 0)
+            _exit(120);
+        dup2(fe, 2);
+        signal(SIGTERM, SIG_DFL);
+        execl(RUN_CLI, RUN_CLI, "--json", fifo, "/bin/sh", "-c", touch,
+              (char *)NULL);
+        _exit(121);
+    }
+    struct timespec d = {0, 500 * 1000 * 1000};
+    nanosleep(&d, NULL);
+    kill(pid, SIGTERM);
+    int code = 0;
+    assert_int_equal(fs_wait(pid, 10000, &code), FS_SIGNALED);
+    assert_int_equal(code, SIGTERM);
+    struct stat st;
+    assert_int_not_equal(stat(ran, &st), 0);
+    assert_non_null(strstr(ru_slurp(ru_err), "waiting for a reader"));
+}
+
 /* The man page renders without warnings. */
 static void test_man_page_renders(void **state)
 {
@@ -239,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_emptied_environment_stays_empty),
         cmocka_unit_test(test_static_program_is_not_covered),
         cmocka_unit_test(test_usage_and_bad_input),
+        cmocka_unit_test(test_report_to_a_fifo),
         cmocka_unit_test(test_man_page_renders),
     };
     return cmocka_run_group_tests(tests, ru_setup, ru_teardown);

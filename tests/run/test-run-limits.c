@@ -77,6 +77,27 @@ static void test_limit_lock_held_across_blocking_call(void **state)
     assert_non_null(strstr(text, "taken at journal_writer+0x"));
 }
 
+/* A mutex registered with libforksafe held across a blocking read: the
+   fork waits forksafe-run's timeout (200 ms), then libforksafe's own
+   prepare waits for its lock up to its own deadline (FORKSAFE_TIMEOUT_MS,
+   here 1000 ms). The report says what the fork really waited: both. */
+static void test_limit_registered_lock_held_across_blocking_call(void **state)
+{
+    (void)state;
+    char *argv[] = {RUN_CLI,        "--timeout-ms", "200",
+                    "--json",       ru_json,        "--report",
+                    ru_text,        "--",           RU_TARGET("target-regheld"),
+                    NULL};
+    const char *envs[] = {"FORKSAFE_TIMEOUT_MS=1000", NULL};
+    assert_int_equal(ru_run(argv, envs, ru_out, ru_err, RU_RUN_MS), 0);
+    int ms = ru_fork_ms(ru_slurp(ru_out), "regheld:");
+    fprintf(stderr, "  fork took %d ms\n", ms);
+    assert_true(ms >= 1000);
+    ru_check("--eq", "forks.timed_out=1", "--len", "slow_forks=1", "--min",
+             "wait_ns.max=1000000000", "--min",
+             "slow_forks.0.wait_us=1000000");
+}
+
 /* The same, timeout from the environment, library preloaded by hand. */
 static void test_timeout_from_the_environment(void **state)
 {
@@ -164,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_limit_spinlock),
         cmocka_unit_test(test_limit_custom_futex_lock),
         cmocka_unit_test(test_limit_lock_held_across_blocking_call),
+        cmocka_unit_test(test_limit_registered_lock_held_across_blocking_call),
         cmocka_unit_test(test_timeout_from_the_environment),
         cmocka_unit_test(test_limit_thread_needs_the_forker),
         cmocka_unit_test(test_limit_holder_waits_to_fork),

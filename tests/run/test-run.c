@@ -231,6 +231,48 @@ static void test_with_libforksafe_registry(void **state)
     ru_check("--eq", "forks.total=200", "--eq", "forks.timed_out=0");
 }
 
+/* A thread blocked taking a process-shared mutex that another process
+   holds: no thread of this process holds it, so the fork has nothing to
+   wait for and goes ahead at once (the taker is not in the child, and the
+   lock, in shared memory, is the same lock there). */
+static void test_lock_held_by_another_process(void **state)
+{
+    (void)state;
+    char *argv[] = {RU_TARGET("target-pshared"), NULL};
+    const char *opts[] = {"--timeout-ms", "3000", NULL};
+    assert_int_equal(ru_cli_report(opts, argv), 0);
+    assert_true(ru_fork_ms(ru_slurp(ru_out), "pshared:") < 500);
+    ru_check("--eq", "forks.timed_out=0", "--eq", "forks.stuck=0", "--len",
+             "slow_forks=0");
+}
+
+/* A pthread_atfork prepare handler forks: both forks are protected and
+   both are counted. */
+static void test_fork_inside_prepare_handler(void **state)
+{
+    (void)state;
+    char *argv[] = {RU_TARGET("target-atfork"), NULL};
+    assert_int_equal(ru_cli_report(NULL, argv), 0);
+    ru_check("--eq", "forks.total=2", "--eq", "forks.threaded=2");
+    assert_non_null(strstr(ru_slurp(ru_text),
+                           "2 forks in 1 process; 2 with other threads alive"));
+}
+
+/* While a fork waits for a holder, the try functions never wait at the
+   gate and the timed ones take a free lock (no ETIMEDOUT): each call
+   behaves as it would with no fork going on (target-trylock.c). */
+static void test_try_and_timed_locks_during_a_fork(void **state)
+{
+    (void)state;
+    char *argv[] = {RU_TARGET("target-trylock"), NULL};
+    const char *opts[] = {"--timeout-ms", "3000", NULL};
+    int st = ru_cli_report(opts, argv);
+    fprintf(stderr, "%s", ru_slurp(ru_out));
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(ru_slurp(ru_out), "child ok"));
+    ru_check("--eq", "forks.timed_out=0");
+}
+
 /* CPython: a thread uses sqlite3 (SQLite's mutexes held while the GIL is
    released) while multiprocessing forks workers that use sqlite3. */
 static void test_python_sqlite_thread(void **state)
@@ -268,6 +310,9 @@ int main(void)
         cmocka_unit_test(test_fork_handler_polling_for_a_thread),
         cmocka_unit_test(test_forker_holds_robust_and_pi),
         cmocka_unit_test(test_with_libforksafe_registry),
+        cmocka_unit_test(test_lock_held_by_another_process),
+        cmocka_unit_test(test_fork_inside_prepare_handler),
+        cmocka_unit_test(test_try_and_timed_locks_during_a_fork),
         cmocka_unit_test(test_python_sqlite_thread),
     };
     return cmocka_run_group_tests(tests, ru_setup, ru_teardown);

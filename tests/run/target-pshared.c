@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* pshared-taker: a process-shared mutex in MAP_SHARED memory is held by
+/* target-pshared: a process-shared mutex in MAP_SHARED memory is held by
  * another process (a helper child, forked before any thread exists). A
  * thread of the program blocks taking it; it holds no other lock. The main
  * thread forks. No thread of this process holds a lock, so the fork has
  * nothing to wait for (and the taker does not exist in the child). Exits 0
  * if the fork took under 500 ms; run with --timeout-ms 3000. */
-#define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +56,6 @@ int main(void)
     kill(owner, SIGKILL);
     waitpid(owner, NULL, 0);
     long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
-    printf("pshared-taker: fork took %ld ms, child status %d\n", ms, st);
+    printf("pshared: fork took %ld ms, child status %d\n", ms, st);
     return !(ms < 500 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }

@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* registry-held: a mutex registered with libforksafe is held by another
+/* target-regheld: a mutex registered with libforksafe is held by another
  * thread across a blocking read; the main thread calls fork(). Under
  * forksafe-run --timeout-ms 200 the fork should go ahead after about 200 ms
  * (reported as timeout); prints how long fork() took. Exits 0 if under
  * 2000 ms. */
-#define _GNU_SOURCE
 #include <forksafe.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,7 +42,7 @@ int main(void)
     clock_gettime(CLOCK_MONOTONIC, &b);
     waitpid(p, NULL, 0);
     long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
-    printf("registry-held: fork() took %ld ms\n", ms);
+    printf("regheld: fork took %ld ms\n", ms);
     if (write(go[1], "x", 1) != 1)
         return 9;
     pthread_join(t, NULL);

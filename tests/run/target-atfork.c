@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* atfork-fork: a pthread_atfork prepare handler itself forks (once) while
+/* target-atfork: a pthread_atfork prepare handler itself forks (once) while
  * another thread takes mutexes; the outer fork must then complete and both
  * children exit 0. Exits 0 if all went well within the watchdog. */
-#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
