@@ -20,7 +20,8 @@
  * and the extra wait at a fork as forksafe-run --report gives it (median,
  * percentiles, maximum), for the hang workload and for the idle one.
  * Without FORKSAFE_RUN_PRELOAD (built outside scons) it says so and exits
- * 0.
+ * 0. BENCH_RUN_ONLY=cost skips the hang and sqlite rounds; BENCH_ROUNDS
+ * sets the rounds (bench.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,9 +42,7 @@
 
 static double now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+    return bench_now_us() * 1e3;
 }
 
 /* ------------------------------------------------------------ workloads */
@@ -247,15 +246,22 @@ int main(int argc, char **argv)
         return 1;
     self[sl] = '\0';
 
+    /* BENCH_RUN_ONLY=cost: only what it costs (the hang rounds take
+       minutes). */
+    const char *only = getenv("BENCH_RUN_ONLY");
+    int cost_only = only && strcmp(only, "cost") == 0;
+
     /* What it fixes: children hung, without and under it. */
     int hang_rounds = rounds < 5 ? rounds : 5;
+    char forks[16];
+    snprintf(forks, sizeof forks, "%d", HANG_FORKS);
+    if (cost_only)
+        goto cost;
     printf("bench-run: children hung (goal ~95%% without, 0 under) or that "
            "found the forker's lock wrong (goal 0 under), without / under "
            "libforksafe-run.so, %d rounds of %d forks\n",
            hang_rounds, HANG_FORKS);
     static const char *types[] = {"normal", "errorcheck", "recursive"};
-    char forks[16];
-    snprintf(forks, sizeof forks, "%d", HANG_FORKS);
     for (int holds = 0; holds < 2; holds++) {
         for (int t = 0; t < 3; t++) {
             char *argv_h[] = {(char *)hang, (char *)types[t],
@@ -287,6 +293,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
 
+cost:;
     /* What it costs. */
     char *fork_argv[] = {self, "--child", "fork", NULL};
     char *mutex_argv[] = {self, "--child", "mutex", NULL};
