@@ -174,8 +174,7 @@ static int open_destination(const char *path)
         return -1;
     int fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
     if (fd < 0 && errno == ENXIO) {
-        fprintf(stderr,
-                "forksafe-run: waiting for a reader of the FIFO '%s'\n",
+        fprintf(stderr, "forksafe-run: waiting for a reader of the FIFO '%s'\n",
                 path);
         while ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 && errno == EINTR)
             ;
@@ -201,8 +200,8 @@ static int write_report(const char *path, int fd, int json,
         struct stat sb;
         if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
             if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
-                fprintf(stderr, "forksafe-run: cannot write '%s': %s\n",
-                        path, strerror(errno));
+                fprintf(stderr, "forksafe-run: cannot write '%s': %s\n", path,
+                        strerror(errno));
                 close(fd);
                 return -1;
             }

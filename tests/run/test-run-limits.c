@@ -84,9 +84,9 @@ static void test_limit_lock_held_across_blocking_call(void **state)
 static void test_limit_registered_lock_held_across_blocking_call(void **state)
 {
     (void)state;
-    char *argv[] = {RUN_CLI,        "--timeout-ms", "200",
-                    "--json",       ru_json,        "--report",
-                    ru_text,        "--",           RU_TARGET("target-regheld"),
+    char *argv[] = {RUN_CLI,  "--timeout-ms", "200",
+                    "--json", ru_json,        "--report",
+                    ru_text,  "--",           RU_TARGET("target-regheld"),
                     NULL};
     const char *envs[] = {"FORKSAFE_TIMEOUT_MS=1000", NULL};
     assert_int_equal(ru_run(argv, envs, ru_out, ru_err, RU_RUN_MS), 0);
@@ -94,8 +94,7 @@ static void test_limit_registered_lock_held_across_blocking_call(void **state)
     fprintf(stderr, "  fork took %d ms\n", ms);
     assert_true(ms >= 1000);
     ru_check("--eq", "forks.timed_out=1", "--len", "slow_forks=1", "--min",
-             "wait_ns.max=1000000000", "--min",
-             "slow_forks.0.wait_us=1000000");
+             "wait_ns.max=1000000000", "--min", "slow_forks.0.wait_us=1000000");
 }
 
 /* The same, timeout from the environment, library preloaded by hand. */
