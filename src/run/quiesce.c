@@ -169,9 +169,12 @@ int forksafe__run_registered(const void *lock)
 /* ------------------------------------------------------------ scan */
 
 struct scan {
-    int busy;  /* threads that hold a lock or are taking one */
-    int stuck; /* ... of which wait for the forker */
-    int ncand; /* condition mutexes to take */
+    int busy; /* threads that hold a lock or are taking one */
+    int ntk;  /* ... of which take (validated scans; up to RUN_TAKEN_MAX) */
+    int tk[RUN_TAKEN_MAX];      /* their slots */
+    void *tkacq[RUN_TAKEN_MAX]; /* and what each was taking */
+    int stuck;                  /* ... of which wait for the forker */
+    int ncand;                  /* condition mutexes to take */
     void *cand[RUN_TAKEN_MAX];
     int record; /* fill forksafe__run_fk.blockers */
 };
@@ -236,7 +239,7 @@ static void scan(struct scan *s, int validate)
 {
     struct run_fork *fk = &forksafe__run_fk;
     struct thread_rec *me = fk->forker;
-    s->busy = s->stuck = s->ncand = 0;
+    s->busy = s->stuck = s->ncand = s->ntk = 0;
     int hwm = LOAD(&forksafe__threads_hwm);
     for (int i = 0; i < hwm; i++) {
         struct thread_rec *t = &forksafe__threads[i];
@@ -274,9 +277,15 @@ static void scan(struct scan *s, int validate)
             /* Taking a lock whose holder is no thread of this process (a
                process-shared lock another process holds, or one whose
                holder died): no wait here can end that, and the taker is
-               not in the child. */
-            if (validate && other_holder(lock, RUN_ACQ_KIND(acq)))
+               not in the child. Asking costs system calls: while another
+               thread holds a lock, the wait goes on anyway, so it is asked
+               after the scan, only when nobody else is in the way. */
+            if (s->record && other_holder(lock, RUN_ACQ_KIND(acq)))
                 continue;
+            if (validate && s->ntk < RUN_TAKEN_MAX) {
+                s->tk[s->ntk] = i;
+                s->tkacq[s->ntk++] = acq;
+            }
             s->busy++;
             if (s->record)
                 add_blocker(tid, RUN_B_TAKING, lock, RUN_ACQ_KIND(acq),
@@ -294,6 +303,17 @@ static void scan(struct scan *s, int validate)
             s->stuck++;
         if (s->record)
             record_held(t, rt, state);
+    }
+    /* Only takers are in the way: those waiting for another process (or
+       for a thread that is gone) are not. */
+    if (validate && s->ntk > 0 && s->ntk == s->busy && !s->record) {
+        for (int k = 0; k < s->ntk; k++) {
+            struct run_thread *rt = &forksafe__run_threads[s->tk[k]];
+            void *acq = s->tkacq[k];
+            if (other_holder(RUN_ACQ_LOCK(acq), RUN_ACQ_KIND(acq)) &&
+                LOAD(&rt->acquiring) == acq)
+                s->busy--;
+        }
     }
 }
 
