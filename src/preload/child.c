@@ -111,40 +111,94 @@ static int in_snapshot(const void *lock)
     return 0;
 }
 
+/* The threads of this child: those that took a lock here or started
+   here, by TID, so that a lock-table entry written after the fork (by a
+   thread of the child, perhaps gone since) is not taken for a use by a
+   thread of the parent. Reset in each new process. */
+#define OWN_MAX 256
+static struct {
+    long pid; /* the process the set is for */
+    int n;
+    int tid[OWN_MAX];
+} own;
+
+static void own_reset_if_new(void)
+{
+    long pid = forksafe__getpid(), was = LOAD(&own.pid);
+    if (was != pid &&
+        __atomic_compare_exchange_n(&own.pid, &was, pid, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        STORE(&own.n, 0);
+}
+
+static void own_add(int tid)
+{
+    own_reset_if_new();
+    int n = LOAD(&own.n);
+    for (int i = 0; i < n && i < OWN_MAX; i++)
+        if (LOAD(&own.tid[i]) == tid)
+            return;
+    int i = __atomic_fetch_add(&own.n, 1, __ATOMIC_ACQ_REL);
+    if (i < OWN_MAX)
+        STORE(&own.tid[i], tid);
+}
+
+/* 1 if tid is a thread of this process (not of the parent). */
+static int own_tid(int tid)
+{
+    if (tid == (int)forksafe__getpid() || forksafe__thread_by_tid(tid))
+        return 1;
+    if (LOAD(&own.pid) != forksafe__getpid())
+        return 0;
+    int n = LOAD(&own.n);
+    for (int i = 0; i < n && i < OWN_MAX; i++)
+        if (LOAD(&own.tid[i]) == tid)
+            return 1;
+    return 0;
+}
+
 /* Another thread of the parent that used lock: its TID and where, from
-   the lock table the child inherited. 0 if only this thread used it, if
-   it is new (made or re-initialised in the child), or unknown. */
+   the lock table the child inherited (-1: a thread of unknown TID). 0 if
+   only the forking thread used it in the parent, if only threads of this
+   child did (a lock made or re-initialised in the child, or one the
+   child's own threads share), or unknown. The forking thread keeps its
+   record, and so its ident, in the child (its TID there is the child's
+   PID); the entry's first user is known by ident, the second by TID. */
 static int other_user(const void *lock, void **site)
 {
     *site = NULL;
     struct lock_ent *e = forksafe__lock_lookup(lock);
     if (!e)
         return 0;
-    struct thread_rec *me = forksafe__self_rec;
     unsigned owner = LOAD(&e->owner);
     if (!owner)
         return 0;
-    if (me && owner == me->ident) {
-        if (!LOAD(&e->shared))
-            return 0;
-        *site = e->site2;
-        return e->tid2 ? e->tid2 : -1;
+    struct thread_rec *forker =
+        forksafe__thread_by_tid((int)forksafe__getpid());
+    int tid1 = e->tid1, tid2 = e->tid2;
+    if (!(forker && owner == forker->ident) && !(tid1 && own_tid(tid1))) {
+        *site = e->site1;
+        return tid1 ? tid1 : -1;
     }
-    *site = e->site1;
-    return e->tid1 ? e->tid1 : -1;
+    if (LOAD(&e->shared) && !(tid2 && own_tid(tid2))) {
+        *site = e->site2;
+        return tid2 ? tid2 : -1;
+    }
+    return 0;
 }
 
-void forksafe__child_acquired(void *lock, int kind, const char *fn,
-                              void *site)
+void forksafe__child_acquired(void *lock, int kind, const char *fn, void *site)
 {
     forksafe__audit_ran_on();
     if (!LOAD(&fk.child_mt) || forksafe__in_hook || forksafe__in_resolve)
         return;
+    own_add((int)forksafe__gettid());
     /* A lock held at the fork is child-deadlock's business; one a prepare
        took (a registered lock, a callback's or handler's) is covered; the
        re-acquire that ends a condition wait follows a lock call of its
        own. */
-    if (strncmp(fn, "pthread_cond", 12) == 0 || in_snapshot(lock) || forksafe__audit_prepared(lock))
+    if (strncmp(fn, "pthread_cond", 12) == 0 || in_snapshot(lock) ||
+        forksafe__audit_prepared(lock))
         return;
     void *osite;
     int other = other_user(lock, &osite);
@@ -163,8 +217,8 @@ void forksafe__child_acquired(void *lock, int kind, const char *fn,
         forksafe__rec_str(r, "lock_kind", kind_name(kind));
         forksafe__rec_int(r, "fork_pid", LOAD(&fk.fork_pid));
         forksafe__rec_frame(r, "call", forksafe__gettid(), NULL, site);
-        forksafe__rec_frame(r, "other-thread-lock", other > 0 ? other : 0,
-                            NULL, osite);
+        forksafe__rec_frame(r, "other-thread-lock", other > 0 ? other : 0, NULL,
+                            osite);
         forksafe__rec_end_batched(r);
     }
     if (errno != saved)
@@ -333,6 +387,8 @@ int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
 void forksafe__policy_thread_created(void)
 {
     forksafe__audit_ran_on();
+    if (LOAD(&fk.child_mt))
+        own_add((int)forksafe__gettid());
     if (LOAD(&fk.child_mt) && !LOAD(&fk.child_has_threads))
         STORE(&fk.child_has_threads, 1);
 }
@@ -359,8 +415,7 @@ void forksafe__audit_stdio_check(FILE *f, int flushing, void *site)
         int saved = errno;
         struct forksafe__rec *r = forksafe__rec_begin("finding");
         if (r) {
-            forksafe__audit_rec_common(r, "stdio-unflushed-at-fork",
-                                       "warning");
+            forksafe__audit_rec_common(r, "stdio-unflushed-at-fork", "warning");
             forksafe__rec_str(r, "stream", i ? "stderr" : "stdout");
             forksafe__rec_int(r, "bytes", was);
             forksafe__rec_int(r, "fork_pid", LOAD(&fk.fork_pid));

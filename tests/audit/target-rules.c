@@ -400,6 +400,41 @@ static int unsafe_own(void)
     return r;
 }
 
+/* Locks the child makes and uses among threads of its own (a new ZeroMQ
+   context's): no thread of the parent ever used them. */
+static pthread_mutex_t fresh_main = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t fresh_thread = PTHREAD_MUTEX_INITIALIZER;
+
+static void *child_thread_takes(void *arg)
+{
+    if (arg) {
+        child_takes(arg); /* the parent's thread used it */
+        return NULL;
+    }
+    child_takes(&fresh_main);   /* first taken by the child's main thread */
+    child_takes(&fresh_thread); /* first taken here */
+    return NULL;
+}
+
+static int unsafe_child_threads(int parents)
+{
+    start(use_then_park, &other);
+    pid_t pid = fork();
+    if (pid == 0) {
+        child_takes(&fresh_main);
+        pthread_t t;
+        if (pthread_create(&t, NULL, child_thread_takes,
+                           parents ? &other : NULL) != 0 ||
+            pthread_join(t, NULL) != 0)
+            _exit(3);
+        child_takes(&fresh_thread); /* after its first user has exited */
+        _exit(0);
+    }
+    int r = reap(pid, 0);
+    target_parked_stop();
+    return r;
+}
+
 static int shared_mode(int run_on)
 {
     start(use_then_park, &other);
@@ -606,6 +641,9 @@ int main(int argc, char **argv)
         return cond_mode(mode[4] == '-');
     if (strcmp(mode, "unsafe") == 0)
         return unsafe_mode(3, 0);
+    if (strcmp(mode, "unsafe-child-threads") == 0 ||
+        strcmp(mode, "unsafe-child-thread-parents") == 0)
+        return unsafe_child_threads(mode[19] == '-');
     if (strcmp(mode, "unsafe-exec") == 0)
         return unsafe_mode(1, 1);
     if (strcmp(mode, "shared-runon") == 0 || strcmp(mode, "shared-exit") == 0)
