@@ -146,6 +146,8 @@ static void own_add(int tid)
 /* 1 if tid is a thread of this process (not of the parent). */
 static int own_tid(int tid)
 {
+    if (tid == 0)
+        return 0;
     if (tid == (int)forksafe__getpid() || forksafe__thread_by_tid(tid))
         return 1;
     if (LOAD(&own.pid) != forksafe__getpid())
@@ -187,6 +189,36 @@ static int other_user(const void *lock, void **site)
     return 0;
 }
 
+/* 1 if every outer lock the threads of the parent held when they took
+   lock (as the table saw them: each distinct one) was taken by a prepare
+   at the fork that made this process: no thread could hold lock then
+   (SQLite's per-file lock mutex, taken only under the connection mutex
+   forksafe-sqlite registers). Outer locks the child's own threads added
+   since do not count; a lock taken with no lock held, or under more
+   distinct outer locks than the table keeps, is not covered. */
+static int covered_by_outer(const void *lock)
+{
+    struct lock_ent *e = forksafe__lock_lookup(lock);
+    if (!e)
+        return 0;
+    if (LOAD(&e->mixed) && !own_tid(e->mixed_tid))
+        return 0;
+    int seen = 0;
+    for (int i = 0; i < OUTER_MAX; i++) {
+        uintptr_t o = LOAD(&e->outer[i]);
+        if (o == 0)
+            break;
+        if (own_tid(LOAD(&e->outer_tid[i])))
+            continue;
+        if (o == (uintptr_t)lock)
+            continue; /* a relock under itself: its first taking counts */
+        if (o == OUTER_BARE || !forksafe__audit_prepared((const void *)o))
+            return 0;
+        seen = 1;
+    }
+    return seen;
+}
+
 void forksafe__child_acquired(void *lock, int kind, const char *fn, void *site)
 {
     forksafe__audit_ran_on();
@@ -204,7 +236,8 @@ void forksafe__child_acquired(void *lock, int kind, const char *fn, void *site)
     int other = other_user(lock, &osite);
     /* A process-shared lock: the parent's thread releases it for the
        child too. */
-    if (!other || forksafe__lock_pshared_copy(lock, kind, NULL) == 1)
+    if (!other || forksafe__lock_pshared_copy(lock, kind, NULL) == 1 ||
+        covered_by_outer(lock))
         return;
     if (!forksafe__audit_once_first(&fk.once_unsafe, (uintptr_t)site))
         return;

@@ -202,6 +202,7 @@ struct thread_rec {
        is the first user, or the lock is already shared): the lock path
        skips the table for them. Cleared when a lock is forgotten. */
     uintptr_t seen[SEEN_CACHE];
+    uintptr_t seen_outer[SEEN_CACHE]; /* the outer lock it was seen under */
 };
 
 /* The thread table. Slots [0, forksafe__threads_hwm) have been used; a
@@ -235,6 +236,12 @@ void forksafe__threads_after_fork_child(void);
    resized. When a lock goes away (destroyed, closed, unmapped) its entry
    is reset and kept for its address; a shared one is first copied to the
    retired list for the exit report. */
+/* The outermost locks held when a lock was taken (OUTER_BARE: none), as
+   far as the table saw them: a lock whose every user held a lock a
+   prepare takes cannot be held by another thread at the fork. */
+#define OUTER_MAX  4
+#define OUTER_BARE ((uintptr_t)1)
+
 struct lock_ent {
     uintptr_t addr;
     void *site1, *site2; /* acquire sites of the first and second user */
@@ -242,16 +249,21 @@ struct lock_ent {
     int tid1, tid2;
     unsigned char kind;
     unsigned char shared; /* used by a second thread */
+    unsigned char mixed;  /* taken under more outer locks than OUTER_MAX */
+    int mixed_tid;        /* ... first seen by this thread */
+    uintptr_t outer[OUTER_MAX]; /* distinct outer locks (0: free slot) */
+    int outer_tid[OUTER_MAX];   /* the thread that added each */
 };
 
 #define LOCK_MAX    32768
 #define RETIRED_MAX 128
 
-/* Note that thread r acquired lock at site. Lock-free; writes the entry
-   only the first time the lock is seen and the first time a second thread
-   uses it. */
-void forksafe__lock_note(void *lock, int kind, void *site,
-                         struct thread_rec *r);
+/* Note that thread r acquired lock at site, holding outer as its
+   outermost lock (OUTER_BARE: none). Lock-free; writes the entry only the
+   first time the lock is seen, the first time a second thread uses it and
+   the first time it is taken under each outer lock. */
+void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r,
+                         uintptr_t outer);
 /* The entry of the lock at lock, or NULL if the table has none (never
    used, forgotten and not used since, or not tracked). Never inserts;
    lock-free and safe wherever the other table functions are. */

@@ -75,8 +75,13 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
     if (!r)
         return;
     int n = r->nheld;
-    if (n > 0 && r->held[n - 1].lock != lock && r->held[n - 1].lock)
-        forksafe__edge_note(&r->held[n - 1], lock, site, r);
+    uintptr_t outer = OUTER_BARE;
+    if (n > 0) {
+        if (r->held[0].lock)
+            outer = (uintptr_t)r->held[0].lock;
+        if (r->held[n - 1].lock != lock && r->held[n - 1].lock)
+            forksafe__edge_note(&r->held[n - 1], lock, site, r);
+    }
     if (n == MAX_HELD) {
         /* Drop entries that other threads released (semaphores) or that
            went away. */
@@ -93,10 +98,11 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
         STORE(&r->nheld, n + 1);
     }
     uintptr_t a = (uintptr_t)lock;
-    uintptr_t *c = &r->seen[(a >> 4) & (SEEN_CACHE - 1)];
-    if (*c != a) {
-        forksafe__lock_note(lock, kind, site, r);
-        *c = a;
+    unsigned k = (a >> 4) & (SEEN_CACHE - 1);
+    if (r->seen[k] != a || r->seen_outer[k] != outer) {
+        forksafe__lock_note(lock, kind, site, r, outer);
+        r->seen[k] = a;
+        r->seen_outer[k] = outer;
     }
     if (UNLIKELY(LOAD(&forksafe__policy_slow)))
         forksafe__policy_acquired(lock, kind, fn, site);

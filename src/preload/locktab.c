@@ -102,12 +102,40 @@ static struct lock_ent *lock_find(uintptr_t a, int insert)
     return NULL; /* index region full: this lock is not tracked */
 }
 
-void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r)
+/* Add outer to e's outer locks (once each; mixed when there is no room). */
+static void outer_note(struct lock_ent *e, uintptr_t outer, int tid)
+{
+    if (LOAD(&e->mixed))
+        return;
+    for (int i = 0; i < OUTER_MAX; i++) {
+        uintptr_t v = LOAD(&e->outer[i]);
+        if (v == outer)
+            return;
+        if (v == 0) {
+            if (__atomic_compare_exchange_n(&e->outer[i], &v, outer, 0,
+                                            __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+                STORE(&e->outer_tid[i], tid);
+                return;
+            }
+            if (v == outer)
+                return;
+        }
+    }
+    unsigned char was = 0;
+    if (__atomic_compare_exchange_n(&e->mixed, &was, 1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        STORE(&e->mixed_tid, tid);
+}
+
+void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r,
+                         uintptr_t outer)
 {
     region_mark((uintptr_t)lock);
     struct lock_ent *e = lock_find((uintptr_t)lock, 1);
     if (!e)
         return; /* untracked (counted) */
+    outer_note(e, outer, r->tid);
     unsigned o = LOAD(&e->owner);
     if (o == r->ident || LOAD(&e->shared))
         return;
@@ -165,6 +193,11 @@ static void lock_reset(struct lock_ent *e)
     }
     if (LOAD(&e->owner))
         STORE(&e->owner, 0);
+    if (LOAD(&e->outer[0]) || LOAD(&e->mixed)) {
+        for (int i = 0; i < OUTER_MAX; i++)
+            STORE(&e->outer[i], 0);
+        STORE(&e->mixed, 0);
+    }
 }
 
 /* Drop every reference to [lo, hi] (lo == hi: exactly lo) from the held
