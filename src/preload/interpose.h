@@ -202,7 +202,8 @@ struct thread_rec {
        is the first user, or the lock is already shared): the lock path
        skips the table for them. Cleared when a lock is forgotten. */
     uintptr_t seen[SEEN_CACHE];
-    uintptr_t seen_outer[SEEN_CACHE]; /* the outer lock it was seen under */
+    uintptr_t seen_outer[SEEN_CACHE]; /* the locks it was seen under: */
+    uintptr_t seen_outer0[SEEN_CACHE]; /* innermost, outermost */
 };
 
 /* The thread table. Slots [0, forksafe__threads_hwm) have been used; a
@@ -236,10 +237,11 @@ void forksafe__threads_after_fork_child(void);
    resized. When a lock goes away (destroyed, closed, unmapped) its entry
    is reset and kept for its address; a shared one is first copied to the
    retired list for the exit report. */
-/* The outermost locks held when a lock was taken (OUTER_BARE: none), as
-   far as the table saw them: a lock whose every user held a lock a
-   prepare takes cannot be held by another thread at the fork. */
-#define OUTER_MAX  4
+/* The locks each thread held last and first (innermost, outermost) when
+   it took a lock (OUTER_BARE: none), as far as the table saw them: a lock
+   every user took under a lock a prepare takes, and released before it,
+   cannot be held by another thread at the fork. */
+#define OUTER_MAX  8
 #define OUTER_BARE ((uintptr_t)1)
 
 struct lock_ent {
@@ -249,21 +251,27 @@ struct lock_ent {
     int tid1, tid2;
     unsigned char kind;
     unsigned char shared; /* used by a second thread */
-    unsigned char mixed;  /* taken under more outer locks than OUTER_MAX */
+    unsigned char mixed;  /* under more than OUTER_MAX, or kept past one */
     int mixed_tid;        /* ... first seen by this thread */
-    uintptr_t outer[OUTER_MAX]; /* distinct outer locks (0: free slot) */
-    int outer_tid[OUTER_MAX];   /* the thread that added each */
+    uintptr_t outer[OUTER_MAX];  /* distinct innermost locks held (0: free) */
+    uintptr_t outer0[OUTER_MAX]; /* with the outermost one (0: not yet) */
+    int outer_tid[OUTER_MAX];    /* the thread that added each */
 };
 
 #define LOCK_MAX    32768
 #define RETIRED_MAX 128
 
-/* Note that thread r acquired lock at site, holding outer as its
-   outermost lock (OUTER_BARE: none). Lock-free; writes the entry only the
+/* Note that thread r acquired lock at site, holding outer as the last
+   lock it took before and outer0 as the first (OUTER_BARE: none). Lock-free; writes the entry only the
    first time the lock is seen, the first time a second thread uses it and
    the first time it is taken under each outer lock. */
 void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r,
-                         uintptr_t outer);
+                         uintptr_t outer, uintptr_t outer0);
+/* lock stays held after the lock its thread held right before taking it
+   was released (an unlock out of order, a condition wait on that lock):
+   taking it under that lock covers nothing. Marks its entry mixed (as
+   thread tid). Lock-free. */
+void forksafe__lock_unnest(void *lock, int tid);
 /* The entry of the lock at lock, or NULL if the table has none (never
    used, forgotten and not used since, or not tracked). Never inserts;
    lock-free and safe wherever the other table functions are. */

@@ -402,7 +402,8 @@ static int unsafe_own(void)
 
 /* inner, taken by a thread of the parent only while it holds outer_lock
    (SQLite's per-file lock mutex under the connection mutex), except in
-   the "bare" case, where it is also taken once with nothing held. */
+   the "bare" case, where it is also taken once with nothing held, and the
+   "handover" case, where it is once kept after outer_lock is released. */
 static pthread_mutex_t outer_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t inner = PTHREAD_MUTEX_INITIALIZER;
 static int nested_bare;
@@ -416,8 +417,14 @@ static void *use_nested_then_park(void *arg)
         pthread_mutex_unlock(&inner);
         pthread_mutex_unlock(&outer_lock);
     }
-    if (nested_bare) {
+    if (nested_bare == 1) {
         pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&inner);
+    } else if (nested_bare == 2) {
+        /* Hand over hand: inner stays held after outer_lock is released. */
+        pthread_mutex_lock(&outer_lock);
+        pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&outer_lock);
         pthread_mutex_unlock(&inner);
     }
     signal_go();
@@ -426,7 +433,9 @@ static void *use_nested_then_park(void *arg)
 
 static int unsafe_nested(const char *how)
 {
-    nested_bare = strcmp(how, "bare") == 0;
+    nested_bare = strcmp(how, "bare") == 0       ? 1
+                  : strcmp(how, "handover") == 0 ? 2
+                                                 : 0;
     if (strcmp(how, "plain") != 0 &&
         forksafe_register_mutex(&outer_lock, "rules.outer",
                                 FORKSAFE_RANK_APP) != 0)

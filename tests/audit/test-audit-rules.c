@@ -251,7 +251,8 @@ test_unsafe_call_not_for_lock_only_taken_under_registered(void **state)
     au_check("--lacks=unsafe-call-in-child");
 }
 
-/* The same under an unregistered lock, or once with nothing held: fires. */
+/* The same under an unregistered lock, once with nothing held, or once
+   kept after the registered lock is released (hand over hand): fires. */
 static void test_unsafe_call_fires_for_lock_under_unregistered(void **state)
 {
     (void)state;
@@ -260,6 +261,8 @@ static void test_unsafe_call_fires_for_lock_under_unregistered(void **state)
              "--frame=unsafe-call-in-child:other-thread-lock:function="
              "use_nested_then_park");
     audit_mode(RULES, "unsafe-nested-bare", 0);
+    au_check("--count=unsafe-call-in-child=1");
+    audit_mode(RULES, "unsafe-nested-handover", 0);
     au_check("--count=unsafe-call-in-child=1");
 }
 
