@@ -201,9 +201,10 @@ struct thread_rec {
     /* Locks whose table entry needs no more writes from this thread (it
        is the first user, or the lock is already shared): the lock path
        skips the table for them. Cleared when a lock is forgotten. */
-    uintptr_t seen[SEEN_CACHE];
-    uintptr_t seen_outer[SEEN_CACHE]; /* the locks it was seen under: */
-    uintptr_t seen_outer0[SEEN_CACHE]; /* innermost, outermost */
+    struct {
+        uintptr_t lock;
+        uintptr_t outer, outer0; /* seen under these (innermost, outermost) */
+    } seen[SEEN_CACHE];
 };
 
 /* The thread table. Slots [0, forksafe__threads_hwm) have been used; a

@@ -100,12 +100,12 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
     }
     uintptr_t a = (uintptr_t)lock;
     unsigned k = (a >> 4) & (SEEN_CACHE - 1);
-    if (r->seen[k] != a || r->seen_outer[k] != outer ||
-        r->seen_outer0[k] != outer0) {
+    if (r->seen[k].lock != a || r->seen[k].outer != outer ||
+        r->seen[k].outer0 != outer0) {
         forksafe__lock_note(lock, kind, site, r, outer, outer0);
-        r->seen[k] = a;
-        r->seen_outer[k] = outer;
-        r->seen_outer0[k] = outer0;
+        r->seen[k].lock = a;
+        r->seen[k].outer = outer;
+        r->seen[k].outer0 = outer0;
     }
     if (UNLIKELY(LOAD(&forksafe__policy_slow)))
         forksafe__policy_acquired(lock, kind, fn, site);

@@ -241,9 +241,9 @@ static void threads_forget(uintptr_t lo, uintptr_t hi)
         if (LOAD(&t->tid) == 0)
             continue;
         for (int k = 0; k < SEEN_CACHE; k++) {
-            uintptr_t s = LOAD(&t->seen[k]);
+            uintptr_t s = LOAD(&t->seen[k].lock);
             if (s && s >= lo && (s < hi || s == lo))
-                STORE(&t->seen[k], 0);
+                STORE(&t->seen[k].lock, 0);
         }
         int nh = LOAD(&t->nheld);
         for (int j = 0; j < nh && j < MAX_HELD; j++) {

@@ -50,7 +50,7 @@ struct thread_rec *forksafe__self(void)
             r->ident = __atomic_add_fetch(&next_ident, 1, __ATOMIC_RELAXED);
             r->start = NULL;
             for (int k = 0; k < SEEN_CACHE; k++)
-                r->seen[k] = 0;
+                r->seen[k].lock = 0;
             STORE(&r->nheld, 0);
             forksafe__self_rec = r;
             /* Slots are given back by the key destructor at thread exit;
