@@ -6,6 +6,8 @@
  * that waited on them lives on); a FILE may have been closed. Reads of
  * such memory go through process_vm_readv() on our own pid, which fails
  * with EFAULT instead of faulting; values are then taken from the copy.
+ * (The C library's own stdin, stdout and stderr objects are read in
+ * place: they are its static data.)
  *
  * What a lock is (process-shared, who holds it) is asked of the platform
  * layer (src/platform/platform.h), the only code that reads a C library's
@@ -68,9 +70,7 @@ size_t forksafe__file_pending(FILE *f)
     if (!f)
         return 0;
     char *p = (char *)f;
-    if ((p == _IO_2_1_stdout_ || p == _IO_2_1_stderr_ ||
-         p == _IO_2_1_stdin_) &&
-        p) {
+    if (p == _IO_2_1_stdout_ || p == _IO_2_1_stderr_ || p == _IO_2_1_stdin_) {
         /* The common case (fork() checks stdout and stderr every time):
            no system call. Another thread may be writing meanwhile; the
            copy below is not more exact. */
