@@ -159,11 +159,14 @@ void forksafe__resolve_early(void);
 /* The real function, resolved on first use if a hook runs before the
    constructor (another library's constructor). */
 #define REAL(fn)                                                               \
-    (LOAD(&forksafe__real_##fn)                                                \
-         ? forksafe__real_##fn                                                 \
-         : (STORE(&forksafe__real_##fn,                                        \
-                  (__typeof__(forksafe__real_##fn))forksafe__resolve(#fn)),    \
-            forksafe__real_##fn))
+    (__extension__({                                                           \
+        __typeof__(forksafe__real_##fn) real_ = LOAD(&forksafe__real_##fn);    \
+        if (UNLIKELY(!real_)) {                                                \
+            real_ = (__typeof__(real_))forksafe__resolve(#fn);                 \
+            STORE(&forksafe__real_##fn, real_);                                \
+        }                                                                      \
+        real_;                                                                 \
+    }))
 
 /* ------------------------------------------------------------ threads */
 
@@ -190,8 +193,11 @@ struct held {
    `start` and the held stack at fork time: best effort, never waited for.
    Only the owning thread pushes and pops its held stack; another thread
    may only swap an entry's lock for NULL (a semaphore it posted, memory
-   that went away), which readers skip. */
-struct thread_rec {
+   that went away), which readers skip. Records are cache-line aligned:
+   the owner writes its held stack on every lock call, and a neighbour's
+   record sharing the line would make two threads on two cores fight over
+   it (false sharing) on every uncontended lock. */
+struct __attribute__((aligned(64))) thread_rec {
     int tid;        /* 0: free slot */
     unsigned ident; /* unique per claim, survives fork in the child */
     void *start;    /* start routine, when the thread came from
@@ -217,7 +223,12 @@ extern TLS struct thread_rec *forksafe__self_rec;
 /* This thread's record, claimed on first use without locking or
    allocating. Returns NULL when MAX_THREADS threads are live already (the
    thread is then not tracked). */
-struct thread_rec *forksafe__self(void);
+struct thread_rec *forksafe__self_claim(void);
+static inline struct thread_rec *forksafe__self(void)
+{
+    struct thread_rec *r = forksafe__self_rec;
+    return __builtin_expect(r != NULL, 1) ? r : forksafe__self_claim();
+}
 /* Give a thread's slot back (the thread exited, or did not survive a
    fork). p is a struct thread_rec *. */
 void forksafe__thread_release(void *p);

@@ -29,11 +29,11 @@ void forksafe__thread_release(void *p)
     STORE(&r->tid, 0);
 }
 
-struct thread_rec *forksafe__self(void)
+/* The slow half of forksafe__self() (interpose.h): this thread's first
+   hook. */
+struct thread_rec *forksafe__self_claim(void)
 {
-    struct thread_rec *r = forksafe__self_rec;
-    if (r)
-        return r;
+    struct thread_rec *r;
     int tid = (int)forksafe__gettid();
     for (int i = 0; i < MAX_THREADS; i++) {
         int expect = 0;
