@@ -5,11 +5,13 @@
 #include "forksafe.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -234,4 +236,72 @@ const char *fs_layer(void)
 int fs_layer_is(const char *name)
 {
     return strcmp(fs_layer(), name) == 0;
+}
+
+pid_t fs_prog_start(char *const argv[], const char *const *envs, const char *o,
+                    const char *e, int flags)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fo = open(o ? o : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = open(e ? e : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fi = open("/dev/null", O_RDONLY);
+        if (fo < 0 || fe < 0 || fi < 0)
+            _exit(120);
+        dup2(fi, 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        for (; envs && *envs; envs++)
+            putenv((char *)*envs);
+        /* Programs the tests kill with SIGQUIT leave no core file. */
+        struct rlimit nocore = {0, 0};
+        setrlimit(RLIMIT_CORE, &nocore);
+        if (flags & FS_PROG_DEFAULT_SIGNALS) {
+            signal(SIGINT, SIG_DFL);
+            signal(SIGQUIT, SIG_DFL);
+        }
+        execv(argv[0], argv);
+        _exit(121);
+    }
+    return pid;
+}
+
+int fs_prog_run(char *const argv[], const char *const *envs, const char *o,
+                const char *e, int flags, unsigned ms, int *signaled)
+{
+    pid_t pid = fs_prog_start(argv, envs, o, e, flags);
+    int code = -1;
+    enum fs_wait_result r = fs_wait(pid, ms, &code);
+    if (r == FS_HUNG)
+        fprintf(stderr, "hung: %s %s\n", argv[0], argv[1] ? argv[1] : "");
+    assert_int_not_equal(r, FS_HUNG);
+    if (signaled)
+        *signaled = r == FS_SIGNALED;
+    return r == FS_EXITED ? code : 128 + code;
+}
+
+char *fs_slurp_alloc(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    if (f) {
+        size_t got;
+        while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+            n += got;
+            if (cap - n <= 1) {
+                cap *= 2;
+                buf = realloc(buf, cap);
+                assert_non_null(buf);
+            }
+        }
+        fclose(f);
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
 }

@@ -101,4 +101,23 @@ int fs_layer_is(const char *name);
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t fs_now_ms(void);
 
+/* Start argv[0] (a path, no PATH search) with extra environment entries
+   envs ("K=V", NULL-terminated, may be NULL), stdin from /dev/null,
+   stdout to file o and stderr to file e (NULL: /dev/null; created or
+   truncated), no core file. FS_PROG_DEFAULT_SIGNALS also resets SIGINT
+   and SIGQUIT to their defaults (a background job starts with them
+   ignored). In the child: status 120 if a file cannot be opened, 121 if
+   the program cannot be run. */
+#define FS_PROG_DEFAULT_SIGNALS 1
+pid_t fs_prog_start(char *const argv[], const char *const *envs, const char *o,
+                    const char *e, int flags);
+/* fs_prog_start, then wait at most ms: returns the exit status, or
+   128 + N if killed by signal N (*signaled, if not NULL, says which it
+   was). A program that outlives ms fails the test. */
+int fs_prog_run(char *const argv[], const char *const *envs, const char *o,
+                const char *e, int flags, unsigned ms, int *signaled);
+/* The contents of path (empty if it cannot be read), NUL-terminated, in a
+   buffer the caller frees; *len (if not NULL) is its length. */
+char *fs_slurp_alloc(const char *path, size_t *len);
+
 #endif

@@ -66,8 +66,8 @@ int forksafe__cmd_find_preload(const struct forksafe_cmd_preload *p, char *out,
     char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
     if (slash) {
         *slash = '\0';
-        int w = snprintf(try, sizeof try, "%s/%s/%s", exe, p->build_dir,
-                         p->name);
+        int w =
+            snprintf(try, sizeof try, "%s/%s/%s", exe, p->build_dir, p->name);
         if (w > 0 && (size_t)w < sizeof try && readable(try)) {
             absolute(out, len, try);
             return 0;

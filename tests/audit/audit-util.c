@@ -42,62 +42,18 @@ int au_teardown(void **state)
 pid_t au_start(char *const argv[], const char *const *envs, const char *o,
                const char *e)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fo = open(o ? o : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fe = open(e ? e : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fi = open("/dev/null", O_RDONLY);
-        if (fo < 0 || fe < 0 || fi < 0)
-            _exit(120);
-        dup2(fi, 0);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        for (; envs && *envs; envs++)
-            putenv((char *)*envs);
-        /* Programs killed by SIGQUIT in the tests leave no core file. */
-        struct rlimit nocore = {0, 0};
-        setrlimit(RLIMIT_CORE, &nocore);
-        execv(argv[0], argv);
-        _exit(121);
-    }
-    return pid;
+    return fs_prog_start(argv, envs, o, e, 0);
 }
 
 int au_run(char *const argv[], const char *const *envs, const char *o,
            const char *e, unsigned ms)
 {
-    pid_t pid = au_start(argv, envs, o, e);
-    int code = -1;
-    enum fs_wait_result r = fs_wait(pid, ms, &code);
-    if (r == FS_HUNG)
-        fprintf(stderr, "hung: %s\n", argv[0]);
-    assert_int_not_equal(r, FS_HUNG);
-    return r == FS_EXITED ? code : 128 + code;
+    return fs_prog_run(argv, envs, o, e, 0, ms, NULL);
 }
 
 char *au_slurp_alloc(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "r");
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    if (f) {
-        size_t got;
-        while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-            n += got;
-            if (cap - n <= 1) {
-                cap *= 2;
-                buf = realloc(buf, cap);
-                assert_non_null(buf);
-            }
-        }
-        fclose(f);
-    }
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
+    return fs_slurp_alloc(path, len);
 }
 
 char *au_slurp(const char *path)

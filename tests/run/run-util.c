@@ -42,34 +42,8 @@ int ru_teardown(void **state)
 int ru_run(char *const argv[], const char *const *envs, const char *o,
            const char *e, unsigned ms)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fo = open(o ? o : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fe = open(e ? e : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fi = open("/dev/null", O_RDONLY);
-        if (fo < 0 || fe < 0 || fi < 0)
-            _exit(120);
-        dup2(fi, 0);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        for (; envs && *envs; envs++)
-            putenv((char *)*envs);
-        struct rlimit nocore = {0, 0};
-        setrlimit(RLIMIT_CORE, &nocore);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGQUIT, SIG_DFL);
-        execv(argv[0], argv);
-        _exit(121);
-    }
-    int code = -1;
-    enum fs_wait_result r = fs_wait(pid, ms, &code);
-    if (r == FS_HUNG)
-        fprintf(stderr, "hung: %s %s\n", argv[0], argv[1] ? argv[1] : "");
-    assert_int_not_equal(r, FS_HUNG);
-    ru_signaled = r == FS_SIGNALED;
-    return r == FS_EXITED ? code : 128 + code;
+    return fs_prog_run(argv, envs, o, e, FS_PROG_DEFAULT_SIGNALS, ms,
+                       &ru_signaled);
 }
 
 static int cli(const char *const *pre, const char *const *opts,
@@ -122,23 +96,7 @@ char *ru_slurp(const char *path)
 {
     static char *buf;
     free(buf);
-    size_t cap = 4096, n = 0;
-    buf = malloc(cap);
-    assert_non_null(buf);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        size_t got;
-        while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-            n += got;
-            if (cap - n <= 1) {
-                cap *= 2;
-                buf = realloc(buf, cap);
-                assert_non_null(buf);
-            }
-        }
-        fclose(f);
-    }
-    buf[n] = '\0';
+    buf = fs_slurp_alloc(path, NULL);
     return buf;
 }
 
