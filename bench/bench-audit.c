@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "workload.h"
 #include "preload/runpage.h"
 
 #define THREADS 4
@@ -39,71 +40,6 @@ static double now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------ workloads */
-
-static pthread_barrier_t start;
-
-static void *pairs(void *arg)
-{
-    pthread_mutex_t *m = arg;
-    pthread_barrier_wait(&start);
-    for (long i = 0; i < PAIRS; i++) {
-        pthread_mutex_lock(m);
-        pthread_mutex_unlock(m);
-    }
-    return NULL;
-}
-
-/* ns per lock+unlock pair, as seen by each thread (wall time / pairs). */
-static double run_mutex(void)
-{
-    static pthread_mutex_t locks[THREADS];
-    pthread_t t[THREADS];
-    pthread_barrier_init(&start, NULL, THREADS + 1);
-    for (int i = 0; i < THREADS; i++) {
-        pthread_mutex_init(&locks[i], NULL);
-        pthread_create(&t[i], NULL, pairs, &locks[i]);
-    }
-    pthread_barrier_wait(&start);
-    double t0 = now_ns();
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(t[i], NULL);
-    return (now_ns() - t0) / (double)PAIRS;
-}
-
-static int idle_pipe[2];
-
-static void *idle(void *arg)
-{
-    char c;
-    (void)arg;
-    while (read(idle_pipe[0], &c, 1) < 0 && errno == EINTR)
-        ;
-    return NULL;
-}
-
-/* µs per fork + _exit + waitpid. */
-static double run_fork(void)
-{
-    pthread_t t;
-    if (pipe(idle_pipe) != 0 || pthread_create(&t, NULL, idle, NULL) != 0)
-        exit(3);
-    double t0 = now_ns();
-    for (int i = 0; i < FORKS; i++) {
-        pid_t p = fork();
-        if (p == 0)
-            _exit(0);
-        int st;
-        if (p < 0 || waitpid(p, &st, 0) != p || st != 0)
-            exit(4);
-    }
-    double us = (now_ns() - t0) / 1e3 / FORKS;
-    if (write(idle_pipe[1], "x", 1) != 1)
-        exit(5);
-    pthread_join(t, NULL);
-    return us;
 }
 
 /* The python workload prints its own figure (µs per fork+wait, measured
@@ -210,7 +146,9 @@ static double measure(char *const argv[], const char *preload, const char *dir,
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--child") == 0) {
-        double v = strcmp(argv[2], "mutex") == 0 ? run_mutex() : run_fork();
+        double v = strcmp(argv[2], "mutex") == 0
+                       ? bench_mutex_pairs(THREADS, PAIRS)
+                       : bench_fork_wait(1, FORKS);
         printf("%.3f\n", v);
         return 0;
     }

@@ -34,86 +34,12 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "workload.h"
 
 #define THREADS    4
 #define PAIRS      2000000L
 #define FORKS      300
 #define HANG_FORKS 200
-
-static double now_ns(void)
-{
-    return bench_now_us() * 1e3;
-}
-
-/* ------------------------------------------------------------ workloads */
-
-static pthread_barrier_t start;
-
-static void *pairs(void *arg)
-{
-    pthread_mutex_t *m = arg;
-    pthread_barrier_wait(&start);
-    for (long i = 0; i < PAIRS; i++) {
-        pthread_mutex_lock(m);
-        pthread_mutex_unlock(m);
-    }
-    return NULL;
-}
-
-/* ns per lock+unlock pair, as seen by each thread (wall time / pairs). */
-static double run_mutex(void)
-{
-    static pthread_mutex_t locks[THREADS];
-    pthread_t t[THREADS];
-    pthread_barrier_init(&start, NULL, THREADS + 1);
-    for (int i = 0; i < THREADS; i++) {
-        pthread_mutex_init(&locks[i], NULL);
-        pthread_create(&t[i], NULL, pairs, &locks[i]);
-    }
-    pthread_barrier_wait(&start);
-    double t0 = now_ns();
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(t[i], NULL);
-    return (now_ns() - t0) / (double)PAIRS;
-}
-
-static int idle_pipe[2];
-
-static void *idle(void *arg)
-{
-    char c;
-    (void)arg;
-    while (read(idle_pipe[0], &c, 1) < 0 && errno == EINTR)
-        ;
-    return NULL;
-}
-
-/* µs per fork + _exit + waitpid, THREADS idle threads alive. */
-static double run_fork(void)
-{
-    pthread_t t[THREADS];
-    if (pipe(idle_pipe) != 0)
-        exit(3);
-    for (int i = 0; i < THREADS; i++)
-        if (pthread_create(&t[i], NULL, idle, NULL) != 0)
-            exit(3);
-    double t0 = now_ns();
-    for (int i = 0; i < FORKS; i++) {
-        pid_t p = fork();
-        if (p == 0)
-            _exit(0);
-        int st;
-        if (p < 0 || waitpid(p, &st, 0) != p || st != 0)
-            exit(4);
-    }
-    double us = (now_ns() - t0) / 1e3 / FORKS;
-    char x[THREADS] = {0};
-    if (write(idle_pipe[1], x, sizeof x) != (ssize_t)sizeof x)
-        exit(5);
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(t[i], NULL);
-    return us;
-}
 
 /* ------------------------------------------------------------ driver */
 
@@ -225,7 +151,9 @@ static void wait_line(const char *cli, const char *what, char *const argv[])
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--child") == 0) {
-        double v = strcmp(argv[2], "mutex") == 0 ? run_mutex() : run_fork();
+        double v = strcmp(argv[2], "mutex") == 0
+                       ? bench_mutex_pairs(THREADS, PAIRS)
+                       : bench_fork_wait(THREADS, FORKS);
         printf("%.3f\n", v);
         return 0;
     }

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/* workload.c: see workload.h. */
+#include "workload.h"
+
+#include "bench.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_THREADS 64
+
+static pthread_barrier_t start;
+static long npairs;
+
+static void *pairs(void *arg)
+{
+    pthread_mutex_t *m = arg;
+    pthread_barrier_wait(&start);
+    for (long i = 0; i < npairs; i++) {
+        pthread_mutex_lock(m);
+        pthread_mutex_unlock(m);
+    }
+    return NULL;
+}
+
+double bench_mutex_pairs(int threads, long n)
+{
+    static pthread_mutex_t locks[MAX_THREADS];
+    pthread_t t[MAX_THREADS];
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
+    npairs = n;
+    pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
+    for (int i = 0; i < threads; i++) {
+        pthread_mutex_init(&locks[i], NULL);
+        if (pthread_create(&t[i], NULL, pairs, &locks[i]) != 0)
+            exit(3);
+    }
+    pthread_barrier_wait(&start);
+    double t0 = bench_now_us();
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    return (bench_now_us() - t0) * 1e3 / (double)n;
+}
+
+static int idle_pipe[2];
+
+static void *idle_main(void *arg)
+{
+    char c;
+    (void)arg;
+    while (read(idle_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+double bench_fork_wait(int idle, int forks)
+{
+    pthread_t t[MAX_THREADS];
+    if (idle > MAX_THREADS)
+        idle = MAX_THREADS;
+    if (pipe(idle_pipe) != 0)
+        exit(3);
+    for (int i = 0; i < idle; i++)
+        if (pthread_create(&t[i], NULL, idle_main, NULL) != 0)
+            exit(3);
+    double t0 = bench_now_us();
+    for (int i = 0; i < forks; i++) {
+        pid_t p = fork();
+        if (p == 0)
+            _exit(0);
+        int st;
+        if (p < 0 || waitpid(p, &st, 0) != p || st != 0)
+            exit(4);
+    }
+    double us = (bench_now_us() - t0) / forks;
+    char x[MAX_THREADS] = {0};
+    if (idle > 0 && write(idle_pipe[1], x, (size_t)idle) != (ssize_t)idle)
+        exit(5);
+    for (int i = 0; i < idle; i++)
+        pthread_join(t[i], NULL);
+    close(idle_pipe[0]);
+    close(idle_pipe[1]);
+    return us;
+}

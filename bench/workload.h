@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * workload.h: the in-process workloads bench-audit and bench-run both
+ * time in a fresh process with and without their interposer.
+ */
+#ifndef FORKSAFE_BENCH_WORKLOAD_H
+#define FORKSAFE_BENCH_WORKLOAD_H
+
+/* ns per lock+unlock pair: threads threads, each with its own mutex, do
+   pairs pairs at once after a barrier (wall time / pairs). */
+double bench_mutex_pairs(int threads, long pairs);
+
+/* µs per fork + child _exit + waitpid, forks times, while idle threads
+   threads (at most 64) block in read(). Exits 3-5 if something fails. */
+double bench_fork_wait(int idle, int forks);
+
+#endif
