@@ -330,7 +330,7 @@ static const char *vet_refusal(void)
 
 static unsigned long child_failures;
 
-static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
+FS_CHILD_PATH static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
 {
     (void)self;
     if (held)
@@ -396,7 +396,8 @@ static int rwlock_vet(pthread_rwlock_t *l, enum forksafe_vet how)
 
 /* Unlocking in the child is not safe on every libc (glibc takes the
    reader path and leaves the lock busy), so the lock is made anew. */
-static void child_rwlock(pthread_rwlock_t *l, int held, pid_t self)
+FS_CHILD_PATH static void child_rwlock(pthread_rwlock_t *l, int held,
+                                       pid_t self)
 {
     (void)self;
     pthread_rwlock_init(l, NULL);
@@ -412,7 +413,7 @@ static pid_t spin_holder(const pthread_spinlock_t *l)
     return FS_HOLDER_UNKNOWN;
 }
 
-static void child_spin(pthread_spinlock_t *l)
+FS_CHILD_PATH static void child_spin(pthread_spinlock_t *l)
 {
     pthread_spin_unlock(l);
 }
