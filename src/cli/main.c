@@ -95,55 +95,6 @@ static void usage(FILE *out)
             EXIT_HAZARDS);
 }
 
-static int readable(const char *p)
-{
-    return access(p, R_OK) == 0;
-}
-
-/* The interposer: $FORKSAFE_AUDIT_PRELOAD, else next to this program in
-   the build tree (../preload/), else relative to an installed bin/
-   (../lib/forksafe/), else the path baked in at build time. */
-static int find_preload(char *out, size_t len)
-{
-    const char *env = getenv("FORKSAFE_AUDIT_PRELOAD");
-    if (env && *env) {
-        if (!readable(env)) {
-            fprintf(stderr, "forksafe-audit: FORKSAFE_AUDIT_PRELOAD=%s: %s\n",
-                    env, strerror(errno));
-            return -1;
-        }
-        /* Absolute: a program that changes directory before it execs
-           another must still find it. */
-        char abs[PATH_MAX];
-        snprintf(out, len, "%s", realpath(env, abs) ? abs : env);
-        return 0;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            int w = snprintf(out, len, "%s/../preload/%s", exe, PRELOAD_NAME);
-            if (w > 0 && (size_t)w < len && readable(out))
-                return 0;
-            w = snprintf(out, len, "%s/../%s/forksafe/%s", exe,
-                         FORKSAFE_AUDIT_LIBDIR, PRELOAD_NAME);
-            if (w > 0 && (size_t)w < len && readable(out))
-                return 0;
-        }
-    }
-    snprintf(out, len, "%s", FORKSAFE_AUDIT_INSTALLED_PRELOAD);
-    if (readable(out))
-        return 0;
-    fprintf(stderr,
-            "forksafe-audit: cannot find %s (looked next to this program and "
-            "in %s); set FORKSAFE_AUDIT_PRELOAD\n",
-            PRELOAD_NAME, FORKSAFE_AUDIT_INSTALLED_PRELOAD);
-    return -1;
-}
-
 /* The descriptors this process passes on (no close-on-exec), by number
    and identity: the program inherits them from outside, which is not its
    leak. */
@@ -377,7 +328,10 @@ int main(int argc, char **argv)
     char **prog = argv + i;
 
     char preload[PATH_MAX];
-    if (find_preload(preload, sizeof preload) != 0)
+    static const struct forksafe_cmd_preload where = {
+        "forksafe-audit", "FORKSAFE_AUDIT_PRELOAD", PRELOAD_NAME, "../preload",
+        FORKSAFE_AUDIT_LIBDIR, FORKSAFE_AUDIT_INSTALLED_PRELOAD};
+    if (forksafe__cmd_find_preload(&where, preload, sizeof preload) != 0)
         return EXIT_USAGE;
     /* Can PROGRAM itself load the interposer? */
     char resolved[PATH_MAX], found[PATH_MAX];

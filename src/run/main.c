@@ -78,58 +78,6 @@ static void usage(FILE *out)
             FORKSAFE_RUN_INSTALLED_PRELOAD);
 }
 
-static int readable(const char *p)
-{
-    return access(p, R_OK) == 0;
-}
-
-/* The library: $FORKSAFE_RUN_PRELOAD, else next to this program (the
-   build tree keeps both in one folder), else relative to an installed
-   bin/ (../lib/forksafe/), else the path baked in at build time. Always
-   absolute: a program that changes directory before it execs another
-   must still find it. */
-static int find_preload(char *out, size_t len)
-{
-    const char *env = getenv("FORKSAFE_RUN_PRELOAD");
-    char abs[PATH_MAX];
-    if (env && *env) {
-        if (!readable(env)) {
-            fprintf(stderr, "forksafe-run: FORKSAFE_RUN_PRELOAD=%s: %s\n", env,
-                    strerror(errno));
-            return -1;
-        }
-        snprintf(out, len, "%s", realpath(env, abs) ? abs : env);
-        return 0;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            int w = snprintf(out, len, "%s/%s", exe, PRELOAD_NAME);
-            if (w > 0 && (size_t)w < len && readable(out))
-                return 0;
-            w = snprintf(out, len, "%s/../%s/forksafe/%s", exe,
-                         FORKSAFE_RUN_LIBDIR, PRELOAD_NAME);
-            if (w > 0 && (size_t)w < len && readable(out)) {
-                if (realpath(out, abs))
-                    snprintf(out, len, "%s", abs);
-                return 0;
-            }
-        }
-    }
-    snprintf(out, len, "%s", FORKSAFE_RUN_INSTALLED_PRELOAD);
-    if (readable(out))
-        return 0;
-    fprintf(stderr,
-            "forksafe-run: cannot find %s (looked next to this program and "
-            "in %s); set FORKSAFE_RUN_PRELOAD\n",
-            PRELOAD_NAME, FORKSAFE_RUN_INSTALLED_PRELOAD);
-    return -1;
-}
-
 /* LD_PRELOAD for PROGRAM: what it already had first (a sanitizer runtime
    must stay first), then the library. preload NULL: PROGRAM cannot load
    it (another ELF class), so it is left out, and the loader says
@@ -444,7 +392,10 @@ int main(int argc, char **argv)
     }
 
     char preload[PATH_MAX];
-    if (find_preload(preload, sizeof preload) != 0)
+    static const struct forksafe_cmd_preload where = {
+        "forksafe-run", "FORKSAFE_RUN_PRELOAD", PRELOAD_NAME, ".",
+        FORKSAFE_RUN_LIBDIR, FORKSAFE_RUN_INSTALLED_PRELOAD};
+    if (forksafe__cmd_find_preload(&where, preload, sizeof preload) != 0)
         return EXIT_USAGE;
     /* Can PROGRAM itself load the library? */
     char resolved[PATH_MAX] = "", found[PATH_MAX];
