@@ -5,7 +5,9 @@
  * all eight mutexes, calls malloc and exits, under a watchdog that ends it
  * if it hangs. First without registration (children hang), then with the
  * mutexes registered (none do), then a bounded forksafe_fork() that fails
- * and says why, then the audit report.
+ * and says why, then the audit report. `demo --registered` leaves out the
+ * first round (its children are meant to hang): what forksafe-audit
+ * --fail-on warning must find quiet.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pthread_setname_np, strerrorname_np */
@@ -94,8 +96,9 @@ static void *hog(void *arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int registered_only = argc > 1 && strcmp(argv[1], "--registered") == 0;
     setvbuf(stdout, NULL, _IONBF, 0);
     for (int i = 0; i < NLOCKS; i++)
         pthread_mutex_init(&locks[i], NULL);
@@ -108,10 +111,13 @@ int main(void)
            "exits; a %d ms watchdog ends it if it hangs.\n\n",
            NTHREADS, NLOCKS, FORKS, WATCHDOG_MS);
 
-    int hung = round_of_forks(0);
-    printf("1. without forksafe:   %3d of %d children hung (a lock another "
-           "thread held at fork stays locked forever)\n",
-           hung, FORKS);
+    int hung = 0;
+    if (!registered_only) {
+        hung = round_of_forks(0);
+        printf("1. without forksafe:   %3d of %d children hung (a lock "
+               "another thread held at fork stays locked forever)\n",
+               hung, FORKS);
+    }
 
     static const char *names[NLOCKS] = {"config",  "sessions", "cache", "index",
                                         "journal", "stats",    "pool",  "log"};

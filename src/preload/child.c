@@ -111,46 +111,148 @@ static int in_snapshot(const void *lock)
     return 0;
 }
 
+/* The threads of this child: those that took a lock here or started
+   here, by TID, so that a lock-table entry written after the fork (by a
+   thread of the child, perhaps gone since) is not taken for a use by a
+   thread of the parent. Reset in each new process. */
+#define OWN_MAX 256
+static struct {
+    long pid; /* the process the set is for */
+    int n;
+    int tid[OWN_MAX];
+} own;
+
+static void own_reset_if_new(void)
+{
+    long pid = forksafe__getpid(), was = LOAD(&own.pid);
+    if (was != pid &&
+        __atomic_compare_exchange_n(&own.pid, &was, pid, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        STORE(&own.n, 0);
+}
+
+static void own_add(int tid)
+{
+    own_reset_if_new();
+    int n = LOAD(&own.n);
+    for (int i = 0; i < n && i < OWN_MAX; i++)
+        if (LOAD(&own.tid[i]) == tid)
+            return;
+    int i = __atomic_fetch_add(&own.n, 1, __ATOMIC_ACQ_REL);
+    if (i < OWN_MAX)
+        STORE(&own.tid[i], tid);
+}
+
+/* 1 if tid is a thread of this process (not of the parent). */
+static int own_tid(int tid)
+{
+    if (tid == 0)
+        return 0;
+    if (tid == (int)forksafe__getpid() || forksafe__thread_by_tid(tid))
+        return 1;
+    if (LOAD(&own.pid) != forksafe__getpid())
+        return 0;
+    int n = LOAD(&own.n);
+    for (int i = 0; i < n && i < OWN_MAX; i++)
+        if (LOAD(&own.tid[i]) == tid)
+            return 1;
+    return 0;
+}
+
 /* Another thread of the parent that used lock: its TID and where, from
-   the lock table the child inherited. 0 if only this thread used it, if
-   it is new (made or re-initialised in the child), or unknown. */
+   the lock table the child inherited (-1: a thread of unknown TID). 0 if
+   only the forking thread used it in the parent, if only threads of this
+   child did (a lock made or re-initialised in the child, or one the
+   child's own threads share), or unknown. The forking thread keeps its
+   record, and so its ident, in the child (its TID there is the child's
+   PID); the entry's first user is known by ident, the second by TID. */
 static int other_user(const void *lock, void **site)
 {
     *site = NULL;
     struct lock_ent *e = forksafe__lock_lookup(lock);
     if (!e)
         return 0;
-    struct thread_rec *me = forksafe__self_rec;
     unsigned owner = LOAD(&e->owner);
     if (!owner)
         return 0;
-    if (me && owner == me->ident) {
-        if (!LOAD(&e->shared))
-            return 0;
-        *site = e->site2;
-        return e->tid2 ? e->tid2 : -1;
+    struct thread_rec *forker =
+        forksafe__thread_by_tid((int)forksafe__getpid());
+    int tid1 = e->tid1, tid2 = e->tid2;
+    if (!(forker && owner == forker->ident) && !(tid1 && own_tid(tid1))) {
+        *site = e->site1;
+        return tid1 ? tid1 : -1;
     }
-    *site = e->site1;
-    return e->tid1 ? e->tid1 : -1;
+    if (LOAD(&e->shared) && !(tid2 && own_tid(tid2))) {
+        *site = e->site2;
+        return tid2 ? tid2 : -1;
+    }
+    return 0;
 }
 
-void forksafe__child_acquired(void *lock, int kind, const char *fn,
-                              void *site)
+/* 1 if o, a lock held when another was taken, covers that taking: a
+   prepare took it at the fork that made this process, or it was gone by
+   then (destroyed, its memory unmapped: nobody held it at the fork). */
+static int outer_covers(uintptr_t o)
+{
+    if (o == OUTER_BARE || o == 0)
+        return 0;
+    if (forksafe__audit_prepared((const void *)o))
+        return 1;
+    struct lock_ent *oe = forksafe__lock_lookup((const void *)o);
+    return !oe || !LOAD(&oe->owner);
+}
+
+/* 1 if, each time a thread of the parent took lock (as the table saw it:
+   each distinct pair of innermost and outermost lock held then), one of
+   the two covered it (outer_covers): no thread could hold lock at the
+   fork. SQLite's per-file lock mutex is taken only under a connection
+   mutex, the VFS mutex or forksafe_sqlite_close()'s lock, which
+   forksafe-sqlite registers. What the child's own threads added since
+   does not count; a lock taken with no lock held, kept past a lock it was
+   taken under, or under more distinct locks than the table keeps, is not
+   covered. */
+static int covered_by_outer(const void *lock)
+{
+    struct lock_ent *e = forksafe__lock_lookup(lock);
+    if (!e)
+        return 0;
+    if (LOAD(&e->mixed) && !own_tid(e->mixed_tid))
+        return 0;
+    int seen = 0;
+    for (int i = 0; i < OUTER_MAX; i++) {
+        uintptr_t o = LOAD(&e->outer[i]), o0 = LOAD(&e->outer0[i]);
+        if (o == 0)
+            continue;
+        if (own_tid(LOAD(&e->outer_tid[i])))
+            continue;
+        if (o == (uintptr_t)lock && o0 == (uintptr_t)lock)
+            continue; /* a relock under itself: its first taking counts */
+        if (!outer_covers(o) && !(o0 != (uintptr_t)lock && outer_covers(o0)))
+            return 0;
+        seen = 1;
+    }
+    return seen;
+}
+
+void forksafe__child_acquired(void *lock, int kind, const char *fn, void *site)
 {
     forksafe__audit_ran_on();
     if (!LOAD(&fk.child_mt) || forksafe__in_hook || forksafe__in_resolve)
         return;
+    own_add((int)forksafe__gettid());
     /* A lock held at the fork is child-deadlock's business; one a prepare
        took (a registered lock, a callback's or handler's) is covered; the
        re-acquire that ends a condition wait follows a lock call of its
        own. */
-    if (strncmp(fn, "pthread_cond", 12) == 0 || in_snapshot(lock) || forksafe__audit_prepared(lock))
+    if (strncmp(fn, "pthread_cond", 12) == 0 || in_snapshot(lock) ||
+        forksafe__audit_prepared(lock))
         return;
     void *osite;
     int other = other_user(lock, &osite);
     /* A process-shared lock: the parent's thread releases it for the
        child too. */
-    if (!other || forksafe__lock_pshared_copy(lock, kind, NULL) == 1)
+    if (!other || forksafe__lock_pshared_copy(lock, kind, NULL) == 1 ||
+        covered_by_outer(lock))
         return;
     if (!forksafe__audit_once_first(&fk.once_unsafe, (uintptr_t)site))
         return;
@@ -163,8 +265,8 @@ void forksafe__child_acquired(void *lock, int kind, const char *fn,
         forksafe__rec_str(r, "lock_kind", kind_name(kind));
         forksafe__rec_int(r, "fork_pid", LOAD(&fk.fork_pid));
         forksafe__rec_frame(r, "call", forksafe__gettid(), NULL, site);
-        forksafe__rec_frame(r, "other-thread-lock", other > 0 ? other : 0,
-                            NULL, osite);
+        forksafe__rec_frame(r, "other-thread-lock", other > 0 ? other : 0, NULL,
+                            osite);
         forksafe__rec_end_batched(r);
     }
     if (errno != saved)
@@ -333,6 +435,8 @@ int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
 void forksafe__policy_thread_created(void)
 {
     forksafe__audit_ran_on();
+    if (LOAD(&fk.child_mt))
+        own_add((int)forksafe__gettid());
     if (LOAD(&fk.child_mt) && !LOAD(&fk.child_has_threads))
         STORE(&fk.child_has_threads, 1);
 }
@@ -359,8 +463,7 @@ void forksafe__audit_stdio_check(FILE *f, int flushing, void *site)
         int saved = errno;
         struct forksafe__rec *r = forksafe__rec_begin("finding");
         if (r) {
-            forksafe__audit_rec_common(r, "stdio-unflushed-at-fork",
-                                       "warning");
+            forksafe__audit_rec_common(r, "stdio-unflushed-at-fork", "warning");
             forksafe__rec_str(r, "stream", i ? "stderr" : "stdout");
             forksafe__rec_int(r, "bytes", was);
             forksafe__rec_int(r, "fork_pid", LOAD(&fk.fork_pid));

@@ -159,11 +159,14 @@ void forksafe__resolve_early(void);
 /* The real function, resolved on first use if a hook runs before the
    constructor (another library's constructor). */
 #define REAL(fn)                                                               \
-    (LOAD(&forksafe__real_##fn)                                                \
-         ? forksafe__real_##fn                                                 \
-         : (STORE(&forksafe__real_##fn,                                        \
-                  (__typeof__(forksafe__real_##fn))forksafe__resolve(#fn)),    \
-            forksafe__real_##fn))
+    (__extension__({                                                           \
+        __typeof__(forksafe__real_##fn) real_ = LOAD(&forksafe__real_##fn);    \
+        if (UNLIKELY(!real_)) {                                                \
+            real_ = (__typeof__(real_))forksafe__resolve(#fn);                 \
+            STORE(&forksafe__real_##fn, real_);                                \
+        }                                                                      \
+        real_;                                                                 \
+    }))
 
 /* ------------------------------------------------------------ threads */
 
@@ -190,8 +193,11 @@ struct held {
    `start` and the held stack at fork time: best effort, never waited for.
    Only the owning thread pushes and pops its held stack; another thread
    may only swap an entry's lock for NULL (a semaphore it posted, memory
-   that went away), which readers skip. */
-struct thread_rec {
+   that went away), which readers skip. Records are cache-line aligned:
+   the owner writes its held stack on every lock call, and a neighbour's
+   record sharing the line would make two threads on two cores fight over
+   it (false sharing) on every uncontended lock. */
+struct __attribute__((aligned(64))) thread_rec {
     int tid;        /* 0: free slot */
     unsigned ident; /* unique per claim, survives fork in the child */
     void *start;    /* start routine, when the thread came from
@@ -201,7 +207,10 @@ struct thread_rec {
     /* Locks whose table entry needs no more writes from this thread (it
        is the first user, or the lock is already shared): the lock path
        skips the table for them. Cleared when a lock is forgotten. */
-    uintptr_t seen[SEEN_CACHE];
+    struct {
+        uintptr_t lock;
+        uintptr_t outer, outer0; /* seen under these (innermost, outermost) */
+    } seen[SEEN_CACHE];
 };
 
 /* The thread table. Slots [0, forksafe__threads_hwm) have been used; a
@@ -214,7 +223,12 @@ extern TLS struct thread_rec *forksafe__self_rec;
 /* This thread's record, claimed on first use without locking or
    allocating. Returns NULL when MAX_THREADS threads are live already (the
    thread is then not tracked). */
-struct thread_rec *forksafe__self(void);
+struct thread_rec *forksafe__self_claim(void);
+static inline struct thread_rec *forksafe__self(void)
+{
+    struct thread_rec *r = forksafe__self_rec;
+    return __builtin_expect(r != NULL, 1) ? r : forksafe__self_claim();
+}
 /* Give a thread's slot back (the thread exited, or did not survive a
    fork). p is a struct thread_rec *. */
 void forksafe__thread_release(void *p);
@@ -235,6 +249,13 @@ void forksafe__threads_after_fork_child(void);
    resized. When a lock goes away (destroyed, closed, unmapped) its entry
    is reset and kept for its address; a shared one is first copied to the
    retired list for the exit report. */
+/* The locks each thread held last and first (innermost, outermost) when
+   it took a lock (OUTER_BARE: none), as far as the table saw them: a lock
+   every user took under a lock a prepare takes, and released before it,
+   cannot be held by another thread at the fork. */
+#define OUTER_MAX  8
+#define OUTER_BARE ((uintptr_t)1)
+
 struct lock_ent {
     uintptr_t addr;
     void *site1, *site2; /* acquire sites of the first and second user */
@@ -242,16 +263,27 @@ struct lock_ent {
     int tid1, tid2;
     unsigned char kind;
     unsigned char shared; /* used by a second thread */
+    unsigned char mixed;  /* under more than OUTER_MAX, or kept past one */
+    int mixed_tid;        /* ... first seen by this thread */
+    uintptr_t outer[OUTER_MAX];  /* distinct innermost locks held (0: free) */
+    uintptr_t outer0[OUTER_MAX]; /* with the outermost one (0: not yet) */
+    int outer_tid[OUTER_MAX];    /* the thread that added each */
 };
 
 #define LOCK_MAX    32768
 #define RETIRED_MAX 128
 
-/* Note that thread r acquired lock at site. Lock-free; writes the entry
-   only the first time the lock is seen and the first time a second thread
-   uses it. */
-void forksafe__lock_note(void *lock, int kind, void *site,
-                         struct thread_rec *r);
+/* Note that thread r acquired lock at site, holding outer as the last
+   lock it took before and outer0 as the first (OUTER_BARE: none). Lock-free; writes the entry only the
+   first time the lock is seen, the first time a second thread uses it and
+   the first time it is taken under each outer lock. */
+void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r,
+                         uintptr_t outer, uintptr_t outer0);
+/* lock stays held after the lock its thread held right before taking it
+   was released (an unlock out of order, a condition wait on that lock):
+   taking it under that lock covers nothing. Marks its entry mixed (as
+   thread tid). Lock-free. */
+void forksafe__lock_unnest(void *lock, int tid);
 /* The entry of the lock at lock, or NULL if the table has none (never
    used, forgotten and not used since, or not tracked). Never inserts;
    lock-free and safe wherever the other table functions are. */

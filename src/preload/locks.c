@@ -75,8 +75,14 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
     if (!r)
         return;
     int n = r->nheld;
-    if (n > 0 && r->held[n - 1].lock != lock && r->held[n - 1].lock)
-        forksafe__edge_note(&r->held[n - 1], lock, site, r);
+    uintptr_t outer = OUTER_BARE, outer0 = OUTER_BARE;
+    if (n > 0 && r->held[n - 1].lock) {
+        outer = (uintptr_t)r->held[n - 1].lock;
+        if (r->held[0].lock)
+            outer0 = (uintptr_t)r->held[0].lock;
+        if (r->held[n - 1].lock != lock)
+            forksafe__edge_note(&r->held[n - 1], lock, site, r);
+    }
     if (n == MAX_HELD) {
         /* Drop entries that other threads released (semaphores) or that
            went away. */
@@ -93,10 +99,13 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
         STORE(&r->nheld, n + 1);
     }
     uintptr_t a = (uintptr_t)lock;
-    uintptr_t *c = &r->seen[(a >> 4) & (SEEN_CACHE - 1)];
-    if (*c != a) {
-        forksafe__lock_note(lock, kind, site, r);
-        *c = a;
+    unsigned k = (a >> 4) & (SEEN_CACHE - 1);
+    if (r->seen[k].lock != a || r->seen[k].outer != outer ||
+        r->seen[k].outer0 != outer0) {
+        forksafe__lock_note(lock, kind, site, r, outer, outer0);
+        r->seen[k].lock = a;
+        r->seen[k].outer = outer;
+        r->seen[k].outer0 = outer0;
     }
     if (UNLIKELY(LOAD(&forksafe__policy_slow)))
         forksafe__policy_acquired(lock, kind, fn, site);
@@ -113,6 +122,13 @@ static inline int note_release(void *lock)
     for (int i = n - 1; i >= 0; i--) {
         if (r->held[i].lock != lock)
             continue;
+#ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
+        /* Released out of order: the locks taken after it (under it) stay
+           held, no longer covered by it. */
+        for (int j = i + 1; j < n; j++)
+            if (r->held[j].lock && r->held[j].lock != lock)
+                forksafe__lock_unnest(r->held[j].lock, r->tid);
+#endif
         for (int j = i; j + 1 < n; j++)
             r->held[j] = r->held[j + 1];
         STORE(&r->nheld, n - 1);

@@ -102,12 +102,68 @@ static struct lock_ent *lock_find(uintptr_t a, int insert)
     return NULL; /* index region full: this lock is not tracked */
 }
 
-void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r)
+static void mark_mixed(struct lock_ent *e, int tid)
+{
+    unsigned char was = 0;
+    if (__atomic_compare_exchange_n(&e->mixed, &was, 1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        STORE(&e->mixed_tid, tid);
+}
+
+/* Add outer to e's outer locks (once each; mixed when there is no room). */
+static void outer_note(struct lock_ent *e, uintptr_t outer, uintptr_t outer0,
+                       int tid)
+{
+    if (LOAD(&e->mixed))
+        return;
+    for (int i = 0; i < OUTER_MAX; i++) {
+        uintptr_t v = LOAD(&e->outer[i]);
+        if (v == outer && LOAD(&e->outer0[i]) == outer0)
+            return;
+        if (v == 0) {
+            if (__atomic_compare_exchange_n(&e->outer[i], &v, outer, 0,
+                                            __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+                STORE(&e->outer_tid[i], tid);
+                STORE(&e->outer0[i], outer0);
+                return;
+            }
+        }
+    }
+    /* No room: reuse the slot of locks that went away since (their entry
+       was reset, or is gone). They cannot be held at any later fork, and
+       every taking of e under them ended before they went away. */
+    for (int i = 0; i < OUTER_MAX; i++) {
+        uintptr_t v = LOAD(&e->outer[i]), v0 = LOAD(&e->outer0[i]);
+        if (v == OUTER_BARE || v == e->addr || v0 == 0)
+            continue;
+        struct lock_ent *o = lock_find(v, 0);
+        if ((!o || !LOAD(&o->owner)) &&
+            __atomic_compare_exchange_n(&e->outer[i], &v, outer, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            STORE(&e->outer_tid[i], tid);
+            STORE(&e->outer0[i], outer0);
+            return;
+        }
+    }
+    mark_mixed(e, tid);
+}
+
+void forksafe__lock_unnest(void *lock, int tid)
+{
+    struct lock_ent *e = lock_find((uintptr_t)lock, 0);
+    if (e)
+        mark_mixed(e, tid);
+}
+
+void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r,
+                         uintptr_t outer, uintptr_t outer0)
 {
     region_mark((uintptr_t)lock);
     struct lock_ent *e = lock_find((uintptr_t)lock, 1);
     if (!e)
         return; /* untracked (counted) */
+    outer_note(e, outer, outer0, r->tid);
     unsigned o = LOAD(&e->owner);
     if (o == r->ident || LOAD(&e->shared))
         return;
@@ -165,6 +221,13 @@ static void lock_reset(struct lock_ent *e)
     }
     if (LOAD(&e->owner))
         STORE(&e->owner, 0);
+    if (LOAD(&e->outer[0]) || LOAD(&e->mixed)) {
+        for (int i = 0; i < OUTER_MAX; i++) {
+            STORE(&e->outer[i], 0);
+            STORE(&e->outer0[i], 0);
+        }
+        STORE(&e->mixed, 0);
+    }
 }
 
 /* Drop every reference to [lo, hi] (lo == hi: exactly lo) from the held
@@ -178,9 +241,9 @@ static void threads_forget(uintptr_t lo, uintptr_t hi)
         if (LOAD(&t->tid) == 0)
             continue;
         for (int k = 0; k < SEEN_CACHE; k++) {
-            uintptr_t s = LOAD(&t->seen[k]);
+            uintptr_t s = LOAD(&t->seen[k].lock);
             if (s && s >= lo && (s < hi || s == lo))
-                STORE(&t->seen[k], 0);
+                STORE(&t->seen[k].lock, 0);
         }
         int nh = LOAD(&t->nheld);
         for (int j = 0; j < nh && j < MAX_HELD; j++) {

@@ -6,6 +6,8 @@
  * that waited on them lives on); a FILE may have been closed. Reads of
  * such memory go through process_vm_readv() on our own pid, which fails
  * with EFAULT instead of faulting; values are then taken from the copy.
+ * (The C library's own stdin, stdout and stderr objects are read in
+ * place: they are its static data.)
  *
  * What a lock is (process-shared, who holds it) is asked of the platform
  * layer (src/platform/platform.h), the only code that reads a C library's
@@ -53,14 +55,34 @@ int forksafe__sem_value(const sem_t *s)
     return v;
 }
 
+/* glibc's own stdin, stdout and stderr objects: static data of the C
+   library, mapped for the whole life of the process, so reading them
+   needs no fault-safe copy (weak: absent on other C libraries). */
+extern char _IO_2_1_stdin_[] __attribute__((weak));
+extern char _IO_2_1_stdout_[] __attribute__((weak));
+extern char _IO_2_1_stderr_[] __attribute__((weak));
+
 size_t forksafe__file_pending(FILE *f)
 {
     /* The narrow-stream buffer pointers of the public struct _IO_FILE
        (bits/types/struct_FILE.h), as __fpending() reads them. A wide
        stream (_mode > 0) keeps its buffer elsewhere: not followed. */
+    if (!f)
+        return 0;
+    char *p = (char *)f;
+    if (p == _IO_2_1_stdout_ || p == _IO_2_1_stderr_ || p == _IO_2_1_stdin_) {
+        /* The common case (fork() checks stdout and stderr every time):
+           no system call. Another thread may be writing meanwhile; the
+           copy below is not more exact. */
+        int mode = LOAD(&f->_mode);
+        char *wp = LOAD(&f->_IO_write_ptr), *wb = LOAD(&f->_IO_write_base);
+        if (mode > 0 || wp < wb)
+            return 0;
+        return (size_t)(wp - wb);
+    }
     FILE copy;
-    if (!f || forksafe__mem_read(&copy, f, sizeof copy) != 0 ||
-        copy._mode > 0 || copy._IO_write_ptr < copy._IO_write_base)
+    if (forksafe__mem_read(&copy, f, sizeof copy) != 0 || copy._mode > 0 ||
+        copy._IO_write_ptr < copy._IO_write_base)
         return 0;
     return (size_t)(copy._IO_write_ptr - copy._IO_write_base);
 }

@@ -29,11 +29,11 @@ void forksafe__thread_release(void *p)
     STORE(&r->tid, 0);
 }
 
-struct thread_rec *forksafe__self(void)
+/* The slow half of forksafe__self() (interpose.h): this thread's first
+   hook. */
+struct thread_rec *forksafe__self_claim(void)
 {
-    struct thread_rec *r = forksafe__self_rec;
-    if (r)
-        return r;
+    struct thread_rec *r;
     int tid = (int)forksafe__gettid();
     for (int i = 0; i < MAX_THREADS; i++) {
         int expect = 0;
@@ -50,7 +50,7 @@ struct thread_rec *forksafe__self(void)
             r->ident = __atomic_add_fetch(&next_ident, 1, __ATOMIC_RELAXED);
             r->start = NULL;
             for (int k = 0; k < SEEN_CACHE; k++)
-                r->seen[k] = 0;
+                r->seen[k].lock = 0;
             STORE(&r->nheld, 0);
             forksafe__self_rec = r;
             /* Slots are given back by the key destructor at thread exit;

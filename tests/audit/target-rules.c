@@ -400,6 +400,92 @@ static int unsafe_own(void)
     return r;
 }
 
+/* inner, taken by a thread of the parent only while it holds outer_lock
+   (SQLite's per-file lock mutex under the connection mutex), except in
+   the "bare" case, where it is also taken once with nothing held, and the
+   "handover" case, where it is once kept after outer_lock is released. */
+static pthread_mutex_t outer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t inner = PTHREAD_MUTEX_INITIALIZER;
+static int nested_bare;
+
+static void *use_nested_then_park(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++) {
+        pthread_mutex_lock(&outer_lock);
+        pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&inner);
+        pthread_mutex_unlock(&outer_lock);
+    }
+    if (nested_bare == 1) {
+        pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&inner);
+    } else if (nested_bare == 2) {
+        /* Hand over hand: inner stays held after outer_lock is released. */
+        pthread_mutex_lock(&outer_lock);
+        pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&outer_lock);
+        pthread_mutex_unlock(&inner);
+    }
+    signal_go();
+    return target_parked_main(NULL);
+}
+
+static int unsafe_nested(const char *how)
+{
+    nested_bare = strcmp(how, "bare") == 0       ? 1
+                  : strcmp(how, "handover") == 0 ? 2
+                                                 : 0;
+    if (strcmp(how, "plain") != 0 &&
+        forksafe_register_mutex(&outer_lock, "rules.outer",
+                                FORKSAFE_RANK_APP) != 0)
+        return 2;
+    start(use_nested_then_park, NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        child_takes(&inner);
+        _exit(0);
+    }
+    int r = reap(pid, 0);
+    target_parked_stop();
+    return r;
+}
+
+/* Locks the child makes and uses among threads of its own (a new ZeroMQ
+   context's): no thread of the parent ever used them. */
+static pthread_mutex_t fresh_main = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t fresh_thread = PTHREAD_MUTEX_INITIALIZER;
+
+static void *child_thread_takes(void *arg)
+{
+    if (arg) {
+        child_takes(arg); /* the parent's thread used it */
+        return NULL;
+    }
+    child_takes(&fresh_main);   /* first taken by the child's main thread */
+    child_takes(&fresh_thread); /* first taken here */
+    return NULL;
+}
+
+static int unsafe_child_threads(int parents)
+{
+    start(use_then_park, &other);
+    pid_t pid = fork();
+    if (pid == 0) {
+        child_takes(&fresh_main);
+        pthread_t t;
+        if (pthread_create(&t, NULL, child_thread_takes,
+                           parents ? &other : NULL) != 0 ||
+            pthread_join(t, NULL) != 0)
+            _exit(3);
+        child_takes(&fresh_thread); /* after its first user has exited */
+        _exit(0);
+    }
+    int r = reap(pid, 0);
+    target_parked_stop();
+    return r;
+}
+
 static int shared_mode(int run_on)
 {
     start(use_then_park, &other);
@@ -606,6 +692,11 @@ int main(int argc, char **argv)
         return cond_mode(mode[4] == '-');
     if (strcmp(mode, "unsafe") == 0)
         return unsafe_mode(3, 0);
+    if (strcmp(mode, "unsafe-child-threads") == 0 ||
+        strcmp(mode, "unsafe-child-thread-parents") == 0)
+        return unsafe_child_threads(mode[19] == '-');
+    if (strncmp(mode, "unsafe-nested-", 14) == 0)
+        return unsafe_nested(mode + 14);
     if (strcmp(mode, "unsafe-exec") == 0)
         return unsafe_mode(1, 1);
     if (strcmp(mode, "shared-runon") == 0 || strcmp(mode, "shared-exit") == 0)

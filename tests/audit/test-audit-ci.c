@@ -163,6 +163,26 @@ static void test_frames_without_dwarf_name_functions_only(void **state)
              "--frame=fork-with-threads:fork-call:file=None");
 }
 
+/* The CLI built without libdw (forksafe-audit-nodw, next to the real one
+   where libdw is there): frames name functions from the symbol tables,
+   with no file or line. */
+static void test_frames_of_a_build_without_libdw(void **state)
+{
+    (void)state;
+    if (AUDIT_CLI_NODW[0] == '\0') {
+        print_message("    (skipped: this build has no libdw to leave out)\n");
+        skip();
+    }
+    char *argv[] = {THREADS, NULL};
+    setenv("FS_AUDIT_TEST_CLI", AUDIT_CLI_NODW, 1);
+    int st = au_audit(NULL, argv);
+    unsetenv("FS_AUDIT_TEST_CLI");
+    assert_int_equal(st, 0);
+    au_check("--frame=fork-with-threads:fork-call:function=main",
+             "--frame=fork-with-threads:fork-call:line=None",
+             "--frame=fork-with-threads:fork-call:file=None");
+}
+
 /* ------------------------------------------------------------ suppressions */
 
 static int audit_supp(const char *text, char *const *argv)
@@ -278,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_sarif_unwritable_is_a_clear_error),
         cmocka_unit_test(test_frames_name_file_line_and_inlined_functions),
         cmocka_unit_test(test_frames_without_dwarf_name_functions_only),
+        cmocka_unit_test(test_frames_of_a_build_without_libdw),
         cmocka_unit_test(test_suppression_matches_kind_and_function),
         cmocka_unit_test(test_suppression_near_miss_does_not_match),
         cmocka_unit_test(test_suppression_kind_glob),

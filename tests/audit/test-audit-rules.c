@@ -241,6 +241,54 @@ static void test_unsafe_call_not_for_registered_lock(void **state)
     au_check("--lacks=unsafe-call-in-child");
 }
 
+/* A thread of the parent took the lock only while holding a registered
+   lock (forksafe's prepare takes it): it cannot be held at the fork. */
+static void
+test_unsafe_call_not_for_lock_only_taken_under_registered(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-nested-registered", 0);
+    au_check("--lacks=unsafe-call-in-child");
+}
+
+/* The same under an unregistered lock, once with nothing held, or once
+   kept after the registered lock is released (hand over hand): fires. */
+static void test_unsafe_call_fires_for_lock_under_unregistered(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-nested-plain", 0);
+    au_check("--count=unsafe-call-in-child=1",
+             "--frame=unsafe-call-in-child:other-thread-lock:function="
+             "use_nested_then_park");
+    audit_mode(RULES, "unsafe-nested-bare", 0);
+    au_check("--count=unsafe-call-in-child=1");
+    audit_mode(RULES, "unsafe-nested-handover", 0);
+    au_check("--count=unsafe-call-in-child=1");
+}
+
+/* A thread the child started takes a lock a thread of the parent used:
+   that thread of the parent is named, not one of the child's. */
+static void test_unsafe_call_fires_in_a_thread_the_child_started(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-child-thread-parents", 0);
+    au_check("--count=unsafe-call-in-child=1",
+             "--frame=unsafe-call-in-child:call:function=child_takes",
+             "--frame=unsafe-call-in-child:other-thread-lock:function="
+             "use_then_park");
+}
+
+/* The child starts a thread of its own; each of two locks no thread of
+   the parent used is taken by both: no "thread N of the parent" (the
+   child's own TID, as reported before for a new ZeroMQ context's locks). */
+static void
+test_unsafe_call_not_for_locks_only_the_childs_threads_used(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-child-threads", 0);
+    au_check("--lacks=unsafe-call-in-child");
+}
+
 static void test_unsafe_call_not_for_lock_only_this_thread_used(void **state)
 {
     (void)state;
@@ -446,6 +494,12 @@ int main(void)
         cmocka_unit_test(test_unsafe_call_not_for_malloc_family),
         cmocka_unit_test(test_unsafe_call_not_for_registered_lock),
         cmocka_unit_test(test_unsafe_call_not_for_lock_only_this_thread_used),
+        cmocka_unit_test(
+            test_unsafe_call_not_for_locks_only_the_childs_threads_used),
+        cmocka_unit_test(test_unsafe_call_fires_in_a_thread_the_child_started),
+        cmocka_unit_test(
+            test_unsafe_call_not_for_lock_only_taken_under_registered),
+        cmocka_unit_test(test_unsafe_call_fires_for_lock_under_unregistered),
         cmocka_unit_test(test_unsafe_call_not_for_malloc_in_plain_target),
         cmocka_unit_test(test_raw_atfork_handler_is_info),
         cmocka_unit_test(test_raw_atfork_handler_warns_in_order_violation),
