@@ -265,7 +265,7 @@ static void release_one(size_t x, int st, int child, pid_t self)
    exceptions every slot has the default state; when that is TAKEN (other
    threads alive, so slot i is slot i), the fast mutexes there are released
    in a tight loop, without the per-kind calls. */
-static void release_walk(size_t from, int child)
+FS_CHILD_PATH static void release_walk(size_t from, int child)
 {
     pid_t self = child && from ? gettid() : 0;
     const struct forksafe_platform *P = from ? forksafe__platform() : NULL;
@@ -299,7 +299,8 @@ static void release_walk(size_t from, int child)
 
 /* The raw handlers captured from other objects, released in registration
    order (glibc's order for parent and child handlers). */
-static void release_raw(const struct forksafe_raw *h, size_t n, int child)
+FS_CHILD_PATH static void release_raw(const struct forksafe_raw *h, size_t n,
+                                      int child)
 {
     for (size_t i = 0; i < n; i++) {
         void (*fn)(void) = child ? h[i].child : h[i].parent;
@@ -839,7 +840,7 @@ static void atfork_parent(void)
     finish_parent();
 }
 
-static void atfork_child(void)
+FS_CHILD_PATH static void atfork_child(void)
 {
     struct forksafe_fork_page *fp = forksafe__fp;
     if (tls.no_lock) {
@@ -975,6 +976,7 @@ __attribute__((constructor(101))) static void forksafe_ctor(void)
 
 /* ------------------------------------------------------------ wrapper */
 
+FS_CHILD_PATH
 pid_t forksafe_fork(const struct forksafe_fork_opts *opts)
 {
     FORKSAFE_FORWARD(fork(opts));

@@ -160,8 +160,9 @@ static void mutex_parent(const void *key, const struct forksafe_entry *e UNUSED,
         pthread_mutex_unlock((pthread_mutex_t *)key);
 }
 
-static void mutex_child(const void *key, const struct forksafe_entry *e UNUSED,
-                        int st, pid_t self)
+FS_CHILD_PATH static void mutex_child(const void *key,
+                                      const struct forksafe_entry *e UNUSED,
+                                      int st, pid_t self)
 {
     if (st != FS_ST_TAKEN && st != FS_ST_SELF)
         return;
@@ -274,8 +275,9 @@ static void rwlock_parent(const void *key,
         pthread_rwlock_unlock((pthread_rwlock_t *)key);
 }
 
-static void rwlock_child(const void *key, const struct forksafe_entry *e UNUSED,
-                         int st, pid_t self)
+FS_CHILD_PATH static void rwlock_child(const void *key,
+                                       const struct forksafe_entry *e UNUSED,
+                                       int st, pid_t self)
 {
     if (st != FS_ST_TAKEN && st != FS_ST_SELF)
         return;
@@ -365,8 +367,9 @@ static void spin_parent(const void *key, const struct forksafe_entry *e UNUSED,
         pthread_spin_unlock((pthread_spinlock_t *)key);
 }
 
-static void spin_child(const void *key, const struct forksafe_entry *e UNUSED,
-                       int st, pid_t self)
+FS_CHILD_PATH static void spin_child(const void *key,
+                                     const struct forksafe_entry *e UNUSED,
+                                     int st, pid_t self)
 {
     (void)self;
     if (st == FS_ST_TAKEN)
@@ -415,8 +418,8 @@ static void ops_parent(const void *key, const struct forksafe_entry *e, int st)
         ops->parent((void *)key);
 }
 
-static void ops_child(const void *key, const struct forksafe_entry *e, int st,
-                      pid_t self)
+FS_CHILD_PATH static void
+ops_child(const void *key, const struct forksafe_entry *e, int st, pid_t self)
 {
     (void)self;
     const struct forksafe_ops *ops = forksafe__entry_ops(e);

@@ -127,7 +127,7 @@ static void mutex_rebuild(pthread_mutex_t *m, int held)
         pthread_mutex_lock(m);
 }
 
-static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
+FS_CHILD_PATH static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
 {
     int kind = m->__data.__kind;
     if (kind & MK_REBUILD) {
@@ -182,7 +182,8 @@ static int rwlock_wrlock_until(pthread_rwlock_t *l,
 
 /* An rwlock's unlock in the child compares __cur_writer with the new TID
    and takes the reader path: rebuild it instead, with its own kind. */
-static void child_rwlock(pthread_rwlock_t *l, int held, pid_t self)
+FS_CHILD_PATH static void child_rwlock(pthread_rwlock_t *l, int held,
+                                       pid_t self)
 {
     (void)self;
     pthread_rwlockattr_t a;
@@ -211,7 +212,7 @@ static pid_t spin_holder(const pthread_spinlock_t *l)
 }
 
 /* glibc's spinlock records no owner: unlocking in the child is valid. */
-static void child_spin(pthread_spinlock_t *l)
+FS_CHILD_PATH static void child_spin(pthread_spinlock_t *l)
 {
     pthread_spin_unlock(l);
 }

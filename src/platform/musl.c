@@ -100,7 +100,7 @@ static int mutex_lock_until(pthread_mutex_t *m, const struct timespec *deadline)
     return pthread_mutex_timedlock(m, &rt);
 }
 
-static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
+FS_CHILD_PATH static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
 {
     int type = M_TYPE(m);
     M_WAITERS(m) = 0;
@@ -145,7 +145,8 @@ static int rwlock_wrlock_until(pthread_rwlock_t *l,
     return pthread_rwlock_timedwrlock(l, &rt);
 }
 
-static void child_rwlock(pthread_rwlock_t *l, int held, pid_t self)
+FS_CHILD_PATH static void child_rwlock(pthread_rwlock_t *l, int held,
+                                       pid_t self)
 {
     (void)self;
     pthread_rwlockattr_t a;
@@ -166,7 +167,7 @@ static pid_t spin_holder(const pthread_spinlock_t *l)
 }
 
 /* A spinlock is an int holding EBUSY or 0; unlock is a plain store. */
-static void child_spin(pthread_spinlock_t *l)
+FS_CHILD_PATH static void child_spin(pthread_spinlock_t *l)
 {
     pthread_spin_unlock(l);
 }

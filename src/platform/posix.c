@@ -31,6 +31,7 @@
 #include <link.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static int multithreaded(void)
@@ -200,11 +201,31 @@ static int probe_release(pthread_mutex_t *m, const struct timespec *deadline,
    a direct-mapped table of (address | verdict) words, 0 for empty; a
    collision only costs another probe. Written under the registry lock by
    mutex_vet, cleared without it by mutex_registered, after any fork that
-   could have seen an earlier registration at that address is over. */
+   could have seen an earlier registration at that address is over.
+   Mapped when a check first needs it, not static: 32 KiB of .bss would be a
+   mapping of its own in every process that links forksafe, whichever layer it
+   runs (each mapping is a cost of every fork), and only this layer needs it.
+   Without it (no memory) every check probes again. */
 #define MEMO_SLOTS      4096
 #define MEMO_RELEASABLE 1u
 #define MEMO_OWNED      2u
-static uintptr_t memo[MEMO_SLOTS];
+static uintptr_t *memo;
+
+static uintptr_t *memo_table(void)
+{
+    uintptr_t *t = __atomic_load_n(&memo, __ATOMIC_ACQUIRE);
+    if (t)
+        return t;
+    void *p = mmap(NULL, MEMO_SLOTS * sizeof *t, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (__atomic_compare_exchange_n(&memo, &t, (uintptr_t *)p, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return p;
+    munmap(p, MEMO_SLOTS * sizeof *t); /* another thread's came first */
+    return t;
+}
 
 static size_t memo_slot(const void *m)
 {
@@ -214,7 +235,10 @@ static size_t memo_slot(const void *m)
 
 static void mutex_registered(const pthread_mutex_t *m)
 {
-    uintptr_t *slot = &memo[memo_slot(m)];
+    uintptr_t *t = __atomic_load_n(&memo, __ATOMIC_ACQUIRE);
+    if (!t)
+        return; /* nothing learnt yet, nothing to forget */
+    uintptr_t *slot = &t[memo_slot(m)];
     uintptr_t v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if ((v & ~(uintptr_t)3) == (uintptr_t)m)
         __atomic_compare_exchange_n(slot, &v, 0, 0, __ATOMIC_ACQ_REL,
@@ -224,7 +248,10 @@ static void mutex_registered(const pthread_mutex_t *m)
 static int releasable(pthread_mutex_t *m, const struct timespec *deadline,
                       int *still_held)
 {
-    uintptr_t *slot = &memo[memo_slot(m)];
+    uintptr_t *t = memo_table();
+    if (!t)
+        return probe_release(m, deadline, still_held);
+    uintptr_t *slot = &t[memo_slot(m)];
     uintptr_t v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if ((v & ~(uintptr_t)3) == (uintptr_t)m && (v & 3))
         return (v & 3) == MEMO_RELEASABLE ? 0 : EPERM;
@@ -303,7 +330,7 @@ static const char *vet_refusal(void)
 
 static unsigned long child_failures;
 
-static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
+FS_CHILD_PATH static void child_mutex(pthread_mutex_t *m, int held, pid_t self)
 {
     (void)self;
     if (held)
@@ -369,7 +396,8 @@ static int rwlock_vet(pthread_rwlock_t *l, enum forksafe_vet how)
 
 /* Unlocking in the child is not safe on every libc (glibc takes the
    reader path and leaves the lock busy), so the lock is made anew. */
-static void child_rwlock(pthread_rwlock_t *l, int held, pid_t self)
+FS_CHILD_PATH static void child_rwlock(pthread_rwlock_t *l, int held,
+                                       pid_t self)
 {
     (void)self;
     pthread_rwlock_init(l, NULL);
@@ -385,7 +413,7 @@ static pid_t spin_holder(const pthread_spinlock_t *l)
     return FS_HOLDER_UNKNOWN;
 }
 
-static void child_spin(pthread_spinlock_t *l)
+FS_CHILD_PATH static void child_spin(pthread_spinlock_t *l)
 {
     pthread_spin_unlock(l);
 }

@@ -63,7 +63,7 @@ void *forksafe__check_look(struct forksafe_check *c, const char *step,
     return copy;
 }
 
-const struct forksafe_platform *forksafe__platform(void)
+FS_CHILD_PATH const struct forksafe_platform *forksafe__platform(void)
 {
     const struct forksafe_platform *p =
         __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
