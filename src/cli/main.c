@@ -329,8 +329,13 @@ int main(int argc, char **argv)
 
     char preload[PATH_MAX];
     static const struct forksafe_cmd_preload where = {
-        "forksafe-audit", "FORKSAFE_AUDIT_PRELOAD", PRELOAD_NAME, "../preload",
-        FORKSAFE_AUDIT_LIBDIR, FORKSAFE_AUDIT_INSTALLED_PRELOAD};
+        .cmd = "forksafe-audit",
+        .env = "FORKSAFE_AUDIT_PRELOAD",
+        .name = PRELOAD_NAME,
+        .build_dir = "../preload",
+        .libdir = FORKSAFE_AUDIT_LIBDIR,
+        .installed = FORKSAFE_AUDIT_INSTALLED_PRELOAD,
+    };
     if (forksafe__cmd_find_preload(&where, preload, sizeof preload) != 0)
         return EXIT_USAGE;
     /* Can PROGRAM itself load the interposer? */

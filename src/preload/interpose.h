@@ -274,9 +274,10 @@ struct lock_ent {
 #define RETIRED_MAX 128
 
 /* Note that thread r acquired lock at site, holding outer as the last
-   lock it took before and outer0 as the first (OUTER_BARE: none). Lock-free; writes the entry only the
-   first time the lock is seen, the first time a second thread uses it and
-   the first time it is taken under each outer lock. */
+   lock it took before and outer0 as the first (OUTER_BARE: none).
+   Lock-free; writes the entry only the first time the lock is seen, the
+   first time a second thread uses it and the first time it is taken under
+   each outer lock. */
 void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r,
                          uintptr_t outer, uintptr_t outer0);
 /* lock stays held after the lock its thread held right before taking it

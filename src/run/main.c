@@ -437,8 +437,13 @@ int main(int argc, char **argv)
 
     char preload[PATH_MAX];
     static const struct forksafe_cmd_preload where = {
-        "forksafe-run", "FORKSAFE_RUN_PRELOAD", PRELOAD_NAME, ".",
-        FORKSAFE_RUN_LIBDIR, FORKSAFE_RUN_INSTALLED_PRELOAD};
+        .cmd = "forksafe-run",
+        .env = "FORKSAFE_RUN_PRELOAD",
+        .name = PRELOAD_NAME,
+        .build_dir = ".",
+        .libdir = FORKSAFE_RUN_LIBDIR,
+        .installed = FORKSAFE_RUN_INSTALLED_PRELOAD,
+    };
     if (forksafe__cmd_find_preload(&where, preload, sizeof preload) != 0)
         return EXIT_USAGE;
     /* Can PROGRAM itself load the library? */

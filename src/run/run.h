@@ -254,9 +254,9 @@ struct run_fork {
     int ntaken;
     pthread_mutex_t *taken[RUN_TAKEN_MAX]; /* condition mutexes it took */
     /* The outcome, for the statistics and the report. */
-    int threaded; /* other threads were alive: it waited */
-    int outcome;  /* RUN_OK, RUN_TIMEOUT, RUN_STUCK */
-    int waited;   /* some thread held a lock when it started */
+    int threaded;      /* other threads were alive: it waited */
+    int outcome;       /* RUN_OK, RUN_TIMEOUT, RUN_STUCK */
+    int waited;        /* some thread held a lock when it started */
     long long wait_ns; /* the wait; for a fork that went ahead with a lock
                           held, up to the real fork's return (fork handlers,
                           libforksafe's registry among them, may wait for

@@ -94,8 +94,8 @@ static void test_workloads_quiet(void **state)
         skip();
     /* A fork deadline a loaded machine keeps (a refused fork fails the
        workload): this test is about findings, not about waiting. */
-    static const char *const args[] = {"--forks", "100", "--timeout-ms",
-                                       "3000", NULL};
+    static const char *const args[] = {"--forks", "100", "--timeout-ms", "3000",
+                                       NULL};
     int n = 0;
     s_loud = 0;
     char path[512];
