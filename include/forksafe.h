@@ -441,8 +441,9 @@ FORKSAFE_API int forksafe_zygote_register(const char *name,
    Works without /proc: the single-thread check is unshare(CLONE_VM).
    It returns once the server has said it is ready (one round trip). A
    server that has died is reaped and replaced.
-   Returns 0, EALREADY (running), EBUSY (other threads are alive), ENOMEM
-   (the fork server's lock could not be registered; retried by the next
+   Returns 0, EALREADY (running), EBUSY (other threads are alive; one
+   joined a moment ago is waited for, up to 10 ms), ENOMEM (the fork
+   server's lock could not be registered; retried by the next
    call), the errno of a failed socketpair() or fork() (EMFILE, ENFILE,
    EAGAIN, ENOMEM), or, only where a seccomp filter forbids unshare(), the
    errno of reading /proc/self/stat (ENOENT without /proc); also

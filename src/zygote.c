@@ -174,10 +174,19 @@ static uint64_t deadline_after(unsigned ms)
    count in /proc/self/stat is used instead. */
 static int census(void)
 {
-    if (unshare(CLONE_VM) == 0)
-        return 0;
-    if (errno == EINVAL)
-        return EBUSY;
+    /* A thread joined a moment ago still holds the address space: the
+       kernel lets go of it just after pthread_join() returns. Look again
+       for up to 10 ms before saying other threads are alive. */
+    for (int tries = 0;; tries++) {
+        if (unshare(CLONE_VM) == 0)
+            return 0;
+        if (errno != EINVAL)
+            break;
+        if (tries == 10)
+            return EBUSY;
+        struct timespec ms = {0, 1000 * 1000};
+        nanosleep(&ms, NULL);
+    }
     int t = forksafe_thread_count();
     if (t < 0)
         return -t;
