@@ -19,10 +19,10 @@ static void *worker(void *a)
     }
     return NULL;
 }
-static void prepare(void)
+/* Fork a child that takes m (ended by alarm if m stays locked); 1 if it
+   exited 0. */
+static int child_takes_m(void)
 {
-    if (depth++)
-        return;
     pid_t p = fork();
     if (p == 0) {
         alarm(3);
@@ -30,8 +30,14 @@ static void prepare(void)
         _exit(0);
     }
     int st;
-    waitpid(p, &st, 0);
-    inner_ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    return waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static void prepare(void)
+{
+    if (depth++)
+        return;
+    inner_ok = child_takes_m();
 }
 int main(void)
 {
@@ -39,17 +45,9 @@ int main(void)
     pthread_t t;
     pthread_create(&t, NULL, worker, NULL);
     pthread_atfork(prepare, NULL, NULL);
-    pid_t p = fork();
-    if (p == 0) {
-        alarm(3);
-        pthread_mutex_lock(&m);
-        _exit(0);
-    }
-    int st;
-    waitpid(p, &st, 0);
+    int outer_ok = child_takes_m();
     atomic_store(&stop, 1);
     pthread_join(t, NULL);
-    int outer_ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     printf("inner child ok %d, outer child ok %d\n", inner_ok, outer_ok);
     return !(inner_ok == 1 && outer_ok);
 }
