@@ -8,8 +8,10 @@
  * the processes, so the noisy machine's drift falls on all; each method
  * runs in its own process, so every batch follows one of another process,
  * each batch starts with two uncounted forks, and the order of the
- * processes rotates every round, so each takes every position equally
- * often. Each round gives a ratio against its hand batch, and the medians
+ * processes is shuffled every round (a fixed seed), so each takes every
+ * position and follows every other equally often: with a rotation the
+ * control always ran just after the hand-written program and came out at
+ * 1.01 with an interval that excluded 1. Each round gives a ratio against its hand batch, and the medians
  * of those per-round ratios are printed, for N = 0, 1,024 and 16,384
  * mutexes, with a second copy of the hand-written program as a control
  * (the ratio a method with no difference gets). The ratios are of CPU time
@@ -150,14 +152,15 @@ int main(int argc, char **argv)
     else
         snprintf(dir, sizeof dir, ".");
     signal(SIGPIPE, SIG_IGN);
-    int rounds = 3 * bench_rounds();
+    int rounds = 5 * bench_rounds();
+    unsigned seed = 1;
     static const int sizes[] = {0, 1024, 16384};
     static const char *const prog[S_COUNT] = {"adopt-hand", "adopt-hand",
                                               "adopt-forksafe",
                                               "adopt-forksafe", "adopt-static"};
     static const char cmd[S_COUNT] = {'p', 'p', 'f', 'p', 'f'};
     printf("bench-adopt: separate programs, one idle extra thread each, "
-           "batches of 20 fork+exit+wait in lockstep, the order rotated "
+           "batches of 20 fork+exit+wait in lockstep, the order shuffled "
            "every round; medians of %d per-round ratios against the "
            "hand-written lock-all handler, CPU time of the forking thread "
            "and the child (each batch's median fork), the 95%% confidence "
@@ -170,8 +173,8 @@ int main(int argc, char **argv)
            "static+forksafe_fork");
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         struct worker w[S_COUNT];
-        static double cpu[S_COUNT][3000], ratio[S_COUNT][3000],
-            cratio[S_COUNT][3000];
+        static double cpu[S_COUNT][5000], ratio[S_COUNT][5000],
+            cratio[S_COUNT][5000];
         double flt[S_COUNT][2] = {{0}};
         int maps[S_COUNT];
         long anon[S_COUNT];
@@ -185,8 +188,14 @@ int main(int argc, char **argv)
             int end = base + SESSION < rounds ? base + SESSION : rounds;
             for (int r = base - 2; r < end; r++) { /* two warm-up rounds */
                 struct batch b[S_COUNT];
+                int order[S_COUNT];
                 for (int j = 0; j < S_COUNT; j++) {
-                    int k = (j + r + 2) % S_COUNT;
+                    int i = (int)(rand_r(&seed) % (unsigned)(j + 1));
+                    order[j] = order[i];
+                    order[i] = j;
+                }
+                for (int j = 0; j < S_COUNT; j++) {
+                    int k = order[j];
                     if (run(&w[k], cmd[k], &b[k])) {
                         fprintf(stderr, "bench-adopt: a worker failed\n");
                         return 1;
