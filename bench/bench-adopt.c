@@ -3,30 +3,29 @@
  * bench-adopt.c: what adopting forksafe costs a program, measured the way a
  * user would compare: two separate programs (adopt-worker.c), one with a
  * hand-written lock-all pthread_atfork handler and no forksafe, one linked
- * with libforksafe and the same mutexes registered, each with one idle
- * extra thread. Batches of 20 fork+wait are alternated in lockstep between
- * the processes, so the noisy machine's drift falls on all; each method
- * runs in its own process, so every batch follows one of another process,
- * each batch starts with two uncounted forks, and the order of the
- * processes is shuffled every round (a fixed seed), so each takes every
- * position and follows every other equally often: with a rotation the
- * control always ran just after the hand-written program and came out at
- * 1.01 with an interval that excluded 1. Each round gives a ratio against its hand batch, and the medians
- * of those per-round ratios are printed, for N = 0, 1,024 and 16,384
- * mutexes, with a second copy of the hand-written program as a control
- * (the ratio a method with no difference gets). The ratios are of CPU time
- * (the forking thread's and the child's, the median fork of each batch:
- * see adopt-worker.c), with the 95% confidence interval of each median
- * from order statistics (distribution-free: ranks n/2 -+ 0.98 sqrt(n) of
- * the sorted ratios), and, on the line below, of the wall clock (mean
- * per batch), which on a machine shared with other work moves with it.
- * A goal is met when the interval's upper end is below it, missed when
- * its lower end is above it. Also printed, as where
- * the time goes: minor faults per fork in the parent and in the child
- * (copy-on-write and first-touch faults), and each program's mappings and
- * resident anonymous memory, which fork() duplicates (one page-table entry
- * per page); and the same with libforksafe linked statically
- * (adopt-static).
+ * with libforksafe and the same mutexes registered, each with one idle extra
+ * thread. Batches of 20 fork+exit+wait are alternated in lockstep between
+ * the processes, so the noisy machine's drift falls on all; each method runs
+ * in its own process, so every batch follows one of another process, each
+ * batch starts with two uncounted forks, and the order of the processes is
+ * shuffled every round (a fixed seed), so each takes every position and
+ * follows every other equally often (with a rotation the control always ran
+ * just after the hand-written program and came out at 1.01, with an interval
+ * that excluded 1). Each round gives a ratio against its hand batch, and the
+ * medians of those per-round ratios are printed, for N = 0, 1,024 and 16,384
+ * mutexes, with a second copy of the hand-written program as a control (the
+ * ratio a method with no difference gets). The ratios are of CPU time (the
+ * forking thread's and the child's, the median fork of each batch: see
+ * adopt-worker.c), with the 95% confidence interval of each median from
+ * order statistics (distribution-free: ranks n/2 -+ 0.98 sqrt(n) of the
+ * sorted ratios), and, on the line below, of the wall clock (mean per
+ * batch), which on a machine shared with other work moves with it. A goal is
+ * met when the interval's upper end is below it, missed when its lower end
+ * is above it. Also printed, as where the time goes: minor faults per fork
+ * in the parent and in the child (copy-on-write and first-touch faults), and
+ * each program's mappings and resident anonymous memory, which fork()
+ * duplicates (one page-table entry per page); and the same with libforksafe
+ * linked statically (adopt-static).
  */
 #include "bench.h"
 
