@@ -144,24 +144,59 @@ static void slot_fill(struct lock_ent *e, int i, uintptr_t outer0,
     STORE(&e->outer_stamp[i], stamp);
 }
 
-/* Add the pair (outer, outer0) to e's (once each, restamped when seen
-   again; mixed when there is no room even after reusing the slots of
-   pairs that are over). */
+/* The pair (lock, lock), stricter than the pair in slot k (which names
+   lock), takes slot k; the thread that added it stays named, so that no
+   taking by a thread of the parent is lost in a child. 0 if another
+   thread rewrote the slot meanwhile. */
+static int take_implied(struct lock_ent *e, int k, uintptr_t lock,
+                        unsigned stamp)
+{
+    STORE(&e->outer_stamp[k], 0);
+    uintptr_t w = LOAD(&e->outer[k]), w0 = LOAD(&e->outer0[k]);
+    if (w != lock && w0 == lock)
+        __atomic_compare_exchange_n(&e->outer[k], &w, lock, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
+    else if (w == lock && w0 != lock)
+        __atomic_compare_exchange_n(&e->outer0[k], &w0, lock, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    if (LOAD(&e->outer[k]) != lock || LOAD(&e->outer0[k]) != lock)
+        return 0;
+    STORE(&e->outer_stamp[k], stamp);
+    return 1;
+}
+
+/* Add the pair (outer, outer0) to e's: the taking is covered at a fork
+   if either lock is. Kept exact and small: a pair already there is
+   restamped; a pair implied by one there (which names one lock, both
+   innermost and outermost, and that lock is one of the new pair's) adds
+   nothing; a new pair that names one lock replaces a pair it implies
+   (the two together hold exactly when that lock is covered); else a free
+   slot, then the slot of a pair that is over; mixed when none is left. */
 static void outer_note(struct lock_ent *e, uintptr_t outer, uintptr_t outer0,
                        int tid)
 {
     if (LOAD(&e->mixed))
         return;
     unsigned stamp = LOAD(&births);
+    int single = outer == outer0 && outer != OUTER_BARE;
+    int implied = -1; /* a slot that the new (single) pair implies */
     for (int i = 0; i < OUTER_MAX; i++) {
-        uintptr_t v = LOAD(&e->outer[i]);
-        if (v == outer && LOAD(&e->outer0[i]) == outer0) {
-            /* Perhaps under new locks at the same addresses: the pair now
-               stands for this taking. */
+        uintptr_t v = LOAD(&e->outer[i]), v0 = LOAD(&e->outer0[i]);
+        if ((v == outer && v0 == outer0) ||
+            (v != 0 && v == v0 && v != OUTER_BARE &&
+             (v == outer || v == outer0))) {
+            /* The same pair, or one that implies it; perhaps under new
+               locks at the same addresses: it now stands for this
+               taking. */
             if (LOAD(&e->outer_stamp[i]) != stamp)
                 STORE(&e->outer_stamp[i], stamp);
             return;
         }
+        if (single && implied < 0 && v != 0 && v0 != 0 &&
+            (v == outer || v0 == outer))
+            implied = i;
+        if (v == 0 && implied >= 0 && take_implied(e, implied, outer, stamp))
+            return;
         if (v == 0) {
             if (__atomic_compare_exchange_n(&e->outer[i], &v, outer, 0,
                                             __ATOMIC_ACQ_REL,
@@ -171,6 +206,8 @@ static void outer_note(struct lock_ent *e, uintptr_t outer, uintptr_t outer0,
             }
         }
     }
+    if (implied >= 0 && take_implied(e, implied, outer, stamp))
+        return;
     /* No room: reuse the slot of a pair that is over. */
     for (int i = 0; i < OUTER_MAX; i++) {
         uintptr_t v = LOAD(&e->outer[i]);
