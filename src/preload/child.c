@@ -189,28 +189,29 @@ static int other_user(const void *lock, void **site)
     return 0;
 }
 
-/* 1 if o, a lock held when another was taken, covers that taking: a
-   prepare took it at the fork that made this process, or it was gone by
-   then (destroyed, its memory unmapped: nobody held it at the fork). */
-static int outer_covers(uintptr_t o)
+/* 1 if o, a lock held when another was taken (the pair noted at stamp),
+   covers that taking: a prepare took it at the fork that made this
+   process, or the lock held then was gone by then (destroyed, its memory
+   unmapped, or made anew at its address since: nobody held it at the
+   fork). */
+static int outer_covers(uintptr_t o, unsigned stamp)
 {
     if (o == OUTER_BARE || o == 0)
         return 0;
     if (forksafe__audit_prepared((const void *)o))
         return 1;
-    struct lock_ent *oe = forksafe__lock_lookup((const void *)o);
-    return !oe || !LOAD(&oe->owner);
+    return forksafe__lock_gone_since(o, stamp);
 }
 
 /* 1 if, each time a thread of the parent took lock (as the table saw it:
-   each distinct pair of innermost and outermost lock held then), one of
-   the two covered it (outer_covers): no thread could hold lock at the
-   fork. SQLite's per-file lock mutex is taken only under a connection
-   mutex, the VFS mutex or forksafe_sqlite_close()'s lock, which
-   forksafe-sqlite registers. What the child's own threads added since
-   does not count; a lock taken with no lock held, kept past a lock it was
-   taken under, or under more distinct locks than the table keeps, is not
-   covered. */
+   each distinct pair of innermost and outermost lock held then, while
+   both lived), one of the two covered it (outer_covers): no thread could
+   hold lock at the fork. SQLite's per-file lock and shm mutexes are taken
+   only under a connection mutex, the VFS mutex or
+   forksafe_sqlite_close()'s lock, which forksafe-sqlite registers. What
+   the child's own threads added since does not count; a lock taken with
+   no lock held, kept past a lock it was taken under, or under more
+   distinct live pairs than the table keeps (OUTER_MAX), is not covered. */
 static int covered_by_outer(const void *lock)
 {
     struct lock_ent *e = forksafe__lock_lookup(lock);
@@ -221,13 +222,15 @@ static int covered_by_outer(const void *lock)
     int seen = 0;
     for (int i = 0; i < OUTER_MAX; i++) {
         uintptr_t o = LOAD(&e->outer[i]), o0 = LOAD(&e->outer0[i]);
+        unsigned st = LOAD(&e->outer_stamp[i]);
         if (o == 0)
             continue;
         if (own_tid(LOAD(&e->outer_tid[i])))
             continue;
         if (o == (uintptr_t)lock && o0 == (uintptr_t)lock)
             continue; /* a relock under itself: its first taking counts */
-        if (!outer_covers(o) && !(o0 != (uintptr_t)lock && outer_covers(o0)))
+        if (!outer_covers(o, st) &&
+            !(o0 != (uintptr_t)lock && outer_covers(o0, st)))
             return 0;
         seen = 1;
     }

@@ -252,8 +252,12 @@ void forksafe__threads_after_fork_child(void);
 /* The locks each thread held last and first (innermost, outermost) when
    it took a lock (OUTER_BARE: none), as far as the table saw them: a lock
    every user took under a lock a prepare takes, and released before it,
-   cannot be held by another thread at the fork. */
-#define OUTER_MAX  8
+   cannot be held by another thread at the fork. A pair is kept while both
+   its locks live: a pair one of whose locks went away since it was last
+   noted (its entry reset, or born again after the pair's stamp) is over,
+   and its slot is taken by the next new pair. OUTER_MAX bounds the pairs
+   alive at once, not those seen over the run. */
+#define OUTER_MAX  16
 #define OUTER_BARE ((uintptr_t)1)
 
 struct lock_ent {
@@ -263,11 +267,16 @@ struct lock_ent {
     int tid1, tid2;
     unsigned char kind;
     unsigned char shared; /* used by a second thread */
-    unsigned char mixed;  /* under more than OUTER_MAX, or kept past one */
+    unsigned char mixed;  /* under more than OUTER_MAX live pairs, or kept
+                             past one */
     int mixed_tid;        /* ... first seen by this thread */
+    unsigned born;        /* birth stamp of the lock now at addr (its first
+                             use since the entry was made or reset) */
     uintptr_t outer[OUTER_MAX];  /* distinct innermost locks held (0: free) */
     uintptr_t outer0[OUTER_MAX]; /* with the outermost one (0: not yet) */
     int outer_tid[OUTER_MAX];    /* the thread that added each */
+    unsigned outer_stamp[OUTER_MAX]; /* birth counter when last noted
+                                        (0: unknown) */
 };
 
 #define LOCK_MAX    32768
@@ -280,6 +289,10 @@ struct lock_ent {
    each outer lock. */
 void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r,
                          uintptr_t outer, uintptr_t outer0);
+/* 1 if the lock a pair noted at stamp names (an outer lock) went away
+   since: its entry is gone or reset, or the lock now at that address was
+   born after stamp (stamp 0: unknown, never gone by birth). Lock-free. */
+int forksafe__lock_gone_since(uintptr_t lock, unsigned stamp);
 /* lock stays held after the lock its thread held right before taking it
    was released (an unlock out of order, a condition wait on that lock):
    taking it under that lock covers nothing. Marks its entry mixed (as

@@ -25,6 +25,10 @@ static struct lock_ent ents[LOCK_MAX];
 static uint32_t lock_index[INDEX_SLOTS]; /* entry + 1; 0: empty */
 HOT static unsigned nents;               /* claimed; may pass LOCK_MAX */
 HOT static long untracked;
+/* Births so far: a lock's first use since its entry was made or reset
+   takes the next number (lock_ent.born). A pair stamped before an outer
+   lock's birth was noted under an earlier lock at that address. */
+HOT static unsigned births;
 
 static struct lock_ent retired[RETIRED_MAX];
 HOT static int nretired;
@@ -110,39 +114,111 @@ static void mark_mixed(struct lock_ent *e, int tid)
         STORE(&e->mixed_tid, tid);
 }
 
-/* Add outer to e's outer locks (once each; mixed when there is no room). */
+int forksafe__lock_gone_since(uintptr_t lock, unsigned stamp)
+{
+    if (lock == OUTER_BARE || lock == 0)
+        return 0;
+    struct lock_ent *o = lock_find(lock, 0);
+    if (!o || !LOAD(&o->owner))
+        return 1;
+    return stamp != 0 && (int)(LOAD(&o->born) - stamp) > 0;
+}
+
+/* 1 if the pair in slot i of e is over: one of its locks went away since
+   it was last noted (every taking under it ended before that). */
+static int pair_over(struct lock_ent *e, int i)
+{
+    uintptr_t v = LOAD(&e->outer[i]), v0 = LOAD(&e->outer0[i]);
+    unsigned st = LOAD(&e->outer_stamp[i]);
+    if (v == 0 || v0 == 0)
+        return 0; /* free, or being filled */
+    return (v != e->addr && forksafe__lock_gone_since(v, st)) ||
+           (v0 != e->addr && forksafe__lock_gone_since(v0, st));
+}
+
+static void slot_fill(struct lock_ent *e, int i, uintptr_t outer0,
+                      unsigned stamp, int tid)
+{
+    STORE(&e->outer_tid[i], tid);
+    STORE(&e->outer0[i], outer0);
+    STORE(&e->outer_stamp[i], stamp);
+}
+
+/* The pair (lock, lock), stricter than the pair in slot k (which names
+   lock), takes slot k; the thread that added it stays named, so that no
+   taking by a thread of the parent is lost in a child. 0 if another
+   thread rewrote the slot meanwhile. */
+static int take_implied(struct lock_ent *e, int k, uintptr_t lock,
+                        unsigned stamp)
+{
+    STORE(&e->outer_stamp[k], 0);
+    uintptr_t w = LOAD(&e->outer[k]), w0 = LOAD(&e->outer0[k]);
+    if (w != lock && w0 == lock)
+        __atomic_compare_exchange_n(&e->outer[k], &w, lock, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
+    else if (w == lock && w0 != lock)
+        __atomic_compare_exchange_n(&e->outer0[k], &w0, lock, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    if (LOAD(&e->outer[k]) != lock || LOAD(&e->outer0[k]) != lock)
+        return 0;
+    STORE(&e->outer_stamp[k], stamp);
+    return 1;
+}
+
+/* Add the pair (outer, outer0) to e's: the taking is covered at a fork
+   if either lock is. Kept exact and small: a pair already there is
+   restamped; a pair implied by one there (which names one lock, both
+   innermost and outermost, and that lock is one of the new pair's) adds
+   nothing; a new pair that names one lock replaces a pair it implies
+   (the two together hold exactly when that lock is covered); else a free
+   slot, then the slot of a pair that is over; mixed when none is left. */
 static void outer_note(struct lock_ent *e, uintptr_t outer, uintptr_t outer0,
                        int tid)
 {
     if (LOAD(&e->mixed))
         return;
+    unsigned stamp = LOAD(&births);
+    int single = outer == outer0 && outer != OUTER_BARE;
+    int implied = -1; /* a slot that the new (single) pair implies */
     for (int i = 0; i < OUTER_MAX; i++) {
-        uintptr_t v = LOAD(&e->outer[i]);
-        if (v == outer && LOAD(&e->outer0[i]) == outer0)
+        uintptr_t v = LOAD(&e->outer[i]), v0 = LOAD(&e->outer0[i]);
+        if ((v == outer && v0 == outer0) ||
+            (v != 0 && v == v0 && v != OUTER_BARE &&
+             (v == outer || v == outer0))) {
+            /* The same pair, or one that implies it; perhaps under new
+               locks at the same addresses: it now stands for this
+               taking. */
+            if (LOAD(&e->outer_stamp[i]) != stamp)
+                STORE(&e->outer_stamp[i], stamp);
+            return;
+        }
+        if (single && implied < 0 && v != 0 && v0 != 0 &&
+            (v == outer || v0 == outer))
+            implied = i;
+        if (v == 0 && implied >= 0 && take_implied(e, implied, outer, stamp))
             return;
         if (v == 0) {
             if (__atomic_compare_exchange_n(&e->outer[i], &v, outer, 0,
                                             __ATOMIC_ACQ_REL,
                                             __ATOMIC_ACQUIRE)) {
-                STORE(&e->outer_tid[i], tid);
-                STORE(&e->outer0[i], outer0);
+                slot_fill(e, i, outer0, stamp, tid);
                 return;
             }
         }
     }
-    /* No room: reuse the slot of locks that went away since (their entry
-       was reset, or is gone). They cannot be held at any later fork, and
-       every taking of e under them ended before they went away. */
+    if (implied >= 0 && take_implied(e, implied, outer, stamp))
+        return;
+    /* No room: reuse the slot of a pair that is over. */
     for (int i = 0; i < OUTER_MAX; i++) {
-        uintptr_t v = LOAD(&e->outer[i]), v0 = LOAD(&e->outer0[i]);
-        if (v == OUTER_BARE || v == e->addr || v0 == 0)
+        uintptr_t v = LOAD(&e->outer[i]);
+        if (!pair_over(e, i))
             continue;
-        struct lock_ent *o = lock_find(v, 0);
-        if ((!o || !LOAD(&o->owner)) &&
-            __atomic_compare_exchange_n(&e->outer[i], &v, outer, 0,
+        /* Unknown stamp first: while the slot is rewritten it reads as a
+           pair not over (never covered by a stale stamp). */
+        STORE(&e->outer_stamp[i], 0);
+        if (__atomic_compare_exchange_n(&e->outer[i], &v, outer, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            STORE(&e->outer_tid[i], tid);
-            STORE(&e->outer0[i], outer0);
+            slot_fill(e, i, outer0, stamp, tid);
             return;
         }
     }
@@ -170,6 +246,7 @@ void forksafe__lock_note(void *lock, int kind, void *site, struct thread_rec *r,
     if (o == 0) {
         if (__atomic_compare_exchange_n(&e->owner, &o, r->ident, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            STORE(&e->born, __atomic_add_fetch(&births, 1, __ATOMIC_ACQ_REL));
             e->kind = (unsigned char)kind;
             e->site1 = site;
             e->tid1 = r->tid;
@@ -240,9 +317,15 @@ static void threads_forget(uintptr_t lo, uintptr_t hi)
         struct thread_rec *t = &forksafe__threads[i];
         if (LOAD(&t->tid) == 0)
             continue;
+        /* A cached pair under a lock that goes away must be noted again
+           when taken under a new lock at its address. */
         for (int k = 0; k < SEEN_CACHE; k++) {
             uintptr_t s = LOAD(&t->seen[k].lock);
-            if (s && s >= lo && (s < hi || s == lo))
+            uintptr_t o = LOAD(&t->seen[k].outer),
+                      o0 = LOAD(&t->seen[k].outer0);
+            if ((s && s >= lo && (s < hi || s == lo)) ||
+                (o >= lo && (o < hi || o == lo)) ||
+                (o0 >= lo && (o0 < hi || o0 == lo)))
                 STORE(&t->seen[k].lock, 0);
         }
         int nh = LOAD(&t->nheld);

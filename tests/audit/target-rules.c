@@ -28,6 +28,18 @@
  *   unsafe-malloc    the child calls malloc, calloc, realloc and free only
  *   unsafe-registered the child locks a registered mutex another thread used
  *   unsafe-own       the child locks a mutex only the forking thread used
+ *   unsafe-nested-registered / -plain / -bare / -handover / -transient /
+ *   -transient-live / -reused / -reused-live / -conns / -conns-one-plain
+ *                    the child locks inner, which a thread of the parent
+ *                    took only under outer_lock (registered, except with
+ *                    -plain), and once bare, once kept past outer_lock,
+ *                    also under 24 short-lived locks destroyed since (one
+ *                    left alive and held alone around inner), or also
+ *                    under a lock destroyed and made anew at its address
+ *                    (the new one held alone around inner), or also
+ *                    under 12 connection mutexes, registered (one not),
+ *                    each with and without outer_lock inside; see
+ *                    use_nested_then_park
  *   shared-runon     two threads share an unregistered mutex; a child of a
  *                    fork with a thread alive runs on
  *   shared-exit      the same, but the child only calls _exit
@@ -408,9 +420,104 @@ static pthread_mutex_t outer_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t inner = PTHREAD_MUTEX_INITIALIZER;
 static int nested_bare;
 
+/* Short-lived locks, each taken around outer_lock and inner once and then
+   destroyed (SQLite's connection mutexes around its VFS mutex and
+   per-file shm mutex, with a connection opened and closed per request):
+   more distinct (innermost, outermost) pairs than the table keeps for
+   inner, all of them over by the fork. With "transient-live" the last one
+   stays alive and is later held alone around inner: not covered. */
+#define N_TRANSIENT 24
+static pthread_mutex_t transient[N_TRANSIENT];
+
+static void use_transient(int live)
+{
+    for (int k = 0; k < N_TRANSIENT; k++) {
+        pthread_mutex_init(&transient[k], NULL);
+        pthread_mutex_lock(&transient[k]);
+        pthread_mutex_lock(&outer_lock);
+        pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&inner);
+        pthread_mutex_unlock(&outer_lock);
+        pthread_mutex_unlock(&transient[k]);
+        if (!live || k + 1 < N_TRANSIENT)
+            pthread_mutex_destroy(&transient[k]);
+    }
+    if (live) {
+        pthread_mutex_lock(&transient[N_TRANSIENT - 1]);
+        pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&inner);
+        pthread_mutex_unlock(&transient[N_TRANSIENT - 1]);
+    }
+}
+
+/* A lock at one address, destroyed and made anew (malloc handing a closed
+   connection's memory to the next one): the new lock is another lock. The
+   old one was held alone around inner; the new one is used ("reused"), or
+   held alone around inner too ("reused-live": not covered). */
+static pthread_mutex_t recycled;
+
+static void use_recycled(int live)
+{
+    pthread_mutex_init(&recycled, NULL);
+    pthread_mutex_lock(&recycled);
+    pthread_mutex_lock(&inner);
+    pthread_mutex_unlock(&inner);
+    pthread_mutex_unlock(&recycled);
+    pthread_mutex_destroy(&recycled);
+    pthread_mutex_init(&recycled, NULL);
+    pthread_mutex_lock(&recycled);
+    if (live) {
+        pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&inner);
+    }
+    pthread_mutex_unlock(&recycled);
+}
+
+/* Connections, each with its mutex (registered, ranked before outer_lock:
+   tracked), that each take
+   inner under the VFS-like outer_lock when opened and alone under their
+   own mutex when used: 2 x N_CONNS pairs, N_CONNS once (conn_k, conn_k)
+   is known to be stricter than (outer_lock, conn_k). With
+   "conns-one-plain" the last connection is not registered: not
+   covered. */
+#define N_CONNS 12
+static pthread_mutex_t conns[N_CONNS];
+
+static int use_conns(int one_plain)
+{
+    for (int k = 0; k < N_CONNS; k++) {
+        pthread_mutex_init(&conns[k], NULL);
+        if ((!one_plain || k + 1 < N_CONNS) &&
+            forksafe_register_mutex(&conns[k], "rules.conn",
+                                    FORKSAFE_RANK_APP) != 0)
+            return -1;
+    }
+    for (int k = 0; k < N_CONNS; k++) {
+        pthread_mutex_lock(&conns[k]);
+        pthread_mutex_lock(&outer_lock);
+        pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&inner);
+        pthread_mutex_unlock(&outer_lock);
+        pthread_mutex_unlock(&conns[k]);
+    }
+    for (int k = 0; k < N_CONNS; k++) {
+        pthread_mutex_lock(&conns[k]);
+        pthread_mutex_lock(&inner);
+        pthread_mutex_unlock(&inner);
+        pthread_mutex_unlock(&conns[k]);
+    }
+    return 0;
+}
+
 static void *use_nested_then_park(void *arg)
 {
     (void)arg;
+    if ((nested_bare == 7 || nested_bare == 8) && use_conns(nested_bare == 8))
+        exit(94);
+    if (nested_bare == 3 || nested_bare == 4)
+        use_transient(nested_bare == 4);
+    if (nested_bare == 5 || nested_bare == 6)
+        use_recycled(nested_bare == 6);
     for (int i = 0; i < 3; i++) {
         pthread_mutex_lock(&outer_lock);
         pthread_mutex_lock(&inner);
@@ -433,12 +540,18 @@ static void *use_nested_then_park(void *arg)
 
 static int unsafe_nested(const char *how)
 {
-    nested_bare = strcmp(how, "bare") == 0       ? 1
-                  : strcmp(how, "handover") == 0 ? 2
-                                                 : 0;
+    nested_bare = strcmp(how, "bare") == 0              ? 1
+                  : strcmp(how, "handover") == 0        ? 2
+                  : strcmp(how, "transient") == 0       ? 3
+                  : strcmp(how, "transient-live") == 0  ? 4
+                  : strcmp(how, "reused") == 0          ? 5
+                  : strcmp(how, "reused-live") == 0     ? 6
+                  : strcmp(how, "conns") == 0           ? 7
+                  : strcmp(how, "conns-one-plain") == 0 ? 8
+                                                        : 0;
     if (strcmp(how, "plain") != 0 &&
         forksafe_register_mutex(&outer_lock, "rules.outer",
-                                FORKSAFE_RANK_APP) != 0)
+                                FORKSAFE_RANK_APP + 10) != 0)
         return 2;
     start(use_nested_then_park, NULL);
     pid_t pid = fork();

@@ -266,6 +266,67 @@ static void test_unsafe_call_fires_for_lock_under_unregistered(void **state)
     au_check("--count=unsafe-call-in-child=1");
 }
 
+/* inner was also taken under 24 short-lived locks (each destroyed since),
+   with the registered lock innermost: more (innermost, outermost) pairs
+   than a fixed table keeps, all over or covered. Before the fix this
+   fired (the table gave up past 8 pairs; workload-sqlite's per-file shm
+   mutex under the VFS mutex and one short-lived connection mutex each). */
+static void test_unsafe_call_not_for_lock_under_many_transient(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-nested-transient", 0);
+    au_check("--lacks=unsafe-call-in-child");
+}
+
+/* The same, but the last short-lived lock stays alive and is held alone
+   around inner: not covered, fires. */
+static void test_unsafe_call_fires_for_live_one_of_many(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-nested-transient-live", 0);
+    au_check("--count=unsafe-call-in-child=1");
+}
+
+/* inner was held under a lock destroyed since; a new lock at the same
+   address is alive at the fork but never held around inner: covered
+   (before the fix the old taking was charged to the new lock; seen in
+   workload-sqlite as a connection mutex whose memory a new connection,
+   not yet tracked, got). */
+static void test_unsafe_call_not_for_lock_under_reused_address(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-nested-reused", 0);
+    au_check("--lacks=unsafe-call-in-child");
+}
+
+/* The new lock at that address is held alone around inner: fires. */
+static void
+test_unsafe_call_fires_under_new_lock_at_reused_address(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-nested-reused-live", 0);
+    au_check("--count=unsafe-call-in-child=1");
+}
+
+/* inner was taken under 12 registered connection mutexes, each time once
+   with outer_lock (registered) inside and once alone: 24 live pairs, more
+   than the table keeps, but (conn, conn) is stricter than (outer_lock,
+   conn), so 12 say it all. Before the fix this fired (no room). */
+static void test_unsafe_call_not_for_lock_under_many_live_pairs(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-nested-conns", 0);
+    au_check("--lacks=unsafe-call-in-child");
+}
+
+/* The same with the last connection mutex not registered: fires. */
+static void test_unsafe_call_fires_for_one_unregistered_of_many(void **state)
+{
+    (void)state;
+    audit_mode(RULES, "unsafe-nested-conns-one-plain", 0);
+    au_check("--count=unsafe-call-in-child=1");
+}
+
 /* A thread the child started takes a lock a thread of the parent used:
    that thread of the parent is named, not one of the child's. */
 static void test_unsafe_call_fires_in_a_thread_the_child_started(void **state)
@@ -500,6 +561,13 @@ int main(void)
         cmocka_unit_test(
             test_unsafe_call_not_for_lock_only_taken_under_registered),
         cmocka_unit_test(test_unsafe_call_fires_for_lock_under_unregistered),
+        cmocka_unit_test(test_unsafe_call_not_for_lock_under_many_transient),
+        cmocka_unit_test(test_unsafe_call_fires_for_live_one_of_many),
+        cmocka_unit_test(test_unsafe_call_not_for_lock_under_reused_address),
+        cmocka_unit_test(
+            test_unsafe_call_fires_under_new_lock_at_reused_address),
+        cmocka_unit_test(test_unsafe_call_not_for_lock_under_many_live_pairs),
+        cmocka_unit_test(test_unsafe_call_fires_for_one_unregistered_of_many),
         cmocka_unit_test(test_unsafe_call_not_for_malloc_in_plain_target),
         cmocka_unit_test(test_raw_atfork_handler_is_info),
         cmocka_unit_test(test_raw_atfork_handler_warns_in_order_violation),
