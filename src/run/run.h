@@ -74,6 +74,16 @@ static inline struct run_thread *forksafe__run_of(struct thread_rec *r)
     return rt;
 }
 
+/* The calling thread's run state, as the lock path last found it: valid
+   while the thread's record (forksafe__self_rec) has this ident (idents are
+   unique per claim, and 0 is none). Saves the lock path the arithmetic
+   from the record to its run state before its first store. */
+struct run_me {
+    struct run_thread *rt;
+    unsigned ident;
+};
+extern TLS struct run_me forksafe__run_me;
+
 /* The value of run_thread.acquiring for lock, and back. */
 #define RUN_ACQ_RWLOCK ((uintptr_t)1)
 #define RUN_ACQ(lock, rw)                                                      \
@@ -143,17 +153,23 @@ struct run_fast {
                      next by it */
     int sealed;   /* the forker found nobody holding or taking a lock and
                      is about to fork: a try may no longer go through */
+    int check;    /* closed || fence: the one word the lock path reads
+                     when the gate is open (written with closed, before
+                     the membarrier; with fence, before the first fork) */
 } __attribute__((aligned(64)));
 extern struct run_fast forksafe__run_fast;
 
 /* Called by a lock hook after storing the lock in rt->acquiring: 0 to go
-   on, or 1 when the gate is closed and forksafe__run_gate() must decide. */
+   on, or 1 when the gate is closed and forksafe__run_gate() must decide.
+   The common case is one load of `check`; only in the fence mode, or
+   while a fork is made, does it fence and read `closed`. */
 static inline int forksafe__run_gate_check(void)
 {
-    if (UNLIKELY(LOAD_RELAXED(&forksafe__run_fast.fence)))
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (__builtin_expect(LOAD_RELAXED(&forksafe__run_fast.check) == 0, 1))
+        return 0;
+    if (LOAD_RELAXED(&forksafe__run_fast.fence))
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    else
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
     return UNLIKELY(LOAD_RELAXED(&forksafe__run_fast.closed) != 0);
 }
 
