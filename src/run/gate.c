@@ -75,8 +75,8 @@ void forksafe__run_gate_close(void)
 int forksafe__run_gate_open(void)
 {
     __atomic_store_n(&forksafe__run_fast.closed, 0, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&forksafe__run_fast.check,
-                     LOAD(&forksafe__run_fast.fence), __ATOMIC_SEQ_CST);
+    __atomic_store_n(&forksafe__run_fast.check, LOAD(&forksafe__run_fast.fence),
+                     __ATOMIC_SEQ_CST);
     __atomic_store_n(&forksafe__run_fast.sealed, 0, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&waiters, __ATOMIC_SEQ_CST) > 0) {
         int saved = errno;

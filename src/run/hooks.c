@@ -83,11 +83,11 @@ static int slow(struct thread_rec *r, struct run_thread *rt, void *acq,
    forksafe__self_rec and forksafe__run_me by the caller): 1 if the lock
    path goes on, 0 if it only forwards (inside the library, or the thread
    is not tracked). */
-static inline __attribute__((always_inline)) int
-here(struct thread_rec **rp, struct run_thread **rtp)
+static inline __attribute__((always_inline)) int here(struct thread_rec **rp,
+                                                      struct run_thread **rtp)
 {
     struct thread_rec *r = *rp;
-    if (__builtin_expect(!(forksafe__in_hook | !r) &&
+    if (__builtin_expect(!forksafe__in_hook && r == forksafe__run_me.rec && r &&
                              r->ident == forksafe__run_me.ident,
                          1))
         return 1;
@@ -95,6 +95,7 @@ here(struct thread_rec **rp, struct run_thread **rtp)
         return 0;
     struct run_thread *rt = forksafe__run_of(r);
     forksafe__run_me.rt = rt;
+    forksafe__run_me.rec = r;
     forksafe__run_me.ident = r->ident;
     *rp = r;
     *rtp = rt;

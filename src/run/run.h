@@ -75,11 +75,13 @@ static inline struct run_thread *forksafe__run_of(struct thread_rec *r)
 }
 
 /* The calling thread's run state, as the lock path last found it: valid
-   while the thread's record (forksafe__self_rec) has this ident (idents are
-   unique per claim, and 0 is none). Saves the lock path the arithmetic
+   while the thread's record (forksafe__self_rec) is rec and still has
+   this ident (a record given back at thread exit may be claimed again by
+   the same thread, with a new ident). Saves the lock path the arithmetic
    from the record to its run state before its first store. */
 struct run_me {
     struct run_thread *rt;
+    struct thread_rec *rec;
     unsigned ident;
 };
 extern TLS struct run_me forksafe__run_me;
