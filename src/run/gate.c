@@ -24,7 +24,7 @@
 
 struct run_fast forksafe__run_fast;
 struct run_thread forksafe__run_threads[MAX_THREADS];
-TLS struct run_me forksafe__run_me;
+TLS struct run_me forksafe__run_me = {NULL, RUN_ME_NONE, 0};
 
 /* Threads waiting at the gate (the forker wakes them only if any). */
 HOT static int waiters;

@@ -87,7 +87,7 @@ static inline __attribute__((always_inline)) int here(struct thread_rec **rp,
                                                       struct run_thread **rtp)
 {
     struct thread_rec *r = *rp;
-    if (__builtin_expect(!forksafe__in_hook && r == forksafe__run_me.rec && r &&
+    if (__builtin_expect(!forksafe__in_hook && r == forksafe__run_me.rec &&
                              r->ident == forksafe__run_me.ident,
                          1))
         return 1;

@@ -81,9 +81,12 @@ static inline struct run_thread *forksafe__run_of(struct thread_rec *r)
    from the record to its run state before its first store. */
 struct run_me {
     struct run_thread *rt;
-    struct thread_rec *rec;
+    struct thread_rec *rec; /* RUN_ME_NONE until the first lock call, so
+                               that an untracked thread (NULL record)
+                               never matches */
     unsigned ident;
 };
+#define RUN_ME_NONE ((struct thread_rec *)1)
 extern TLS struct run_me forksafe__run_me;
 
 /* The value of run_thread.acquiring for lock, and back. */
