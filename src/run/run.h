@@ -23,6 +23,25 @@
  * the lock being taken. The lock path thus costs two stores, one load and
  * the held-stack push; where membarrier(2) is not allowed, a full fence
  * on the lock path replaces it.
+ *
+ * Why that is enough. The taker T, in program order: (1) stores
+ * acquiring = L; (2) a compiler barrier; (3) loads run_fast.check (only
+ * when it is set: fences in the fence mode, then loads closed). The
+ * forker F: (a) stores closed = 1 and check = 1; (b) membarrier(2), which
+ * returns after every CPU running a thread of the process executed a full
+ * barrier (a thread not running passes one when it is switched in); (c)
+ * reads each record's acquiring, then its held stack. Let P be where T's
+ * instruction stream was when its barrier ran. If P is before (3), T's
+ * loads come after a full barrier that comes after (a): T reads check = 1
+ * and closed = 1, and goes to the gate. Otherwise P is after (1): T's
+ * store was complete before (b) returned, and (c) reads acquiring = L, or
+ * what T wrote after it (the push, then acquiring = NULL, which F reads in
+ * the reverse order), and F waits for T. So no fence is needed on T's
+ * side, and no atomic read-modify-write: the fast path is plain stores
+ * and loads. In the fence mode check stays 1, T fences between (1) and
+ * its load of closed and F between (a) and (c): Dekker with a fence on
+ * each side. A release needs no ordering against the gate: it pops after
+ * the real unlock, so a stale entry only makes F wait longer.
  */
 #ifndef FORKSAFE_RUN_H
 #define FORKSAFE_RUN_H
