@@ -1,19 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * adopt-worker.c: one side of bench-adopt, built twice: as adopt-hand (no
- * forksafe at all: a hand-written pthread_atfork handler that locks and
- * unlocks every mutex) and as adopt-forksafe (linked with libforksafe, the
- * same mutexes registered). Each runs with one idle extra thread and waits
- * on stdin for commands from bench-adopt:
- *   'p'  20 x (fork() + _exit(0) + waitpid)
- *   'f'  20 x (forksafe_fork(NULL) + _exit(0) + waitpid) (adopt-forksafe)
- *   'q'  exit
- * and answers each batch with one line on stdout: microseconds per fork
- * (wall clock), minor faults per fork in the parent and in the children,
- * and the median over the batch of each fork's CPU time in microseconds:
- * the forking thread's (CLOCK_THREAD_CPUTIME_ID, from one fork to the next,
- * so the parent's copy-on-write faults after the child's exit count too)
- * plus the child's (user + system, from wait4()). CPU time leaves out the
+ * adopt-worker.c: one side of bench-adopt, built four times: as adopt-hand
+ * (no forksafe at all: a hand-written pthread_atfork handler that locks and
+ * unlocks every mutex), as adopt-hand-dso (the same, linked with a
+ * do-nothing shared library: adopt-empty.c), and as adopt-forksafe and
+ * adopt-static (linked with libforksafe's shared library or its static
+ * archive, the same mutexes registered). Each runs with one idle extra thread
+ * and waits on stdin for commands from bench-adopt: 'p'  20 x (fork() +
+ * _exit(0) + waitpid) 'f'  20 x (forksafe_fork(NULL) + _exit(0) + waitpid)
+ * (adopt-forksafe) 'q'  exit and answers each batch with one line on stdout:
+ * microseconds per fork (wall clock), minor faults per fork in the parent and
+ * in the children, and the median over the batch of each fork's CPU time in
+ * microseconds: the forking thread's (CLOCK_THREAD_CPUTIME_ID, from one fork to
+ * the next, so the parent's copy-on-write faults after the child's exit count
+ * too) plus the child's (user + system, from wait4()). CPU time leaves out the
  * time spent waiting for the CPU behind other work on a shared machine,
  * and the median leaves out the forks an interrupt or a cold cache after a
  * context switch made slow; both dominate the wall clock here.
@@ -30,6 +30,9 @@
 
 #ifdef WITH_FORKSAFE
 #include "forksafe.h"
+#endif
+#ifdef WITH_EMPTY_DSO
+int adopt_empty(void);
 #endif
 
 #define FORKS_PER_BATCH 20
@@ -118,6 +121,10 @@ int main(int argc, char **argv)
     locks = calloc(nlocks > 0 ? (size_t)nlocks : 1, sizeof *locks);
     if (!locks)
         return 1;
+#ifdef WITH_EMPTY_DSO
+    if (adopt_empty() != 2) /* the library is loaded and relocated */
+        return 1;
+#endif
     for (int i = 0; i < nlocks; i++)
         pthread_mutex_init(&locks[i], NULL);
 #ifdef WITH_FORKSAFE

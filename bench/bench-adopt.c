@@ -25,7 +25,11 @@
  * in the parent and in the child (copy-on-write and first-touch faults), and
  * each program's mappings and resident anonymous memory, which fork()
  * duplicates (one page-table entry per page); and the same with libforksafe
- * linked statically (adopt-static).
+ * linked statically (adopt-static). One more program is the hand-written
+ * one linked with a do-nothing shared library with libforksafe's segments
+ * (adopt-hand-dso, adopt-empty.c): what any shared library costs a fork of
+ * this size, and the last column compares forksafe_fork with it, which is
+ * forksafe's own cost beyond being a shared library.
  */
 #include "bench.h"
 
@@ -100,7 +104,7 @@ static void stop(struct worker *w)
    median averages out. */
 #define SESSION 5
 
-enum { S_HAND, S_CONTROL, S_FORK, S_PLAIN, S_STATIC, S_COUNT };
+enum { S_HAND, S_CONTROL, S_DSO, S_FORK, S_PLAIN, S_STATIC, S_COUNT };
 
 /* The median of v[0..n) and its 95% confidence interval [*lo, *hi] from
    order statistics: the median lies between the sorted values of ranks
@@ -155,10 +159,10 @@ int main(int argc, char **argv)
     int rounds = 5 * bench_rounds();
     unsigned seed = 1;
     static const int sizes[] = {0, 1024, 16384};
-    static const char *const prog[S_COUNT] = {"adopt-hand", "adopt-hand",
-                                              "adopt-forksafe",
-                                              "adopt-forksafe", "adopt-static"};
-    static const char cmd[S_COUNT] = {'p', 'p', 'f', 'p', 'f'};
+    static const char *const prog[S_COUNT] = {
+        "adopt-hand",     "adopt-hand",     "adopt-hand-dso",
+        "adopt-forksafe", "adopt-forksafe", "adopt-static"};
+    static const char cmd[S_COUNT] = {'p', 'p', 'p', 'f', 'p', 'f'};
     printf("bench-adopt: separate programs, one idle extra thread each, "
            "batches of 20 fork+exit+wait in lockstep, the order shuffled "
            "every round; medians of %d per-round ratios against the "
@@ -166,15 +170,22 @@ int main(int argc, char **argv)
            "and the child (each batch's median fork), the 95%% confidence "
            "interval of the median in brackets; below it the wall clock's "
            "ratios. control: a second copy of the hand-written program "
-           "(what the method itself is off by)\n",
+           "(what the method itself is off by); empty .so: the hand-written "
+           "program linked with a do-nothing shared library that has "
+           "libforksafe's segments (what any shared library costs); the last "
+           "column: forksafe_fork against that\n",
            rounds);
-    printf("  %6s %9s | %-21s | %-21s | %-21s | %-21s\n", "N", "hand CPU us",
-           "control", "forksafe_fork", "fork()+forksafe",
-           "static+forksafe_fork");
+    printf("  %6s %9s |", "N", "hand us");
+    static const char *const col[] = {"control",        "empty .so",
+                                      "forksafe_fork",  "fork()+forksafe",
+                                      "static archive", "forksafe_fork/.so"};
+    for (size_t k = 0; k < sizeof col / sizeof col[0]; k++)
+        printf(" %-19s |", col[k]);
+    printf("\n");
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         struct worker w[S_COUNT];
         static double cpu[S_COUNT][5000], ratio[S_COUNT][5000],
-            cratio[S_COUNT][5000];
+            cratio[S_COUNT + 1][5000];
         double flt[S_COUNT][2] = {{0}};
         int maps[S_COUNT];
         long anon[S_COUNT];
@@ -211,34 +222,39 @@ int main(int argc, char **argv)
                     flt[k][0] += b[k].flt_parent;
                     flt[k][1] += b[k].flt_child;
                 }
+                cratio[S_COUNT][r] =
+                    b[S_DSO].cpu > 0 ? b[S_FORK].cpu / b[S_DSO].cpu : 1;
             }
             for (int k = 0; k < S_COUNT; k++) {
                 footprint(w[k].pid, &maps[k], &anon[k]);
                 stop(&w[k]);
             }
         }
-        double m[S_COUNT], q[S_COUNT], c[S_COUNT], lo[S_COUNT], hi[S_COUNT];
+        double m[S_COUNT], q[S_COUNT], c[S_COUNT + 1], lo[S_COUNT + 1],
+            hi[S_COUNT + 1];
         for (int k = 0; k < S_COUNT; k++) {
             m[k] = bench_median(cpu[k], rounds);
             q[k] = bench_median(ratio[k], rounds);
             c[k] = median_ci(cratio[k], rounds, &lo[k], &hi[k]);
         }
+        c[S_COUNT] =
+            median_ci(cratio[S_COUNT], rounds, &lo[S_COUNT], &hi[S_COUNT]);
         printf("  %6d %9.1f |", sizes[s], m[S_HAND]);
-        for (int k = S_CONTROL; k < S_COUNT; k++)
+        for (int k = S_CONTROL; k <= S_COUNT; k++)
             printf(" %5.3f [%5.3f-%5.3f] |", c[k], lo[k], hi[k]);
         printf("\n  %6s %9s |", "wall", "");
         for (int k = S_CONTROL; k < S_COUNT; k++)
-            printf(" %5.3f %15s |", q[k], "");
+            printf(" %5.3f %13s |", q[k], "");
         printf("\n");
         printf("  %6s per fork: minor faults parent+child: hand %.1f+%.1f, "
                "forksafe %.1f+%.1f, static %.1f+%.1f; mappings: hand %d, "
-               "forksafe %d, static %d; anonymous KiB: hand %ld, forksafe "
-               "%ld, static %ld\n",
+               "empty .so %d, forksafe %d, static %d; anonymous KiB: hand %ld, "
+               "forksafe %ld, static %ld\n",
                "", flt[S_HAND][0] / rounds, flt[S_HAND][1] / rounds,
                flt[S_PLAIN][0] / rounds, flt[S_PLAIN][1] / rounds,
                flt[S_STATIC][0] / rounds, flt[S_STATIC][1] / rounds,
-               maps[S_HAND], maps[S_PLAIN], maps[S_STATIC], anon[S_HAND],
-               anon[S_PLAIN], anon[S_STATIC]);
+               maps[S_HAND], maps[S_DSO], maps[S_PLAIN], maps[S_STATIC],
+               anon[S_HAND], anon[S_PLAIN], anon[S_STATIC]);
         fflush(stdout);
     }
     return 0;
