@@ -15,7 +15,12 @@
  *   sqlite: python3, a thread using sqlite3 while multiprocessing forks
  *           12 workers: workers hung without and under it  (goal: >0, 0)
  *   mutex:  lock+unlock pairs from 4 threads, own mutex each   <= 1.3x
+ *           (CPU time per pair, each mutex on its own cache line:
+ *           with 4 threads on fewer cores, or a shared machine, wall
+ *           time is mostly how the scheduler shared the cores)
  *   fork:   fork + _exit + waitpid, 4 idle threads alive       <= 1.5x
+ *   hooks:  the lock and unlock hooks alone, measured in one process
+ *           (hooks_ratio(): finer than two processes can be)
  *
  * and the extra wait at a fork as forksafe-run --report gives it (median,
  * percentiles, maximum), for the hang workload and for the idle one.
@@ -23,6 +28,7 @@
  * 0. BENCH_RUN_ONLY=cost skips the hang and sqlite rounds; BENCH_ROUNDS
  * sets the rounds (bench.h).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -148,11 +154,86 @@ static void wait_line(const char *cli, const char *what, char *const argv[])
     fflush(stdout);
 }
 
+/* ------------------------------------------------------------ hooks */
+
+/* The hooks alone, in one process: each of 4 threads alternates blocks of
+   lock+unlock pairs called straight into glibc (its functions found with
+   dlsym on libc.so.6, past any interposer) with blocks of the program's
+   own calls (the hooks, when the library is preloaded), and takes each
+   pair of blocks' CPU-time ratio. Load that comes and goes moves both
+   blocks of a pair; without the library the ratio is that of a call
+   through a pointer against one through the PLT (about 1). */
+#define HOOK_BLOCKS 201
+#define HOOK_PAIRS  20000L
+
+struct hook_thread {
+    pthread_mutex_t m;
+    double ratio[HOOK_BLOCKS];
+} __attribute__((aligned(64)));
+
+static int (*libc_lock)(pthread_mutex_t *);
+static int (*libc_unlock)(pthread_mutex_t *);
+
+static double thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void *hook_blocks(void *arg)
+{
+    struct hook_thread *h = arg;
+    for (int b = 0; b < HOOK_BLOCKS; b++) {
+        double t0 = thread_cpu_ns();
+        for (long i = 0; i < HOOK_PAIRS; i++) {
+            libc_lock(&h->m);
+            libc_unlock(&h->m);
+        }
+        double t1 = thread_cpu_ns();
+        for (long i = 0; i < HOOK_PAIRS; i++) {
+            pthread_mutex_lock(&h->m);
+            pthread_mutex_unlock(&h->m);
+        }
+        double t2 = thread_cpu_ns();
+        h->ratio[b] = t1 > t0 ? (t2 - t1) / (t1 - t0) : 0;
+    }
+    return NULL;
+}
+
+/* The median ratio over every thread's blocks. */
+static double hooks_ratio(void)
+{
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    if (!libc)
+        exit(3);
+    libc_lock = (int (*)(pthread_mutex_t *))dlsym(libc, "pthread_mutex_lock");
+    libc_unlock =
+        (int (*)(pthread_mutex_t *))dlsym(libc, "pthread_mutex_unlock");
+    if (!libc_lock || !libc_unlock)
+        exit(3);
+    static struct hook_thread h[THREADS];
+    static double all[THREADS * HOOK_BLOCKS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        pthread_mutex_init(&h[i].m, NULL);
+        if (pthread_create(&t[i], NULL, hook_blocks, &h[i]) != 0)
+            exit(3);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        memcpy(all + i * HOOK_BLOCKS, h[i].ratio, sizeof h[i].ratio);
+    }
+    return bench_median(all, THREADS * HOOK_BLOCKS);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--child") == 0) {
         double v = strcmp(argv[2], "mutex") == 0
-                       ? bench_mutex_pairs(THREADS, PAIRS)
+                       ? bench_mutex_pairs_cpu(THREADS, PAIRS)
+                   : strcmp(argv[2], "hooks") == 0
+                       ? hooks_ratio()
                        : bench_fork_wait(THREADS, FORKS);
         printf("%.3f\n", v);
         return 0;
@@ -229,7 +310,7 @@ cost:;
         const char *name, *unit, *what;
         double goal;
     } w[] = {
-        {"mutex", "ns", "lock+unlock pair, 4 threads, own mutex each", 1.3},
+        {"mutex", "ns", "lock+unlock pair, 4 threads, own mutex, CPU", 1.3},
         {"fork", "us", "fork + _exit + waitpid, 4 idle threads alive", 1.5},
     };
     char *const *args[] = {mutex_argv, fork_argv};
@@ -251,16 +332,48 @@ cost:;
                 under[r] = measure(args[k], preload);
             }
         }
+        /* The ratio of each round's pair of runs, made one right after
+           the other: load that comes and goes moves both. */
+        double *ratio = calloc((size_t)rounds, sizeof *ratio);
+        if (!ratio)
+            return 1;
+        for (int r = 0; r < rounds; r++)
+            ratio[r] = plain[r] > 0 ? under[r] / plain[r] : 0;
         double mp = bench_median(plain, rounds);
         double mu = bench_median(under, rounds);
+        double mr = bench_median(ratio, rounds);
         printf("  %-6s %-46s plain %8.2f %s  under %8.2f %s  ratio %.2fx "
-               "(goal <= %.1fx)\n",
+               "(goal <= %.1fx; per round: median %.2fx, %.2f-%.2fx)\n",
                w[k].name, w[k].what, mp, w[k].unit, mu, w[k].unit, mu / mp,
-               w[k].goal);
+               w[k].goal, mr, ratio[0], ratio[rounds - 1]);
+        free(ratio);
         fflush(stdout);
         free(plain);
         free(under);
     }
+
+    /* The hooks alone (see hooks_ratio()), each round a fresh process
+       without and one with the library. */
+    int hook_rounds = rounds < 5 ? rounds : 5;
+    char *hooks_argv[] = {self, "--child", "hooks", NULL};
+    double *hp = calloc((size_t)hook_rounds, sizeof *hp);
+    double *hu = calloc((size_t)hook_rounds, sizeof *hu);
+    if (!hp || !hu)
+        return 1;
+    for (int r = 0; r < hook_rounds; r++) {
+        hp[r] = measure(hooks_argv, NULL);
+        hu[r] = measure(hooks_argv, preload);
+    }
+    printf("bench-run: the hooks alone, in one process (4 threads alternate "
+           "blocks of pairs straight into glibc and through the program's "
+           "calls; CPU time), median of %d rounds\n",
+           hook_rounds);
+    printf("  hooks  %-46s without the library %.2fx  under %.2fx\n",
+           "lock+unlock pair, program's call / glibc's",
+           bench_median(hp, hook_rounds), bench_median(hu, hook_rounds));
+    fflush(stdout);
+    free(hp);
+    free(hu);
 
     /* The extra wait at a fork, as the report gives it. */
     printf("bench-run: the wait at a fork with threads (forksafe-run "

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_THREADS 64
@@ -44,6 +45,55 @@ double bench_mutex_pairs(int threads, long n)
     for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
     return (bench_now_us() - t0) * 1e3 / (double)n;
+}
+
+/* bench_mutex_pairs_cpu(): each thread's mutex and result on cache lines
+   of their own, so that the threads share nothing but the barrier. */
+struct own_mutex {
+    pthread_mutex_t m;
+    double cpu_ns;
+} __attribute__((aligned(64)));
+
+static double thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void *pairs_cpu(void *arg)
+{
+    struct own_mutex *o = arg;
+    pthread_barrier_wait(&start);
+    double t0 = thread_cpu_ns();
+    for (long i = 0; i < npairs; i++) {
+        pthread_mutex_lock(&o->m);
+        pthread_mutex_unlock(&o->m);
+    }
+    o->cpu_ns = thread_cpu_ns() - t0;
+    return NULL;
+}
+
+double bench_mutex_pairs_cpu(int threads, long n)
+{
+    static struct own_mutex own[MAX_THREADS];
+    pthread_t t[MAX_THREADS];
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
+    npairs = n;
+    pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
+    for (int i = 0; i < threads; i++) {
+        pthread_mutex_init(&own[i].m, NULL);
+        if (pthread_create(&t[i], NULL, pairs_cpu, &own[i]) != 0)
+            exit(3);
+    }
+    pthread_barrier_wait(&start);
+    double cpu = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        cpu += own[i].cpu_ns;
+    }
+    return cpu / ((double)n * threads);
 }
 
 static int idle_pipe[2];

@@ -10,6 +10,13 @@
    pairs pairs at once after a barrier (wall time / pairs). */
 double bench_mutex_pairs(int threads, long pairs);
 
+/* The same in CPU time: ns of CPU per lock+unlock pair (the threads' own
+   CPU time over their loops, summed, / (threads * pairs)), each mutex on
+   a cache line of its own. On a machine with fewer cores than threads, or
+   shared with other work, CPU time is what the pairs cost; wall time is
+   mostly how the scheduler shared the cores. */
+double bench_mutex_pairs_cpu(int threads, long pairs);
+
 /* µs per fork + child _exit + waitpid, forks times, while idle threads
    threads (at most 64) block in read(). Exits 3-5 if something fails. */
 double bench_fork_wait(int idle, int forks);

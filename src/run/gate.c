@@ -24,6 +24,7 @@
 
 struct run_fast forksafe__run_fast;
 struct run_thread forksafe__run_threads[MAX_THREADS];
+TLS struct run_me forksafe__run_me = {NULL, RUN_ME_NONE, 0};
 
 /* Threads waiting at the gate (the forker wakes them only if any). */
 HOT static int waiters;
@@ -42,6 +43,8 @@ void forksafe__run_gate_init(void)
              syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
                      0, 0) == 0;
     STORE(&forksafe__run_fast.fence, !ok);
+    if (!ok)
+        __atomic_store_n(&forksafe__run_fast.check, 1, __ATOMIC_SEQ_CST);
 }
 
 void forksafe__run_gate_close(void)
@@ -49,6 +52,7 @@ void forksafe__run_gate_close(void)
     __atomic_add_fetch(&forksafe__run_fast.gen, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&forksafe__run_fast.sealed, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&forksafe__run_fast.closed, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&forksafe__run_fast.check, 1, __ATOMIC_SEQ_CST);
     if (LOAD(&forksafe__run_fast.fence)) {
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         return;
@@ -71,6 +75,8 @@ void forksafe__run_gate_close(void)
 int forksafe__run_gate_open(void)
 {
     __atomic_store_n(&forksafe__run_fast.closed, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&forksafe__run_fast.check, LOAD(&forksafe__run_fast.fence),
+                     __ATOMIC_SEQ_CST);
     __atomic_store_n(&forksafe__run_fast.sealed, 0, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&waiters, __ATOMIC_SEQ_CST) > 0) {
         int saved = errno;
@@ -85,6 +91,8 @@ void forksafe__run_gate_child(void)
 {
     if (LOAD(&forksafe__run_fast.closed))
         STORE(&forksafe__run_fast.closed, 0);
+    if (LOAD(&forksafe__run_fast.check) != LOAD(&forksafe__run_fast.fence))
+        STORE(&forksafe__run_fast.check, LOAD(&forksafe__run_fast.fence));
     if (LOAD(&forksafe__run_fast.sealed))
         STORE(&forksafe__run_fast.sealed, 0);
     if (LOAD(&waiters))

@@ -79,51 +79,60 @@ static int slow(struct thread_rec *r, struct run_thread *rt, void *acq,
     return forksafe__run_gate(r, rt, acq, clk, NULL);
 }
 
-/* The part of every acquire hook before the real call. Returns the
-   thread's run state (NULL: not tracked, just call the real function) and
-   in *pre 0, HANDED or EBUSY. */
-static inline __attribute__((always_inline)) struct run_thread *
-begin(struct thread_rec **rp, void *acq, void *site, clockid_t clk,
-      const struct timespec *abstime, int how, int *pre)
+/* This thread's record and run state, in *rp and *rtp (loaded from
+   forksafe__self_rec and forksafe__run_me by the caller): 1 if the lock
+   path goes on, 0 if it only forwards (inside the library, or the thread
+   is not tracked). */
+static inline __attribute__((always_inline)) int here(struct thread_rec **rp,
+                                                      struct run_thread **rtp)
 {
-    *pre = 0;
-    if (UNLIKELY(forksafe__in_hook))
-        return NULL;
-    struct thread_rec *r = forksafe__run_self();
-    if (UNLIKELY(!r))
-        return NULL;
+    struct thread_rec *r = *rp;
+    if (__builtin_expect(!forksafe__in_hook && r == forksafe__run_me.rec &&
+                             r->ident == forksafe__run_me.ident,
+                         1))
+        return 1;
+    if (forksafe__in_hook || !(r = forksafe__run_self()))
+        return 0;
     struct run_thread *rt = forksafe__run_of(r);
-    STORE_RELAXED(&rt->wait_site, site);
-    STORE_RELAXED(&rt->acquiring, acq);
-    if (forksafe__run_gate_check())
-        *pre = slow(r, rt, acq, clk, abstime, how);
+    forksafe__run_me.rt = rt;
+    forksafe__run_me.rec = r;
+    forksafe__run_me.ident = r->ident;
     *rp = r;
-    return rt;
+    *rtp = rt;
+    return 1;
 }
 
-/* After the real call: push what was acquired, then say the thread is no
-   longer taking anything (in that order: see run.h). */
-static inline void end(struct thread_rec *r, struct run_thread *rt, int got,
-                       void *lock, int kind, void *site)
-{
-    if (got)
-        forksafe__run_push(r, rt, lock, kind, site);
-    STORE(&rt->acquiring, NULL);
-}
-
+/* Every acquire hook: announce the lock, pass the gate, call the real
+   function, push what it got, then say the thread is no longer taking
+   anything (in that order: see run.h). With the gate closed, slow() says
+   whether to call the real function (0), or not (HANDED: the forker got
+   back a mutex it took for the fork; EBUSY: a try with the gate sealed).
+   After the call the record, run state and site are loaded again rather
+   than kept in registers across it (they are this thread's own, and in
+   cache): the hook then saves three registers instead of six. */
 #define ACQUIRE(lock, rw, kind, clk, abstime, how, got_cond, call)             \
     do {                                                                       \
-        void *site_ = __builtin_return_address(0);                             \
-        struct thread_rec *r_ = NULL;                                          \
-        int pre_;                                                              \
-        struct run_thread *rt_ =                                               \
-            begin(&r_, RUN_ACQ(lock, rw), site_, clk, abstime, how, &pre_);    \
-        if (!rt_)                                                              \
+        struct thread_rec *r_ = forksafe__self_rec;                            \
+        struct run_thread *rt_ = forksafe__run_me.rt;                          \
+        if (UNLIKELY(!here(&r_, &rt_)))                                        \
             return call;                                                       \
-        if (pre_ == EBUSY)                                                     \
-            return EBUSY;                                                      \
-        int ret_ = pre_ == HANDED ? 0 : call;                                  \
-        end(r_, rt_, got_cond, lock, kind, site_);                             \
+        void *site_ = __builtin_return_address(0);                             \
+        STORE_RELAXED(&rt_->wait_site, site_);                                 \
+        STORE_RELAXED(&rt_->acquiring, RUN_ACQ(lock, rw));                     \
+        int pre_ = 0, ret_ = 0;                                                \
+        if (UNLIKELY(forksafe__run_gate_check())) {                            \
+            pre_ = slow(r_, rt_, RUN_ACQ(lock, rw), clk, abstime, how);        \
+            if (pre_ == EBUSY)                                                 \
+                return EBUSY;                                                  \
+        }                                                                      \
+        if (pre_ != HANDED)                                                    \
+            ret_ = call;                                                       \
+        r_ = forksafe__self_rec;                                               \
+        rt_ = forksafe__run_me.rt;                                             \
+        if (got_cond)                                                          \
+            forksafe__run_push(r_, rt_, lock, kind,                            \
+                               LOAD_RELAXED(&rt_->wait_site));                 \
+        STORE(&rt_->acquiring, NULL);                                          \
         return ret_;                                                           \
     } while (0)
 

@@ -23,6 +23,25 @@
  * the lock being taken. The lock path thus costs two stores, one load and
  * the held-stack push; where membarrier(2) is not allowed, a full fence
  * on the lock path replaces it.
+ *
+ * Why that is enough. The taker T, in program order: (1) stores
+ * acquiring = L; (2) a compiler barrier; (3) loads run_fast.check (only
+ * when it is set: fences in the fence mode, then loads closed). The
+ * forker F: (a) stores closed = 1 and check = 1; (b) membarrier(2), which
+ * returns after every CPU running a thread of the process executed a full
+ * barrier (a thread not running passes one when it is switched in); (c)
+ * reads each record's acquiring, then its held stack. Let P be where T's
+ * instruction stream was when its barrier ran. If P is before (3), T's
+ * loads come after a full barrier that comes after (a): T reads check = 1
+ * and closed = 1, and goes to the gate. Otherwise P is after (1): T's
+ * store was complete before (b) returned, and (c) reads acquiring = L, or
+ * what T wrote after it (the push, then acquiring = NULL, which F reads in
+ * the reverse order), and F waits for T. So no fence is needed on T's
+ * side, and no atomic read-modify-write: the fast path is plain stores
+ * and loads. In the fence mode check stays 1, T fences between (1) and
+ * its load of closed and F between (a) and (c): Dekker with a fence on
+ * each side. A release needs no ordering against the gate: it pops after
+ * the real unlock, so a stale entry only makes F wait longer.
  */
 #ifndef FORKSAFE_RUN_H
 #define FORKSAFE_RUN_H
@@ -73,6 +92,21 @@ static inline struct run_thread *forksafe__run_of(struct thread_rec *r)
     }
     return rt;
 }
+
+/* The calling thread's run state, as the lock path last found it: valid
+   while the thread's record (forksafe__self_rec) is rec and still has
+   this ident (a record given back at thread exit may be claimed again by
+   the same thread, with a new ident). Saves the lock path the arithmetic
+   from the record to its run state before its first store. */
+struct run_me {
+    struct run_thread *rt;
+    struct thread_rec *rec; /* RUN_ME_NONE until the first lock call, so
+                               that an untracked thread (NULL record)
+                               never matches */
+    unsigned ident;
+};
+#define RUN_ME_NONE ((struct thread_rec *)1)
+extern TLS struct run_me forksafe__run_me;
 
 /* The value of run_thread.acquiring for lock, and back. */
 #define RUN_ACQ_RWLOCK ((uintptr_t)1)
@@ -143,17 +177,23 @@ struct run_fast {
                      next by it */
     int sealed;   /* the forker found nobody holding or taking a lock and
                      is about to fork: a try may no longer go through */
+    int check;    /* closed || fence: the one word the lock path reads
+                     when the gate is open (written with closed, before
+                     the membarrier; with fence, before the first fork) */
 } __attribute__((aligned(64)));
 extern struct run_fast forksafe__run_fast;
 
 /* Called by a lock hook after storing the lock in rt->acquiring: 0 to go
-   on, or 1 when the gate is closed and forksafe__run_gate() must decide. */
+   on, or 1 when the gate is closed and forksafe__run_gate() must decide.
+   The common case is one load of `check`; only in the fence mode, or
+   while a fork is made, does it fence and read `closed`. */
 static inline int forksafe__run_gate_check(void)
 {
-    if (UNLIKELY(LOAD_RELAXED(&forksafe__run_fast.fence)))
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (__builtin_expect(LOAD_RELAXED(&forksafe__run_fast.check) == 0, 1))
+        return 0;
+    if (LOAD_RELAXED(&forksafe__run_fast.fence))
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    else
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
     return UNLIKELY(LOAD_RELAXED(&forksafe__run_fast.closed) != 0);
 }
 

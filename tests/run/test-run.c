@@ -50,6 +50,26 @@ static void hang_case(const char *type, int holds)
     assert_int_equal(wrong, 0);
 }
 
+/* Where membarrier(2) is refused (a seccomp profile), every lock call
+   fences itself instead: the same program, through a wrapper that makes
+   membarrier fail with EPERM, must be protected the same way, and no fork
+   may time out (takers must still wait at the gate). */
+static void test_fence_mode_without_membarrier(void **state)
+{
+    (void)state;
+    char *argv[] = {RU_TARGET("run-no-membarrier"), RU_TARGET("target-hang"),
+                    "normal", NULL};
+    int hung, n, wrong;
+    assert_int_equal(ru_cli_report(NULL, argv), 0);
+    ru_counts(ru_slurp(ru_out), "hung", &hung, &n, &wrong);
+    assert_int_equal(n, 200);
+    assert_int_equal(hung, 0);
+    assert_int_equal(wrong, 0);
+    ru_check("--eq", "forks.total=200", "--eq", "forks.threaded=200", "--eq",
+             "forks.timed_out=0", "--eq", "forks.stuck=0", "--eq",
+             "complete=true", "--eq", "exit_status=0");
+}
+
 static void test_normal_mutexes(void **state)
 {
     (void)state;
@@ -296,6 +316,7 @@ int main(void)
     fs_watchdog(900);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normal_mutexes),
+        cmocka_unit_test(test_fence_mode_without_membarrier),
         cmocka_unit_test(test_errorcheck_mutexes),
         cmocka_unit_test(test_recursive_mutexes),
         cmocka_unit_test(test_forker_holds_normal),
