@@ -80,7 +80,8 @@ static int privileged(int fd, const struct stat *st)
     return FORKSAFE_EXEC_OK;
 }
 
-static int check_fd(int fd, char *resolved, size_t len, int depth);
+static int check_fd(int fd, const struct stat *known, char *resolved,
+                    size_t len, int depth);
 
 /* "#!interpreter [arg]": judge the interpreter (the kernel allows a few
    levels of nesting; so do we). */
@@ -104,23 +105,39 @@ static int check_script(const unsigned char *buf, size_t n, char *resolved,
     if (fd < 0)
         return FORKSAFE_EXEC_OK;
     copy(resolved, len, interp);
-    int r = check_fd(fd, resolved, len, depth + 1);
+    int r = check_fd(fd, &st, resolved, len, depth + 1);
     close(fd);
     return r;
 }
 
-static int check_fd(int fd, char *resolved, size_t len, int depth)
+/* The file open at fd; known is what stat() said of its path just before
+   it was opened (NULL: ask fstat). That answer is as good as fstat's: the
+   exec that follows resolves the path again anyway. The ELF header and,
+   in the common case (the program headers follow it, as linkers put
+   them), the program headers come with one read. */
+static int check_fd(int fd, const struct stat *known, char *resolved,
+                    size_t len, int depth)
 {
-    unsigned char buf[256];
+    union {
+        unsigned char b[1024];
+        ehdr_t eh;
+    } u;
+    unsigned char *buf = u.b;
     ssize_t n;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    if (known)
+        st = *known;
+    else if (fstat(fd, &st) != 0)
+        return FORKSAFE_EXEC_OK;
+    if (!S_ISREG(st.st_mode))
         return FORKSAFE_EXEC_OK;
     do
-        n = pread(fd, buf, sizeof buf, 0);
+        n = pread(fd, buf, sizeof u.b, 0);
     while (n < 0 && errno == EINTR);
+    /* The kernel reads the "#!" line from the first 256 bytes only. */
     if (n >= 2 && buf[0] == '#' && buf[1] == '!')
-        return check_script(buf, (size_t)n, resolved, len, depth);
+        return check_script(buf, n < 256 ? (size_t)n : 256, resolved, len,
+                            depth);
     if (n < (ssize_t)EI_NIDENT || memcmp(buf, ELFMAG, SELFMAG) != 0)
         return FORKSAFE_EXEC_OK; /* not ELF: exec fails, or binfmt_misc */
     if (buf[EI_CLASS] != NATIVE_CLASS)
@@ -140,11 +157,16 @@ static int check_fd(int fd, char *resolved, size_t len, int depth)
         return FORKSAFE_EXEC_OK;
     phdr_t ph[32];
     size_t want = eh.e_phnum < 32 ? eh.e_phnum : 32;
-    do
-        n = pread(fd, ph, want * sizeof *ph, (off_t)eh.e_phoff);
-    while (n < 0 && errno == EINTR);
-    if (n < (ssize_t)(want * sizeof *ph))
-        return FORKSAFE_EXEC_OK;
+    size_t need = want * sizeof *ph;
+    if (eh.e_phoff <= (size_t)n && need <= (size_t)n - eh.e_phoff) {
+        memcpy(ph, buf + eh.e_phoff, need);
+    } else {
+        do
+            n = pread(fd, ph, need, (off_t)eh.e_phoff);
+        while (n < 0 && errno == EINTR);
+        if (n < (ssize_t)need)
+            return FORKSAFE_EXEC_OK;
+    }
     for (size_t i = 0; i < want; i++)
         if (ph[i].p_type == PT_INTERP)
             return FORKSAFE_EXEC_OK;
@@ -156,10 +178,10 @@ int forksafe__exec_check(int dirfd, const char *path, int fd, char *resolved,
 {
     int saved = errno;
     int own = -1;
+    struct stat st, *known = NULL;
     if (path) {
         /* Only regular files are opened: exec refuses anything else, and
            opening a FIFO would block, a device could react. */
-        struct stat st;
         if (fstatat(dirfd, path, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
             errno = saved;
             return FORKSAFE_EXEC_OK;
@@ -170,9 +192,10 @@ int forksafe__exec_check(int dirfd, const char *path, int fd, char *resolved,
             return FORKSAFE_EXEC_OK;
         }
         fd = own;
+        known = &st;
         copy(resolved, len, path);
     }
-    int r = fd >= 0 ? check_fd(fd, resolved, len, 0) : FORKSAFE_EXEC_OK;
+    int r = fd >= 0 ? check_fd(fd, known, resolved, len, 0) : FORKSAFE_EXEC_OK;
     if (own >= 0)
         close(own);
     errno = saved;
