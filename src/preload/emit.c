@@ -482,8 +482,10 @@ static void batch_flush_locked(void)
 
 void forksafe__rec_flush(void)
 {
-    if (!__atomic_load_n(&batch.len, __ATOMIC_ACQUIRE) ||
-        batch_pid != forksafe__getpid())
+    /* batch_pid (hot data) first: a process that kept nothing back does
+       not touch the batch's page. */
+    if (batch_pid != forksafe__getpid() ||
+        !__atomic_load_n(&batch.len, __ATOMIC_ACQUIRE))
         return;
     int expect = 0;
     if (!__atomic_compare_exchange_n(&batch_busy, &expect, 1, 0,
