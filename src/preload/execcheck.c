@@ -155,21 +155,35 @@ static int check_fd(int fd, const struct stat *known, char *resolved,
        (static and static-pie). */
     if (eh.e_phentsize != sizeof(phdr_t) || eh.e_phnum == 0)
         return FORKSAFE_EXEC_OK;
-    phdr_t ph[32];
+    /* Read where they lie (a copy would deepen the stack, and in a
+       forked child every stack page written is a copy-on-write fault);
+       those beyond the first read come in buffer-sized reads. */
     size_t want = eh.e_phnum < 32 ? eh.e_phnum : 32;
-    size_t need = want * sizeof *ph;
-    if (eh.e_phoff <= (size_t)n && need <= (size_t)n - eh.e_phoff) {
-        memcpy(ph, buf + eh.e_phoff, need);
-    } else {
-        do
-            n = pread(fd, ph, need, (off_t)eh.e_phoff);
-        while (n < 0 && errno == EINTR);
-        if (n < (ssize_t)need)
+    size_t lo = 0, hi = 0; /* entries [lo, hi) are at buf */
+    if (eh.e_phoff <= (size_t)n) {
+        buf = u.b + eh.e_phoff;
+        hi = ((size_t)n - eh.e_phoff) / sizeof(phdr_t);
+    }
+    for (size_t i = 0; i < want; i++) {
+        if (i >= hi) {
+            size_t k = want - i < sizeof u.b / sizeof(phdr_t)
+                           ? want - i
+                           : sizeof u.b / sizeof(phdr_t);
+            do
+                n = pread(fd, u.b, k * sizeof(phdr_t),
+                          (off_t)(eh.e_phoff + i * sizeof(phdr_t)));
+            while (n < 0 && errno == EINTR);
+            if (n < (ssize_t)(k * sizeof(phdr_t)))
+                return FORKSAFE_EXEC_OK;
+            buf = u.b;
+            lo = i;
+            hi = i + k;
+        }
+        phdr_t ph;
+        memcpy(&ph, buf + (i - lo) * sizeof ph, sizeof ph);
+        if (ph.p_type == PT_INTERP)
             return FORKSAFE_EXEC_OK;
     }
-    for (size_t i = 0; i < want; i++)
-        if (ph[i].p_type == PT_INTERP)
-            return FORKSAFE_EXEC_OK;
     return eh.e_phnum > 32 ? FORKSAFE_EXEC_OK : FORKSAFE_EXEC_STATIC;
 }
 
