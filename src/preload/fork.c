@@ -27,6 +27,7 @@
 #include <semaphore.h>
 #include <stdio.h>
 #include <sys/single_threaded.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -496,6 +497,18 @@ struct fork_ctx {
     int window;  /* this fork opened a prepare window */
 };
 
+/* The census's fast path, one system call for the common case of a
+   single-threaded process (a shell forking for every command): the link
+   count of /proc/self/task is 2 plus the number of threads in the thread
+   group (the kernel's proc_task_getattr), raw clone() threads included,
+   and stat needs no descriptor. Anything else, or a failed stat, takes
+   the full listing. */
+static int single_threaded(void)
+{
+    struct stat st;
+    return stat("/proc/self/task", &st) == 0 && st.st_nlink == 3;
+}
+
 /* Everything fork() must look at before the real fork: the thread census,
    locks held by other threads, what the child inherits. */
 static void before_fork(struct fork_ctx *c, const char *call)
@@ -511,7 +524,9 @@ static void before_fork(struct fork_ctx *c, const char *call)
        it forks or starts a thread itself (see after_fork). */
     if (mine && mine->tid != me)
         STORE(&mine->tid, me);
-    int n = forksafe__audit_list_numeric("/proc/self/task", tids, 64, NULL);
+    int n = single_threaded() ? 1
+                              : forksafe__audit_list_numeric("/proc/self/task",
+                                                             tids, 64, NULL);
     int unknown = n < 0;
     if (unknown) {
         forksafe__run_event(FORKSAFE_RUN_CENSUS, -n);
