@@ -482,10 +482,10 @@ static void batch_flush_locked(void)
 
 void forksafe__rec_flush(void)
 {
-    /* batch_pid (hot data) first: a process that kept nothing back does
-       not touch the batch's page. */
-    if (batch_pid != forksafe__getpid() ||
-        !__atomic_load_n(&batch.len, __ATOMIC_ACQUIRE))
+    /* batch_pid (hot data) first: a process that never kept anything
+       back touches neither the batch's page nor asks for its pid. */
+    if (!batch_pid || !__atomic_load_n(&batch.len, __ATOMIC_ACQUIRE) ||
+        batch_pid != forksafe__getpid())
         return;
     int expect = 0;
     if (!__atomic_compare_exchange_n(&batch_busy, &expect, 1, 0,
