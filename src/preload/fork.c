@@ -69,14 +69,17 @@ static void count_fork(int mt)
         __atomic_add_fetch(&forks_mt_n, 1, __ATOMIC_RELAXED);
 }
 
+/* A program image that never forked (forks_pid 0) needs no getpid. */
 long forksafe__audit_forks(void)
 {
-    return LOAD(&forks_pid) == forksafe__getpid() ? LOAD(&forks_n) : 0;
+    long pid = LOAD(&forks_pid);
+    return pid && pid == forksafe__getpid() ? LOAD(&forks_n) : 0;
 }
 
 long forksafe__audit_forks_mt(void)
 {
-    return LOAD(&forks_pid) == forksafe__getpid() ? LOAD(&forks_mt_n) : 0;
+    long pid = LOAD(&forks_pid);
+    return pid && pid == forksafe__getpid() ? LOAD(&forks_mt_n) : 0;
 }
 
 /* 1 the first time key is offered (0 when already seen or the set is
