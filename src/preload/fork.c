@@ -505,11 +505,14 @@ struct fork_ctx {
    count of /proc/self/task is 2 plus the number of threads in the thread
    group (the kernel's proc_task_getattr), raw clone() threads included,
    and stat needs no descriptor. Anything else, or a failed stat, takes
-   the full listing. */
+   the full listing. Once glibc has seen a thread start, the process is
+   taken to be multi-threaded and the stat is not made: the listing
+   follows anyway. */
 static int single_threaded(void)
 {
     struct stat st;
-    return stat("/proc/self/task", &st) == 0 && st.st_nlink == 3;
+    return __libc_single_threaded && stat("/proc/self/task", &st) == 0 &&
+           st.st_nlink == 3;
 }
 
 /* Everything fork() must look at before the real fork: the thread census,
