@@ -274,10 +274,14 @@ FORKSAFE_API const char *forksafe_last_error(void);
  * Diagnostics
  * ------------------------------------------------------------------------ */
 
-/* The number of threads alive in the process now (from /proc/self/stat),
-   or -errno: -ENOENT without /proc, -EMFILE or -ENFILE with no descriptor
-   free. A thread that has exited is counted until the kernel has released
-   it, which can be a moment after pthread_join() returned for it. */
+/* The number of threads alive in the process now, or -errno: -ENOENT
+   without /proc, -EMFILE or -ENFILE with no descriptor free. A thread that
+   has begun to exit is not counted, so one that pthread_join() has
+   returned for never is, though the kernel lists it for a moment more.
+   Reads /proc/self/stat, and with more than one thread listed there, each
+   thread's /proc/self/task/TID/stat (one small read per thread). The same
+   count decides FORKSAFE_FORK_NO_THREADS and whether a busy lock can be
+   only the forking thread's own (no other thread alive). */
 FORKSAFE_API int forksafe_thread_count(void);
 
 #define FORKSAFE_AUDIT_JSON 0x1u /* JSON instead of text; see docs/report.md */

@@ -326,6 +326,13 @@ void forksafe__set_error(const char *fmt, ...)
 
 /* ---- threads.c ---- */
 
+/* The threads of this process that have not begun to exit (a thread
+   pthread_join() has returned for is not one), counted up to max (the
+   first max found), or -errno: -ENOENT without /proc, -EMFILE or -ENFILE
+   with no descriptor free. forksafe_thread_count() is this with no
+   limit. Reads /proc: a slow path only. */
+int forksafe__threads_alive(int max);
+
 /* 1 if addr lies in a MAP_SHARED mapping (from /proc/self/maps), 0 if
    not or if that cannot be read. Reads the file: registration time only. */
 int forksafe__in_shared_mapping(const void *addr);

@@ -43,8 +43,11 @@ void forksafe__kinds_reset(void)
 
 static int alone(void)
 {
+    /* Threads that have begun to exit do not count: they run no more user
+       code, so they release nothing; one that the caller has just joined
+       may still be listed for a moment. Counting stops at the second. */
     if (alone_answer < 0)
-        alone_answer = forksafe_thread_count() == 1;
+        alone_answer = forksafe__threads_alive(2) == 1;
     return alone_answer;
 }
 

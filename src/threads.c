@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,24 +39,93 @@ static ssize_t read_small(const char *path, char *buf, size_t len)
     return n ? (ssize_t)n : -err;
 }
 
-int forksafe_thread_count(void)
+/* The number of field `field` (1-based, proc(5)) of a /proc stat line, or
+   -1. The comm field (2) may contain spaces and parentheses, so count from
+   the last ')'. */
+static long stat_field(char *buf, int field)
 {
-    /* Field 20 of /proc/self/stat is num_threads (proc(5)). The comm field
-       (2) may contain spaces and parentheses, so count from the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    int at = 2;
+    while (*p && at < field) {
+        if (*p++ == ' ')
+            at++;
+    }
+    char *end;
+    long v = strtol(p, &end, 10);
+    return end == p || v < 0 ? -1 : v;
+}
+
+/* struct linux_dirent64, as getdents64() fills it. */
+struct task_dirent {
+    uint64_t ino;
+    int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[];
+};
+
+/* PF_EXITING (Linux include/linux/sched.h, the same value since 2.6): set
+   on a thread at the start of do_exit(), before the kernel clears the TID
+   word that pthread_join() waits for. A thread with it set never runs user
+   code again. */
+#define FS_PF_EXITING 0x4u
+
+/* The threads of this process that have not begun to exit, counted up to
+   max, or -errno. The thread count in /proc/self/stat (field 20,
+   num_threads) also counts a thread that has exited until the kernel has
+   released it, a moment after pthread_join() returned for it; so when it
+   says more than one, each thread's flags (field 9 of
+   /proc/self/task/TID/stat) are read, and those exiting are left out. A
+   thread whose flags cannot be read for another reason than its being
+   gone is counted. Nothing is allocated: this runs on prepare's slow
+   path. */
+int forksafe__threads_alive(int max)
+{
     char buf[1024];
     ssize_t n = read_small("/proc/self/stat", buf, sizeof buf);
     if (n < 0)
         return (int)n;
-    char *p = strrchr(buf, ')');
-    if (!p)
+    long all = stat_field(buf, 20);
+    if (all <= 0)
         return -EIO;
-    int field = 2;
-    while (*p && field < 20) {
-        if (*p++ == ' ')
-            field++;
+    if (all == 1)
+        return 1;
+    int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return all > INT_MAX ? INT_MAX : (int)all;
+    int alive = 0;
+    _Alignas(8) char ents[2048];
+    long got = 0;
+    while (alive < max &&
+           (got = syscall(SYS_getdents64, dfd, ents, sizeof ents)) > 0) {
+        for (long at = 0; at < got && alive < max;) {
+            const struct task_dirent *d =
+                (const struct task_dirent *)(const void *)(ents + at);
+            at += d->reclen;
+            if (d->name[0] < '0' || d->name[0] > '9')
+                continue;
+            char path[64];
+            snprintf(path, sizeof path, "/proc/self/task/%s/stat", d->name);
+            n = read_small(path, buf, sizeof buf);
+            if (n == -ENOENT || n == -ESRCH)
+                continue; /* released while we looked */
+            long flags = n > 0 ? stat_field(buf, 9) : -1;
+            if (flags < 0 || !((unsigned long)flags & FS_PF_EXITING))
+                alive++;
+        }
     }
-    long v = strtol(p, NULL, 10);
-    return v > 0 ? (int)v : -EIO;
+    close(dfd);
+    /* A listing that failed half-way counts what it did not see. */
+    if (got < 0 && alive < max)
+        alive = all > INT_MAX ? INT_MAX : (int)all;
+    return alive > 0 ? alive : 1;
+}
+
+int forksafe_thread_count(void)
+{
+    return forksafe__threads_alive(INT_MAX);
 }
 
 /* /proc/self/maps, one line per mapping: "start-end perms offset dev

@@ -617,6 +617,75 @@ static void test_held_single_thread(void **state)
     fs_assert_child_ok(outer, 20000);
 }
 
+/* A thread the program has just joined has exited for the program, but the
+   kernel counts it in /proc/self/stat until it has released it, a moment
+   after pthread_join() returned. A lock the forking thread holds itself and
+   whose holder no libc records (a spinlock) is kept only when no other
+   thread is alive: right after a join it must still be kept, not waited
+   for until the deadline. Likewise
+   FORKSAFE_FORK_NO_THREADS right after a join must not say EBUSY. */
+static void *returns(void *arg)
+{
+    return arg;
+}
+
+static void test_held_right_after_a_join(void **state)
+{
+    (void)state;
+    pid_t outer = fork();
+    assert_true(outer >= 0);
+    if (outer == 0) {
+        enum { FORKS = 2000 };
+        pthread_spinlock_t s;
+        if (pthread_spin_init(&s, PTHREAD_PROCESS_PRIVATE) ||
+            forksafe_register_spinlock(&s, "held", 100))
+            _exit(2);
+        struct forksafe_fork_opts held = {.timeout_ms = 100};
+        struct forksafe_fork_opts alone = {.flags = FORKSAFE_FORK_NO_THREADS};
+        int timed_out = 0, busy = 0;
+        for (int i = 0; i < 2 * FORKS; i++) {
+            int with_lock = i < FORKS;
+            /* Joined as soon as it is gone for the program: the kernel
+               clears the TID word (what pthread_join() waits for) a few
+               steps into the thread's exit. */
+            pthread_t t;
+            if (pthread_create(&t, NULL, returns, NULL) != 0)
+                _exit(3);
+            int j;
+            while ((j = pthread_tryjoin_np(t, NULL)) == EBUSY)
+                ;
+            if (j != 0)
+                _exit(3);
+            if (with_lock)
+                pthread_spin_lock(&s);
+            pid_t pid = forksafe_fork(with_lock ? &held : &alone);
+            if (pid == 0)
+                _exit(with_lock && pthread_spin_trylock(&s) != EBUSY ? 1 : 0);
+            if (with_lock)
+                pthread_spin_unlock(&s);
+            if (pid < 0) {
+                if (errno == ETIMEDOUT && with_lock)
+                    timed_out++;
+                else if (errno == EBUSY && !with_lock)
+                    busy++;
+                else
+                    _exit(4);
+                continue;
+            }
+            int code;
+            if (fs_wait(pid, 5000, &code) != FS_EXITED || code != 0)
+                _exit(5);
+        }
+        if (timed_out || busy)
+            fprintf(stderr,
+                    "right after a join: %d of %d forks with the spinlock "
+                    "held timed out, %d of %d with NO_THREADS said EBUSY\n",
+                    timed_out, FORKS, busy, FORKS);
+        _exit(timed_out || busy ? 6 : 0);
+    }
+    fs_assert_child_ok(outer, 120000);
+}
+
 int main(void)
 {
     fs_watchdog(240);
@@ -629,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_rwlock_read_held_times_out),
         cmocka_unit_test(test_rwlock_read_held_single_thread),
         cmocka_unit_test(test_held_single_thread),
+        cmocka_unit_test(test_held_right_after_a_join),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
