@@ -7,12 +7,14 @@
  * interleaved rounds; the median per operation and the ratio
  * audited/plain are printed, with the issue's goal beside each:
  *   exec:   bash running /bin/true 300 times (ms per 300)      <= 1.2x
- *           (wall time; also printed: the CPU time of the process tree)
+ *           (wall time; also printed: the CPU time of the process tree,
+ *           and both under an empty preload library, from
+ *           FORKSAFE_EMPTY_PRELOAD: the loader's floor for any preload)
  *   fork:   fork + child _exit + waitpid, one other thread      <= 1.3x
  *   pyfork: the same from python3 (os.fork, os._exit, waitpid)  <= 1.3x
  *   mutex:  lock+unlock pairs from 4 threads, own mutex each    <= 1.3x
  * Without FORKSAFE_AUDIT_PRELOAD (built outside scons) it says so and
- * exits 0.
+ * exits 0. BENCH_AUDIT_ONLY=NAME runs only that workload.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,18 +81,19 @@ static void fresh_dir(const char *dir)
     close(fd);
 }
 
-/* Run argv in a fresh process, with the interposer or without it; returns
+/* Run argv in a fresh process, with the interposer (audit), with another
+   preload library (!audit: only LD_PRELOAD is set) or without; returns
    the figure it prints on stdout, or, when time_it, the wall time in ms
    (and in *cpu_ms the CPU time, user and system, of the process and every
    descendant it waited for: less moved by other jobs on a shared machine
    than the wall time). */
-static double measure(char *const argv[], const char *preload, const char *dir,
-                      int time_it, double *cpu_ms)
+static double measure(char *const argv[], const char *preload, int audit,
+                      const char *dir, int time_it, double *cpu_ms)
 {
     int fd[2];
     if (pipe(fd) != 0)
         exit(7);
-    if (preload)
+    if (preload && audit)
         fresh_dir(dir);
     double t0 = now_ns();
     pid_t p = fork();
@@ -103,10 +106,11 @@ static double measure(char *const argv[], const char *preload, const char *dir,
         unsetenv("LD_PRELOAD");
         unsetenv("FORKSAFE_AUDIT_DIR");
         unsetenv("FORKSAFE_AUDIT_ROOT");
-        if (preload) {
+        if (preload)
+            setenv("LD_PRELOAD", preload, 1);
+        if (preload && audit) {
             char root[32];
             snprintf(root, sizeof root, "%ld", (long)getpid());
-            setenv("LD_PRELOAD", preload, 1);
             setenv("FORKSAFE_AUDIT_DIR", dir, 1);
             setenv("FORKSAFE_AUDIT_ROOT", root, 1);
         }
@@ -189,29 +193,38 @@ int main(int argc, char **argv)
         {"mutex", "ns", "lock+unlock pair, 4 threads, own mutex each", 1.3},
     };
     char *const *args[] = {exec_argv, fork_argv, py_argv, mutex_argv};
+    const char *empty = getenv("FORKSAFE_EMPTY_PRELOAD");
+    if (empty && (!*empty || access(empty, R_OK) != 0))
+        empty = NULL;
+    const char *only = getenv("BENCH_AUDIT_ONLY");
     printf("bench-audit: %d interleaved rounds, medians; ratio = audited / "
            "plain\n",
            rounds);
     for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
         if (k == 2 && !have_py)
             continue;
-        double *plain = calloc((size_t)rounds * 4, sizeof *plain);
-        if (!plain)
-            return 1;
-        double *aud = plain + rounds, *pcpu = aud + rounds,
-               *acpu = pcpu + rounds;
+        if (only && *only && strcmp(only, w[k].name) != 0)
+            continue;
+        /* The arms: plain, audited and, for the exec loop, the empty
+           preload library. */
         int time_it = k == 0;
+        int arms = time_it && empty ? 3 : 2;
+        double *v = calloc((size_t)rounds * 6, sizeof *v);
+        if (!v)
+            return 1;
+        double *val[3] = {v, v + rounds, v + 2 * rounds};
+        double *cpu[3] = {v + 3 * rounds, v + 4 * rounds, v + 5 * rounds};
         for (int r = 0; r < rounds; r++) {
-            /* Alternate which goes first, so drift hits both equally. */
-            if (r % 2) {
-                aud[r] = measure(args[k], preload, recdir, time_it, &acpu[r]);
-                plain[r] = measure(args[k], NULL, recdir, time_it, &pcpu[r]);
-            } else {
-                plain[r] = measure(args[k], NULL, recdir, time_it, &pcpu[r]);
-                aud[r] = measure(args[k], preload, recdir, time_it, &acpu[r]);
+            /* Rotate which goes first, so drift hits every arm alike. */
+            for (int i = 0; i < arms; i++) {
+                int a = (r + i) % arms;
+                const char *pl = a == 0 ? NULL : a == 1 ? preload : empty;
+                val[a][r] =
+                    measure(args[k], pl, a == 1, recdir, time_it, &cpu[a][r]);
             }
         }
-        double mp = bench_median(plain, rounds), ma = bench_median(aud, rounds);
+        double mp = bench_median(val[0], rounds);
+        double ma = bench_median(val[1], rounds);
         printf("  %-6s %-46s plain %8.2f %s  audited %8.2f %s  ratio %.2fx "
                "(goal <= %.1fx)\n",
                w[k].name, w[k].what, mp, w[k].unit, ma, w[k].unit, ma / mp,
@@ -219,15 +232,28 @@ int main(int argc, char **argv)
         if (time_it) {
             /* The same runs in CPU time: what the audit costs the
                machine, whatever else runs on it. */
-            double cp = bench_median(pcpu, rounds);
-            double ca = bench_median(acpu, rounds);
+            double cp = bench_median(cpu[0], rounds);
+            double ca = bench_median(cpu[1], rounds);
             printf("  %-6s %-46s plain %8.2f ms  audited %8.2f ms  ratio "
                    "%.2fx\n",
                    "", "(the same, CPU time of the process tree)", cp, ca,
                    ca / cp);
+            if (arms == 3) {
+                /* The floor: what any preload library costs. */
+                double me = bench_median(val[2], rounds);
+                double ce = bench_median(cpu[2], rounds);
+                printf("  %-6s %-46s plain %8.2f ms  empty   %8.2f ms  ratio "
+                       "%.2fx  audited/empty %.2fx\n",
+                       "", "(empty preload library, wall time)", mp, me,
+                       me / mp, ma / me);
+                printf("  %-6s %-46s plain %8.2f ms  empty   %8.2f ms  ratio "
+                       "%.2fx  audited/empty %.2fx\n",
+                       "", "(empty preload library, CPU time)", cp, ce, ce / cp,
+                       ca / ce);
+            }
         }
         fflush(stdout);
-        free(plain);
+        free(v);
     }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -482,7 +482,9 @@ static void batch_flush_locked(void)
 
 void forksafe__rec_flush(void)
 {
-    if (!__atomic_load_n(&batch.len, __ATOMIC_ACQUIRE) ||
+    /* batch_pid (hot data) first: a process that never kept anything
+       back touches neither the batch's page nor asks for its pid. */
+    if (!batch_pid || !__atomic_load_n(&batch.len, __ATOMIC_ACQUIRE) ||
         batch_pid != forksafe__getpid())
         return;
     int expect = 0;

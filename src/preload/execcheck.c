@@ -80,7 +80,8 @@ static int privileged(int fd, const struct stat *st)
     return FORKSAFE_EXEC_OK;
 }
 
-static int check_fd(int fd, char *resolved, size_t len, int depth);
+static int check_fd(int fd, const struct stat *known, char *resolved,
+                    size_t len, int depth);
 
 /* "#!interpreter [arg]": judge the interpreter (the kernel allows a few
    levels of nesting; so do we). */
@@ -104,23 +105,39 @@ static int check_script(const unsigned char *buf, size_t n, char *resolved,
     if (fd < 0)
         return FORKSAFE_EXEC_OK;
     copy(resolved, len, interp);
-    int r = check_fd(fd, resolved, len, depth + 1);
+    int r = check_fd(fd, &st, resolved, len, depth + 1);
     close(fd);
     return r;
 }
 
-static int check_fd(int fd, char *resolved, size_t len, int depth)
+/* The file open at fd; known is what stat() said of its path just before
+   it was opened (NULL: ask fstat). That answer is as good as fstat's: the
+   exec that follows resolves the path again anyway. The ELF header and,
+   in the common case (the program headers follow it, as linkers put
+   them), the program headers come with one read. */
+static int check_fd(int fd, const struct stat *known, char *resolved,
+                    size_t len, int depth)
 {
-    unsigned char buf[256];
+    union {
+        unsigned char b[1024];
+        ehdr_t eh;
+    } u;
+    unsigned char *buf = u.b;
     ssize_t n;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    if (known)
+        st = *known;
+    else if (fstat(fd, &st) != 0)
+        return FORKSAFE_EXEC_OK;
+    if (!S_ISREG(st.st_mode))
         return FORKSAFE_EXEC_OK;
     do
-        n = pread(fd, buf, sizeof buf, 0);
+        n = pread(fd, buf, sizeof u.b, 0);
     while (n < 0 && errno == EINTR);
+    /* The kernel reads the "#!" line from the first 256 bytes only. */
     if (n >= 2 && buf[0] == '#' && buf[1] == '!')
-        return check_script(buf, (size_t)n, resolved, len, depth);
+        return check_script(buf, n < 256 ? (size_t)n : 256, resolved, len,
+                            depth);
     if (n < (ssize_t)EI_NIDENT || memcmp(buf, ELFMAG, SELFMAG) != 0)
         return FORKSAFE_EXEC_OK; /* not ELF: exec fails, or binfmt_misc */
     if (buf[EI_CLASS] != NATIVE_CLASS)
@@ -138,16 +155,35 @@ static int check_fd(int fd, char *resolved, size_t len, int depth)
        (static and static-pie). */
     if (eh.e_phentsize != sizeof(phdr_t) || eh.e_phnum == 0)
         return FORKSAFE_EXEC_OK;
-    phdr_t ph[32];
+    /* Read where they lie (a copy would deepen the stack, and in a
+       forked child every stack page written is a copy-on-write fault);
+       those beyond the first read come in buffer-sized reads. */
     size_t want = eh.e_phnum < 32 ? eh.e_phnum : 32;
-    do
-        n = pread(fd, ph, want * sizeof *ph, (off_t)eh.e_phoff);
-    while (n < 0 && errno == EINTR);
-    if (n < (ssize_t)(want * sizeof *ph))
-        return FORKSAFE_EXEC_OK;
-    for (size_t i = 0; i < want; i++)
-        if (ph[i].p_type == PT_INTERP)
+    size_t lo = 0, hi = 0; /* entries [lo, hi) are at buf */
+    if (eh.e_phoff <= (size_t)n) {
+        buf = u.b + eh.e_phoff;
+        hi = ((size_t)n - eh.e_phoff) / sizeof(phdr_t);
+    }
+    for (size_t i = 0; i < want; i++) {
+        if (i >= hi) {
+            size_t k = want - i < sizeof u.b / sizeof(phdr_t)
+                           ? want - i
+                           : sizeof u.b / sizeof(phdr_t);
+            do
+                n = pread(fd, u.b, k * sizeof(phdr_t),
+                          (off_t)(eh.e_phoff + i * sizeof(phdr_t)));
+            while (n < 0 && errno == EINTR);
+            if (n < (ssize_t)(k * sizeof(phdr_t)))
+                return FORKSAFE_EXEC_OK;
+            buf = u.b;
+            lo = i;
+            hi = i + k;
+        }
+        phdr_t ph;
+        memcpy(&ph, buf + (i - lo) * sizeof ph, sizeof ph);
+        if (ph.p_type == PT_INTERP)
             return FORKSAFE_EXEC_OK;
+    }
     return eh.e_phnum > 32 ? FORKSAFE_EXEC_OK : FORKSAFE_EXEC_STATIC;
 }
 
@@ -156,10 +192,10 @@ int forksafe__exec_check(int dirfd, const char *path, int fd, char *resolved,
 {
     int saved = errno;
     int own = -1;
+    struct stat st, *known = NULL;
     if (path) {
         /* Only regular files are opened: exec refuses anything else, and
            opening a FIFO would block, a device could react. */
-        struct stat st;
         if (fstatat(dirfd, path, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
             errno = saved;
             return FORKSAFE_EXEC_OK;
@@ -170,9 +206,10 @@ int forksafe__exec_check(int dirfd, const char *path, int fd, char *resolved,
             return FORKSAFE_EXEC_OK;
         }
         fd = own;
+        known = &st;
         copy(resolved, len, path);
     }
-    int r = fd >= 0 ? check_fd(fd, resolved, len, 0) : FORKSAFE_EXEC_OK;
+    int r = fd >= 0 ? check_fd(fd, known, resolved, len, 0) : FORKSAFE_EXEC_OK;
     if (own >= 0)
         close(own);
     errno = saved;

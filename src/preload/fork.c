@@ -27,6 +27,7 @@
 #include <semaphore.h>
 #include <stdio.h>
 #include <sys/single_threaded.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -68,14 +69,17 @@ static void count_fork(int mt)
         __atomic_add_fetch(&forks_mt_n, 1, __ATOMIC_RELAXED);
 }
 
+/* A program image that never forked (forks_pid 0) needs no getpid. */
 long forksafe__audit_forks(void)
 {
-    return LOAD(&forks_pid) == forksafe__getpid() ? LOAD(&forks_n) : 0;
+    long pid = LOAD(&forks_pid);
+    return pid && pid == forksafe__getpid() ? LOAD(&forks_n) : 0;
 }
 
 long forksafe__audit_forks_mt(void)
 {
-    return LOAD(&forks_pid) == forksafe__getpid() ? LOAD(&forks_mt_n) : 0;
+    long pid = LOAD(&forks_pid);
+    return pid && pid == forksafe__getpid() ? LOAD(&forks_mt_n) : 0;
 }
 
 /* 1 the first time key is offered (0 when already seen or the set is
@@ -496,6 +500,21 @@ struct fork_ctx {
     int window;  /* this fork opened a prepare window */
 };
 
+/* The census's fast path, one system call for the common case of a
+   single-threaded process (a shell forking for every command): the link
+   count of /proc/self/task is 2 plus the number of threads in the thread
+   group (the kernel's proc_task_getattr), raw clone() threads included,
+   and stat needs no descriptor. Anything else, or a failed stat, takes
+   the full listing. Once glibc has seen a thread start, the process is
+   taken to be multi-threaded and the stat is not made: the listing
+   follows anyway. */
+static int single_threaded(void)
+{
+    struct stat st;
+    return __libc_single_threaded && stat("/proc/self/task", &st) == 0 &&
+           st.st_nlink == 3;
+}
+
 /* Everything fork() must look at before the real fork: the thread census,
    locks held by other threads, what the child inherits. */
 static void before_fork(struct fork_ctx *c, const char *call)
@@ -511,7 +530,9 @@ static void before_fork(struct fork_ctx *c, const char *call)
        it forks or starts a thread itself (see after_fork). */
     if (mine && mine->tid != me)
         STORE(&mine->tid, me);
-    int n = forksafe__audit_list_numeric("/proc/self/task", tids, 64, NULL);
+    int n = single_threaded() ? 1
+                              : forksafe__audit_list_numeric("/proc/self/task",
+                                                             tids, 64, NULL);
     int unknown = n < 0;
     if (unknown) {
         forksafe__run_event(FORKSAFE_RUN_CENSUS, -n);
