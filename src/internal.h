@@ -349,7 +349,9 @@ int forksafe__thread_activity(pid_t tid, uintptr_t *addr);
 
 /* Copy thread tid's name (from /proc) into buf; "?" if unknown. */
 void forksafe__thread_name(pid_t tid, char *buf, size_t len);
-/* Call fn for every live thread of the process. Returns 0 or an errno. */
+/* Call fn for every thread of the process that has not begun to exit (one
+   joined a moment ago may still be listed by /proc). Returns 0 or an
+   errno. */
 int forksafe__threads_visit(void (*fn)(pid_t tid, void *arg), void *arg);
 
 /* ---- time ---- */

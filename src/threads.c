@@ -72,6 +72,19 @@ struct task_dirent {
    code again. */
 #define FS_PF_EXITING 0x4u
 
+/* 1 if thread `tid` (its /proc/self/task name) is gone or has begun to
+   exit, 0 if it lives or its flags cannot be read for another reason. */
+static int task_exiting(const char *tid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/self/task/%s/stat", tid);
+    ssize_t n = read_small(path, buf, sizeof buf);
+    if (n == -ENOENT || n == -ESRCH)
+        return 1; /* released while we looked */
+    long flags = n > 0 ? stat_field(buf, 9) : -1;
+    return flags >= 0 && ((unsigned long)flags & FS_PF_EXITING);
+}
+
 /* The threads of this process that have not begun to exit, counted up to
    max, or -errno. The thread count in /proc/self/stat (field 20,
    num_threads) also counts a thread that has exited until the kernel has
@@ -106,13 +119,7 @@ int forksafe__threads_alive(int max)
             at += d->reclen;
             if (d->name[0] < '0' || d->name[0] > '9')
                 continue;
-            char path[64];
-            snprintf(path, sizeof path, "/proc/self/task/%s/stat", d->name);
-            n = read_small(path, buf, sizeof buf);
-            if (n == -ENOENT || n == -ESRCH)
-                continue; /* released while we looked */
-            long flags = n > 0 ? stat_field(buf, 9) : -1;
-            if (flags < 0 || !((unsigned long)flags & FS_PF_EXITING))
+            if (!task_exiting(d->name))
                 alive++;
         }
     }
@@ -189,7 +196,7 @@ int forksafe__threads_visit(void (*fn)(pid_t tid, void *arg), void *arg)
     while ((de = readdir(d)) != NULL) {
         char *end;
         long tid = strtol(de->d_name, &end, 10);
-        if (*end == '\0' && tid > 0)
+        if (*end == '\0' && tid > 0 && !task_exiting(de->d_name))
             fn((pid_t)tid, arg);
     }
     closedir(d);
