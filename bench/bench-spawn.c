@@ -192,7 +192,8 @@ int main(void)
         size_t mb = sizes[s];
         if (mb > cap) {
             printf("(%zu MB does not fit in half of the available %zu MB; "
-                   "using %zu MB)\n", mb, cap * 2, cap);
+                   "using %zu MB)\n",
+                   mb, cap * 2, cap);
             mb = cap;
         }
         grow_to(mb);
@@ -231,8 +232,8 @@ int main(void)
                mb, med[M_FORK_EXEC], med[M_FS_SPAWN], med[M_FS_PIDFD],
                med[M_POSIX_SPAWN], med[M_FS_SPAWN] / med[M_POSIX_SPAWN],
                med[M_FS_PIDFD] / med[M_POSIX_SPAWN],
-               med[M_FORK_EXEC] / med[M_FS_SPAWN], med[M_FORK],
-               med[M_ZYGOTE], med[M_FORK] / med[M_ZYGOTE]);
+               med[M_FORK_EXEC] / med[M_FS_SPAWN], med[M_FORK], med[M_ZYGOTE],
+               med[M_FORK] / med[M_ZYGOTE]);
         fflush(stdout);
         if (s == 0)
             zyg_first = med[M_ZYGOTE];

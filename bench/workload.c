@@ -16,37 +16,6 @@
 static pthread_barrier_t start;
 static long npairs;
 
-static void *pairs(void *arg)
-{
-    pthread_mutex_t *m = arg;
-    pthread_barrier_wait(&start);
-    for (long i = 0; i < npairs; i++) {
-        pthread_mutex_lock(m);
-        pthread_mutex_unlock(m);
-    }
-    return NULL;
-}
-
-double bench_mutex_pairs(int threads, long n)
-{
-    static pthread_mutex_t locks[MAX_THREADS];
-    pthread_t t[MAX_THREADS];
-    if (threads > MAX_THREADS)
-        threads = MAX_THREADS;
-    npairs = n;
-    pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
-    for (int i = 0; i < threads; i++) {
-        pthread_mutex_init(&locks[i], NULL);
-        if (pthread_create(&t[i], NULL, pairs, &locks[i]) != 0)
-            exit(3);
-    }
-    pthread_barrier_wait(&start);
-    double t0 = bench_now_us();
-    for (int i = 0; i < threads; i++)
-        pthread_join(t[i], NULL);
-    return (bench_now_us() - t0) * 1e3 / (double)n;
-}
-
 /* bench_mutex_pairs_cpu(): each thread's mutex and result on cache lines
    of their own, so that the threads share nothing but the barrier. */
 struct own_mutex {

@@ -6,12 +6,9 @@
 #ifndef FORKSAFE_BENCH_WORKLOAD_H
 #define FORKSAFE_BENCH_WORKLOAD_H
 
-/* ns per lock+unlock pair: threads threads, each with its own mutex, do
-   pairs pairs at once after a barrier (wall time / pairs). */
-double bench_mutex_pairs(int threads, long pairs);
-
-/* The same in CPU time: ns of CPU per lock+unlock pair (the threads' own
-   CPU time over their loops, summed, / (threads * pairs)), each mutex on
+/* ns of CPU per lock+unlock pair: threads threads, each with its own
+   mutex, do pairs pairs at once after a barrier (the threads' own CPU
+   time over their loops, summed, / (threads * pairs)), each mutex on
    a cache line of its own. On a machine with fewer cores than threads, or
    shared with other work, CPU time is what the pairs cost; wall time is
    mostly how the scheduler shared the cores. */
