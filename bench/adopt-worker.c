@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #ifdef WITH_FORKSAFE
 #include "forksafe.h"
 #endif
@@ -56,36 +58,16 @@ static void hand_release(void)
 }
 #endif
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 static double tv_us(const struct timeval *tv)
 {
     return (double)tv->tv_sec * 1e6 + (double)tv->tv_usec;
-}
-
-static double thread_cpu_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* n x (fork + _exit(0) + wait4), with forksafe_fork() for 'f'; with cpu,
    each fork's CPU microseconds (forking thread + child) in cpu[i]. */
 static int fork_n(char cmd, int n, double *cpu)
 {
-    double t0 = cpu ? thread_cpu_us() : 0;
+    double t0 = cpu ? bench_thread_cpu_ns() / 1e3 : 0;
     for (int i = 0; i < n; i++) {
 #ifdef WITH_FORKSAFE
         pid_t pid = cmd == 'f' ? forksafe_fork(NULL) : fork();
@@ -99,7 +81,7 @@ static int fork_n(char cmd, int n, double *cpu)
         if (pid < 0 || wait4(pid, NULL, 0, &ru) != pid)
             return -1;
         if (cpu) {
-            double t1 = thread_cpu_us();
+            double t1 = bench_thread_cpu_ns() / 1e3;
             cpu[i] = t1 - t0 + tv_us(&ru.ru_utime) + tv_us(&ru.ru_stime);
             t0 = t1;
         }
@@ -148,13 +130,13 @@ int main(int argc, char **argv)
         double cpu[FORKS_PER_BATCH];
         getrusage(RUSAGE_SELF, &s0);
         getrusage(RUSAGE_CHILDREN, &c0);
-        double t0 = now_us();
+        double t0 = bench_now_us();
         if (fork_n(cmd, FORKS_PER_BATCH, cpu))
             return 1;
-        double us = (now_us() - t0) / FORKS_PER_BATCH;
+        double us = (bench_now_us() - t0) / FORKS_PER_BATCH;
         getrusage(RUSAGE_SELF, &s1);
         getrusage(RUSAGE_CHILDREN, &c1);
-        qsort(cpu, FORKS_PER_BATCH, sizeof cpu[0], cmp_double);
+        qsort(cpu, FORKS_PER_BATCH, sizeof cpu[0], bench_cmp_double);
         printf("%.3f %.3f %.3f %.3f\n", us,
                (double)(s1.ru_minflt - s0.ru_minflt) / FORKS_PER_BATCH,
                (double)(c1.ru_minflt - c0.ru_minflt) / FORKS_PER_BATCH,

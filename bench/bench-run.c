@@ -174,28 +174,21 @@ struct hook_thread {
 static int (*libc_lock)(pthread_mutex_t *);
 static int (*libc_unlock)(pthread_mutex_t *);
 
-static double thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 static void *hook_blocks(void *arg)
 {
     struct hook_thread *h = arg;
     for (int b = 0; b < HOOK_BLOCKS; b++) {
-        double t0 = thread_cpu_ns();
+        double t0 = bench_thread_cpu_ns();
         for (long i = 0; i < HOOK_PAIRS; i++) {
             libc_lock(&h->m);
             libc_unlock(&h->m);
         }
-        double t1 = thread_cpu_ns();
+        double t1 = bench_thread_cpu_ns();
         for (long i = 0; i < HOOK_PAIRS; i++) {
             pthread_mutex_lock(&h->m);
             pthread_mutex_unlock(&h->m);
         }
-        double t2 = thread_cpu_ns();
+        double t2 = bench_thread_cpu_ns();
         h->ratio[b] = t1 > t0 ? (t2 - t1) / (t1 - t0) : 0;
     }
     return NULL;

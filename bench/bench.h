@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench.h: timing helpers shared by the benchmarks: a monotonic clock in
- * microseconds, medians, and the round count (BENCH_ROUNDS).
+ * bench.h: timing helpers shared by the benchmarks and adopt-worker.c: a
+ * monotonic clock in microseconds, the thread's CPU time, medians, and the
+ * round count (BENCH_ROUNDS).
  */
 #ifndef FORKSAFE_BENCH_H
 #define FORKSAFE_BENCH_H
@@ -14,6 +15,14 @@ static inline double bench_now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* The calling thread's CPU time in nanoseconds. */
+static inline double bench_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
 static inline int bench_cmp_double(const void *a, const void *b)

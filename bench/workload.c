@@ -23,23 +23,16 @@ struct own_mutex {
     double cpu_ns;
 } __attribute__((aligned(64)));
 
-static double thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 static void *pairs_cpu(void *arg)
 {
     struct own_mutex *o = arg;
     pthread_barrier_wait(&start);
-    double t0 = thread_cpu_ns();
+    double t0 = bench_thread_cpu_ns();
     for (long i = 0; i < npairs; i++) {
         pthread_mutex_lock(&o->m);
         pthread_mutex_unlock(&o->m);
     }
-    o->cpu_ns = thread_cpu_ns() - t0;
+    o->cpu_ns = bench_thread_cpu_ns() - t0;
     return NULL;
 }
 
