@@ -12,6 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Run argv (target-hang or a wrapper of it) under forksafe-run with a
+   JSON report: all 200 children must end well, none hung or wrong. */
+static void none_hung_under_cli(char **argv)
+{
+    int hung, n, wrong;
+    assert_int_equal(ru_cli_report(NULL, argv), 0);
+    ru_counts(ru_slurp(ru_out), "hung", &hung, &n, &wrong);
+    assert_int_equal(n, 200);
+    assert_int_equal(hung, 0);
+    assert_int_equal(wrong, 0);
+}
+
 /* target-hang MODE [forker-holds]: without forksafe-run some children
    hang (or, when the forker holds a lock, find it wrong); under it none.
    Then the same through LD_PRELOAD alone. */
@@ -34,11 +46,7 @@ static void hang_case(const char *type, int holds)
     }
     assert_true(hung + wrong > 0);
 
-    assert_int_equal(ru_cli_report(NULL, argv), 0);
-    ru_counts(ru_slurp(ru_out), "hung", &hung, &n, &wrong);
-    assert_int_equal(n, 200);
-    assert_int_equal(hung, 0);
-    assert_int_equal(wrong, 0);
+    none_hung_under_cli(argv);
     ru_check("--eq", "forks.total=200", "--eq", "forks.threaded=200", "--eq",
              "forks.timed_out=0", "--eq", "forks.stuck=0", "--len",
              "slow_forks=0", "--eq", "complete=true", "--eq", "exit_status=0",
@@ -59,12 +67,7 @@ static void test_fence_mode_without_membarrier(void **state)
     (void)state;
     char *argv[] = {RU_TARGET("run-no-membarrier"), RU_TARGET("target-hang"),
                     "normal", NULL};
-    int hung, n, wrong;
-    assert_int_equal(ru_cli_report(NULL, argv), 0);
-    ru_counts(ru_slurp(ru_out), "hung", &hung, &n, &wrong);
-    assert_int_equal(n, 200);
-    assert_int_equal(hung, 0);
-    assert_int_equal(wrong, 0);
+    none_hung_under_cli(argv);
     ru_check("--eq", "forks.total=200", "--eq", "forks.threaded=200", "--eq",
              "forks.timed_out=0", "--eq", "forks.stuck=0", "--eq",
              "complete=true", "--eq", "exit_status=0");
