@@ -32,6 +32,9 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define NOINLINE  __attribute__((noinline, cold))
+
 /* ------------------------------------------------------------ policy */
 
 HOT int forksafe__policy_slow;
@@ -68,8 +71,11 @@ __attribute__((weak)) int forksafe__policy_cond_wait(pthread_cond_t *c,
 /* ------------------------------------------------------------ held stack */
 
 #ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
-static inline void note_acquire(void *lock, int kind, const char *fn,
-                                void *site)
+/* The whole of an acquire's bookkeeping; note_acquire() below takes the
+   common case without it. Out of line, so that the hooks' fast path saves
+   no registers for it. */
+static NOINLINE void note_acquire_slow(void *lock, int kind, const char *fn,
+                                       void *site)
 {
     struct thread_rec *r = forksafe__self();
     if (!r)
@@ -110,14 +116,39 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
     if (UNLIKELY(LOAD(&forksafe__policy_slow)))
         forksafe__policy_acquired(lock, kind, fn, site);
 }
-#endif
 
-/* Remove lock from this thread's held stack; 1 if it was there. */
-static inline int note_release(void *lock)
+/* A successful acquire: push it on this thread's held stack and note it in
+   the lock table. The common case, taken inline, is the one where
+   note_acquire_slow() would write only the push: the thread holds no
+   other lock (so there is no pair to note), its seen cache says the
+   table needs nothing more for this lock taken bare, and no policy wants
+   to hear of it. It makes the same stores in the same order (the entry,
+   then nheld). */
+static inline void note_acquire(void *lock, int kind, const char *fn,
+                                void *site)
 {
     struct thread_rec *r = forksafe__self_rec;
-    if (!r)
-        return 0;
+    uintptr_t a = (uintptr_t)lock;
+    unsigned k = (a >> 4) & (SEEN_CACHE - 1);
+    if (LIKELY(r != NULL) && LIKELY(r->nheld == 0) &&
+        LIKELY(r->seen[k].lock == a) &&
+        LIKELY(r->seen[k].outer == OUTER_BARE) &&
+        LIKELY(r->seen[k].outer0 == OUTER_BARE) &&
+        LIKELY(!LOAD(&forksafe__policy_slow))) {
+        r->held[0].lock = lock;
+        r->held[0].site = site;
+        r->held[0].kind = kind;
+        STORE(&r->nheld, 1);
+        return;
+    }
+    note_acquire_slow(lock, kind, fn, site);
+}
+#endif
+
+/* The whole of note_release(), for a lock that is not on top of the
+   stack. */
+static NOINLINE int note_release_slow(struct thread_rec *r, void *lock)
+{
     int n = r->nheld;
     for (int i = n - 1; i >= 0; i--) {
         if (r->held[i].lock != lock)
@@ -135,6 +166,22 @@ static inline int note_release(void *lock)
         return 1;
     }
     return 0;
+}
+
+/* Remove lock from this thread's held stack; 1 if it was there. The
+   common case, the lock on top of the stack (released in order), is a
+   pop inline: note_release_slow() would make only that store for it. */
+static inline int note_release(void *lock)
+{
+    struct thread_rec *r = forksafe__self_rec;
+    if (UNLIKELY(!r))
+        return 0;
+    int n = r->nheld;
+    if (LIKELY(n > 0) && LIKELY(r->held[n - 1].lock == lock)) {
+        STORE(&r->nheld, n - 1);
+        return 1;
+    }
+    return note_release_slow(r, lock);
 }
 
 #ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
