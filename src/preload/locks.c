@@ -228,6 +228,25 @@ static void forget_range(const void *p, size_t len)
     forksafe__lock_forget(lo, hi);
 }
 
+#ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
+/* A blocking acquire while the library's policy asks for it
+   (forksafe__policy_slow): offered to forksafe__policy_acquire() first.
+   Returns its result (noted as an acquire when 0), or FORKSAFE_POLICY_PASS
+   for the hook to make the real call as usual. Out of line: the hooks'
+   fast path keeps no registers for it. */
+static NOINLINE int acquire_policy(void *lock, int op, int kind, const char *fn,
+                                   void *site)
+{
+    int r;
+    if (forksafe__in_hook ||
+        (r = forksafe__policy_acquire(lock, op, site)) == FORKSAFE_POLICY_PASS)
+        return FORKSAFE_POLICY_PASS;
+    if (r == 0)
+        note_acquire(lock, kind, fn, site);
+    return r;
+}
+#endif
+
 /* ------------------------------------------------------------ mutexes */
 
 /* Every hook below keeps the contract of the glibc function it wraps
@@ -243,13 +262,11 @@ EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
     void *site = __builtin_return_address(0);
     int r;
-    if (UNLIKELY(LOAD(&forksafe__policy_slow)) && !forksafe__in_hook &&
-        (r = forksafe__policy_acquire(m, FORKSAFE_OP_MUTEX_LOCK, site)) !=
-            FORKSAFE_POLICY_PASS) {
-        if (r == 0)
-            note_acquire(m, KIND_MUTEX, "pthread_mutex_lock", site);
+    if (UNLIKELY(LOAD(&forksafe__policy_slow)) &&
+        (r = acquire_policy(m, FORKSAFE_OP_MUTEX_LOCK, KIND_MUTEX,
+                            "pthread_mutex_lock", site)) !=
+            FORKSAFE_POLICY_PASS)
         return r;
-    }
     r = REAL(pthread_mutex_lock)(m);
     if (r == 0 && !forksafe__in_hook)
         note_acquire(m, KIND_MUTEX, "pthread_mutex_lock", site);
@@ -313,13 +330,11 @@ EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
     void *site = __builtin_return_address(0);
     int r;
-    if (UNLIKELY(LOAD(&forksafe__policy_slow)) && !forksafe__in_hook &&
-        (r = forksafe__policy_acquire(l, FORKSAFE_OP_RDLOCK, site)) !=
-            FORKSAFE_POLICY_PASS) {
-        if (r == 0)
-            note_acquire(l, KIND_RWLOCK, "pthread_rwlock_rdlock", site);
+    if (UNLIKELY(LOAD(&forksafe__policy_slow)) &&
+        (r = acquire_policy(l, FORKSAFE_OP_RDLOCK, KIND_RWLOCK,
+                            "pthread_rwlock_rdlock", site)) !=
+            FORKSAFE_POLICY_PASS)
         return r;
-    }
     r = REAL(pthread_rwlock_rdlock)(l);
     if (r == 0 && !forksafe__in_hook)
         note_acquire(l, KIND_RWLOCK, "pthread_rwlock_rdlock", site);
@@ -330,13 +345,11 @@ EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 {
     void *site = __builtin_return_address(0);
     int r;
-    if (UNLIKELY(LOAD(&forksafe__policy_slow)) && !forksafe__in_hook &&
-        (r = forksafe__policy_acquire(l, FORKSAFE_OP_WRLOCK, site)) !=
-            FORKSAFE_POLICY_PASS) {
-        if (r == 0)
-            note_acquire(l, KIND_RWLOCK, "pthread_rwlock_wrlock", site);
+    if (UNLIKELY(LOAD(&forksafe__policy_slow)) &&
+        (r = acquire_policy(l, FORKSAFE_OP_WRLOCK, KIND_RWLOCK,
+                            "pthread_rwlock_wrlock", site)) !=
+            FORKSAFE_POLICY_PASS)
         return r;
-    }
     r = REAL(pthread_rwlock_wrlock)(l);
     if (r == 0 && !forksafe__in_hook)
         note_acquire(l, KIND_RWLOCK, "pthread_rwlock_wrlock", site);
@@ -447,13 +460,10 @@ EXPORT int sem_wait(sem_t *s)
 {
     void *site = __builtin_return_address(0);
     int r;
-    if (UNLIKELY(LOAD(&forksafe__policy_slow)) && !forksafe__in_hook &&
-        (r = forksafe__policy_acquire(s, FORKSAFE_OP_SEM_WAIT, site)) !=
-            FORKSAFE_POLICY_PASS) {
-        if (r == 0)
-            note_acquire(s, KIND_SEMAPHORE, "sem_wait", site);
+    if (UNLIKELY(LOAD(&forksafe__policy_slow)) &&
+        (r = acquire_policy(s, FORKSAFE_OP_SEM_WAIT, KIND_SEMAPHORE, "sem_wait",
+                            site)) != FORKSAFE_POLICY_PASS)
         return r;
-    }
     r = REAL(sem_wait)(s);
     if (r == 0 && !forksafe__in_hook)
         note_acquire(s, KIND_SEMAPHORE, "sem_wait", site);
