@@ -279,7 +279,10 @@ static void write_proc(int fd, long pid, const char *start)
    does not grow (which would make every later fork() slower). */
 int forksafe__rec_written(void)
 {
-    return __atomic_load_n(&proc_pid, __ATOMIC_ACQUIRE) == forksafe__getpid();
+    /* 0: nothing was written since exec, in this process or before the
+       fork that made it; no getpid needed (the common exit). */
+    long p = __atomic_load_n(&proc_pid, __ATOMIC_ACQUIRE);
+    return p && p == forksafe__getpid();
 }
 
 /* Every process appends to the same file: creating a file is the most
