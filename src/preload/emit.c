@@ -220,6 +220,12 @@ void forksafe__out_init(void)
     __atomic_store_n(&out_state, state, __ATOMIC_RELEASE);
 }
 
+long forksafe__out_image_pid(void)
+{
+    forksafe__out_init();
+    return __atomic_load_n(&image_pid, __ATOMIC_ACQUIRE);
+}
+
 int forksafe__out_enabled(void)
 {
     forksafe__out_init();
