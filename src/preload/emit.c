@@ -220,6 +220,12 @@ void forksafe__out_init(void)
     __atomic_store_n(&out_state, state, __ATOMIC_RELEASE);
 }
 
+long forksafe__out_image_pid(void)
+{
+    forksafe__out_init();
+    return __atomic_load_n(&image_pid, __ATOMIC_ACQUIRE);
+}
+
 int forksafe__out_enabled(void)
 {
     forksafe__out_init();
@@ -279,7 +285,10 @@ static void write_proc(int fd, long pid, const char *start)
    does not grow (which would make every later fork() slower). */
 int forksafe__rec_written(void)
 {
-    return __atomic_load_n(&proc_pid, __ATOMIC_ACQUIRE) == forksafe__getpid();
+    /* 0: nothing was written since exec, in this process or before the
+       fork that made it; no getpid needed (the common exit). */
+    long p = __atomic_load_n(&proc_pid, __ATOMIC_ACQUIRE);
+    return p && p == forksafe__getpid();
 }
 
 /* Every process appends to the same file: creating a file is the most

@@ -56,9 +56,8 @@ HOT uintptr_t forksafe__audit_core_lo, forksafe__audit_core_hi;
    fault, and shell scripts fork all the time). */
 HOT static long forks_n, forks_mt_n, forks_pid;
 
-static void count_fork(int mt)
+static void count_fork(int mt, long pid)
 {
-    long pid = forksafe__getpid();
     if (LOAD(&forks_pid) != pid) {
         STORE(&forks_n, 0);
         STORE(&forks_mt_n, 0);
@@ -500,19 +499,32 @@ struct fork_ctx {
     int window;  /* this fork opened a prepare window */
 };
 
-/* The census's fast path, one system call for the common case of a
-   single-threaded process (a shell forking for every command): the link
+/* The census's fast path, one system call and no descriptor: the link
    count of /proc/self/task is 2 plus the number of threads in the thread
-   group (the kernel's proc_task_getattr), raw clone() threads included,
-   and stat needs no descriptor. Anything else, or a failed stat, takes
-   the full listing. Once glibc has seen a thread start, the process is
-   taken to be multi-threaded and the stat is not made: the listing
-   follows anyway. */
-static int single_threaded(void)
+   group (the kernel's proc_task_getattr), raw clone() threads included.
+   Returns that number, or -1 when the stat fails (the full listing then
+   decides). */
+static int task_count(void)
 {
     struct stat st;
-    return __libc_single_threaded && stat("/proc/self/task", &st) == 0 &&
-           st.st_nlink == 3;
+    if (stat("/proc/self/task", &st) != 0 || st.st_nlink < 3)
+        return -1;
+    return (int)(st.st_nlink - 2);
+}
+
+/* 1 if a fork-with-threads finding is still due for this site: only then
+   does the fork need the threads' TIDs, that is the listing of
+   /proc/self/task (open, two getdents, close), and not just their
+   number. A full set reports nothing more, as in once_first. */
+static int fork_report_due(uintptr_t site)
+{
+    int n = LOAD(&fk.once_fork.n);
+    if (n >= ONCE_MAX)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (LOAD(&fk.once_fork.key[i]) == site)
+            return 0;
+    return 1;
 }
 
 /* Everything fork() must look at before the real fork: the thread census,
@@ -530,16 +542,23 @@ static void before_fork(struct fork_ctx *c, const char *call)
        it forks or starts a thread itself (see after_fork). */
     if (mine && mine->tid != me)
         STORE(&mine->tid, me);
-    int n = single_threaded() ? 1
-                              : forksafe__audit_list_numeric("/proc/self/task",
-                                                             tids, 64, NULL);
+    /* The listing only when its TIDs are needed (a finding not yet
+       made for this site) or the count is unknown; otherwise the count
+       alone says whether other threads are alive. */
+    int n = task_count(), listed = 0;
+    if (n < 0 || (n > 1 && fork_report_due((uintptr_t)c->site))) {
+        n = forksafe__audit_list_numeric("/proc/self/task", tids, 64, NULL);
+        listed = n > 0;
+    }
     int unknown = n < 0;
     if (unknown) {
         forksafe__run_event(FORKSAFE_RUN_CENSUS, -n);
         n = table_census(tids, 64);
+        listed = 1;
     }
     c->mt = unknown || n > 1;
-    count_fork(c->mt);
+    long pid = forksafe__getpid(); /* one getpid for the fork's counts */
+    count_fork(c->mt, pid);
     c->snapped = 0;
     c->window = 0;
     /* libforksafe's handler runs for every fork() once it is registered;
@@ -554,7 +573,7 @@ static void before_fork(struct fork_ctx *c, const char *call)
                                                  __ATOMIC_RELAXED);
         if (c->snapped)
             fk.nsnap = 0;
-        if (n > 1)
+        if (n > 1 && listed)
             report_fork_threads(c->site, tids, n, me, call, coordinated);
         int hwm = LOAD(&forksafe__threads_hwm);
         for (int i = 0; i < hwm; i++) {
@@ -594,7 +613,7 @@ static void before_fork(struct fork_ctx *c, const char *call)
     }
     c->watch = inheritance() || c->mt || LOAD(&fk.child_mt);
     if (c->watch) {
-        set_long(&fk.fork_pid, forksafe__getpid());
+        set_long(&fk.fork_pid, pid);
         if (LOAD(&fk.fork_site) != c->site)
             STORE(&fk.fork_site, c->site);
         if (LOAD(&fk.coordinated) != coordinated)

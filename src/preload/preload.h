@@ -97,6 +97,9 @@ void forksafe__out_init(void);
 void forksafe__out_use_variable(const char *name);
 /* 1 if records are being collected (a usable directory was given). */
 int forksafe__out_enabled(void);
+/* The pid this program image started in (read by forksafe__out_init(),
+   so without a system call of its own). */
+long forksafe__out_image_pid(void);
 
 /* Find the mapping that contains addr: copies the object's path (or
    "[anon]") into obj and returns the file offset in *off. Returns 0, or -1

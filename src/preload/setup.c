@@ -58,7 +58,7 @@ __attribute__((constructor)) static void audit_init(int argc, char **argv,
     /* The descriptor scan comes first, before our own record file is
        opened. */
     const char *root = getenv("FORKSAFE_AUDIT_ROOT");
-    if (root && dec(root) != forksafe__getpid())
+    if (root && dec(root) != forksafe__out_image_pid())
         forksafe__audit_report_inherited_fds(argc, argv, envp);
     errno = saved;
 }
