@@ -167,6 +167,16 @@ int fs_run_scenario(int (*fn)(int mode, int fd), int mode, char *out,
     return code;
 }
 
+void fs_assert_scenario(int (*fn)(int mode, int fd), int mode)
+{
+    char out[4096]; /* on the stack: fail_msg() and skip() do not return */
+    int code = fs_run_scenario(fn, mode, out, sizeof out);
+    if (code == 77)
+        skip();
+    if (code != 0)
+        fail_msg("scenario exit %d (-1: killed or hung): %s", code, out);
+}
+
 pthread_rwlock_t fs_asan_gate = PTHREAD_RWLOCK_INITIALIZER;
 
 int fs_asan_gate_register(void)

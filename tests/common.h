@@ -56,6 +56,13 @@ int fs_run_scenario_alloc(int (*fn)(int mode, int fd), int mode, char **buf,
 int fs_run_scenario(int (*fn)(int mode, int fd), int mode, char *out,
                     size_t cap);
 
+/* Run fn(mode, fd) as fs_run_scenario() does and assert that it exited
+   0; otherwise the test fails with the exit status (-1: killed or hung)
+   and what the scenario wrote (its first 4 KiB). An exit status of 77
+   marks the test skipped: the scenario found this machine lacks what it
+   needs (a user namespace, seccomp, an unprivileged uid, ...). */
+void fs_assert_scenario(int (*fn)(int mode, int fd), int mode);
+
 /* FS_ASAN is 1 under AddressSanitizer. GCC 12's (and clang 14's) ASan
    allocator takes no locks around fork(): a child forked while another
    thread is inside malloc() can hang in the allocator (glibc's own malloc

@@ -113,10 +113,7 @@ static int rank_set_scenario(int mode, int fd)
 static void test_rank_set_under_traffic(void **state)
 {
     (void)state;
-    char out[1024];
-    int code = fs_run_scenario(rank_set_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fail_msg("exit %d: %s", code, out);
+    fs_assert_scenario(rank_set_scenario, 0);
 }
 
 /* ---- the same rank, with holders that come and go, and signals ----
@@ -303,10 +300,7 @@ static int cross_scenario(int mode, int fd)
 static void test_crossed_forkers_end_in_time(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(cross_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fail_msg("exit %d: %s", code, out);
+    fs_assert_scenario(cross_scenario, 0);
 }
 
 /* ---- plugins come and go while another thread forks ---- */
@@ -364,10 +358,7 @@ static int churn_scenario(int mode, int fd)
 static void test_plugins_churn_while_forking(void **state)
 {
     (void)state;
-    char out[1024];
-    int code = fs_run_scenario(churn_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fail_msg("exit %d: %s", code, out);
+    fs_assert_scenario(churn_scenario, 0);
 }
 
 /* ---- raw handlers that misbehave ---- */
@@ -437,10 +428,7 @@ static int meddling_scenario(int mode, int fd)
 static void test_meddling_raw_handlers(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(meddling_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fail_msg("exit %d: %s", code, out);
+    fs_assert_scenario(meddling_scenario, 0);
 }
 
 /* ---- out of address space ---- */
@@ -515,10 +503,7 @@ static void test_enomem_from_the_arena(void **state)
     (void)state;
     if (FS_ASAN)
         skip(); /* ASan reserves far more address space than it uses */
-    char out[256];
-    int code = fs_run_scenario(enomem_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fail_msg("exit %d: %s", code, out);
+    fs_assert_scenario(enomem_scenario, 0);
 }
 
 /* ---- fork from a signal handler during a registry call ---- */
@@ -577,10 +562,7 @@ static int signal_scenario(int mode, int fd)
 static void test_fork_from_signal_handler(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(signal_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fail_msg("exit %d: %s", code, out);
+    fs_assert_scenario(signal_scenario, 0);
 }
 
 int main(int argc, char **argv)

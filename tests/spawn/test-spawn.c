@@ -536,12 +536,7 @@ static int near_limit_scenario(int v, int fd)
 
 static void spawn_fd_map_near_fd_limit(void **state)
 {
-    char out[512];
-    int code = fs_run_scenario(near_limit_scenario, (int)variant(state), out,
-                               sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(near_limit_scenario, (int)variant(state));
 }
 
 /* A parent_fd that is open but above a lowered RLIMIT_NOFILE (opened
@@ -580,12 +575,7 @@ static int source_above_limit_scenario(int v, int fd)
 
 static void spawn_fd_map_source_above_fd_limit(void **state)
 {
-    char out[512];
-    int code = fs_run_scenario(source_above_limit_scenario, (int)variant(state),
-                               out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(source_above_limit_scenario, (int)variant(state));
 }
 
 /* A negative parent_fd is a descriptor that is not open: EBADF, as the
@@ -709,12 +699,7 @@ static int handler_scenario(int v, int fd)
 
 static void spawn_child_runs_no_parent_handler(void **state)
 {
-    char out[512];
-    int code =
-        fs_run_scenario(handler_scenario, (int)variant(state), out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(handler_scenario, (int)variant(state));
 }
 
 static void spawn_cwd(void **state)
@@ -838,11 +823,7 @@ static int sigchld_ignored_scenario(int n, int fd)
 static void spawn_pidfd_sigchld_ignored(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(sigchld_ignored_scenario, 1000, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(sigchld_ignored_scenario, 1000);
 }
 
 /* The same with a thread that reaps every child with waitpid(-1). */
@@ -872,11 +853,7 @@ static int reaper_scenario(int n, int fd)
 static void spawn_pidfd_with_reaper_thread(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(reaper_scenario, 1000, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(reaper_scenario, 1000);
 }
 
 /* With every descriptor in use, PIDFD fails with EMFILE and starts
@@ -958,11 +935,7 @@ static int emfile_scenario(int mode, int fd)
 static void spawn_pidfd_emfile_starts_nothing(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(emfile_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(emfile_scenario, 0);
 }
 
 /* With RLIMIT_NPROC reached (as an unprivileged user), spawning fails
@@ -996,14 +969,7 @@ static int nproc_scenario(int v, int fd)
 
 static void spawn_nproc_limit(void **state)
 {
-    char out[512];
-    int code =
-        fs_run_scenario(nproc_scenario, (int)variant(state), out, sizeof out);
-    if (code == 77)
-        skip();
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(nproc_scenario, (int)variant(state));
 }
 
 /* Under a seccomp profile that hides clone3, close_range and pidfd_open
@@ -1055,13 +1021,7 @@ static int seccomp_scenario(int mode, int fd)
 static void spawn_under_seccomp(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(seccomp_scenario, 0, out, sizeof out);
-    if (code == 77)
-        skip();
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(seccomp_scenario, 0);
 }
 
 /* The same profile (close_range() hidden) without /proc, as in a chroot
@@ -1107,13 +1067,7 @@ static int seccomp_noproc_scenario(int mode, int fd)
 static void spawn_under_seccomp_without_proc(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(seccomp_noproc_scenario, 0, out, sizeof out);
-    if (code == 77)
-        skip();
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(seccomp_noproc_scenario, 0);
 }
 
 /* Threads spawn at once, each with its own pipes swapped in its map: every
@@ -1417,12 +1371,7 @@ static int cancel_scenario(int flags, int fd)
 
 static void spawn_survives_thread_cancellation(void **state)
 {
-    char out[512];
-    int code =
-        fs_run_scenario(cancel_scenario, (int)variant(state), out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "scenario %d: %s", code, out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(cancel_scenario, (int)variant(state));
 }
 
 #define BOTH(f)                                                                \

@@ -196,21 +196,13 @@ static int cancel_scenario(int pending, int fd)
 static void zygote_spawn_cancelled_while_waiting(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(cancel_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "scenario %d: %s", code, out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(cancel_scenario, 0);
 }
 
 static void zygote_spawn_cancel_pending_on_entry(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(cancel_scenario, 1, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "scenario %d: %s", code, out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(cancel_scenario, 1);
 }
 
 /* forksafe_zygote_pid() is not a cancellation point either: it looks at
@@ -292,11 +284,7 @@ static int cancel_pid_scenario(int unused, int fd)
 static void zygote_pid_cancel_pending_on_entry(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(cancel_pid_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "scenario %d: %s", code, out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(cancel_pid_scenario, 0);
 }
 
 /* ------------------------------------------------- server killed */
@@ -487,13 +475,7 @@ out:
 static void zygote_stop_frozen_server(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(frozen_scenario, 0, out, sizeof out);
-    if (code == 77)
-        skip();
-    if (code != 0)
-        fprintf(stderr, "scenario %d: %s", code, out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(frozen_scenario, 0);
 }
 
 /* A late worker (made after its spawn returned ETIMEDOUT) that is frozen
@@ -600,13 +582,7 @@ out:
 static void zygote_frozen_late_worker_is_reaped(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(frozen_late_scenario, 0, out, sizeof out);
-    if (code == 77)
-        skip();
-    if (code != 0)
-        fprintf(stderr, "scenario %d: %s", code, out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(frozen_late_scenario, 0);
 }
 
 int main(int argc, char **argv)

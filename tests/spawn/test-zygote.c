@@ -994,11 +994,7 @@ static int start_emfile_scenario(int mode, int fd)
 static void zygote_start_fd_exhaustion(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(start_emfile_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(start_emfile_scenario, 0);
 }
 
 /* A thread the program has just joined is gone for the program, but the
@@ -1037,11 +1033,7 @@ static int after_join_scenario(int unused, int fd)
 static void zygote_start_right_after_a_join(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(after_join_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(after_join_scenario, 0);
 }
 
 /* Worker credentials are the program's at forksafe_zygote_start(); once
@@ -1114,13 +1106,7 @@ static int creds_scenario(int mode, int fd)
 static void zygote_credential_model(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(creds_scenario, 0, out, sizeof out);
-    if (code == 77)
-        skip();
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(creds_scenario, 0);
 }
 
 /* With SIGCHLD ignored (mode 0) or a thread reaping every child with
@@ -1177,21 +1163,13 @@ static int reaped_scenario(int mode, int fd)
 static void zygote_with_sigchld_ignored(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(reaped_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(reaped_scenario, 0);
 }
 
 static void zygote_with_reaper_thread(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(reaped_scenario, 1, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(reaped_scenario, 1);
 }
 
 /* Under a seccomp profile that hides clone3, close_range, pidfd_open and
@@ -1251,13 +1229,7 @@ static int seccomp_scenario(int mode, int fd)
 static void zygote_under_seccomp(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(seccomp_scenario, 0, out, sizeof out);
-    if (code == 77)
-        skip();
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(seccomp_scenario, 0);
 }
 
 /* Without /proc (a mount namespace where it is unmounted), the fork
@@ -1309,13 +1281,7 @@ static int noproc_scenario(int mode, int fd)
 static void zygote_without_proc(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(noproc_scenario, 0, out, sizeof out);
-    if (code == 77)
-        skip();
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(noproc_scenario, 0);
 }
 
 /* ------------------------------------------------- namespaces, lost fds */
@@ -1379,13 +1345,7 @@ static int nested_pidns_scenario(int mode, int fd)
 static void zygote_nested_pid_namespace_is_not_owner(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(nested_pidns_scenario, 0, out, sizeof out);
-    if (code == 77)
-        skip();
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(nested_pidns_scenario, 0);
 }
 
 /* After unshare(CLONE_NEWPID) the server would be PID 1 of the new
@@ -1542,11 +1502,7 @@ static int lost_fds_scenario(int mode, int fd)
 static void zygote_program_closes_library_descriptors(void **state)
 {
     (void)state;
-    char out[256];
-    int code = fs_run_scenario(lost_fds_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fprintf(stderr, "%s", out);
-    assert_int_equal(code, 0);
+    fs_assert_scenario(lost_fds_scenario, 0);
 }
 
 int main(void)
