@@ -185,43 +185,104 @@ int forksafe_sqlite_track(sqlite3 *db)
     return rc;
 }
 
-/* Contract in forksafe/sqlite.h. The connection itself is not touched. */
+/* EDEADLK if called from a forksafe callback on the forking thread, which
+   may hold ad.mu and s_close_mu (the fork takes them): waiting for either
+   would never end. Else 0. The adapter's name was recorded at install,
+   and recording it again changes nothing, but the core refuses that
+   call there. */
+static int refused_in_fork(void)
+{
+    return forksafe_adapter_installed("sqlite") &&
+                   forksafe_register_adapter("sqlite") == EDEADLK
+               ? EDEADLK
+               : 0;
+}
+
+/* Contract in forksafe/sqlite.h. The connection itself is not touched.
+   It leaves the list before its mutex is unregistered (the reverse of
+   forksafe_sqlite_track()), so the child handler never touches a
+   connection whose mutex a fork did not take. */
 int forksafe_sqlite_untrack(sqlite3 *db)
 {
     if (db == NULL)
         return EINVAL;
+    int rc = refused_in_fork();
+    if (rc != 0)
+        return rc;
     forksafe__adapter_enter_plain(&ad);
-    size_t i = forksafe__list_find(&s_conns, &db);
-    int rc = ENOENT;
-    if (i < s_conns.n) {
-        struct conn *c = forksafe__list_at(&s_conns, i);
-        rc = c->mutex ? forksafe_unregister(c->mutex) : 0;
-        if (rc == 0) {
-            forksafe__adapter_remove(&ad, &s_conns, &db, NULL);
-        }
+    struct conn c;
+    rc = forksafe__adapter_remove(&ad, &s_conns, &db, &c);
+    if (rc == 0 && c.mutex != NULL) {
+        rc = forksafe_unregister(c.mutex);
+        if (rc != 0)
+            forksafe__adapter_add(&ad, &s_conns, &c); /* its room is free */
     }
     forksafe__adapter_leave(&ad);
     return rc;
 }
 
-/* Contract in forksafe/sqlite.h. The close runs under s_close_mu, a
-   registered lock ranked before every SQLite mutex (sqlite3_close() takes
-   them), taken only after db's own entry is gone, so forksafe_unregister()
-   never waits for a fork that waits for s_close_mu. */
+/* Contract in forksafe/sqlite.h.
+
+   The close runs under s_close_mu, a registered lock ranked after the
+   callback entry (whose prepare takes ad.mu) and before every SQLite
+   mutex (sqlite3_close() takes them). A tracked connection is untracked
+   under that lock too, so at every fork a connection being closed is
+   either still tracked (its mutex registered: prepare takes it, the child
+   fences it) or wholly inside the close, whose lock the fork waits for;
+   never open, untracked and outside the lock (a fork there found the
+   connection's mutex alive and outside every prepare, which
+   forksafe-audit reported).
+
+   Why this cannot deadlock. The locks, in the order taken:
+     ad.api     no fork callback takes it; it serialises the adapter's
+                calls, so no other close or track runs meanwhile.
+     ad.mu      taken before s_close_mu, the fork's own order (ranks
+                FORKSAFE_SQLITE_RANK < FORKSAFE_SQLITE_RANK_CLOSE), and
+                released before anything below waits for a fork; while
+                api is held only a fork can hold s_close_mu, and a fork
+                takes ad.mu first, so waiting for s_close_mu here waits
+                for no one.
+     s_close_mu held across forksafe_unregister(), which waits for a fork
+                in progress (it holds the registry lock). Such a fork
+                either has not reached rank CLOSE yet or waits for
+                s_close_mu: it then sees that the lock's holder waits for
+                the registry lock and yields (it releases what it took,
+                lets this thread have the registry, and starts again; the
+                core does this for any registered lock, see
+                forksafe_fork() in forksafe.h). It holds nothing else of
+                ours: not api, and ad.mu is free again.
+   On a refused close (EBUSY) the mutex is registered again under
+   s_close_mu (the same registry wait), and the connection rejoins the
+   list after s_close_mu is released (ad.mu under s_close_mu would invert
+   the fork's order): a fork in between takes its mutex but does not fence
+   the child's copy. */
 int forksafe_sqlite_close(sqlite3 *db)
 {
     if (db == NULL)
         return EINVAL;
-    int rc = forksafe_sqlite_untrack(db);
-    int was_tracked = rc == 0;
-    if (rc != 0 && rc != ENOENT)
+    int rc = refused_in_fork();
+    if (rc != 0)
         return rc;
+    forksafe__adapter_enter_plain(&ad);
+    forksafe__adapter_lock(&ad);
     pthread_mutex_lock(&s_close_mu);
+    struct conn c;
+    int tracked = forksafe__list_remove(&s_conns, &db, &c) == 0;
+    forksafe__adapter_unlock(&ad);
+    if (tracked && c.mutex != NULL && (rc = forksafe_unregister(c.mutex))) {
+        pthread_mutex_unlock(&s_close_mu);
+        forksafe__adapter_add(&ad, &s_conns, &c); /* its room is free */
+        forksafe__adapter_leave(&ad);
+        return rc;
+    }
     int src = sqlite3_close(db);
+    if (src != SQLITE_OK && tracked && c.mutex != NULL &&
+        forksafe_register_mutex(c.mutex, "sqlite connection mutex",
+                                FORKSAFE_SQLITE_RANK_DB) != 0)
+        tracked = 0; /* cannot be tracked again: stays open, untracked */
     pthread_mutex_unlock(&s_close_mu);
-    if (src == SQLITE_OK)
-        return 0;
-    if (was_tracked)
-        forksafe_sqlite_track(db);
-    return EBUSY;
+    if (src != SQLITE_OK && tracked)
+        forksafe__adapter_add(&ad, &s_conns, &c); /* its room is free */
+    forksafe__adapter_leave(&ad);
+    return src == SQLITE_OK ? 0 : EBUSY;
 }

@@ -117,10 +117,11 @@ FORKSAFE_API int forksafe_sqlite_track(sqlite3 *db);
    Returns 0, EINVAL (db NULL), ENOENT (not tracked) or EDEADLK. */
 FORKSAFE_API int forksafe_sqlite_untrack(sqlite3 *db);
 
-/* Untrack db if it is tracked, then sqlite3_close() it while holding a
-   lock that every fork waits for (rank FORKSAFE_SQLITE_RANK_CLOSE), so no
-   child inherits SQLite's bookkeeping of a half-closed connection: with a
-   WAL database, a fork that landed inside sqlite3_close() of an untracked
+/* Untrack db if it is tracked and sqlite3_close() it, both while holding
+   a lock that every fork waits for (rank FORKSAFE_SQLITE_RANK_CLOSE), so
+   at every fork db is either still tracked or wholly closed, and no child
+   inherits SQLite's bookkeeping of a half-closed connection: with a WAL
+   database, a fork that landed inside sqlite3_close() of an untracked
    connection left children whose own new connection to the file got
    SQLITE_BUSY for good (5 of about 10,000 forks in workload-sqlite).
    Use it instead of forksafe_sqlite_untrack() + sqlite3_close(). Returns

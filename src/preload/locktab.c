@@ -184,10 +184,13 @@ static void outer_note(struct lock_ent *e, uintptr_t outer, uintptr_t outer0,
         uintptr_t v = LOAD(&e->outer[i]), v0 = LOAD(&e->outer0[i]);
         if ((v == outer && v0 == outer0) ||
             (v != 0 && v == v0 && v != OUTER_BARE &&
-             (v == outer || v == outer0))) {
+             (v == outer || v == outer0) && !pair_over(e, i))) {
             /* The same pair, or one that implies it; perhaps under new
                locks at the same addresses: it now stands for this
-               taking. */
+               taking. A pair that implies it only while its lock lives
+               does not once that lock is over: a new lock at its
+               address, held with a covered lock inside, is not the old
+               one held alone. */
             if (LOAD(&e->outer_stamp[i]) != stamp)
                 STORE(&e->outer_stamp[i], stamp);
             return;

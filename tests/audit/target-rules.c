@@ -29,7 +29,8 @@
  *   unsafe-registered the child locks a registered mutex another thread used
  *   unsafe-own       the child locks a mutex only the forking thread used
  *   unsafe-nested-registered / -plain / -bare / -handover / -transient /
- *   -transient-live / -reused / -reused-live / -conns / -conns-one-plain
+ *   -transient-live / -reused / -reused-live / -reused-under / -conns /
+ *   -conns-one-plain
  *                    the child locks inner, which a thread of the parent
  *                    took only under outer_lock (registered, except with
  *                    -plain), and once bare, once kept past outer_lock,
@@ -452,8 +453,12 @@ static void use_transient(int live)
 
 /* A lock at one address, destroyed and made anew (malloc handing a closed
    connection's memory to the next one): the new lock is another lock. The
-   old one was held alone around inner; the new one is used ("reused"), or
-   held alone around inner too ("reused-live": not covered). */
+   old one was held alone around inner; the new one is used ("reused"),
+   held alone around inner too ("reused-live": not covered), or held
+   around inner with outer_lock (registered) inside ("reused-under":
+   covered; SQLite's findReusableFd() takes the per-file lock mutex under
+   the VFS mutex while opening a connection, not yet tracked, whose mutex
+   got a closed one's memory). */
 static pthread_mutex_t recycled;
 
 static void use_recycled(int live)
@@ -466,10 +471,14 @@ static void use_recycled(int live)
     pthread_mutex_destroy(&recycled);
     pthread_mutex_init(&recycled, NULL);
     pthread_mutex_lock(&recycled);
+    if (live == 2)
+        pthread_mutex_lock(&outer_lock);
     if (live) {
         pthread_mutex_lock(&inner);
         pthread_mutex_unlock(&inner);
     }
+    if (live == 2)
+        pthread_mutex_unlock(&outer_lock);
     pthread_mutex_unlock(&recycled);
 }
 
@@ -516,8 +525,8 @@ static void *use_nested_then_park(void *arg)
         exit(94);
     if (nested_bare == 3 || nested_bare == 4)
         use_transient(nested_bare == 4);
-    if (nested_bare == 5 || nested_bare == 6)
-        use_recycled(nested_bare == 6);
+    if (nested_bare == 5 || nested_bare == 6 || nested_bare == 9)
+        use_recycled(nested_bare == 6 ? 1 : nested_bare == 9 ? 2 : 0);
     for (int i = 0; i < 3; i++) {
         pthread_mutex_lock(&outer_lock);
         pthread_mutex_lock(&inner);
@@ -548,6 +557,7 @@ static int unsafe_nested(const char *how)
                   : strcmp(how, "reused-live") == 0     ? 6
                   : strcmp(how, "conns") == 0           ? 7
                   : strcmp(how, "conns-one-plain") == 0 ? 8
+                  : strcmp(how, "reused-under") == 0    ? 9
                                                         : 0;
     if (strcmp(how, "plain") != 0 &&
         forksafe_register_mutex(&outer_lock, "rules.outer",
