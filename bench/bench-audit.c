@@ -13,7 +13,7 @@
  *   fork:   fork + child _exit + waitpid, one other thread      <= 1.3x
  *           (wall time, and the CPU time of the forking process and its
  *           children, measured in the workload around its loop:
- *           fork_wait_cpu())
+ *           bench_fork_wait() in workload.c)
  *   pyfork: the same from python3 (os.fork, os._exit, waitpid)  <= 1.3x
  *   mutex:  lock+unlock pairs from 4 threads, own mutex each    <= 1.3x
  *           (CPU time of the threads: see bench_mutex_pairs_cpu())
@@ -22,7 +22,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,56 +63,6 @@ static const char pyfork[] =
     "us = (time.perf_counter() - t0) / n * 1e6\n"
     "os.write(w, b'x'); t.join()\n"
     "print('%.3f' % us)\n";
-
-/* The fork workload: fork + _exit + waitpid, one other thread alive
-   (blocked in read), as bench_fork_wait() (workload.c), timed in both
-   wall time and CPU time: the user and system time of this process (the
-   forking thread's, fork itself included; the idle thread adds none) and
-   of the children it waited for (getrusage(RUSAGE_CHILDREN), which counts
-   every reaped child), from just before the loop to just after it, so the
-   program's own start is not counted. CPU time is what other jobs on a
-   shared machine move least. Prints "wall_us cpu_us" per fork. */
-static int idle_fd[2];
-
-static void *idle_thread(void *arg)
-{
-    char c;
-    (void)arg;
-    while (read(idle_fd[0], &c, 1) < 0 && errno == EINTR)
-        ;
-    return NULL;
-}
-
-static double ru_us(int who)
-{
-    struct rusage ru;
-    getrusage(who, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
-
-static void fork_wait_cpu(int forks)
-{
-    pthread_t t;
-    if (pipe(idle_fd) != 0 || pthread_create(&t, NULL, idle_thread, NULL))
-        exit(3);
-    double c0 = ru_us(RUSAGE_SELF) + ru_us(RUSAGE_CHILDREN);
-    double t0 = now_ns();
-    for (int i = 0; i < forks; i++) {
-        pid_t p = fork();
-        if (p == 0)
-            _exit(0);
-        int st;
-        if (p < 0 || waitpid(p, &st, 0) != p || st != 0)
-            exit(4);
-    }
-    double wall = (now_ns() - t0) / 1e3 / forks;
-    double cpu = (ru_us(RUSAGE_SELF) + ru_us(RUSAGE_CHILDREN) - c0) / forks;
-    if (write(idle_fd[1], "x", 1) != 1)
-        exit(5);
-    pthread_join(t, NULL);
-    printf("%.3f %.3f\n", wall, cpu);
-}
 
 /* ------------------------------------------------------------ driver */
 
@@ -211,9 +160,11 @@ static double measure(char *const argv[], const char *preload, int audit,
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--child") == 0) {
-        if (strcmp(argv[2], "fork") == 0)
-            fork_wait_cpu(FORKS);
-        else
+        if (strcmp(argv[2], "fork") == 0) {
+            /* One other thread alive; "wall_us cpu_us" per fork. */
+            double cpu, wall = bench_fork_wait(1, FORKS, &cpu);
+            printf("%.3f %.3f\n", wall, cpu);
+        } else
             printf("%.3f\n", bench_mutex_pairs_cpu(THREADS, PAIRS));
         return 0;
     }

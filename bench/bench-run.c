@@ -227,7 +227,7 @@ int main(int argc, char **argv)
                        ? bench_mutex_pairs_cpu(THREADS, PAIRS)
                    : strcmp(argv[2], "hooks") == 0
                        ? hooks_ratio()
-                       : bench_fork_wait(THREADS, FORKS);
+                       : bench_fork_wait(THREADS, FORKS, NULL);
         printf("%.3f\n", v);
         return 0;
     }

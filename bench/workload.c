@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,7 +70,15 @@ static void *idle_main(void *arg)
     return NULL;
 }
 
-double bench_fork_wait(int idle, int forks)
+static double rusage_us(int who)
+{
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+double bench_fork_wait(int idle, int forks, double *cpu_us)
 {
     pthread_t t[MAX_THREADS];
     if (idle > MAX_THREADS)
@@ -79,6 +88,8 @@ double bench_fork_wait(int idle, int forks)
     for (int i = 0; i < idle; i++)
         if (pthread_create(&t[i], NULL, idle_main, NULL) != 0)
             exit(3);
+    double c0 =
+        cpu_us ? rusage_us(RUSAGE_SELF) + rusage_us(RUSAGE_CHILDREN) : 0;
     double t0 = bench_now_us();
     for (int i = 0; i < forks; i++) {
         pid_t p = fork();
@@ -89,6 +100,9 @@ double bench_fork_wait(int idle, int forks)
             exit(4);
     }
     double us = (bench_now_us() - t0) / forks;
+    if (cpu_us)
+        *cpu_us =
+            (rusage_us(RUSAGE_SELF) + rusage_us(RUSAGE_CHILDREN) - c0) / forks;
     char x[MAX_THREADS] = {0};
     if (idle > 0 && write(idle_pipe[1], x, (size_t)idle) != (ssize_t)idle)
         exit(5);

@@ -15,7 +15,11 @@
 double bench_mutex_pairs_cpu(int threads, long pairs);
 
 /* µs per fork + child _exit + waitpid, forks times, while idle threads
-   threads (at most 64) block in read(). Exits 3-5 if something fails. */
-double bench_fork_wait(int idle, int forks);
+   threads (at most 64) block in read(). If cpu_us is not NULL, *cpu_us
+   gets the CPU µs per fork over the same loop: this process's user and
+   system time (the forking thread's, fork itself included; the idle
+   threads add none) and its reaped children's (RUSAGE_CHILDREN), so the
+   program's own start is not counted. Exits 3-5 if something fails. */
+double bench_fork_wait(int idle, int forks, double *cpu_us);
 
 #endif
