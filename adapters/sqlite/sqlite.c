@@ -28,6 +28,7 @@
 #include "../common/adapter.h"
 
 #include <errno.h>
+#include <string.h>
 
 struct conn {
     sqlite3 *db;
@@ -110,16 +111,213 @@ static int interrupt_all(void *arg)
     return 1;
 }
 
+/* The file methods an inherited connection's files get in the child once
+   discard_files() has closed them: nothing is read, written or locked
+   any more, every access fails with SQLITE_IOERR, and closing succeeds. */
+static int dead_close(sqlite3_file *f)
+{
+    (void)f;
+    return SQLITE_OK;
+}
+
+static int dead_rw(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
+{
+    (void)f;
+    (void)buf;
+    (void)n;
+    (void)off;
+    return SQLITE_IOERR;
+}
+
+static int dead_write(sqlite3_file *f, const void *buf, int n,
+                      sqlite3_int64 off)
+{
+    (void)f;
+    (void)buf;
+    (void)n;
+    (void)off;
+    return SQLITE_IOERR;
+}
+
+static int dead_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    (void)f;
+    (void)size;
+    return SQLITE_IOERR;
+}
+
+static int dead_int(sqlite3_file *f, int arg)
+{
+    (void)f;
+    (void)arg;
+    return SQLITE_IOERR;
+}
+
+static int dead_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    (void)f;
+    *size = 0;
+    return SQLITE_IOERR;
+}
+
+static int dead_reserved(sqlite3_file *f, int *out)
+{
+    (void)f;
+    *out = 0;
+    return SQLITE_IOERR;
+}
+
+static int dead_fcntl(sqlite3_file *f, int op, void *arg)
+{
+    (void)f;
+    (void)op;
+    (void)arg;
+    return SQLITE_NOTFOUND;
+}
+
+static int dead_sector(sqlite3_file *f)
+{
+    (void)f;
+    return 512;
+}
+
+static int dead_caps(sqlite3_file *f)
+{
+    (void)f;
+    return 0;
+}
+
+static int dead_shm_map(sqlite3_file *f, int region, int size, int extend,
+                        void volatile **pp)
+{
+    (void)f;
+    (void)region;
+    (void)size;
+    (void)extend;
+    *pp = NULL;
+    return SQLITE_IOERR;
+}
+
+static int dead_shm_lock(sqlite3_file *f, int offset, int n, int flags)
+{
+    (void)f;
+    (void)offset;
+    (void)n;
+    (void)flags;
+    return SQLITE_IOERR;
+}
+
+static void dead_shm_barrier(sqlite3_file *f)
+{
+    (void)f;
+}
+
+static int dead_shm_unmap(sqlite3_file *f, int del)
+{
+    (void)f;
+    (void)del;
+    return SQLITE_OK;
+}
+
+static int dead_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
+{
+    (void)f;
+    (void)off;
+    (void)n;
+    *pp = NULL;
+    return SQLITE_OK;
+}
+
+static int dead_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+{
+    (void)f;
+    (void)off;
+    (void)p;
+    return SQLITE_OK;
+}
+
+static const sqlite3_io_methods k_dead = {
+    .iVersion = 3,
+    .xClose = dead_close,
+    .xRead = dead_rw,
+    .xWrite = dead_write,
+    .xTruncate = dead_truncate,
+    .xSync = dead_int,
+    .xFileSize = dead_size,
+    .xLock = dead_int,
+    .xUnlock = dead_int,
+    .xCheckReservedLock = dead_reserved,
+    .xFileControl = dead_fcntl,
+    .xSectorSize = dead_sector,
+    .xDeviceCharacteristics = dead_caps,
+    .xShmMap = dead_shm_map,
+    .xShmLock = dead_shm_lock,
+    .xShmBarrier = dead_shm_barrier,
+    .xShmUnmap = dead_shm_unmap,
+    .xFetch = dead_fetch,
+    .xUnfetch = dead_unfetch,
+};
+
+/* Close f through its own methods and give it the dead ones. xShmUnmap
+   with deleteFlag 0 drops the file's share of the wal-index (the last one
+   unmaps it and closes its descriptor, never deleting it); xClose drops
+   its share of the VFS's per-file lock bookkeeping. In the child these
+   only close descriptors and release locks the child's process never
+   held: the parent's locks are its own. */
+static void discard_file(sqlite3_file *f, int shm)
+{
+    if (f == NULL || f->pMethods == NULL || f->pMethods == &k_dead)
+        return;
+    if (shm && f->pMethods->iVersion >= 2 && f->pMethods->xShmUnmap != NULL)
+        f->pMethods->xShmUnmap(f, 0);
+    f->pMethods->xClose(f);
+    f->pMethods = &k_dead;
+}
+
+/* The unix VFS keeps, per process, one record per open file with the
+   locks the process holds on it and its wal-index mapping; a connection
+   the child opens to a file an inherited connection has open joins that
+   record, so it would take no lock of its own and map the parent's
+   wal-index without the lock that tells other processes it is there (the
+   parent could then truncate and rebuild it under the child: SIGBUS).
+   So every file of db's databases that the unix VFS holds is closed here,
+   and its record goes with the last inherited share of it. */
+static void discard_files(sqlite3 *db)
+{
+    for (int i = 0;; i++) {
+#if SQLITE_VERSION_NUMBER >= 3039000
+        const char *name = sqlite3_db_name(db, i);
+#else
+        const char *name = i == 0 ? "main" : i == 1 ? "temp" : NULL;
+#endif
+        if (name == NULL)
+            break;
+        sqlite3_vfs *vfs = NULL;
+        sqlite3_file *f = NULL, *j = NULL;
+        if (sqlite3_file_control(db, name, SQLITE_FCNTL_VFS_POINTER, &vfs) !=
+                SQLITE_OK ||
+            vfs == NULL || vfs->zName == NULL ||
+            strncmp(vfs->zName, "unix", 4) != 0)
+            continue;
+        if (sqlite3_file_control(db, name, SQLITE_FCNTL_JOURNAL_POINTER, &j) ==
+            SQLITE_OK)
+            discard_file(j, 0);
+        if (sqlite3_file_control(db, name, SQLITE_FCNTL_FILE_POINTER, &f) ==
+            SQLITE_OK)
+            discard_file(f, 1);
+    }
+}
+
 static void sqlite_child(void)
 {
     /* The connection mutexes were restored by their own entries, which
-       rank after this one and so ran first. These calls only store
-       pointers and mark prepared statements expired: no file access, no
-       allocation. */
+       rank after this one and so ran first; so were SQLite's static
+       mutexes (the unix VFS's own, VFS1, among them). */
     for (size_t i = 0; i < s_conns.n; i++) {
         struct conn *c = forksafe__list_at(&s_conns, i);
         sqlite3_set_authorizer(c->db, deny_all, NULL);
         sqlite3_progress_handler(c->db, 1, interrupt_all, NULL);
+        discard_files(c->db);
     }
 }
 

@@ -32,8 +32,23 @@
  *            SQLITE_DENY and a progress handler that interrupts every
  *            statement. Setting the authorizer expires the connection's
  *            prepared statements, so statements prepared before the fork
- *            fail too when stepped. Nothing touches the connection's
- *            files, and nothing is closed.
+ *            fail too when stepped. Then, for a database on a unix VFS,
+ *            its files are closed in the child through SQLite's file
+ *            methods (sqlite3_file_control() with
+ *            SQLITE_FCNTL_JOURNAL_POINTER and SQLITE_FCNTL_FILE_POINTER:
+ *            the journal or WAL file; the database file's share of the
+ *            WAL index, unmapped without delete, then the database file)
+ *            and given methods that fail every access: nothing is
+ *            written or deleted, only the child's descriptors and
+ *            mappings go. The unix VFS keeps, per process, one record of
+ *            the locks held on each open file and its WAL-index mapping;
+ *            the child inherits it but not the locks, and a connection
+ *            the child opened to such a file joined that record and took
+ *            no lock of its own: the parent, believing itself alone,
+ *            truncated and rebuilt the -shm file under the child's
+ *            mapping (SIGBUS). Once every inherited connection to a file
+ *            is discarded, the child's own connections take their locks
+ *            as any other process does. No connection is closed.
  * The mutexes are registered with the core one entry each (so its child
  * handler restores each one to its exact state); the list of connections
  * is the adapter's own, behind a mutex its callback entry takes.
@@ -61,14 +76,19 @@
  * What the application must still do. Open the connections it uses in
  * the child there, and never use, close or free an inherited one (the
  * adapter makes use fail; only the application can avoid the rest).
- * Close a tracked connection with forksafe_sqlite_close() (or untrack it
- * before sqlite3_close(), leaving the close itself unprotected). Finish
- * transactions before forking: a transaction open on a tracked connection at the fork (BEGIN
- * and COMMIT issued as separate calls) stays open in the parent, and in
- * the child SQLite's process-wide lock bookkeeping then still says the
- * file is locked, so the child's new connection to that file gets
- * SQLITE_BUSY; a transaction issued as one sqlite3_exec() call holds the
- * connection's mutex throughout and is never split by the fork.
+ * Track every connection the parent has open to a file the children
+ * open: an untracked one that holds a lock or the WAL index at the fork
+ * (in WAL mode, any that has read the file) stays in that record, and a
+ * connection the child opens to the file again takes no lock of its own;
+ * if a thread is inside SQLite on it at the fork, SQLite's per-file
+ * mutexes may be held in the child, and the child hangs in the adapter's
+ * handler or in its own open. Close a tracked connection with
+ * forksafe_sqlite_close() (or untrack it before sqlite3_close(), leaving
+ * the close itself unprotected). A transaction issued as one
+ * sqlite3_exec() call holds the connection's mutex throughout and is
+ * never split by the fork; one spread over several calls may be open at
+ * the fork, stays the parent's, and the child's own connection sees it
+ * as another process's transaction.
  * Shared-cache connections and open BLOB handles are not covered. SQLite's
  * default busy handler (sqlite3_busy_timeout) sleeps up to 100 ms at a
  * time holding the connection mutex, which a fork waits for: with many

@@ -15,6 +15,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -538,7 +539,8 @@ static void test_sqlite_close_fork_in_window(void **state)
 {
     (void)state;
     /* Under forksafe-audit (test-audit-quiet) this scenario does not
-       finish: not understood yet. */
+       finish: not understood yet; test_sqlite_close_under_forks runs
+       there. */
     const char *pre = getenv("LD_PRELOAD");
     if (pre != NULL && strstr(pre, "forksafe-audit") != NULL)
         skip();
@@ -549,6 +551,320 @@ static void test_sqlite_close_fork_in_window(void **state)
     /* Every close was caught right after its unregistering; no fork saw
        the connection open and unregistered. */
     assert_string_equal(out, "closed=8 wrapped=8 forks_ok=8 violations=0\n");
+}
+
+/* Threads open, track, use and close connections to one WAL database
+   (and other threads track and untrack theirs) while another thread
+   forks in a loop; each child opens its own connection to the file and
+   reads from it. No fork may time out (a close that held its lock while
+   waiting for the registry, or for the adapter, against a fork waiting
+   for that lock would stall each such fork until its deadline), every
+   child exits 0, and the check above never fails. Before the child
+   handler closed the inherited connections' files, 22 of 300 runs had a
+   child die of SIGBUS (in sqlite3WalFindFrame, on its mapping of the
+   -shm file, which the parent had truncated as its "first connection";
+   see test_sqlite_child_connection_holds_its_locks). */
+#define STRESS_FORKS 150
+static char s_stress_path[96];
+static atomic_int s_stress_errors, s_stress_closes;
+
+/* Under ASan only the registration allocates outside every lock a
+   prepare takes (SQLite allocates under its MEM mutex, which the adapter
+   registers): only that is gated, so forks are not starved by readers. */
+static int gated_track(sqlite3 *db)
+{
+    fs_asan_enter();
+    int rc = forksafe_sqlite_track(db);
+    fs_asan_leave();
+    return rc;
+}
+
+static void *closer(void *arg)
+{
+    struct watch *w = arg;
+    while (!atomic_load(&s_stop)) {
+        sqlite3 *db = open_db(s_stress_path);
+        int bad = db == NULL || gated_track(db) != 0 ||
+                  sqlite3_exec(db, "INSERT INTO t(x) VALUES(1);", NULL, NULL,
+                               NULL) != SQLITE_OK;
+        if (db != NULL && watched_close(db, w) != 0)
+            bad = 1;
+        if (bad)
+            atomic_fetch_add(&s_stress_errors, 1);
+        else
+            atomic_fetch_add(&s_stress_closes, 1);
+    }
+    return NULL;
+}
+
+/* Track and untrack one connection in a loop (without closing it). */
+static void *retracker(void *arg)
+{
+    (void)arg;
+    sqlite3 *db = open_db(s_stress_path);
+    if (db == NULL) {
+        atomic_fetch_add(&s_stress_errors, 1);
+        return NULL;
+    }
+    while (!atomic_load(&s_stop)) {
+        if (gated_track(db) != 0 || forksafe_sqlite_untrack(db) != 0)
+            atomic_fetch_add(&s_stress_errors, 1);
+    }
+    sqlite3_close(db);
+    return NULL;
+}
+
+static int stress_scenario(int m, int fd)
+{
+    (void)m;
+    struct dbfile f;
+    if (make_db(&f) != 0)
+        FAIL(2);
+    snprintf(s_stress_path, sizeof s_stress_path, "%s", f.path);
+    sqlite3 *db = open_db(f.path);
+    if (db == NULL ||
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE t(x);", NULL,
+                     NULL, NULL) != SQLITE_OK)
+        FAIL(3);
+    sqlite3_close(db);
+    /* Installed before any thread is inside SQLite (as documented), so
+       every fork takes SQLite's static mutexes. */
+    if (forksafe_sqlite_install() != 0 || fs_asan_gate_register() != 0 ||
+        forksafe_register_ops(&s_check_ctx, "test: close check",
+                              FORKSAFE_SQLITE_RANK_CLOSE + 1, &check_ops))
+        FAIL(4);
+    pthread_t t[N_CLOSERS + 1];
+    for (int i = 0; i < N_CLOSERS; i++)
+        if (pthread_create(&t[i], NULL, closer, &s_watch[i]) != 0)
+            FAIL(5);
+    if (pthread_create(&t[N_CLOSERS], NULL, retracker, NULL) != 0)
+        FAIL(5);
+    int ok = 0, failed = 0;
+    uint64_t end = fs_now_ms() + 60000;
+    for (int k = 0; k < STRESS_FORKS && fs_now_ms() < end; k++) {
+        struct forksafe_fork_opts o = {10000, 0, {0}};
+        pid_t pid = forksafe_fork(&o);
+        if (pid == 0) {
+            sqlite3 *c = open_db(s_stress_path);
+            if (c == NULL)
+                _exit(2);
+            int n = row_count(c);
+            if (n < 0)
+                fprintf(stderr, "child: %s (%d)\n", sqlite3_errmsg(c),
+                        sqlite3_extended_errcode(c));
+            _exit(n >= 0 ? 0 : 1);
+        }
+        int code = -1;
+        enum fs_wait_result w = pid > 0 ? fs_wait(pid, 10000, &code) : FS_HUNG;
+        if (pid > 0 && w == FS_EXITED && code == 0) {
+            ok++;
+        } else {
+            failed++;
+            fprintf(stderr, "fork %d: %s\n", k,
+                    pid < 0 ? forksafe_last_error() : "child failed");
+            fprintf(stderr, "  wait %d code %d\n", (int)w, code);
+        }
+    }
+    atomic_store(&s_stop, true);
+    for (int i = 0; i <= N_CLOSERS; i++)
+        pthread_join(t[i], NULL);
+    forksafe_unregister(&s_check_ctx);
+    fs_asan_gate_unregister();
+    char p[128];
+    snprintf(p, sizeof p, "%s-wal", f.path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", f.path);
+    unlink(p);
+    remove_db(&f);
+    dprintf(fd, "forks=%d failed=%d errors=%d closes=%d violations=%d\n", ok,
+            failed, atomic_load(&s_stress_errors),
+            atomic_load(&s_stress_closes) > 0, atomic_load(&s_violations));
+    return 0;
+}
+
+static void test_sqlite_close_under_forks(void **state)
+{
+    (void)state;
+    char out[128];
+    assert_int_equal(fs_run_scenario(stress_scenario, WITH, out, sizeof out),
+                     0);
+    print_message("%s", out);
+    assert_string_equal(out, "forks=150 failed=0 errors=0 closes=1 "
+                             "violations=0\n");
+}
+
+/* ---------------------------------------------------------------------- */
+
+/* Who else holds a lock on [start, start+len) of path: the pid of a
+   process whose lock conflicts with a write lock there (this process's
+   own locks never conflict), 0 if none, -1 on error. */
+static pid_t lock_holder(const char *path, off_t start, off_t len)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    struct flock l = {0};
+    l.l_type = F_WRLCK;
+    l.l_whence = SEEK_SET;
+    l.l_start = start;
+    l.l_len = len;
+    int rc = fcntl(fd, F_GETLK, &l);
+    close(fd);
+    return rc != 0 ? -1 : l.l_type == F_UNLCK ? 0 : l.l_pid;
+}
+
+/* SQLite's unix VFS (os_unix.c, os.h): a SHARED lock on a database is a
+   read lock on the 510 bytes after the pending byte (0x40000000) + 2;
+   every process with a WAL database's wal-index (-shm) open holds a read
+   lock on its "dead man switch" byte, 128. A process that holds neither
+   is invisible to the others: the parent's last connection then believes
+   it is alone, and the next first connection truncates and rebuilds the
+   -shm file under the child's mapping (SIGBUS in the child). */
+#define SQLITE_SHARED_FIRST (0x40000000 + 2)
+#define SQLITE_SHARED_SIZE  510
+#define SQLITE_SHM_DMS      128
+
+/* A connection of the parent has read a WAL database (so it holds the
+   database's SHARED lock and its wal-index) and is tracked; the parent
+   forks; the child opens its own connection and reads. Then the child
+   must hold both locks itself, as any other process would. */
+static int child_locks_scenario(int m, int fd)
+{
+    struct dbfile f;
+    if (make_db(&f) != 0)
+        FAIL(2);
+    sqlite3 *db = open_db(f.path);
+    if (db == NULL ||
+        sqlite3_exec(db,
+                     "PRAGMA journal_mode=WAL; CREATE TABLE t(x);"
+                     "INSERT INTO t VALUES(1);",
+                     NULL, NULL, NULL) != SQLITE_OK ||
+        row_count(db) != 1)
+        FAIL(3);
+    if (m == WITH && forksafe_sqlite_track(db) != 0)
+        FAIL(4);
+    int up[2], down[2];
+    if (pipe(up) != 0 || pipe(down) != 0)
+        FAIL(5);
+    fs_idle_start();
+    pid_t pid = forksafe_fork(NULL);
+    if (pid < 0)
+        FAIL(6);
+    if (pid == 0) {
+        sqlite3 *c = open_db(f.path);
+        int n = c != NULL ? row_count(c) : -1;
+        char b = n == 1 ? 'r' : 'x';
+        if (write(up[1], &b, 1) != 1 || read(down[0], &b, 1) != 1)
+            _exit(3);
+        _exit(n == 1 ? 0 : 1);
+    }
+    char b = 0;
+    if (read(up[0], &b, 1) != 1)
+        FAIL(7);
+    char shm[128];
+    snprintf(shm, sizeof shm, "%s-shm", f.path);
+    pid_t db_holder =
+        lock_holder(f.path, SQLITE_SHARED_FIRST, SQLITE_SHARED_SIZE);
+    pid_t shm_holder = lock_holder(shm, SQLITE_SHM_DMS, 1);
+    if (write(down[1], "g", 1) != 1)
+        FAIL(8);
+    int code = -1;
+    if (fs_wait(pid, 10000, &code) != FS_EXITED)
+        FAIL(9);
+    if (m == WITH)
+        forksafe_sqlite_untrack(db);
+    sqlite3_close(db);
+    unlink(shm);
+    char wal[128];
+    snprintf(wal, sizeof wal, "%s-wal", f.path);
+    unlink(wal);
+    remove_db(&f);
+    dprintf(fd, "read=%c code=%d db_lock=%d shm_lock=%d\n", b, code,
+            db_holder == pid, shm_holder == pid);
+    return 0;
+}
+
+static void test_sqlite_child_connection_holds_its_locks(void **state)
+{
+    (void)state;
+    char out[128];
+    assert_int_equal(
+        fs_run_scenario(child_locks_scenario, WITH, out, sizeof out), 0);
+    assert_string_equal(out, "read=r code=0 db_lock=1 shm_lock=1\n");
+}
+
+/* Without the adapter the child's new connection reuses the lock
+   bookkeeping it inherited and takes neither lock. */
+static void test_sqlite_child_connection_locks_without(void **state)
+{
+    (void)state;
+    char out[128];
+    assert_int_equal(
+        fs_run_scenario(child_locks_scenario, WITHOUT, out, sizeof out), 0);
+    assert_string_equal(out, "read=r code=0 db_lock=0 shm_lock=0\n");
+}
+
+/* A transaction spread over two calls is open on a tracked connection
+   (rollback journal) at the fork. The child's own connection reads the
+   committed state and its insert waits for the parent's commit, as
+   another process's would. Before the child handler closed the inherited
+   files, that insert got SQLITE_BUSY until its busy timeout (the child
+   took the parent's RESERVED lock, inherited as bookkeeping, for its own
+   process's). */
+static int open_txn_scenario(int m, int fd)
+{
+    (void)m;
+    struct dbfile f;
+    if (make_db(&f) != 0)
+        FAIL(2);
+    sqlite3 *db = open_db(f.path);
+    if (db == NULL ||
+        sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES(1);", NULL,
+                     NULL, NULL) != SQLITE_OK ||
+        forksafe_sqlite_track(db) != 0 ||
+        sqlite3_exec(db, "BEGIN; INSERT INTO t VALUES(2);", NULL, NULL, NULL) !=
+            SQLITE_OK)
+        FAIL(3);
+    int up[2];
+    if (pipe(up) != 0)
+        FAIL(4);
+    fs_idle_start();
+    pid_t pid = forksafe_fork(NULL);
+    if (pid < 0)
+        FAIL(5);
+    if (pid == 0) {
+        sqlite3 *c = open_db(f.path); /* busy timeout 3 s */
+        int n = c != NULL ? row_count(c) : -1;
+        if (write(up[1], "r", 1) != 1)
+            _exit(3);
+        int w = c != NULL ? sqlite3_exec(c, "INSERT INTO t VALUES(3)", NULL,
+                                         NULL, NULL)
+                          : -1;
+        if (w != SQLITE_OK)
+            fprintf(stderr, "child: %s\n", sqlite3_errmsg(c));
+        _exit(n != 1 ? 1 : w != SQLITE_OK ? 2 : 0);
+    }
+    char b;
+    if (read(up[0], &b, 1) != 1)
+        FAIL(6);
+    int commit = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    int code = -1;
+    if (fs_wait(pid, 10000, &code) != FS_EXITED)
+        FAIL(7);
+    int rows = row_count(db);
+    forksafe_sqlite_close(db);
+    remove_db(&f);
+    dprintf(fd, "commit=%d child=%d rows=%d\n", commit, code, rows);
+    return 0;
+}
+
+static void test_sqlite_child_waits_for_open_transaction(void **state)
+{
+    (void)state;
+    char out[128];
+    assert_int_equal(fs_run_scenario(open_txn_scenario, WITH, out, sizeof out),
+                     0);
+    assert_string_equal(out, "commit=0 child=0 rows=3\n");
 }
 
 int main(void)
@@ -562,6 +878,10 @@ int main(void)
         cmocka_unit_test(test_sqlite_children_write_during_transactions),
         cmocka_unit_test(test_sqlite_children_fail_without),
         cmocka_unit_test(test_sqlite_close_fork_in_window),
+        cmocka_unit_test(test_sqlite_close_under_forks),
+        cmocka_unit_test(test_sqlite_child_connection_holds_its_locks),
+        cmocka_unit_test(test_sqlite_child_connection_locks_without),
+        cmocka_unit_test(test_sqlite_child_waits_for_open_transaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
