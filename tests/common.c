@@ -169,12 +169,20 @@ int fs_run_scenario(int (*fn)(int mode, int fd), int mode, char *out,
 
 void fs_assert_scenario(int (*fn)(int mode, int fd), int mode)
 {
+    fs_expect_scenario(fn, mode, NULL);
+}
+
+void fs_expect_scenario(int (*fn)(int mode, int fd), int mode,
+                        const char *expected)
+{
     char out[4096]; /* on the stack: fail_msg() and skip() do not return */
     int code = fs_run_scenario(fn, mode, out, sizeof out);
     if (code == 77)
         skip();
     if (code != 0)
         fail_msg("scenario exit %d (-1: killed or hung): %s", code, out);
+    if (expected != NULL && strcmp(out, expected) != 0)
+        fail_msg("scenario wrote \"%s\", expected \"%s\"", out, expected);
 }
 
 pthread_rwlock_t fs_asan_gate = PTHREAD_RWLOCK_INITIALIZER;

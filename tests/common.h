@@ -63,6 +63,11 @@ int fs_run_scenario(int (*fn)(int mode, int fd), int mode, char *out,
    needs (a user namespace, seccomp, an unprivileged uid, ...). */
 void fs_assert_scenario(int (*fn)(int mode, int fd), int mode);
 
+/* As fs_assert_scenario(), and then assert that what the scenario wrote
+   is exactly expected (unless expected is NULL); the failure shows both. */
+void fs_expect_scenario(int (*fn)(int mode, int fd), int mode,
+                        const char *expected);
+
 /* FS_ASAN is 1 under AddressSanitizer. GCC 12's (and clang 14's) ASan
    allocator takes no locks around fork(): a child forked while another
    thread is inside malloc() can hang in the allocator (glibc's own malloc

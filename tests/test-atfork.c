@@ -99,20 +99,13 @@ static void test_raw_handler_outer_lock_wrapper(void **state)
        check the order that musl gives instead). */
     skip();
 #endif
-    char out[512];
-    int code = fs_run_scenario(outer_raw_scenario, 1, out, sizeof out);
-    if (code != 0)
-        fail_msg("forksafe_fork with a raw handler: exit %d (-1: hung) %s",
-                 code, out);
+    fs_assert_scenario(outer_raw_scenario, 1);
 }
 
 static void test_raw_handler_outer_lock_plain(void **state)
 {
     (void)state;
-    char out[512];
-    int code = fs_run_scenario(outer_raw_scenario, 0, out, sizeof out);
-    if (code != 0)
-        fail_msg("fork() with a raw handler: exit %d (-1: hung) %s", code, out);
+    fs_assert_scenario(outer_raw_scenario, 0);
 }
 
 /* ---- one order, traced ---- */
@@ -276,8 +269,7 @@ static int unload_scenario(int mode, int fd)
 static void test_unloaded_plugin_handlers_removed(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(unload_scenario, 0, out, sizeof out), 0);
+    fs_assert_scenario(unload_scenario, 0);
 }
 
 int main(int argc, char **argv)

@@ -197,9 +197,7 @@ static int rand_scenario(int m, int fd)
 static void test_openssl_rand_children_distinct(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(rand_scenario, WITH, out, sizeof out), 0);
-    assert_string_equal(out, "equal_pairs=0\n");
+    fs_expect_scenario(rand_scenario, WITH, "equal_pairs=0\n");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -234,19 +232,15 @@ static int errqueue_scenario(int m, int fd)
 static void test_openssl_error_queue_cleared(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(errqueue_scenario, WITH, out, sizeof out),
-                     0);
-    assert_string_equal(out, "child_clean=1 parent_kept=1\n");
+    fs_expect_scenario(errqueue_scenario, WITH,
+                       "child_clean=1 parent_kept=1\n");
 }
 
 static void test_openssl_error_queue_inherited_without(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(
-        fs_run_scenario(errqueue_scenario, WITHOUT, out, sizeof out), 0);
-    assert_string_equal(out, "child_clean=0 parent_kept=1\n");
+    fs_expect_scenario(errqueue_scenario, WITHOUT,
+                       "child_clean=0 parent_kept=1\n");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -400,11 +394,7 @@ static int handshake_scenario(int m, int fd)
 static void test_openssl_child_handshake_under_load(void **state)
 {
     (void)state;
-    char out[64];
-    int code = fs_run_scenario(handshake_scenario, WITH, out, sizeof out);
-    print_message("scenario: exit %d, %s", code, out);
-    assert_int_equal(code, 0);
-    assert_string_equal(out, "children_ok=8 load=1\n");
+    fs_expect_scenario(handshake_scenario, WITH, "children_ok=8 load=1\n");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -489,19 +479,15 @@ static int silent_scenario(int m, int fd)
 static void test_openssl_tracked_ssl_silent_in_child(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(silent_scenario, WITH, out, sizeof out),
-                     0);
-    assert_string_equal(out, "child_wrote=0 leaked=0 session_ok=1\n");
+    fs_expect_scenario(silent_scenario, WITH,
+                       "child_wrote=0 leaked=0 session_ok=1\n");
 }
 
 static void test_openssl_child_corrupts_session_without(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(silent_scenario, WITHOUT, out, sizeof out),
-                     0);
-    assert_string_equal(out, "child_wrote=1 leaked=1 session_ok=0\n");
+    fs_expect_scenario(silent_scenario, WITHOUT,
+                       "child_wrote=1 leaked=1 session_ok=0\n");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -554,8 +540,7 @@ static int api_scenario(int m, int fd)
 static void test_openssl_track_api(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(api_scenario, WITH, out, sizeof out), 0);
+    fs_assert_scenario(api_scenario, WITH);
 }
 
 int main(void)

@@ -176,9 +176,7 @@ static int sequence_scenario(int m, int fd)
 static void test_random_parent_sequence_kept(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(sequence_scenario, WITH, out, sizeof out), 0);
-    assert_string_equal(out, "same=1\n");
+    fs_expect_scenario(sequence_scenario, WITH, "same=1\n");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -233,9 +231,7 @@ static int hammer_scenario(int m, int fd)
 static void test_random_no_hang_while_drawing(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(hammer_scenario, WITH, out, sizeof out), 0);
-    assert_string_equal(out, "hung=0\n");
+    fs_expect_scenario(hammer_scenario, WITH, "hung=0\n");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -268,9 +264,9 @@ static int api_scenario(int m, int fd)
         return 17;
     /* The install contract every adapter shares: nothing is tracked any
        more. */
-    int shape = fs_adapter_shape(forksafe_random_install,
-                                 forksafe_random_uninstall, "random", "random",
-                                 FORKSAFE_RANDOM_RANK);
+    int shape =
+        fs_adapter_shape(forksafe_random_install, forksafe_random_uninstall,
+                         "random", "random", FORKSAFE_RANDOM_RANK);
     if (shape != 0)
         return 40 + shape;
     return 0;
@@ -279,8 +275,7 @@ static int api_scenario(int m, int fd)
 static void test_random_install_api(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(api_scenario, WITH, out, sizeof out), 0);
+    fs_assert_scenario(api_scenario, WITH);
 }
 
 int main(void)
