@@ -60,6 +60,19 @@ static void test_audit_fork_with_threads(void **state)
           "--frame=fork-with-threads:thread-start:function=announce_main");
 }
 
+/* Each process reports once per fork site: a child forgets the marks its
+   parent made, and its own fork from the same site is a finding of its
+   own (two, from two pids). */
+static void test_audit_child_reports_same_site_again(void **state)
+{
+    (void)state;
+    char *argv[] = {TARGET("target-refork"), NULL};
+    assert_int_equal(audit(NULL, argv), 0);
+    assert_string_equal(slurp(out), "refork: 0\n");
+    check("--kinds=fork-with-threads", "--count", "fork-with-threads=2",
+          NULL);
+}
+
 static void test_audit_lock_held_at_fork(void **state)
 {
     (void)state;
@@ -339,6 +352,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_audit_clean_program_has_no_findings),
         cmocka_unit_test(test_audit_fork_with_threads),
+        cmocka_unit_test(test_audit_child_reports_same_site_again),
         cmocka_unit_test(test_audit_lock_held_at_fork),
         cmocka_unit_test(test_audit_child_deadlock_ends_child),
         cmocka_unit_test(test_audit_pshared_lock_is_not_a_deadlock),
