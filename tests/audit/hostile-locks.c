@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hostile-locks.c: lock uses written to break the audit's lock hooks
+ * (src/preload/locks.c) and its child-deadlock guard (child.c), run by
+ * tests/audit/test-audit-hostile-locks.c with and without forksafe-audit.
+ * argv[1] picks the mode. Every mode is a correct program: it exits 0
+ * when it behaved as POSIX says, and a status from 10 up naming the step
+ * that went wrong otherwise. In every mode a thread of the parent is alive
+ * (and usually holds a lock) at the fork, and the child runs on.
+ */
+#include "target-util.h"
+
+#include <semaphore.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static pthread_mutex_t hold_mu;
+static sem_t hold_sem;
+static pthread_rwlock_t hold_rw = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_mutex_t cv_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static volatile int cv_flag;
+
+/* The holder thread: takes what the mode says, says so, and parks until
+   the pipe is written. */
+static int ready[2], park[2];
+static const char *g_mode;
+static pthread_mutex_t *g_shared; /* a process-shared mutex (pshared mode) */
+
+static void say_ready(void)
+{
+    if (write(ready[1], "r", 1) != 1)
+        _exit(92);
+}
+
+static void wait_park(void)
+{
+    char c;
+    while (read(park[0], &c, 1) < 0 && errno == EINTR)
+        ;
+}
+
+static void *dead_owner(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&hold_mu); /* and exits holding it */
+    return NULL;
+}
+
+static void *holder(void *arg)
+{
+    (void)arg;
+    const char *m = g_mode;
+    if (strcmp(m, "sem-signal") == 0 || strcmp(m, "sem-timed") == 0) {
+        if (sem_wait(&hold_sem) != 0)
+            _exit(20);
+    } else if (strcmp(m, "cond-timer") == 0) {
+        pthread_mutex_lock(&cv_mu);
+        pthread_mutex_unlock(&cv_mu);
+    } else if (strcmp(m, "robust") == 0) {
+        pthread_t d;
+        if (pthread_create(&d, NULL, dead_owner, NULL) != 0 ||
+            pthread_join(d, NULL) != 0)
+            _exit(21);
+        if (pthread_mutex_lock(&hold_mu) != EOWNERDEAD)
+            _exit(22);
+        pthread_mutex_consistent(&hold_mu);
+    } else if (strcmp(m, "held") == 0) {
+        pthread_mutex_lock(&hold_mu); /* the control: a plain held mutex */
+    } else if (strcmp(m, "recursive-deep") == 0 ||
+               strcmp(m, "recursive-shallow") == 0) {
+        int n = strcmp(m, "recursive-deep") == 0 ? 20 : 3;
+        for (int i = 0; i < n; i++)
+            if (pthread_mutex_lock(&hold_mu) != 0)
+                _exit(23);
+        for (int i = 0; i < n - 1; i++)
+            pthread_mutex_unlock(&hold_mu);
+    } else if (strcmp(m, "rdlock-deep") == 0) {
+        for (int i = 0; i < 20; i++)
+            if (pthread_rwlock_rdlock(&hold_rw) != 0)
+                _exit(24);
+        for (int i = 0; i < 19; i++)
+            pthread_rwlock_unlock(&hold_rw);
+    } else if (strcmp(m, "timed") == 0) {
+        pthread_mutex_lock(&hold_mu);
+        pthread_rwlock_wrlock(&hold_rw);
+    } else if (strcmp(m, "pshared") == 0) {
+        pthread_mutex_lock(g_shared);
+        say_ready();
+        /* Released by this thread 1 s after the fork: the child, which
+           waits for it, must then get it. */
+        wait_park();
+        struct timespec d = {1, 0};
+        nanosleep(&d, NULL);
+        pthread_mutex_unlock(g_shared);
+        return NULL;
+    }
+    say_ready();
+    wait_park();
+    return NULL;
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    sem_post(&hold_sem); /* async-signal-safe */
+}
+
+static void on_timer(union sigval v)
+{
+    (void)v;
+    pthread_mutex_lock(&cv_mu);
+    cv_flag = 1;
+    pthread_cond_signal(&cv);
+    pthread_mutex_unlock(&cv_mu);
+}
+
+static struct timespec in_ms(clockid_t clk, long ms)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* What the child does; its return value is its exit status. */
+static int child_main(const char *m)
+{
+    if (strcmp(m, "sem-signal") == 0) {
+        /* The holder thread took the semaphore; this child's own SIGALRM
+           handler posts it 1 s from now, so the wait ends then. */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_alarm;
+        sigaction(SIGALRM, &sa, NULL);
+        alarm(1);
+        int r;
+        while ((r = sem_wait(&hold_sem)) != 0 && errno == EINTR)
+            ;
+        return r == 0 ? 0 : 30;
+    }
+    if (strcmp(m, "cond-timer") == 0) {
+        /* A SIGEV_THREAD timer's callback (a thread glibc starts in this
+           child) signals the condition 1 s from now. */
+        timer_t t;
+        struct sigevent ev;
+        memset(&ev, 0, sizeof ev);
+        ev.sigev_notify = SIGEV_THREAD;
+        ev.sigev_notify_function = on_timer;
+        if (timer_create(CLOCK_MONOTONIC, &ev, &t) != 0)
+            return 31;
+        struct itimerspec it = {{0, 0}, {1, 0}};
+        pthread_mutex_lock(&cv_mu);
+        if (timer_settime(t, 0, &it, NULL) != 0)
+            return 32;
+        while (!cv_flag)
+            pthread_cond_wait(&cv, &cv_mu);
+        pthread_mutex_unlock(&cv_mu);
+        return 0;
+    }
+    if (strcmp(m, "sem-timed") == 0) {
+        struct timespec ts = in_ms(CLOCK_REALTIME, 1000);
+        int r = sem_timedwait(&hold_sem, &ts);
+        return r != 0 && errno == ETIMEDOUT ? 0 : 33;
+    }
+    if (strcmp(m, "timed") == 0) {
+        /* Timed and try acquires of locks held at the fork: each must
+           give up by itself, the child is never ended. */
+        if (pthread_mutex_trylock(&hold_mu) != EBUSY)
+            return 34;
+        struct timespec ts = in_ms(CLOCK_REALTIME, 700);
+        if (pthread_mutex_timedlock(&hold_mu, &ts) != ETIMEDOUT)
+            return 35;
+        ts = in_ms(CLOCK_REALTIME, 700);
+        if (pthread_rwlock_timedwrlock(&hold_rw, &ts) != ETIMEDOUT)
+            return 36;
+        ts = in_ms(CLOCK_REALTIME, 700);
+        if (pthread_rwlock_timedrdlock(&hold_rw, &ts) != ETIMEDOUT)
+            return 37;
+        pthread_mutex_lock(&cv_mu);
+        ts = in_ms(CLOCK_REALTIME, 700);
+        int r = pthread_cond_timedwait(&cv, &cv_mu, &ts);
+        pthread_mutex_unlock(&cv_mu);
+        return r == ETIMEDOUT ? 0 : 38;
+    }
+    if (strcmp(m, "pshared") == 0) {
+        if (pthread_mutex_lock(g_shared) != 0)
+            return 39;
+        pthread_mutex_unlock(g_shared);
+        return 0;
+    }
+    /* held, robust, recursive-*, rdlock-deep: only run on. */
+    target_run_on_exit(0);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    g_mode = argv[1];
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    if (strcmp(g_mode, "robust") == 0)
+        pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (strncmp(g_mode, "recursive-", 10) == 0)
+        pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&hold_mu, &a);
+    if (strcmp(g_mode, "pshared") == 0) {
+        g_shared = mmap(NULL, sizeof *g_shared, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (g_shared == MAP_FAILED)
+            return 11;
+        pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+        pthread_mutex_init(g_shared, &a);
+    }
+    sem_init(&hold_sem, 0, 1);
+    if (pipe(ready) != 0 || pipe(park) != 0)
+        return 12;
+    pthread_t t;
+    if (pthread_create(&t, NULL, holder, NULL) != 0)
+        return 13;
+    char c;
+    if (read(ready[0], &c, 1) != 1)
+        return 14;
+    fflush(NULL);
+    pid_t p = fork();
+    if (p < 0)
+        return 15;
+    if (p == 0)
+        _exit(child_main(g_mode));
+    if (write(park[1], "p", 1) != 1)
+        return 16;
+    int st = target_wait(p, 10000);
+    pthread_join(t, NULL);
+    if (st != 0) {
+        fprintf(stderr, "hostile-locks %s: child status %d\n", g_mode, st);
+        return 10;
+    }
+    puts("ok");
+    return 0;
+}
