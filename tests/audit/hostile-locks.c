@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 
 static pthread_mutex_t hold_mu;
+static pthread_mutex_t many[20];
 static sem_t hold_sem;
 static pthread_rwlock_t hold_rw = PTHREAD_RWLOCK_INITIALIZER;
 static pthread_mutex_t cv_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -66,6 +67,13 @@ static void *holder(void *arg)
         if (pthread_mutex_lock(&hold_mu) != EOWNERDEAD)
             _exit(22);
         pthread_mutex_consistent(&hold_mu);
+    } else if (strcmp(m, "many-fifo") == 0) {
+        /* 20 locks taken, the first 16 released in the order they were
+           taken: 4 stay held at the fork. */
+        for (int i = 0; i < 20; i++)
+            pthread_mutex_lock(&many[i]);
+        for (int i = 0; i < 16; i++)
+            pthread_mutex_unlock(&many[i]);
     } else if (strcmp(m, "held") == 0) {
         pthread_mutex_lock(&hold_mu); /* the control: a plain held mutex */
     } else if (strcmp(m, "recursive-deep") == 0 ||
@@ -127,6 +135,92 @@ static struct timespec in_ms(clockid_t clk, long ms)
         ts.tv_nsec -= 1000000000L;
     }
     return ts;
+}
+
+/* A thread waits on cv (no timeout) and is cancelled there; its cleanup
+   handler unlocks the mutex glibc re-took for it. */
+static void unlock_cleanup(void *m)
+{
+    pthread_mutex_unlock(m);
+}
+
+static void *cond_waiter(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&cv_mu);
+    pthread_cleanup_push(unlock_cleanup, &cv_mu);
+    say_ready();
+    for (;;)
+        pthread_cond_wait(&cv, &cv_mu);
+    pthread_cleanup_pop(1);
+    return NULL;
+}
+
+static int cancel_waiter(void)
+{
+    pthread_t w;
+    char c;
+    if (pipe(ready) != 0 || pthread_create(&w, NULL, cond_waiter, NULL) != 0 ||
+        read(ready[0], &c, 1) != 1)
+        return 1;
+    /* ready is said with cv_mu held: once cv_mu can be taken, the waiter
+       is parked in pthread_cond_wait. */
+    pthread_mutex_lock(&cv_mu);
+    pthread_mutex_unlock(&cv_mu);
+    if (pthread_cancel(w) != 0 || pthread_join(w, NULL) != 0)
+        return 1;
+    close(ready[0]);
+    close(ready[1]);
+    return 0;
+}
+
+/* Successful lock calls leave errno alone with and without the audit
+   (glibc's do): the first and later takings, nested and bare, and the
+   calls that make lock memory go away. Returns 0, or 50 + the step. */
+static int errno_mode(void)
+{
+    static pthread_mutex_t a = PTHREAD_MUTEX_INITIALIZER,
+                           b = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+    sem_t s;
+    int step = 0;
+#define KEEP(call)                                                             \
+    do {                                                                       \
+        step++;                                                                \
+        errno = 4242;                                                          \
+        call;                                                                  \
+        if (errno != 4242) {                                                   \
+            fprintf(stderr, "errno %d after step %d: %s\n", errno, step,       \
+                    #call);                                                    \
+            return 50 + step;                                                  \
+        }                                                                      \
+    } while (0)
+    for (int round = 0; round < 2; round++) {
+        step = 0;
+        KEEP(pthread_mutex_lock(&a));
+        KEEP(pthread_mutex_lock(&b));
+        KEEP(pthread_mutex_unlock(&a));
+        KEEP(pthread_mutex_unlock(&b));
+        KEEP(pthread_mutex_trylock(&a));
+        KEEP(pthread_rwlock_rdlock(&rw));
+        KEEP(pthread_rwlock_unlock(&rw));
+        KEEP(pthread_mutex_unlock(&a));
+        KEEP(sem_init(&s, 0, 1));
+        KEEP(sem_wait(&s));
+        KEEP(sem_post(&s));
+        KEEP(sem_destroy(&s));
+        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return 49;
+        pthread_mutex_t *m = p;
+        KEEP(pthread_mutex_init(m, NULL));
+        KEEP(pthread_mutex_lock(m));
+        KEEP(pthread_mutex_unlock(m));
+        KEEP(munmap(p, 4096));
+    }
+#undef KEEP
+    return 0;
 }
 
 /* What the child does; its return value is its exit status. */
@@ -195,7 +289,15 @@ static int child_main(const char *m)
         pthread_mutex_unlock(g_shared);
         return 0;
     }
-    /* held, robust, recursive-*, rdlock-deep: only run on. */
+    if (strcmp(m, "cancel-cond") == 0) {
+        /* The mutex of a condition wait that was cancelled (its cleanup
+           handler unlocked it) is free: take it. */
+        if (pthread_mutex_lock(&cv_mu) != 0)
+            return 40;
+        pthread_mutex_unlock(&cv_mu);
+        return 0;
+    }
+    /* held, robust, recursive-*, rdlock-deep, many-fifo: only run on. */
     target_run_on_exit(0);
     return 0;
 }
@@ -220,7 +322,13 @@ int main(int argc, char **argv)
         pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
         pthread_mutex_init(g_shared, &a);
     }
+    for (int i = 0; i < 20; i++)
+        pthread_mutex_init(&many[i], NULL);
     sem_init(&hold_sem, 0, 1);
+    if (strcmp(g_mode, "errno") == 0)
+        return errno_mode();
+    if (strcmp(g_mode, "cancel-cond") == 0 && cancel_waiter() != 0)
+        return 18;
     if (pipe(ready) != 0 || pipe(park) != 0)
         return 12;
     pthread_t t;
