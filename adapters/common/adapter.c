@@ -125,12 +125,23 @@ int forksafe__adapter_uninstall(struct forksafe__adapter *a)
     return rc;
 }
 
+int forksafe__adapter_refused_in_fork(struct forksafe__adapter *a)
+{
+    return forksafe_adapter_installed(a->name) &&
+                   forksafe_register_adapter(a->name) == EDEADLK
+               ? EDEADLK
+               : 0;
+}
+
 int forksafe__adapter_enter(struct forksafe__adapter *a, const void *obj)
 {
     if (obj == NULL)
         return EINVAL;
+    int rc = forksafe__adapter_refused_in_fork(a);
+    if (rc != 0)
+        return rc;
     pthread_mutex_lock(&a->api);
-    int rc = install_locked(a);
+    rc = install_locked(a);
     if (rc != 0)
         pthread_mutex_unlock(&a->api);
     return rc;

@@ -77,10 +77,19 @@ int forksafe__adapter_install(struct forksafe__adapter *a);
    (hooks->busy() said so) or EDEADLK. */
 int forksafe__adapter_uninstall(struct forksafe__adapter *a);
 
-/* Start a track call on obj: EINVAL if obj is NULL, else take a->api and
-   install a if needed. On 0, a->api is held (release it with
+/* Start a track call on obj: EINVAL if obj is NULL; EDEADLK if a is
+   installed and this is a forksafe callback on the forking thread (the
+   fork holds a->mu: forksafe__adapter_refused_in_fork()); else take a->api
+   and install a if needed. On 0, a->api is held (release it with
    forksafe__adapter_leave()); on error it is not. */
 int forksafe__adapter_enter(struct forksafe__adapter *a, const void *obj);
+
+/* EDEADLK if a is installed and the caller is a forksafe callback on the
+   forking thread, whose fork may hold a->mu (and the adapter's own
+   registered locks): waiting for them would never end. Else 0. The
+   adapter's name was recorded at install; recording it again changes
+   nothing, and the core refuses that call in a callback. */
+int forksafe__adapter_refused_in_fork(struct forksafe__adapter *a);
 
 /* Take a->api without installing: for an untrack call. */
 void forksafe__adapter_enter_plain(struct forksafe__adapter *a);

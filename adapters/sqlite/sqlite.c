@@ -383,19 +383,6 @@ int forksafe_sqlite_track(sqlite3 *db)
     return rc;
 }
 
-/* EDEADLK if called from a forksafe callback on the forking thread, which
-   may hold ad.mu and s_close_mu (the fork takes them): waiting for either
-   would never end. Else 0. The adapter's name was recorded at install,
-   and recording it again changes nothing, but the core refuses that
-   call there. */
-static int refused_in_fork(void)
-{
-    return forksafe_adapter_installed("sqlite") &&
-                   forksafe_register_adapter("sqlite") == EDEADLK
-               ? EDEADLK
-               : 0;
-}
-
 /* Contract in forksafe/sqlite.h. The connection itself is not touched.
    It leaves the list before its mutex is unregistered (the reverse of
    forksafe_sqlite_track()), so the child handler never touches a
@@ -404,7 +391,7 @@ int forksafe_sqlite_untrack(sqlite3 *db)
 {
     if (db == NULL)
         return EINVAL;
-    int rc = refused_in_fork();
+    int rc = forksafe__adapter_refused_in_fork(&ad);
     if (rc != 0)
         return rc;
     forksafe__adapter_enter_plain(&ad);
@@ -458,7 +445,7 @@ int forksafe_sqlite_close(sqlite3 *db)
 {
     if (db == NULL)
         return EINVAL;
-    int rc = refused_in_fork();
+    int rc = forksafe__adapter_refused_in_fork(&ad);
     if (rc != 0)
         return rc;
     forksafe__adapter_enter_plain(&ad);

@@ -7,9 +7,9 @@
  * it"; the track/untrack/close calls' errors; close and untrack from fork
  * callbacks and against concurrent forks.
  *
- * Tests named test_break_* fail on the code they were written against:
- * real breaks, run only with FORKSAFE_ADV=1 (else skipped, the reason
- * printed) until they are fixed. The others are attacks that held.
+ * The tests whose comment says "Seen on" failed on the code they were
+ * written against (real breaks, fixed since); the test_held_* ones are
+ * attacks that held.
  */
 #include "../common.h"
 
@@ -25,18 +25,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define ADV_BREAK(why)                                                         \
-    do {                                                                       \
-        const char *adv_ = getenv("FORKSAFE_ADV");                             \
-        if (!adv_ || strcmp(adv_, "1") != 0) {                                 \
-            fprintf(stderr,                                                    \
-                    "skipped (known break, FORKSAFE_ADV=1 runs it): "          \
-                    "%s\n",                                                    \
-                    why);                                                      \
-            skip();                                                            \
-        }                                                                      \
-    } while (0)
 
 #define STEP(cond, code)                                                       \
     do {                                                                       \
@@ -260,37 +248,35 @@ static void expect_refused(int (*probe)(sqlite3 *, const char *), bool wal)
         assert_true(a == b);
 }
 
-/* Seen: sqlite3_backup_step() into the child's inherited connection
+/* Seen on 7cdc072 (fixed by 713dc98, whose child handler gives the
+   inherited connection's files methods that fail every access):
+   sqlite3_backup_step() into the child's inherited connection
    returns SQLITE_DONE, and the parent's table t then has 50 rows
    instead of 1: the child overwrote the parent's database through the
    connection the adapter promises refuses all work. Neither the
    authorizer nor the progress handler is consulted by the backup API. */
-static void test_break_backup_into_inherited_writes_parent_db(void **state)
+static void test_backup_into_inherited_refused(void **state)
 {
     (void)state;
-    ADV_BREAK("sqlite3_backup into the inherited connection overwrites the "
-              "parent's database");
     expect_refused(probe_backup_into, false);
 }
 
-/* Seen: sqlite3_backup_step() from the inherited connection copies the
-   parent's database (a read the header promises fails). */
-static void test_break_backup_from_inherited_reads(void **state)
+/* Seen on 7cdc072 (fixed by 713dc98, as above): sqlite3_backup_step() from the
+   inherited connection copies the parent's database (a read the header promises
+   fails). */
+static void test_backup_from_inherited_refused(void **state)
 {
     (void)state;
-    ADV_BREAK("sqlite3_backup from the inherited connection reads the "
-              "parent's database");
     expect_refused(probe_backup_from, false);
 }
 
-/* Seen: sqlite3_wal_checkpoint_v2(TRUNCATE) on the inherited connection
+/* Seen on 7cdc072 (fixed by 713dc98, as above):
+   sqlite3_wal_checkpoint_v2(TRUNCATE) on the inherited connection
    returns SQLITE_OK and the parent's WAL file is truncated to 0 bytes by
    the child. */
-static void test_break_wal_checkpoint_api_in_child(void **state)
+static void test_wal_checkpoint_api_refused_in_child(void **state)
 {
     (void)state;
-    ADV_BREAK("sqlite3_wal_checkpoint_v2 on the inherited connection "
-              "checkpoints and truncates the parent's WAL");
     expect_refused(probe_checkpoint, true);
 }
 
@@ -454,19 +440,18 @@ static void test_held_calls_from_callbacks_edeadlk_early(void **state)
     cb_run(FORKSAFE_RANK_LIBRARY + 1u);
 }
 
-/* Seen: a prepare callback ranked after the adapter's (any rank above
-   FORKSAFE_SQLITE_RANK) that calls forksafe_sqlite_track() on a
+/* Seen on 7cdc072 (fixed: forksafe__adapter_enter() refuses with
+   EDEADLK, for every adapter): a prepare callback ranked after the adapter's
+   (any rank above FORKSAFE_SQLITE_RANK) that calls forksafe_sqlite_track() on a
    connection never returns: the fork hangs for good (no deadline applies
    inside a callback). forksafe_sqlite_close() and _untrack() return
    EDEADLK there (refused_in_fork()), but _track() of an installed adapter
    goes straight to forksafe__adapter_reserve(), which locks ad.mu, the
    list lock the adapter's own prepare took on this very thread. The
    header promises EDEADLK ("called from a forksafe callback"). */
-static void test_break_track_from_late_callback_hangs(void **state)
+static void test_track_from_late_callback_edeadlk(void **state)
 {
     (void)state;
-    ADV_BREAK("forksafe_sqlite_track() from a prepare callback ranked after "
-              "the adapter's deadlocks the fork");
     cb_run(FORKSAFE_SQLITE_RANK_STATIC + 10u);
 }
 
@@ -606,13 +591,13 @@ int main(void)
 {
     fs_watchdog(300);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_break_backup_into_inherited_writes_parent_db),
-        cmocka_unit_test(test_break_backup_from_inherited_reads),
-        cmocka_unit_test(test_break_wal_checkpoint_api_in_child),
+        cmocka_unit_test(test_backup_into_inherited_refused),
+        cmocka_unit_test(test_backup_from_inherited_refused),
+        cmocka_unit_test(test_wal_checkpoint_api_refused_in_child),
         cmocka_unit_test(test_held_sql_refused_in_child),
         cmocka_unit_test(test_held_close_ebusy_stays_tracked),
         cmocka_unit_test(test_held_calls_from_callbacks_edeadlk_early),
-        cmocka_unit_test(test_break_track_from_late_callback_hangs),
+        cmocka_unit_test(test_track_from_late_callback_edeadlk),
         cmocka_unit_test(test_held_close_untrack_storm_with_forks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
