@@ -321,6 +321,19 @@ static int guarded(void)
            forksafe__out_enabled();
 }
 
+/* At the end of a grace period: has the child a thread it did not start
+   through pthread_create()? glibc starts SIGEV_THREAD timer threads
+   without it, and raw clone() threads exist. Such a thread may be the
+   one to release the lock, so the wait goes on without a deadline, as it
+   would without the audit, and later waits are not guarded. */
+static int child_grew_thread(void)
+{
+    if (forksafe__task_count() <= 1)
+        return 0;
+    STORE(&fk.child_has_threads, 1);
+    return 1;
+}
+
 /* In a child of a multi-threaded fork, a lock that another thread held at
    the fork can never be released: wait for it for the grace period only.
    Process-shared locks can be released by another process, and are left
@@ -347,6 +360,8 @@ static int child_mutex_lock(pthread_mutex_t *m, void *site)
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);
     r = REAL(pthread_mutex_clocklock)(m, CLOCK_MONOTONIC, &ts);
+    if (r == ETIMEDOUT && child_grew_thread())
+        return REAL(pthread_mutex_lock)(m);
     if (r == ETIMEDOUT)
         deadlock_exit(m, "mutex", site, holder, holder_site);
     return r;
@@ -363,6 +378,8 @@ static int child_sem_wait(sem_t *s, void *site)
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);
     int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);
+    if (r != 0 && errno == ETIMEDOUT && child_grew_thread())
+        return REAL(sem_wait)(s);
     if (r != 0 && errno == ETIMEDOUT)
         deadlock_exit(s, "semaphore", site, holder, holder_site);
     return r;
@@ -383,6 +400,9 @@ static int child_rwlock(pthread_rwlock_t *l, int write, void *site)
     grace_deadline(&ts, CLOCK_REALTIME);
     r = write ? REAL(pthread_rwlock_timedwrlock)(l, &ts)
               : REAL(pthread_rwlock_timedrdlock)(l, &ts);
+    if (r == ETIMEDOUT && child_grew_thread())
+        return write ? REAL(pthread_rwlock_wrlock)(l)
+                     : REAL(pthread_rwlock_rdlock)(l);
     if (r == ETIMEDOUT)
         deadlock_exit(l, "rwlock", site, holder, holder_site);
     return r;
@@ -430,6 +450,8 @@ int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);
     int r = REAL(pthread_cond_clockwait)(c, m, CLOCK_MONOTONIC, &ts);
+    if (r == ETIMEDOUT && child_grew_thread())
+        return REAL(pthread_cond_wait)(c, m);
     if (r == ETIMEDOUT)
         deadlock_exit(c, "condition", site, other, osite);
     return r;

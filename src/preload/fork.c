@@ -503,8 +503,8 @@ struct fork_ctx {
    count of /proc/self/task is 2 plus the number of threads in the thread
    group (the kernel's proc_task_getattr), raw clone() threads included.
    Returns that number, or -1 when the stat fails (the full listing then
-   decides). */
-static int task_count(void)
+   decides). Also the child guard's check at the end of a grace period. */
+int forksafe__task_count(void)
 {
     struct stat st;
     if (stat("/proc/self/task", &st) != 0 || st.st_nlink < 3)
@@ -545,7 +545,7 @@ static void before_fork(struct fork_ctx *c, const char *call)
     /* The listing only when its TIDs are needed (a finding not yet
        made for this site) or the count is unknown; otherwise the count
        alone says whether other threads are alive. */
-    int n = task_count(), listed = 0;
+    int n = forksafe__task_count(), listed = 0;
     if (n < 0 || (n > 1 && fork_report_due((uintptr_t)c->site))) {
         n = forksafe__audit_list_numeric("/proc/self/task", tids, 64, NULL);
         listed = n > 0;
