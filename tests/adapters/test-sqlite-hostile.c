@@ -13,6 +13,8 @@
  */
 #include "../common.h"
 
+#include "sqlite-test.h"
+
 #include <forksafe/sqlite.h>
 
 #include <errno.h>
@@ -26,6 +28,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static sqlite3 *open_db(const char *path)
+{
+    return open_db_busy(path, 2000);
+}
+
 #define STEP(cond, code)                                                       \
     do {                                                                       \
         if (!(cond)) {                                                         \
@@ -34,58 +41,6 @@
             return (code);                                                     \
         }                                                                      \
     } while (0)
-
-struct dbfile {
-    char dir[64];
-    char path[96];
-};
-
-static int make_db(struct dbfile *f)
-{
-    snprintf(f->dir, sizeof f->dir, "/tmp/forksafe-sqlh-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
-    snprintf(f->path, sizeof f->path, "%s/test.db", f->dir);
-    return 0;
-}
-
-static void remove_db(const struct dbfile *f)
-{
-    char p[128];
-    static const char *const sfx[] = {"", "-journal", "-wal", "-shm", ".other"};
-    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-}
-
-static sqlite3 *open_db(const char *path)
-{
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_FULLMUTEX,
-                        NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, 2000);
-    return db;
-}
-
-static int row_count(sqlite3 *db)
-{
-    sqlite3_stmt *st;
-    int n = -1;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL) !=
-        SQLITE_OK)
-        return -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
 
 static off_t file_size(const char *path)
 {

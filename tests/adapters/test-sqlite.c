@@ -11,6 +11,8 @@
 
 #include "adapter-test.h"
 
+#include "sqlite-test.h"
+
 #include <forksafe/sqlite.h>
 
 #include <dlfcn.h>
@@ -25,6 +27,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static sqlite3 *open_db(const char *path)
+{
+    return open_db_busy(path, 3000);
+}
+
 enum mode { WITHOUT, WITH };
 
 #define FAIL(code)                                                             \
@@ -32,58 +39,6 @@ enum mode { WITHOUT, WITH };
         fprintf(stderr, "%s:%d: scenario step failed\n", __FILE__, __LINE__);  \
         return (code);                                                         \
     } while (0)
-
-/* A database file in a new directory; remove_db() deletes both. */
-struct dbfile {
-    char dir[64];
-    char path[96];
-};
-
-static int make_db(struct dbfile *f)
-{
-    snprintf(f->dir, sizeof f->dir, "/tmp/forksafe-sqlite-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
-    snprintf(f->path, sizeof f->path, "%s/test.db", f->dir);
-    return 0;
-}
-
-static void remove_db(const struct dbfile *f)
-{
-    char p[128];
-    unlink(f->path);
-    snprintf(p, sizeof p, "%s-journal", f->path);
-    unlink(p);
-    rmdir(f->dir);
-}
-
-static sqlite3 *open_db(const char *path)
-{
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_FULLMUTEX,
-                        NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, 3000);
-    return db;
-}
-
-/* SELECT count(*) FROM t through db, or -1. */
-static int row_count(sqlite3 *db)
-{
-    sqlite3_stmt *st;
-    int n = -1;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL) !=
-        SQLITE_OK)
-        return -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
 
 /* ---------------------------------------------------------------------- */
 
