@@ -96,10 +96,8 @@ static int inherited_scenario(int m, int fd)
 static void test_sqlite_inherited_connection_refuses(void **state)
 {
     (void)state;
-    char out[128];
-    assert_int_equal(fs_run_scenario(inherited_scenario, WITH, out, sizeof out),
-                     0);
-    assert_string_equal(out, "refused=3 rows=3 parent_ok=1\n");
+    fs_expect_scenario(inherited_scenario, WITH,
+                       "refused=3 rows=3 parent_ok=1\n");
 }
 
 static void test_sqlite_inherited_connection_writes_without(void **state)
@@ -232,11 +230,8 @@ static int writer_scenario(int m, int fd)
 static void test_sqlite_children_write_during_transactions(void **state)
 {
     (void)state;
-    char out[256];
-    assert_int_equal(fs_run_scenario(writer_scenario, WITH, out, sizeof out),
-                     0);
-    assert_string_equal(out,
-                        "children_ok=100 failed=0 integrity=ok rows_match=1\n");
+    fs_expect_scenario(writer_scenario, WITH,
+                       "children_ok=100 failed=0 integrity=ok rows_match=1\n");
 }
 
 static void test_sqlite_children_fail_without(void **state)
@@ -316,8 +311,7 @@ static int api_scenario(int m, int fd)
 static void test_sqlite_track_api(void **state)
 {
     (void)state;
-    char out[64];
-    assert_int_equal(fs_run_scenario(api_scenario, WITH, out, sizeof out), 0);
+    fs_assert_scenario(api_scenario, WITH);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -742,10 +736,8 @@ static int child_locks_scenario(int m, int fd)
 static void test_sqlite_child_connection_holds_its_locks(void **state)
 {
     (void)state;
-    char out[128];
-    assert_int_equal(
-        fs_run_scenario(child_locks_scenario, WITH, out, sizeof out), 0);
-    assert_string_equal(out, "read=r code=0 db_lock=1 shm_lock=1\n");
+    fs_expect_scenario(child_locks_scenario, WITH,
+                       "read=r code=0 db_lock=1 shm_lock=1\n");
 }
 
 /* Without the adapter the child's new connection reuses the lock
@@ -753,10 +745,8 @@ static void test_sqlite_child_connection_holds_its_locks(void **state)
 static void test_sqlite_child_connection_locks_without(void **state)
 {
     (void)state;
-    char out[128];
-    assert_int_equal(
-        fs_run_scenario(child_locks_scenario, WITHOUT, out, sizeof out), 0);
-    assert_string_equal(out, "read=r code=0 db_lock=0 shm_lock=0\n");
+    fs_expect_scenario(child_locks_scenario, WITHOUT,
+                       "read=r code=0 db_lock=0 shm_lock=0\n");
 }
 
 /* A transaction spread over two calls is open on a tracked connection
@@ -816,10 +806,7 @@ static int open_txn_scenario(int m, int fd)
 static void test_sqlite_child_waits_for_open_transaction(void **state)
 {
     (void)state;
-    char out[128];
-    assert_int_equal(fs_run_scenario(open_txn_scenario, WITH, out, sizeof out),
-                     0);
-    assert_string_equal(out, "commit=0 child=0 rows=3\n");
+    fs_expect_scenario(open_txn_scenario, WITH, "commit=0 child=0 rows=3\n");
 }
 
 int main(void)
