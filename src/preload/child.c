@@ -22,12 +22,16 @@
 #include "audit.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -299,16 +303,21 @@ deadlock_exit(void *lock, const char *kind, void *site, int holder,
     _exit(FORKSAFE_AUDIT_DEADLOCK_STATUS);
 }
 
-/* Now + the grace period, on clock. */
-static void grace_deadline(struct timespec *ts, clockid_t clock)
+static void add_ms(struct timespec *ts, long ms)
 {
-    clock_gettime(clock, ts);
-    ts->tv_sec += forksafe__audit_grace_ms / 1000;
-    ts->tv_nsec += (forksafe__audit_grace_ms % 1000) * 1000000L;
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
     if (ts->tv_nsec >= 1000000000L) {
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000L;
     }
+}
+
+/* Now + the grace period, on clock. */
+static void grace_deadline(struct timespec *ts, clockid_t clock)
+{
+    clock_gettime(clock, ts);
+    add_ms(ts, forksafe__audit_grace_ms);
 }
 
 /* May this child's waits be cut short? Only in the child of a
@@ -332,6 +341,106 @@ static int child_grew_thread(void)
         return 0;
     STORE(&fk.child_has_threads, 1);
     return 1;
+}
+
+/* Does the child catch sig (a handler, not SIG_DFL or SIG_IGN)? */
+static int catches(int sig)
+{
+    struct sigaction sa;
+    if (sig <= 0 || sig >= NSIG || sigaction(sig, NULL, &sa) != 0)
+        return 0;
+    return (sa.sa_flags & SA_SIGINFO) ||
+           (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+}
+
+static long ms_of(const struct timespec *t)
+{
+    return (long)t->tv_sec * 1000 + t->tv_nsec / 1000000 + 1;
+}
+
+/* The child's POSIX timers (/proc/self/timers, Linux): the longest time
+   until one that sends a signal the child catches fires, or -1. Timers
+   are not inherited: these are the child's own. */
+static long posix_timer_ms(void)
+{
+    int fd = open("/proc/self/timers", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[4096];
+    ssize_t n;
+    do
+        n = read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* Per timer: "ID: n", "signal: sig/mask", "notify: signal/pid.P" (or
+       thread/tid.T, none/...), "ClockID: c". */
+    long best = -1, id = -1;
+    int sig = 0;
+    for (char *line = buf; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (strncmp(line, "ID: ", 4) == 0)
+            id = strtol(line + 4, NULL, 10);
+        else if (strncmp(line, "signal: ", 8) == 0)
+            sig = (int)strtol(line + 8, NULL, 10);
+        else if (strncmp(line, "notify: ", 8) == 0 && id >= 0 &&
+                 strncmp(line + 8, "none", 4) != 0 && catches(sig)) {
+            struct itimerspec it;
+            if (syscall(SYS_timer_gettime, (int)id, &it) == 0 &&
+                (it.it_value.tv_sec || it.it_value.tv_nsec) &&
+                ms_of(&it.it_value) > best)
+                best = ms_of(&it.it_value);
+        }
+        line = next;
+    }
+    return best;
+}
+
+/* At the end of a grace period with no thread grown: a timer of the child
+   armed to send a signal it catches (alarm(), setitimer(), timer_create()
+   with SIGEV_SIGNAL) whose handler may post the semaphore or release the
+   lock. Returns the milliseconds until the latest such timer fires, or -1
+   if there is none. */
+static long child_timer_ms(void)
+{
+    static const int which[] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+    static const int sigs[] = {SIGALRM, SIGVTALRM, SIGPROF};
+    long best = posix_timer_ms();
+    for (int i = 0; i < 3; i++) {
+        struct itimerval it;
+        if (getitimer(which[i], &it) != 0 ||
+            (!it.it_value.tv_sec && !it.it_value.tv_usec) || !catches(sigs[i]))
+            continue;
+        struct timespec t = {it.it_value.tv_sec, it.it_value.tv_usec * 1000L};
+        if (ms_of(&t) > best)
+            best = ms_of(&t);
+    }
+    return best;
+}
+
+enum { GRACE_END, GRACE_FOREVER, GRACE_MORE };
+
+/* A guarded wait timed out at *ts (on clock): end the child
+   (GRACE_END), wait on without a deadline (GRACE_FOREVER: a thread the
+   child did not start through pthread_create() may release it), or wait
+   again until *ts, moved past the child's own timer and one more grace
+   period (GRACE_MORE: the timer's signal handler may release it; a
+   handler that does not leaves the timer disarmed, or rearms it, and the
+   next grace period decides). */
+static int grace_over(struct timespec *ts, clockid_t clock)
+{
+    if (child_grew_thread())
+        return GRACE_FOREVER;
+    long ms = child_timer_ms();
+    if (ms < 0)
+        return GRACE_END;
+    grace_deadline(ts, clock);
+    add_ms(ts, ms);
+    return GRACE_MORE;
 }
 
 /* In a child of a multi-threaded fork, a lock that another thread held at
@@ -359,12 +468,16 @@ static int child_mutex_lock(pthread_mutex_t *m, void *site)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);
-    r = REAL(pthread_mutex_clocklock)(m, CLOCK_MONOTONIC, &ts);
-    if (r == ETIMEDOUT && child_grew_thread())
-        return REAL(pthread_mutex_lock)(m);
-    if (r == ETIMEDOUT)
-        deadlock_exit(m, "mutex", site, holder, holder_site);
-    return r;
+    for (;;) {
+        r = REAL(pthread_mutex_clocklock)(m, CLOCK_MONOTONIC, &ts);
+        if (r != ETIMEDOUT)
+            return r;
+        int w = grace_over(&ts, CLOCK_MONOTONIC);
+        if (w == GRACE_FOREVER)
+            return REAL(pthread_mutex_lock)(m);
+        if (w == GRACE_END)
+            deadlock_exit(m, "mutex", site, holder, holder_site);
+    }
 }
 
 static int child_sem_wait(sem_t *s, void *site)
@@ -377,12 +490,16 @@ static int child_sem_wait(sem_t *s, void *site)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);
-    int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);
-    if (r != 0 && errno == ETIMEDOUT && child_grew_thread())
-        return REAL(sem_wait)(s);
-    if (r != 0 && errno == ETIMEDOUT)
-        deadlock_exit(s, "semaphore", site, holder, holder_site);
-    return r;
+    for (;;) {
+        int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);
+        if (r == 0 || errno != ETIMEDOUT)
+            return r;
+        int w = grace_over(&ts, CLOCK_MONOTONIC);
+        if (w == GRACE_FOREVER)
+            return REAL(sem_wait)(s);
+        if (w == GRACE_END)
+            deadlock_exit(s, "semaphore", site, holder, holder_site);
+    }
 }
 
 static int child_rwlock(pthread_rwlock_t *l, int write, void *site)
@@ -398,14 +515,18 @@ static int child_rwlock(pthread_rwlock_t *l, int write, void *site)
         return r;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_REALTIME);
-    r = write ? REAL(pthread_rwlock_timedwrlock)(l, &ts)
-              : REAL(pthread_rwlock_timedrdlock)(l, &ts);
-    if (r == ETIMEDOUT && child_grew_thread())
-        return write ? REAL(pthread_rwlock_wrlock)(l)
-                     : REAL(pthread_rwlock_rdlock)(l);
-    if (r == ETIMEDOUT)
-        deadlock_exit(l, "rwlock", site, holder, holder_site);
-    return r;
+    for (;;) {
+        r = write ? REAL(pthread_rwlock_timedwrlock)(l, &ts)
+                  : REAL(pthread_rwlock_timedrdlock)(l, &ts);
+        if (r != ETIMEDOUT)
+            return r;
+        int w = grace_over(&ts, CLOCK_REALTIME);
+        if (w == GRACE_FOREVER)
+            return write ? REAL(pthread_rwlock_wrlock)(l)
+                         : REAL(pthread_rwlock_rdlock)(l);
+        if (w == GRACE_END)
+            deadlock_exit(l, "rwlock", site, holder, holder_site);
+    }
 }
 
 int forksafe__policy_acquire(void *lock, int op, void *site)
@@ -449,12 +570,16 @@ int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);
-    int r = REAL(pthread_cond_clockwait)(c, m, CLOCK_MONOTONIC, &ts);
-    if (r == ETIMEDOUT && child_grew_thread())
-        return REAL(pthread_cond_wait)(c, m);
-    if (r == ETIMEDOUT)
-        deadlock_exit(c, "condition", site, other, osite);
-    return r;
+    for (;;) {
+        int r = REAL(pthread_cond_clockwait)(c, m, CLOCK_MONOTONIC, &ts);
+        if (r != ETIMEDOUT)
+            return r;
+        int w = grace_over(&ts, CLOCK_MONOTONIC);
+        if (w == GRACE_FOREVER)
+            return REAL(pthread_cond_wait)(c, m);
+        if (w == GRACE_END)
+            deadlock_exit(c, "condition", site, other, osite);
+    }
 }
 
 void forksafe__policy_thread_created(void)

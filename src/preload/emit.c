@@ -669,7 +669,8 @@ void forksafe__maps_forget(uintptr_t lo, uintptr_t hi)
 /* Parse one maps line; returns 1 and fills obj/off (and the mapping's
    extent, when lo_out is not NULL) if it contains addr. */
 static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
-                     uintptr_t *off, uintptr_t *extent_lo, uintptr_t *extent_hi)
+                     uintptr_t *off, uintptr_t *extent_lo, uintptr_t *extent_hi,
+                     char *share)
 {
     const char *p = line;
     uintptr_t lo = parse_hex(&p);
@@ -685,6 +686,8 @@ static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
     /* perms, offset, dev, inode, path */
     while (*p == ' ')
         p++;
+    if (share && p[0] && p[1] && p[2] && p[3])
+        *share = p[3]; /* "rw-s": 's' shared, 'p' private */
     while (*p && *p != ' ')
         p++;
     while (*p == ' ')
@@ -706,7 +709,7 @@ static int maps_line(const char *line, uintptr_t a, char *obj, size_t objlen,
 }
 
 static int maps_read(uintptr_t a, char *obj, size_t objlen, uintptr_t *off,
-                     uintptr_t *lo, uintptr_t *hi);
+                     uintptr_t *lo, uintptr_t *hi, char *share);
 
 /* Segments of objects unloaded by dlclose, most recent last (a ring):
    addresses recorded while they were loaded are still named after them. */
@@ -751,7 +754,7 @@ int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
     uintptr_t a = (uintptr_t)addr;
     if (cache_find(a, obj, objlen, off))
         return 0;
-    if (maps_read(a, obj, objlen, off, NULL, NULL) == 0)
+    if (maps_read(a, obj, objlen, off, NULL, NULL, NULL) == 0)
         return 0;
     return unloaded_find(a, obj, objlen, off) ? 0 : -1;
 }
@@ -760,11 +763,21 @@ int forksafe__maps_extent(const void *addr, uintptr_t *lo, uintptr_t *hi)
 {
     char obj[8];
     uintptr_t off;
-    return maps_read((uintptr_t)addr, obj, sizeof obj, &off, lo, hi);
+    return maps_read((uintptr_t)addr, obj, sizeof obj, &off, lo, hi, NULL);
+}
+
+int forksafe__maps_shared(const void *addr)
+{
+    char obj[8], share = 0;
+    uintptr_t off;
+    if (maps_read((uintptr_t)addr, obj, sizeof obj, &off, NULL, NULL,
+                  &share) != 0)
+        return -1;
+    return share == 's' ? 1 : share == 'p' ? 0 : -1;
 }
 
 static int maps_read(uintptr_t a, char *obj, size_t objlen, uintptr_t *off,
-                     uintptr_t *lo, uintptr_t *hi)
+                     uintptr_t *lo, uintptr_t *hi, char *share)
 {
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -785,7 +798,7 @@ static int maps_read(uintptr_t a, char *obj, size_t objlen, uintptr_t *off,
                 continue;
             }
             line[ll] = '\0';
-            found = maps_line(line, a, obj, objlen, off, lo, hi);
+            found = maps_line(line, a, obj, objlen, off, lo, hi, share);
             ll = 0;
         }
     }

@@ -269,15 +269,17 @@ static void prepare_note(void *lock, void *site)
         /* Every lock this thread holds, not only the innermost: a raw
            handler's lock is held under the registry's own lock by the
            time forksafe's prepare takes the registered ones. The lock
-           calls note only the innermost pair (the fast path); here, in
-           the prepare window, the others are noted too. */
+           calls note only the innermost pair (the fast path), and none
+           for a try acquire; here, in the prepare window, every pair is
+           noted, tries too: forksafe's prepare takes the registered locks
+           with tries and a deadline, so the order it meets is a fork that
+           fails instead of one that hangs, still a violation. */
         for (int i = r->nheld - 2; i >= 0; i--) {
             void *outer = r->held[i].lock;
             if (!outer || outer == lock)
                 continue;
             prep_edge_add(outer, lock);
-            if (i < r->nheld - 2)
-                forksafe__edge_note(&r->held[i], lock, site, r);
+            forksafe__edge_note(&r->held[i], lock, site, r);
         }
     }
     /* A lock another thread held when the fork began: a prepare waited

@@ -171,6 +171,12 @@ void forksafe__resolve_early(void);
 /* ------------------------------------------------------------ threads */
 
 enum { KIND_MUTEX = 1, KIND_RWLOCK = 2, KIND_SEMAPHORE = 3 };
+/* Or'ed into the kind passed to the lock hooks' bookkeeping by a try
+   acquire (trylock, sem_trywait), which never waits: it notes no order
+   pair, since a thread that cannot wait cannot take part in a deadlock.
+   Never stored. */
+#define KIND_TRY  0x10
+#define KIND_MASK 0x0f
 
 static inline const char *kind_name(int kind)
 {
@@ -385,8 +391,10 @@ extern int forksafe__policy_slow;
 /* A blocking acquire of lock (op: FORKSAFE_OP_*) from site, while
    forksafe__policy_slow is set. Returns the result to give the caller
    (the lock was acquired, or an error), or FORKSAFE_POLICY_PASS to do the
-   real call as usual. */
-#define FORKSAFE_POLICY_PASS (-1)
+   real call as usual. Not -1: that is sem_wait's own failure (EINTR when
+   a signal handler ran), which must reach the caller, not turn into a
+   second, unguarded wait. */
+#define FORKSAFE_POLICY_PASS (-0x7ffffff0)
 enum {
     FORKSAFE_OP_MUTEX_LOCK = 1, /* pthread_mutex_lock */
     FORKSAFE_OP_SEM_WAIT = 2,   /* sem_wait */

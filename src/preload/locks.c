@@ -80,13 +80,15 @@ static NOINLINE void note_acquire_slow(void *lock, int kind, const char *fn,
     struct thread_rec *r = forksafe__self();
     if (!r)
         return;
+    int try = kind & KIND_TRY;
+    kind &= KIND_MASK;
     int n = r->nheld;
     uintptr_t outer = OUTER_BARE, outer0 = OUTER_BARE;
     if (n > 0 && r->held[n - 1].lock) {
         outer = (uintptr_t)r->held[n - 1].lock;
         if (r->held[0].lock)
             outer0 = (uintptr_t)r->held[0].lock;
-        if (r->held[n - 1].lock != lock)
+        if (r->held[n - 1].lock != lock && !try)
             forksafe__edge_note(&r->held[n - 1], lock, site, r);
     }
     if (n == MAX_HELD) {
@@ -137,7 +139,7 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
         LIKELY(!LOAD(&forksafe__policy_slow))) {
         r->held[0].lock = lock;
         r->held[0].site = site;
-        r->held[0].kind = kind;
+        r->held[0].kind = kind & KIND_MASK;
         STORE(&r->nheld, 1);
         return;
     }
@@ -241,13 +243,18 @@ static NOINLINE int acquire_policy(void *lock, int op, int kind, const char *fn,
     if (forksafe__in_hook ||
         (r = forksafe__policy_acquire(lock, op, site)) == FORKSAFE_POLICY_PASS)
         return FORKSAFE_POLICY_PASS;
-    if (r == 0)
+    if (r == 0 || (kind == KIND_MUTEX && r == EOWNERDEAD))
         note_acquire(lock, kind, fn, site);
     return r;
 }
 #endif
 
 /* ------------------------------------------------------------ mutexes */
+
+/* A mutex call that returns with the caller holding the mutex: 0, or
+   EOWNERDEAD from a robust mutex whose owner died (the caller holds it,
+   and must make it consistent). */
+#define TOOK_MUTEX(r) ((r) == 0 || (r) == EOWNERDEAD)
 
 /* Every hook below keeps the contract of the glibc function it wraps
    (same result, same errno) and only adds bookkeeping: a successful
@@ -268,7 +275,7 @@ EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
             FORKSAFE_POLICY_PASS)
         return r;
     r = REAL(pthread_mutex_lock)(m);
-    if (r == 0 && !forksafe__in_hook)
+    if (TOOK_MUTEX(r) && !forksafe__in_hook)
         note_acquire(m, KIND_MUTEX, "pthread_mutex_lock", site);
     return r;
 }
@@ -276,8 +283,8 @@ EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
     int r = REAL(pthread_mutex_trylock)(m);
-    if (r == 0 && !forksafe__in_hook)
-        note_acquire(m, KIND_MUTEX, "pthread_mutex_trylock", __builtin_return_address(0));
+    if (TOOK_MUTEX(r) && !forksafe__in_hook)
+        note_acquire(m, KIND_MUTEX | KIND_TRY, "pthread_mutex_trylock", __builtin_return_address(0));
     return r;
 }
 
@@ -285,7 +292,7 @@ EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m,
                                    const struct timespec *ts)
 {
     int r = REAL(pthread_mutex_timedlock)(m, ts);
-    if (r == 0 && !forksafe__in_hook)
+    if (TOOK_MUTEX(r) && !forksafe__in_hook)
         note_acquire(m, KIND_MUTEX, "pthread_mutex_timedlock", __builtin_return_address(0));
     return r;
 }
@@ -294,7 +301,7 @@ EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t c,
                                    const struct timespec *ts)
 {
     int r = REAL(pthread_mutex_clocklock)(m, c, ts);
-    if (r == 0 && !forksafe__in_hook)
+    if (TOOK_MUTEX(r) && !forksafe__in_hook)
         note_acquire(m, KIND_MUTEX, "pthread_mutex_clocklock", __builtin_return_address(0));
     return r;
 }
@@ -360,7 +367,7 @@ EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
 {
     int r = REAL(pthread_rwlock_tryrdlock)(l);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(l, KIND_RWLOCK, "pthread_rwlock_tryrdlock", __builtin_return_address(0));
+        note_acquire(l, KIND_RWLOCK | KIND_TRY, "pthread_rwlock_tryrdlock", __builtin_return_address(0));
     return r;
 }
 
@@ -368,7 +375,7 @@ EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
 {
     int r = REAL(pthread_rwlock_trywrlock)(l);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(l, KIND_RWLOCK, "pthread_rwlock_trywrlock", __builtin_return_address(0));
+        note_acquire(l, KIND_RWLOCK | KIND_TRY, "pthread_rwlock_trywrlock", __builtin_return_address(0));
     return r;
 }
 
@@ -474,7 +481,7 @@ EXPORT int sem_trywait(sem_t *s)
 {
     int r = REAL(sem_trywait)(s);
     if (r == 0 && !forksafe__in_hook)
-        note_acquire(s, KIND_SEMAPHORE, "sem_trywait", __builtin_return_address(0));
+        note_acquire(s, KIND_SEMAPHORE | KIND_TRY, "sem_trywait", __builtin_return_address(0));
     return r;
 }
 

@@ -108,6 +108,10 @@ int forksafe__maps_find(const void *addr, char *obj, size_t objlen,
                         uintptr_t *off);
 /* The extent [*lo, *hi) of the mapping that contains addr: 0, or -1. */
 int forksafe__maps_extent(const void *addr, uintptr_t *lo, uintptr_t *hi);
+/* Whether the mapping that contains addr is shared (MAP_SHARED, System V
+   shared memory): 1 if it is, 0 if it is private, -1 if no mapping
+   contains it or /proc/self/maps cannot be read. */
+int forksafe__maps_shared(const void *addr);
 /* Forget what forksafe__maps_find cached about [lo, hi) (it is being
    unmapped). */
 void forksafe__maps_forget(uintptr_t lo, uintptr_t hi);

@@ -108,10 +108,23 @@ static const struct forksafe_platform *plat(void)
     return LOAD(&layer);
 }
 
+/* A lock its C library calls process-shared (pshared, 1) is shared with
+   another process only when its memory is: one in private memory (static
+   data, the heap, a private mapping) is copied by fork, and a thread of
+   the parent that releases it releases the parent's copy only. glibc also
+   marks every robust mutex process-shared, whatever its attribute. So a
+   pshared lock counts as process-shared only when /proc/self/maps says
+   its mapping is shared, or cannot say. */
+static int shared_in_fact(const void *lock, int pshared)
+{
+    return pshared == 1 && forksafe__maps_shared(lock) == 0 ? 0 : pshared;
+}
+
 int forksafe__mutex_pshared(const pthread_mutex_t *m)
 {
     unsigned k = plat()->mutex_kind(m);
-    return (k & FS_MX_UNKNOWN) ? -1 : (k & FS_MX_PSHARED) != 0;
+    return (k & FS_MX_UNKNOWN) ? -1
+                               : shared_in_fact(m, (k & FS_MX_PSHARED) != 0);
 }
 
 long forksafe__mutex_owner(const pthread_mutex_t *m)
@@ -123,7 +136,7 @@ long forksafe__mutex_owner(const pthread_mutex_t *m)
 int forksafe__sem_pshared(const sem_t *s)
 {
     const struct forksafe_platform *p = plat();
-    return p->sem_pshared ? p->sem_pshared(s) : -1;
+    return p->sem_pshared ? shared_in_fact(s, p->sem_pshared(s)) : -1;
 }
 
 int forksafe__lock_pshared_copy(const void *lock, int kind, int *value)
@@ -138,18 +151,22 @@ int forksafe__lock_pshared_copy(const void *lock, int kind, int *value)
             return -1;
         if (value && sem_getvalue(&copy, &v) == 0)
             *value = v;
-        return p->sem_pshared ? p->sem_pshared(&copy) : -1;
+        return p->sem_pshared ? shared_in_fact(lock, p->sem_pshared(&copy))
+                              : -1;
     }
     if (kind == KIND_RWLOCK) {
         pthread_rwlock_t copy;
         if (forksafe__mem_read(&copy, lock, sizeof copy) != 0)
             return -1;
         unsigned k = p->rwlock_kind(&copy);
-        return (k & FS_RW_UNKNOWN) ? -1 : (k & FS_RW_PSHARED) != 0;
+        return (k & FS_RW_UNKNOWN) ? -1
+                                   : shared_in_fact(lock,
+                                                    (k & FS_RW_PSHARED) != 0);
     }
     pthread_mutex_t copy;
     if (forksafe__mem_read(&copy, lock, sizeof copy) != 0)
         return -1;
     unsigned k = p->mutex_kind(&copy);
-    return (k & FS_MX_UNKNOWN) ? -1 : (k & FS_MX_PSHARED) != 0;
+    return (k & FS_MX_UNKNOWN) ? -1
+                               : shared_in_fact(lock, (k & FS_MX_PSHARED) != 0);
 }

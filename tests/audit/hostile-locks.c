@@ -3,8 +3,8 @@
  * hostile-locks.c: lock uses written to break the audit's lock hooks
  * (src/preload/locks.c) and its child-deadlock guard (child.c), run by
  * tests/audit/test-audit-hostile-locks.c with and without forksafe-audit.
- * argv[1] picks the mode. Every mode is a correct program: it exits 0
- * when it behaved as POSIX says, and a status from 10 up naming the step
+ * argv[1] picks the mode. Every mode but sem-alarm-noop is a correct
+ * program: it exits 0 when it behaved as POSIX says, and a status from 10 up naming the step
  * that went wrong otherwise. In every mode a thread of the parent is alive
  * (and usually holds a lock) at the fork, and the child runs on.
  */
@@ -53,7 +53,8 @@ static void *holder(void *arg)
 {
     (void)arg;
     const char *m = g_mode;
-    if (strcmp(m, "sem-signal") == 0 || strcmp(m, "sem-timed") == 0) {
+    if (strcmp(m, "sem-signal") == 0 || strcmp(m, "sem-timed") == 0 ||
+        strcmp(m, "sem-alarm-noop") == 0) {
         if (sem_wait(&hold_sem) != 0)
             _exit(20);
     } else if (strcmp(m, "cond-timer") == 0) {
@@ -74,7 +75,7 @@ static void *holder(void *arg)
             pthread_mutex_lock(&many[i]);
         for (int i = 0; i < 16; i++)
             pthread_mutex_unlock(&many[i]);
-    } else if (strcmp(m, "held") == 0) {
+    } else if (strcmp(m, "held") == 0 || strcmp(m, "pshared-private") == 0) {
         pthread_mutex_lock(&hold_mu); /* the control: a plain held mutex */
     } else if (strcmp(m, "recursive-deep") == 0 ||
                strcmp(m, "recursive-shallow") == 0) {
@@ -113,6 +114,11 @@ static void on_alarm(int sig)
 {
     (void)sig;
     sem_post(&hold_sem); /* async-signal-safe */
+}
+
+static void on_alarm_noop(int sig)
+{
+    (void)sig;
 }
 
 static void on_timer(union sigval v)
@@ -226,12 +232,15 @@ static int errno_mode(void)
 /* What the child does; its return value is its exit status. */
 static int child_main(const char *m)
 {
-    if (strcmp(m, "sem-signal") == 0) {
+    if (strcmp(m, "sem-signal") == 0 || strcmp(m, "sem-alarm-noop") == 0) {
         /* The holder thread took the semaphore; this child's own SIGALRM
-           handler posts it 1 s from now, so the wait ends then. */
+           handler posts it 1 s from now, so the wait ends then. In
+           sem-alarm-noop the handler does nothing: the child waits
+           forever (the one mode that is not a correct program; the parent
+           gives up on it after 10 s and exits 10). */
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_alarm;
+        sa.sa_handler = m[4] == 'a' ? on_alarm_noop : on_alarm;
         sigaction(SIGALRM, &sa, NULL);
         alarm(1);
         int r;
@@ -297,7 +306,8 @@ static int child_main(const char *m)
         pthread_mutex_unlock(&cv_mu);
         return 0;
     }
-    /* held, robust, recursive-*, rdlock-deep, many-fifo: only run on. */
+    /* held, pshared-private, robust, recursive-*, rdlock-deep, many-fifo:
+       only run on. */
     target_run_on_exit(0);
     return 0;
 }
@@ -311,6 +321,10 @@ int main(int argc, char **argv)
     pthread_mutexattr_init(&a);
     if (strcmp(g_mode, "robust") == 0)
         pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    /* A process-shared mutex in private memory (static data): fork copies
+       it, so it is the child's own lock, held by a thread it lacks. */
+    if (strcmp(g_mode, "pshared-private") == 0)
+        pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
     if (strncmp(g_mode, "recursive-", 10) == 0)
         pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&hold_mu, &a);
