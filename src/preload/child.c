@@ -30,7 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
+#include <stdint.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -387,10 +387,13 @@ static long posix_timer_ms(void)
             id = strtol(line + 4, NULL, 10);
         else if (strncmp(line, "signal: ", 8) == 0)
             sig = (int)strtol(line + 8, NULL, 10);
-        else if (strncmp(line, "notify: ", 8) == 0 && id >= 0 &&
-                 strncmp(line + 8, "none", 4) != 0 && catches(sig)) {
+        else if (strncmp(line, "notify: signal/", 15) == 0 && id >= 0 &&
+                 catches(sig)) {
+            /* A SIGEV_SIGNAL timer's timer_t is its kernel ID (glibc,
+               musl); SIGEV_THREAD timers (notify: thread/) run in a
+               thread, which child_grew_thread() sees. */
             struct itimerspec it;
-            if (syscall(SYS_timer_gettime, (int)id, &it) == 0 &&
+            if (timer_gettime((timer_t)(intptr_t)id, &it) == 0 &&
                 (it.it_value.tv_sec || it.it_value.tv_nsec) &&
                 ms_of(&it.it_value) > best)
                 best = ms_of(&it.it_value);

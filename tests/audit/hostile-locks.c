@@ -54,7 +54,8 @@ static void *holder(void *arg)
     (void)arg;
     const char *m = g_mode;
     if (strcmp(m, "sem-signal") == 0 || strcmp(m, "sem-timed") == 0 ||
-        strcmp(m, "sem-alarm-noop") == 0) {
+        strcmp(m, "sem-alarm-noop") == 0 ||
+        strcmp(m, "sem-posix-timer") == 0) {
         if (sem_wait(&hold_sem) != 0)
             _exit(20);
     } else if (strcmp(m, "cond-timer") == 0) {
@@ -247,6 +248,26 @@ static int child_main(const char *m)
         while ((r = sem_wait(&hold_sem)) != 0 && errno == EINTR)
             ;
         return r == 0 ? 0 : 30;
+    }
+    if (strcmp(m, "sem-posix-timer") == 0) {
+        /* The same with a POSIX timer that sends SIGUSR1 1 s from now. */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_alarm;
+        sigaction(SIGUSR1, &sa, NULL);
+        timer_t t;
+        struct sigevent ev;
+        memset(&ev, 0, sizeof ev);
+        ev.sigev_notify = SIGEV_SIGNAL;
+        ev.sigev_signo = SIGUSR1;
+        struct itimerspec it = {{0, 0}, {1, 0}};
+        if (timer_create(CLOCK_MONOTONIC, &ev, &t) != 0 ||
+            timer_settime(t, 0, &it, NULL) != 0)
+            return 41;
+        int r;
+        while ((r = sem_wait(&hold_sem)) != 0 && errno == EINTR)
+            ;
+        return r == 0 ? 0 : 42;
     }
     if (strcmp(m, "cond-timer") == 0) {
         /* A SIGEV_THREAD timer's callback (a thread glibc starts in this

@@ -102,6 +102,9 @@ static void test_sem_posted_by_child_signal_handler(void **state)
     (void)state;
     same_status("sem-signal");
     au_check("--lacks=child-deadlock");
+    /* The same with a timer_create() timer (SIGEV_SIGNAL, SIGUSR1). */
+    same_status("sem-posix-timer");
+    au_check("--lacks=child-deadlock");
 }
 
 /* The must-fire beside it: the same child, whose SIGALRM handler does
