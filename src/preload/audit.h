@@ -43,7 +43,10 @@ struct snap {
     int holder;
     unsigned char kind;
     unsigned char covered; /* COVER_* (set by the prepare window) */
-    unsigned short named;  /* the registry named it (snap_names) */
+    unsigned char named;   /* the registry named it (snap_names) */
+    unsigned char ask;     /* taken from libforksafe's code: ask the
+                              registry whether it is registered, once the
+                              fork is made (fork.c, resolve_covers()) */
 };
 
 /* Small per-process "report once" sets: fork call sites, held locks,

@@ -289,28 +289,45 @@ static void prepare_note(void *lock, void *site)
         if (s->lock != lock || s->covered)
             continue;
         uintptr_t a = (uintptr_t)site;
-        int in_core = a >= LOAD(&forksafe__audit_core_lo) &&
-                      a < LOAD(&forksafe__audit_core_hi);
-        forksafe__lookup_fn lookup = LOAD(&forksafe__audit_lookup);
+        /* Taken from libforksafe's code: a registered lock, or a
+           callback's taken in a tail call, which the registry tells
+           apart. It is asked after the fork (resolve_covers()), not here:
+           the first lock libforksafe's prepare takes is the registry's
+           own, before its fork state is set, and forksafe_lookup() would
+           wait for it on this very thread. */
+        s->ask = a >= LOAD(&forksafe__audit_core_lo) &&
+                 a < LOAD(&forksafe__audit_core_hi);
+        s->covered = COVER_PREPARE;
+    }
+}
+
+/* In the parent after the fork (its handlers have released the registry
+   lock): which of the covered locks libforksafe took are registered, with
+   their names. A lock unregistered between the parent handler and here is
+   reported as covered by a prepare, not by the registry. */
+static void resolve_covers(void)
+{
+    forksafe__lookup_fn lookup = LOAD(&forksafe__audit_lookup);
+    for (int i = 0; i < fk.nsnap && i < SNAP_MAX; i++) {
+        struct snap *s = &fk.snap[i];
+        if (!s->ask)
+            continue;
+        s->ask = 0;
         struct forksafe_info info;
         int found = 0;
-        /* Inside libforksafe's own prepare the registry lock is held by
-           this thread, and forksafe_lookup takes none. (A callback's lock
-           taken in a tail call looks as if libforksafe took it: the
-           registry says which it is.) */
-        if (in_core && lookup) {
+        if (lookup) {
             forksafe__in_hook++;
-            found = lookup(lock, &info) == 0;
+            found = lookup(s->lock, &info) == 0;
             forksafe__in_hook--;
         }
-        s->covered = found ? COVER_REGISTRY : COVER_PREPARE;
-        if (found) {
-            forksafe__str_copy(forksafe__audit_snap_names[i].name,
-                               sizeof forksafe__audit_snap_names[i].name,
-                               info.name);
-            forksafe__audit_snap_names[i].rank = (long)info.rank;
-            s->named = 1;
-        }
+        if (!found)
+            continue;
+        s->covered = COVER_REGISTRY;
+        forksafe__str_copy(forksafe__audit_snap_names[i].name,
+                           sizeof forksafe__audit_snap_names[i].name,
+                           info.name);
+        forksafe__audit_snap_names[i].rank = (long)info.rank;
+        s->named = 1;
     }
 }
 
@@ -597,7 +614,7 @@ static void before_fork(struct fork_ctx *c, const char *call)
                 if (pshared == 1 || (h.kind == KIND_SEMAPHORE && value != 0))
                     continue;
                 struct snap s = {h.lock, h.site, t->tid,
-                                 (unsigned char)h.kind, COVER_NONE, 0};
+                                 (unsigned char)h.kind, COVER_NONE, 0, 0};
                 if (c->snapped && fk.nsnap < SNAP_MAX) {
                     /* The holder's name now: it may be gone when the
                        fork is reported. */
@@ -631,9 +648,11 @@ static void after_fork(pid_t pid, struct fork_ctx *c)
         if (c->window)
             window_close();
         if (c->snapped) {
-            if (pid > 0)
+            if (pid > 0) {
+                resolve_covers();
                 for (int i = 0; i < fk.nsnap && i < SNAP_MAX; i++)
                     report_held(c->site, &fk.snap[i], i);
+            }
             STORE(&fk.snap_busy, 0);
         }
         return;
