@@ -265,19 +265,21 @@ static void prepare_note(void *lock, void *site)
     if (n <= PREP_MAX)
         STORE(&prep_n, n + 1);
     struct thread_rec *r = forksafe__self_rec;
-    if (r && r->nheld >= 2 && r->held[r->nheld - 1].lock == lock) {
+    struct held *top = r ? held_entry(r, r->more, r->nheld - 1) : NULL;
+    if (r && r->nheld >= 2 && top && top->lock == lock) {
         /* Every lock this thread holds, not only the innermost: a raw
            handler's lock is held under the registry's own lock by the
            time forksafe's prepare takes the registered ones. The lock
            calls note only the innermost pair (the fast path); here, in
            the prepare window, the others are noted too. */
         for (int i = r->nheld - 2; i >= 0; i--) {
-            void *outer = r->held[i].lock;
+            struct held *h = held_entry(r, r->more, i);
+            void *outer = h ? h->lock : NULL;
             if (!outer || outer == lock)
                 continue;
             prep_edge_add(outer, lock);
             if (i < r->nheld - 2)
-                forksafe__edge_note(&r->held[i], lock, site, r);
+                forksafe__edge_note(h, lock, site, r);
         }
     }
     /* A lock another thread held when the fork began: a prepare waited
@@ -581,8 +583,10 @@ static void before_fork(struct fork_ctx *c, const char *call)
             if (t == mine || LOAD(&t->tid) == 0)
                 continue;
             int nh = LOAD(&t->nheld);
-            for (int j = 0; j < nh && j < MAX_HELD; j++) {
-                struct held h = t->held[j];
+            struct held *more = LOAD(&t->more), *e;
+            for (int j = 0; j < nh && (e = held_entry(t, more, j)) != NULL;
+                 j++) {
+                struct held h = *e;
                 if (!h.lock)
                     continue;
                 /* A process-shared lock is one lock for every process that

@@ -17,6 +17,7 @@
 
 static pthread_mutex_t hold_mu;
 static pthread_mutex_t many[20];
+static pthread_mutex_t hundred[100];
 static sem_t hold_sem;
 static pthread_rwlock_t hold_rw = PTHREAD_RWLOCK_INITIALIZER;
 static pthread_mutex_t cv_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -74,6 +75,9 @@ static void *holder(void *arg)
             pthread_mutex_lock(&many[i]);
         for (int i = 0; i < 16; i++)
             pthread_mutex_unlock(&many[i]);
+    } else if (strcmp(m, "many-100") == 0) {
+        for (int i = 0; i < 100; i++) /* all held at the fork */
+            pthread_mutex_lock(&hundred[i]);
     } else if (strcmp(m, "held") == 0) {
         pthread_mutex_lock(&hold_mu); /* the control: a plain held mutex */
     } else if (strcmp(m, "recursive-deep") == 0 ||
@@ -297,7 +301,7 @@ static int child_main(const char *m)
         pthread_mutex_unlock(&cv_mu);
         return 0;
     }
-    /* held, robust, recursive-*, rdlock-deep, many-fifo: only run on. */
+    /* held, robust, recursive-*, rdlock-deep, many-*: only run on. */
     target_run_on_exit(0);
     return 0;
 }
@@ -324,6 +328,8 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < 20; i++)
         pthread_mutex_init(&many[i], NULL);
+    for (int i = 0; i < 100; i++)
+        pthread_mutex_init(&hundred[i], NULL);
     sem_init(&hold_sem, 0, 1);
     if (strcmp(g_mode, "errno") == 0)
         return errno_mode();
@@ -351,6 +357,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "hostile-locks %s: child status %d\n", g_mode, st);
         return 10;
     }
+    if (strcmp(g_mode, "many-100") == 0)
+        printf("last %p\n", (void *)&hundred[99]);
     puts("ok");
     return 0;
 }
