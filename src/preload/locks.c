@@ -233,6 +233,7 @@ static NOINLINE int note_release_slow(struct thread_rec *r, void *lock,
     return 0;
 }
 
+#ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
 /* Remove lock from this thread's held stack; 1 if it was there. The
    common case, the lock on top of the stack (released in order) and in
    the record's own entries, taken once, is a pop inline:
@@ -251,6 +252,7 @@ static inline int note_release(void *lock)
     }
     return note_release_slow(r, lock, 0);
 }
+#endif
 
 /* Remove every entry of lock from this thread's held stack, however many
    times each was taken: its memory is going away. 1 if there was one. */
