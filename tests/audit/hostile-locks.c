@@ -50,10 +50,43 @@ static void *dead_owner(void *arg)
     return NULL;
 }
 
+/* 20 mutexes taken, the first 16 released in the order they were taken:
+   4 stay held. */
+static void take_many_fifo(void)
+{
+    for (int i = 0; i < 20; i++)
+        pthread_mutex_lock(&many[i]);
+    for (int i = 0; i < 16; i++)
+        pthread_mutex_unlock(&many[i]);
+}
+
+/* Takes the 20 and releases them all, then exits: its thread slot keeps
+   the room it needed past 16 locks for the next thread that claims it. */
+static void *grow_and_exit(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++)
+        pthread_mutex_lock(&many[i]);
+    for (int i = 19; i >= 0; i--)
+        pthread_mutex_unlock(&many[i]);
+    return NULL;
+}
+
 static void *holder(void *arg)
 {
     (void)arg;
     const char *m = g_mode;
+    if (strcmp(m, "many-reuse") == 0 && arg == NULL) {
+        /* The thread that holds is the next to claim the slot of one that
+           held 20 and exited. */
+        pthread_t g, h;
+        if (pthread_create(&g, NULL, grow_and_exit, NULL) != 0 ||
+            pthread_join(g, NULL) != 0 ||
+            pthread_create(&h, NULL, holder, (void *)1) != 0 ||
+            pthread_join(h, NULL) != 0)
+            _exit(25);
+        return NULL;
+    }
     if (strcmp(m, "sem-signal") == 0 || strcmp(m, "sem-timed") == 0) {
         if (sem_wait(&hold_sem) != 0)
             _exit(20);
@@ -68,13 +101,8 @@ static void *holder(void *arg)
         if (pthread_mutex_lock(&hold_mu) != EOWNERDEAD)
             _exit(22);
         pthread_mutex_consistent(&hold_mu);
-    } else if (strcmp(m, "many-fifo") == 0) {
-        /* 20 locks taken, the first 16 released in the order they were
-           taken: 4 stay held at the fork. */
-        for (int i = 0; i < 20; i++)
-            pthread_mutex_lock(&many[i]);
-        for (int i = 0; i < 16; i++)
-            pthread_mutex_unlock(&many[i]);
+    } else if (strcmp(m, "many-fifo") == 0 || strcmp(m, "many-reuse") == 0) {
+        take_many_fifo(); /* 4 held at the fork */
     } else if (strcmp(m, "many-100") == 0) {
         for (int i = 0; i < 100; i++) /* all held at the fork */
             pthread_mutex_lock(&hundred[i]);

@@ -69,6 +69,16 @@ static void test_locks_held_after_fifo_release(void **state)
     au_check("--has=lock-held-at-fork", "--count=lock-held-at-fork=4");
 }
 
+/* The same, by a thread that claimed the slot of one that took the 20
+   mutexes, released them and exited: the slot keeps its stack's room
+   past 16 entries for its next thread. */
+static void test_locks_held_in_reused_slot(void **state)
+{
+    (void)state;
+    same_status("many-reuse");
+    au_check("--has=lock-held-at-fork", "--count=lock-held-at-fork=4");
+}
+
 /* A thread holds 100 distinct mutexes at the fork. lock-held-at-fork is
    made once per (lock, site) for the first 32 of a process, so 32 are
    reported: the 20 the fork's snapshot (80 entries) has no room for,
@@ -241,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_recursive_mutex_deeper_than_stack),
         cmocka_unit_test(test_rdlock_recursion_deeper_than_stack),
         cmocka_unit_test(test_locks_held_after_fifo_release),
+        cmocka_unit_test(test_locks_held_in_reused_slot),
         cmocka_unit_test(test_hundred_locks_held_at_fork),
         cmocka_unit_test(test_break_trylock_against_rank_order),
         cmocka_unit_test(test_held_lock_against_rank_order_fires),
