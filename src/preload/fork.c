@@ -426,7 +426,10 @@ static void report_fork_threads(void *site, const int *tids, int n, int me,
    the fork, when it is known whether a prepare took it. named: its index
    in the snapshot (for the names kept beside it), -1 when it is not in
    it. */
-static void report_held(void *site, const struct snap *s, int named)
+/* One lock-held-at-fork; untracked is what its holder's record says it
+   held and could not record (holder_untracked, when not 0). */
+static void report_held(void *site, const struct snap *s, int named,
+                        unsigned untracked)
 {
     if (!forksafe__audit_once_first(&fk.once_held,
                                     (uintptr_t)s->lock ^ (uintptr_t)s->site))
@@ -447,6 +450,8 @@ static void report_held(void *site, const struct snap *s, int named)
         forksafe__audit_thread_name(s->holder, name, sizeof name);
     forksafe__rec_str(r, "holder_name", name);
     forksafe__rec_bool(r, "registered", s->covered == COVER_REGISTRY);
+    if (untracked)
+        forksafe__rec_int(r, "holder_untracked", (long)untracked);
     if (s->covered)
         forksafe__rec_str(r, "covered_by",
                           s->covered == COVER_REGISTRY ? "registry"
@@ -606,9 +611,11 @@ static void before_fork(struct fork_ctx *c, const char *call)
                     struct snap_name *sn = &forksafe__audit_snap_names[fk.nsnap];
                     forksafe__audit_thread_name(t->tid, sn->holder,
                                                 sizeof sn->holder);
+                    sn->untracked = LOAD(&t->dropped);
                     fk.snap[fk.nsnap++] = s;
                 } else {
-                    report_held(c->site, &s, -1); /* no room: as it is */
+                    /* no room: as it is */
+                    report_held(c->site, &s, -1, LOAD(&t->dropped));
                 }
             }
         }
@@ -635,7 +642,8 @@ static void after_fork(pid_t pid, struct fork_ctx *c)
         if (c->snapped) {
             if (pid > 0)
                 for (int i = 0; i < fk.nsnap && i < SNAP_MAX; i++)
-                    report_held(c->site, &fk.snap[i], i);
+                    report_held(c->site, &fk.snap[i], i,
+                                forksafe__audit_snap_names[i].untracked);
             STORE(&fk.snap_busy, 0);
         }
         return;

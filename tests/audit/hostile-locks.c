@@ -18,6 +18,7 @@
 static pthread_mutex_t hold_mu;
 static pthread_mutex_t many[20];
 static pthread_mutex_t hundred[100];
+static pthread_mutex_t over[1030]; /* more than a held stack records */
 static sem_t hold_sem;
 static pthread_rwlock_t hold_rw = PTHREAD_RWLOCK_INITIALIZER;
 static pthread_mutex_t cv_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -106,6 +107,9 @@ static void *holder(void *arg)
     } else if (strcmp(m, "many-100") == 0) {
         for (int i = 0; i < 100; i++) /* all held at the fork */
             pthread_mutex_lock(&hundred[i]);
+    } else if (strcmp(m, "many-over") == 0) {
+        for (int i = 0; i < 1030; i++) /* all held at the fork */
+            pthread_mutex_lock(&over[i]);
     } else if (strcmp(m, "held") == 0) {
         pthread_mutex_lock(&hold_mu); /* the control: a plain held mutex */
     } else if (strcmp(m, "recursive-deep") == 0 ||
@@ -358,6 +362,8 @@ int main(int argc, char **argv)
         pthread_mutex_init(&many[i], NULL);
     for (int i = 0; i < 100; i++)
         pthread_mutex_init(&hundred[i], NULL);
+    for (int i = 0; i < 1030; i++)
+        pthread_mutex_init(&over[i], NULL);
     sem_init(&hold_sem, 0, 1);
     if (strcmp(g_mode, "errno") == 0)
         return errno_mode();

@@ -156,6 +156,17 @@ static void test_break_robust_eownerdead_held_at_fork(void **state)
              "--detail=lock-held-at-fork:lock_kind~mutex");
 }
 
+/* A thread holds 1,030 mutexes at the fork: its held stack records
+   1,024; the findings (32, the cap) say that it held 6 more
+   (holder_untracked). */
+static void test_locks_past_the_stack_counted(void **state)
+{
+    (void)state;
+    same_status("many-over");
+    au_check("--count=lock-held-at-fork=32",
+             "--detail-eq=lock-held-at-fork:holder_untracked=6");
+}
+
 /* A recursive mutex locked 20 times and unlocked 19 (held once) at the
    fork. Seen on 814b094: no lock-held-at-fork: each recursion level was
    one entry of the 16-entry held stack, so 4 levels were never pushed and
@@ -253,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_locks_held_after_fifo_release),
         cmocka_unit_test(test_locks_held_in_reused_slot),
         cmocka_unit_test(test_hundred_locks_held_at_fork),
+        cmocka_unit_test(test_locks_past_the_stack_counted),
         cmocka_unit_test(test_break_trylock_against_rank_order),
         cmocka_unit_test(test_held_lock_against_rank_order_fires),
         cmocka_unit_test(test_held_errno_kept),
