@@ -105,6 +105,9 @@ struct snap_name {
     char name[64];   /* registered name, when struct snap's named */
     long rank;
     char holder[20]; /* the holder thread's name, read at the fork */
+    unsigned untracked; /* locks the holder took past its held stack's
+                           HELD_CAP entries and held at the fork, not
+                           recorded (thread_rec.dropped) */
 };
 extern struct snap_name forksafe__audit_snap_names[SNAP_MAX];
 

@@ -265,7 +265,8 @@ static void prepare_note(void *lock, void *site)
     if (n <= PREP_MAX)
         STORE(&prep_n, n + 1);
     struct thread_rec *r = forksafe__self_rec;
-    if (r && r->nheld >= 2 && r->held[r->nheld - 1].lock == lock) {
+    struct held *top = r ? held_entry(r, r->more, r->nheld - 1) : NULL;
+    if (r && r->nheld >= 2 && top && top->lock == lock) {
         /* Every lock this thread holds, not only the innermost: a raw
            handler's lock is held under the registry's own lock by the
            time forksafe's prepare takes the registered ones. The lock
@@ -275,11 +276,12 @@ static void prepare_note(void *lock, void *site)
            with tries and a deadline, so the order it meets is a fork that
            fails instead of one that hangs, still a violation. */
         for (int i = r->nheld - 2; i >= 0; i--) {
-            void *outer = r->held[i].lock;
+            struct held *h = held_entry(r, r->more, i);
+            void *outer = h ? h->lock : NULL;
             if (!outer || outer == lock)
                 continue;
             prep_edge_add(outer, lock);
-            forksafe__edge_note(&r->held[i], lock, site, r);
+            forksafe__edge_note(h, lock, site, r);
         }
     }
     /* A lock another thread held when the fork began: a prepare waited
@@ -443,7 +445,10 @@ static void report_fork_threads(void *site, const int *tids, int n, int me,
    the fork, when it is known whether a prepare took it. named: its index
    in the snapshot (for the names kept beside it), -1 when it is not in
    it. */
-static void report_held(void *site, const struct snap *s, int named)
+/* One lock-held-at-fork; untracked is what its holder's record says it
+   held and could not record (holder_untracked, when not 0). */
+static void report_held(void *site, const struct snap *s, int named,
+                        unsigned untracked)
 {
     if (!forksafe__audit_once_first(&fk.once_held,
                                     (uintptr_t)s->lock ^ (uintptr_t)s->site))
@@ -464,6 +469,8 @@ static void report_held(void *site, const struct snap *s, int named)
         forksafe__audit_thread_name(s->holder, name, sizeof name);
     forksafe__rec_str(r, "holder_name", name);
     forksafe__rec_bool(r, "registered", s->covered == COVER_REGISTRY);
+    if (untracked)
+        forksafe__rec_int(r, "holder_untracked", (long)untracked);
     if (s->covered)
         forksafe__rec_str(r, "covered_by",
                           s->covered == COVER_REGISTRY ? "registry"
@@ -600,8 +607,10 @@ static void before_fork(struct fork_ctx *c, const char *call)
             if (t == mine || LOAD(&t->tid) == 0)
                 continue;
             int nh = LOAD(&t->nheld);
-            for (int j = 0; j < nh && j < MAX_HELD; j++) {
-                struct held h = t->held[j];
+            struct held *more = LOAD(&t->more), *e;
+            for (int j = 0; j < nh && (e = held_entry(t, more, j)) != NULL;
+                 j++) {
+                struct held h = *e;
                 if (!h.lock)
                     continue;
                 /* A process-shared lock is one lock for every process that
@@ -621,9 +630,11 @@ static void before_fork(struct fork_ctx *c, const char *call)
                     struct snap_name *sn = &forksafe__audit_snap_names[fk.nsnap];
                     forksafe__audit_thread_name(t->tid, sn->holder,
                                                 sizeof sn->holder);
+                    sn->untracked = LOAD(&t->dropped);
                     fk.snap[fk.nsnap++] = s;
                 } else {
-                    report_held(c->site, &s, -1); /* no room: as it is */
+                    /* no room: as it is */
+                    report_held(c->site, &s, -1, LOAD(&t->dropped));
                 }
             }
         }
@@ -651,7 +662,8 @@ static void after_fork(pid_t pid, struct fork_ctx *c)
             if (pid > 0) {
                 resolve_covers();
                 for (int i = 0; i < fk.nsnap && i < SNAP_MAX; i++)
-                    report_held(c->site, &fk.snap[i], i);
+                    report_held(c->site, &fk.snap[i], i,
+                                forksafe__audit_snap_names[i].untracked);
             }
             STORE(&fk.snap_busy, 0);
         }

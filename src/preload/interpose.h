@@ -186,20 +186,40 @@ static inline const char *kind_name(int kind)
 }
 
 #define MAX_THREADS 1024
+/* A thread's held stack: the first MAX_HELD entries live in its record
+   (all forksafe-run uses: its own push stops there); the audit's lock
+   path maps HELD_MORE more for a slot the first time one of its threads
+   holds more (thread_rec.more). Past HELD_CAP in all, pushes are counted
+   in thread_rec.dropped, not recorded. */
 #define MAX_HELD    16
+#define HELD_CAP    1024
+#define HELD_MORE   (HELD_CAP - MAX_HELD)
 #define SEEN_CACHE  4
 
 struct held {
     void *lock;
     void *site;
     int kind;
+    /* Times the owner took the lock again while it was this entry, on top
+       of its stack, beyond the first (a recursive mutex, a read lock): a
+       release takes one off before the entry is popped. Never for a
+       semaphore, one of whose units another thread may post. */
+    unsigned depth;
 };
 
 /* One per live thread that has used a hook. Other threads read `tid`,
    `start` and the held stack at fork time: best effort, never waited for.
    Only the owning thread pushes and pops its held stack; another thread
    may only swap an entry's lock for NULL (a semaphore it posted, memory
-   that went away), which readers skip. Records are cache-line aligned:
+   that went away), which readers skip. Entries [MAX_HELD, nheld) are in
+   `more`, which once published (release) stays the slot's for good: a
+   reader loads nheld, then `more`, and reads no entry past MAX_HELD when
+   `more` is NULL nor past HELD_CAP (held_entry()). Growing copies no
+   entry (the first MAX_HELD stay in the record), so it races no reader
+   nor another thread's swap for NULL; a release out of order shifts the
+   entries above down one, across the two parts too, and a swap made
+   meanwhile may be lost (the entry stays: best effort, as ever). Records
+   are cache-line aligned:
    the owner writes its held stack on every lock call, and a neighbour's
    record sharing the line would make two threads on two cores fight over
    it (false sharing) on every uncontended lock. */
@@ -208,8 +228,11 @@ struct __attribute__((aligned(64))) thread_rec {
     unsigned ident; /* unique per claim, survives fork in the child */
     void *start;    /* start routine, when the thread came from
                        pthread_create after the library was loaded */
-    int nheld;
+    int nheld;        /* entries on the held stack, at most HELD_CAP */
+    unsigned dropped; /* pushes past HELD_CAP, not recorded; releases of
+                         locks not on the stack take them back off */
     struct held held[MAX_HELD];
+    struct held *more; /* entries MAX_HELD.. (HELD_MORE of them), or NULL */
     /* Locks whose table entry needs no more writes from this thread (it
        is the first user, or the lock is already shared): the lock path
        skips the table for them. Cleared when a lock is forgotten. */
@@ -218,6 +241,16 @@ struct __attribute__((aligned(64))) thread_rec {
         uintptr_t outer, outer0; /* seen under these (innermost, outermost) */
     } seen[SEEN_CACHE];
 };
+
+/* Entry i of r's held stack, whose `more` (loaded once by a reader of
+   another thread's record) is more; NULL when i is past what more holds. */
+static inline struct held *held_entry(struct thread_rec *r, struct held *more,
+                                      int i)
+{
+    if (i < MAX_HELD)
+        return i >= 0 ? &r->held[i] : NULL;
+    return more && i < HELD_CAP ? &more[i - MAX_HELD] : NULL;
+}
 
 /* The thread table. Slots [0, forksafe__threads_hwm) have been used; a
    slot with tid 0 is free. Untouched slots cost no memory. */

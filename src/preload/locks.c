@@ -10,9 +10,13 @@
  * uncontended lock+unlock pair), so an acquire touches only this thread's
  * record (push on the held stack; a 4-entry cache of locks whose table
  * entry needs nothing more from this thread) and, on a cache miss, one
- * index slot and one entry of the lock table. A release pops. Nothing on
- * that path allocates, locks or makes a system call. Everything the hooks
- * call on that path is in this file or inline, except the table itself.
+ * index slot and one entry of the lock table. A release pops. The lock on
+ * top of the stack taken again (a recursive mutex, a read lock) adds a
+ * level to its entry instead of a push. Nothing on that path allocates,
+ * locks or makes a system call, but for one mmap the first time a thread
+ * slot holds more than MAX_HELD locks (kept for the slot: interpose.h).
+ * Everything the hooks call on that path is in this file or inline,
+ * except the table itself.
  *
  * Built twice: whole, into libforksafe-audit.so, and with
  * FORKSAFE_INTERPOSE_LIVENESS_ONLY defined, into a preload library that
@@ -24,6 +28,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <link.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -71,6 +76,56 @@ __attribute__((weak)) int forksafe__policy_cond_wait(pthread_cond_t *c,
 /* ------------------------------------------------------------ held stack */
 
 #ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
+/* Map the part of r's held stack past MAX_HELD (r->more), once for the
+   slot: it stays with the slot for the threads that claim it later, and is
+   never unmapped, since other threads may be reading it at a fork (a
+   forked child inherits it as it does the record). mmap is a plain system
+   call (the hooks must not allocate or lock). 0 if it failed. */
+static int held_grow(struct thread_rec *r)
+{
+    int saved = errno;
+    void *p = mmap(NULL, HELD_MORE * sizeof(struct held),
+                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    errno = saved;
+    if (p == MAP_FAILED)
+        return 0;
+    STORE(&r->more, (struct held *)p);
+    return 1;
+}
+
+/* Push lock on r's held stack, which holds n entries: into the record's
+   first MAX_HELD, then into r->more (mapped the first time); past
+   HELD_CAP (or without a mapping) the push is only counted. */
+static void held_push(struct thread_rec *r, int n, void *lock, int kind,
+                      void *site)
+{
+    struct held *more = r->more;
+    if (n == HELD_CAP || (n == MAX_HELD && !more)) {
+        /* Drop entries that other threads released (semaphores) or that
+           went away. */
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+            struct held *e = held_entry(r, more, i);
+            if (e->lock && k++ != i)
+                *held_entry(r, more, k - 1) = *e;
+        }
+        n = k;
+        STORE(&r->nheld, n);
+    }
+    if (n >= MAX_HELD && !more && !held_grow(r))
+        n = HELD_CAP; /* no room: counted below */
+    if (n >= HELD_CAP) {
+        STORE(&r->dropped, r->dropped + 1);
+        return;
+    }
+    struct held *e = held_entry(r, LOAD(&r->more), n);
+    e->lock = lock;
+    e->site = site;
+    e->kind = kind;
+    e->depth = 0;
+    STORE(&r->nheld, n + 1);
+}
+
 /* The whole of an acquire's bookkeeping; note_acquire() below takes the
    common case without it. Out of line, so that the hooks' fast path saves
    no registers for it. */
@@ -83,29 +138,24 @@ static NOINLINE void note_acquire_slow(void *lock, int kind, const char *fn,
     int try = kind & KIND_TRY;
     kind &= KIND_MASK;
     int n = r->nheld;
+    struct held *top = held_entry(r, r->more, n - 1);
     uintptr_t outer = OUTER_BARE, outer0 = OUTER_BARE;
-    if (n > 0 && r->held[n - 1].lock) {
-        outer = (uintptr_t)r->held[n - 1].lock;
+    if (top && top->lock) {
+        outer = (uintptr_t)top->lock;
         if (r->held[0].lock)
             outer0 = (uintptr_t)r->held[0].lock;
-        if (r->held[n - 1].lock != lock && !try)
-            forksafe__edge_note(&r->held[n - 1], lock, site, r);
+        if (top->lock != lock && !try)
+            forksafe__edge_note(top, lock, site, r);
     }
-    if (n == MAX_HELD) {
-        /* Drop entries that other threads released (semaphores) or that
-           went away. */
-        int k = 0;
-        for (int i = 0; i < n; i++)
-            if (r->held[i].lock)
-                r->held[k++] = r->held[i];
-        n = k;
-    }
-    if (n < MAX_HELD) {
-        r->held[n].lock = lock;
-        r->held[n].site = site;
-        r->held[n].kind = kind;
-        STORE(&r->nheld, n + 1);
-    }
+    /* The lock on top taken again (a recursive mutex, a read lock): one
+       level more of the same entry, so that recursion takes no room. A
+       semaphore's units stay one entry each: another thread may post one
+       (release_elsewhere()). */
+    if (top && top->lock == lock && top->kind == kind &&
+        kind != KIND_SEMAPHORE && top->depth < UINT_MAX)
+        STORE(&top->depth, top->depth + 1);
+    else
+        held_push(r, n, lock, kind, site);
     uintptr_t a = (uintptr_t)lock;
     unsigned k = (a >> 4) & (SEEN_CACHE - 1);
     if (r->seen[k].lock != a || r->seen[k].outer != outer ||
@@ -140,6 +190,7 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
         r->held[0].lock = lock;
         r->held[0].site = site;
         r->held[0].kind = kind & KIND_MASK;
+        r->held[0].depth = 0;
         STORE(&r->nheld, 1);
         return;
     }
@@ -147,43 +198,70 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
 }
 #endif
 
-/* The whole of note_release(), for a lock that is not on top of the
-   stack. */
-static NOINLINE int note_release_slow(struct thread_rec *r, void *lock)
+/* The whole of note_release(), for a lock that is not on top of the stack
+   or taken more than once there; with all, the entry goes whatever its
+   depth (the lock's memory is going away). */
+static NOINLINE int note_release_slow(struct thread_rec *r, void *lock,
+                                      int all)
 {
     int n = r->nheld;
+    struct held *more = r->more;
     for (int i = n - 1; i >= 0; i--) {
-        if (r->held[i].lock != lock)
+        struct held *e = held_entry(r, more, i);
+        if (!e || e->lock != lock)
             continue;
+        if (e->depth && !all) {
+            /* Still held: the entries above it stay covered by it. */
+            STORE(&e->depth, e->depth - 1);
+            return 1;
+        }
 #ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
         /* Released out of order: the locks taken after it (under it) stay
            held, no longer covered by it. */
-        for (int j = i + 1; j < n; j++)
-            if (r->held[j].lock && r->held[j].lock != lock)
-                forksafe__lock_unnest(r->held[j].lock, r->tid);
+        for (int j = i + 1; j < n; j++) {
+            void *l = held_entry(r, more, j)->lock;
+            if (l && l != lock)
+                forksafe__lock_unnest(l, r->tid);
+        }
 #endif
         for (int j = i; j + 1 < n; j++)
-            r->held[j] = r->held[j + 1];
+            *held_entry(r, more, j) = *held_entry(r, more, j + 1);
         STORE(&r->nheld, n - 1);
         return 1;
     }
+    /* Perhaps one of the pushes past HELD_CAP: one fewer of them. */
+    if (!all && r->dropped)
+        STORE(&r->dropped, r->dropped - 1);
     return 0;
 }
 
+#ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
 /* Remove lock from this thread's held stack; 1 if it was there. The
-   common case, the lock on top of the stack (released in order), is a
-   pop inline: note_release_slow() would make only that store for it. */
+   common case, the lock on top of the stack (released in order) and in
+   the record's own entries, taken once, is a pop inline:
+   note_release_slow() would make only that store for it. */
 static inline int note_release(void *lock)
 {
     struct thread_rec *r = forksafe__self_rec;
     if (UNLIKELY(!r))
         return 0;
     int n = r->nheld;
-    if (LIKELY(n > 0) && LIKELY(r->held[n - 1].lock == lock)) {
+    if (LIKELY((unsigned)n - 1 < MAX_HELD) &&
+        LIKELY(r->held[n - 1].lock == lock) &&
+        LIKELY(r->held[n - 1].depth == 0)) {
         STORE(&r->nheld, n - 1);
         return 1;
     }
-    return note_release_slow(r, lock);
+    return note_release_slow(r, lock, 0);
+}
+#endif
+
+/* Remove every entry of lock from this thread's held stack, however many
+   times each was taken: its memory is going away. 1 if there was one. */
+static int note_release_all(void *lock)
+{
+    struct thread_rec *r = forksafe__self_rec;
+    return r ? note_release_slow(r, lock, 1) : 0;
 }
 
 #ifndef FORKSAFE_INTERPOSE_LIVENESS_ONLY
@@ -198,10 +276,12 @@ static void release_elsewhere(void *lock)
         if (t == forksafe__self_rec || LOAD(&t->tid) == 0)
             continue;
         int nh = LOAD(&t->nheld);
-        for (int j = 0; j < nh && j < MAX_HELD; j++) {
+        struct held *more = LOAD(&t->more);
+        struct held *e;
+        for (int j = 0; j < nh && (e = held_entry(t, more, j)) != NULL; j++) {
             void *expect = lock;
-            if (LOAD(&t->held[j].lock) == lock &&
-                __atomic_compare_exchange_n(&t->held[j].lock, &expect, NULL, 0,
+            if (LOAD(&e->lock) == lock &&
+                __atomic_compare_exchange_n(&e->lock, &expect, NULL, 0,
                                             __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
                 return;
         }
@@ -214,7 +294,7 @@ static void forget_one(void *p)
 {
     if (forksafe__in_hook)
         return;
-    while (note_release(p))
+    while (note_release_all(p))
         ;
     forksafe__lock_forget((uintptr_t)p, (uintptr_t)p);
 }
@@ -528,7 +608,7 @@ EXPORT int sem_init(sem_t *s, int pshared, unsigned value)
 EXPORT int sem_close(sem_t *s)
 {
     if (!forksafe__in_hook) {
-        while (note_release(s))
+        while (note_release_all(s))
             ;
         forget_range(s, sizeof *s);
     }

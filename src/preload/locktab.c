@@ -332,11 +332,12 @@ static void threads_forget(uintptr_t lo, uintptr_t hi)
                 STORE(&t->seen[k].lock, 0);
         }
         int nh = LOAD(&t->nheld);
-        for (int j = 0; j < nh && j < MAX_HELD; j++) {
-            void *l = LOAD(&t->held[j].lock);
+        struct held *more = LOAD(&t->more), *h;
+        for (int j = 0; j < nh && (h = held_entry(t, more, j)) != NULL; j++) {
+            void *l = LOAD(&h->lock);
             uintptr_t a = (uintptr_t)l;
             if (l && a >= lo && (a < hi || a == lo))
-                __atomic_compare_exchange_n(&t->held[j].lock, &l, NULL, 0,
+                __atomic_compare_exchange_n(&h->lock, &l, NULL, 0,
                                             __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
         }
     }

@@ -25,6 +25,7 @@ void forksafe__thread_release(void *p)
     if (forksafe__self_rec == r)
         forksafe__self_rec = NULL;
     STORE(&r->nheld, 0);
+    STORE(&r->dropped, 0);
     r->start = NULL;
     STORE(&r->tid, 0);
 }
@@ -52,6 +53,9 @@ struct thread_rec *forksafe__self_claim(void)
             for (int k = 0; k < SEEN_CACHE; k++)
                 r->seen[k].lock = 0;
             STORE(&r->nheld, 0);
+            STORE(&r->dropped, 0);
+            /* r->more, if an earlier thread of the slot mapped it, is
+               kept: interpose.h */
             forksafe__self_rec = r;
             /* Slots are given back by the key destructor at thread exit;
                keys below 32 never allocate in pthread_setspecific. */

@@ -17,6 +17,8 @@
 
 static pthread_mutex_t hold_mu;
 static pthread_mutex_t many[20];
+static pthread_mutex_t hundred[100];
+static pthread_mutex_t over[1030]; /* more than a held stack records */
 static sem_t hold_sem;
 static pthread_rwlock_t hold_rw = PTHREAD_RWLOCK_INITIALIZER;
 static pthread_mutex_t cv_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -49,10 +51,43 @@ static void *dead_owner(void *arg)
     return NULL;
 }
 
+/* 20 mutexes taken, the first 16 released in the order they were taken:
+   4 stay held. */
+static void take_many_fifo(void)
+{
+    for (int i = 0; i < 20; i++)
+        pthread_mutex_lock(&many[i]);
+    for (int i = 0; i < 16; i++)
+        pthread_mutex_unlock(&many[i]);
+}
+
+/* Takes the 20 and releases them all, then exits: its thread slot keeps
+   the room it needed past 16 locks for the next thread that claims it. */
+static void *grow_and_exit(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++)
+        pthread_mutex_lock(&many[i]);
+    for (int i = 19; i >= 0; i--)
+        pthread_mutex_unlock(&many[i]);
+    return NULL;
+}
+
 static void *holder(void *arg)
 {
     (void)arg;
     const char *m = g_mode;
+    if (strcmp(m, "many-reuse") == 0 && arg == NULL) {
+        /* The thread that holds is the next to claim the slot of one that
+           held 20 and exited. */
+        pthread_t g, h;
+        if (pthread_create(&g, NULL, grow_and_exit, NULL) != 0 ||
+            pthread_join(g, NULL) != 0 ||
+            pthread_create(&h, NULL, holder, (void *)1) != 0 ||
+            pthread_join(h, NULL) != 0)
+            _exit(25);
+        return NULL;
+    }
     if (strcmp(m, "sem-signal") == 0 || strcmp(m, "sem-timed") == 0 ||
         strcmp(m, "sem-alarm-noop") == 0 ||
         strcmp(m, "sem-posix-timer") == 0) {
@@ -69,13 +104,14 @@ static void *holder(void *arg)
         if (pthread_mutex_lock(&hold_mu) != EOWNERDEAD)
             _exit(22);
         pthread_mutex_consistent(&hold_mu);
-    } else if (strcmp(m, "many-fifo") == 0) {
-        /* 20 locks taken, the first 16 released in the order they were
-           taken: 4 stay held at the fork. */
-        for (int i = 0; i < 20; i++)
-            pthread_mutex_lock(&many[i]);
-        for (int i = 0; i < 16; i++)
-            pthread_mutex_unlock(&many[i]);
+    } else if (strcmp(m, "many-fifo") == 0 || strcmp(m, "many-reuse") == 0) {
+        take_many_fifo(); /* 4 held at the fork */
+    } else if (strcmp(m, "many-100") == 0) {
+        for (int i = 0; i < 100; i++) /* all held at the fork */
+            pthread_mutex_lock(&hundred[i]);
+    } else if (strcmp(m, "many-over") == 0) {
+        for (int i = 0; i < 1030; i++) /* all held at the fork */
+            pthread_mutex_lock(&over[i]);
     } else if (strcmp(m, "held") == 0 || strcmp(m, "pshared-private") == 0) {
         pthread_mutex_lock(&hold_mu); /* the control: a plain held mutex */
     } else if (strcmp(m, "recursive-deep") == 0 ||
@@ -327,7 +363,7 @@ static int child_main(const char *m)
         pthread_mutex_unlock(&cv_mu);
         return 0;
     }
-    /* held, pshared-private, robust, recursive-*, rdlock-deep, many-fifo:
+    /* held, pshared-private, robust, recursive-*, rdlock-deep, many-*:
        only run on. */
     target_run_on_exit(0);
     return 0;
@@ -359,6 +395,10 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < 20; i++)
         pthread_mutex_init(&many[i], NULL);
+    for (int i = 0; i < 100; i++)
+        pthread_mutex_init(&hundred[i], NULL);
+    for (int i = 0; i < 1030; i++)
+        pthread_mutex_init(&over[i], NULL);
     sem_init(&hold_sem, 0, 1);
     if (strcmp(g_mode, "errno") == 0)
         return errno_mode();
@@ -386,6 +426,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "hostile-locks %s: child status %d\n", g_mode, st);
         return 10;
     }
+    if (strcmp(g_mode, "many-100") == 0)
+        printf("last %p\n", (void *)&hundred[99]);
     puts("ok");
     return 0;
 }

@@ -58,17 +58,44 @@ static void same_status(const char *mode)
 /* ------------------------------------------------------------ breaks */
 
 /* A thread takes 20 mutexes and releases the first 16 in the order it
-   took them: it holds 4 at the fork. Seen: no lock-held-at-fork at all.
-   The held stack (16 entries) never got the last 4; docs/audit.md
-   "Limits" says "each thread tracks at most 16 held locks", and this
-   thread holds 4. */
-static void test_break_locks_held_after_fifo_release(void **state)
+   took them: it holds 4 at the fork. Seen on 814b094: no
+   lock-held-at-fork at all: the held stack (16 entries) never got the
+   last 4. Fixed: the stack goes on past 16 entries in a mapping of the
+   thread's slot (1,024 in all). */
+static void test_locks_held_after_fifo_release(void **state)
 {
     (void)state;
-    ADV_BREAK("4 mutexes held at the fork after 16 were released in FIFO "
-              "order are not seen");
     same_status("many-fifo");
     au_check("--has=lock-held-at-fork", "--count=lock-held-at-fork=4");
+}
+
+/* The same, by a thread that claimed the slot of one that took the 20
+   mutexes, released them and exited: the slot keeps its stack's room
+   past 16 entries for its next thread. */
+static void test_locks_held_in_reused_slot(void **state)
+{
+    (void)state;
+    same_status("many-reuse");
+    au_check("--has=lock-held-at-fork", "--count=lock-held-at-fork=4");
+}
+
+/* A thread holds 100 distinct mutexes at the fork. lock-held-at-fork is
+   made once per (lock, site) for the first 32 of a process, so 32 are
+   reported: the 20 the fork's snapshot (80 entries) has no room for,
+   reported as found, the last of them the 100th lock (the target prints
+   its address), then the snapshot's first 12. */
+static void test_hundred_locks_held_at_fork(void **state)
+{
+    (void)state;
+    same_status("many-100");
+    const char *out = au_slurp(au_out);
+    const char *p = strstr(out, "last 0x");
+    assert_non_null(p);
+    char last[64], detail[96];
+    assert_int_equal(sscanf(p + 7, "%40[0-9a-f]", last), 1);
+    snprintf(detail, sizeof detail, "--detail=lock-held-at-fork:lock~%s",
+             last);
+    au_check("--count=lock-held-at-fork=32", detail);
 }
 
 /* A registered mutex taken with pthread_mutex_trylock() against rank
@@ -169,25 +196,37 @@ static void test_pshared_mutex_in_private_memory_reported(void **state)
              "--detail=lock-held-at-fork:lock_kind~mutex");
 }
 
-/* A recursive mutex locked 20 times and unlocked 19 (held once) at the
-   fork. Seen: no lock-held-at-fork: each recursion level is one entry of
-   the 16-entry held stack, so 4 levels were never pushed and 19 unlocks
-   popped every entry. docs/audit.md "Limits" says 16 held locks; this is
-   one lock. test_held_recursive_shallow is the control (3 and 2). */
-static void test_break_recursive_mutex_deeper_than_stack(void **state)
+/* A thread holds 1,030 mutexes at the fork: its held stack records
+   1,024; the findings (32, the cap) say that it held 6 more
+   (holder_untracked). */
+static void test_locks_past_the_stack_counted(void **state)
 {
     (void)state;
-    ADV_BREAK("a recursive mutex nested 20 deep, held once, is not seen");
+    same_status("many-over");
+    au_check("--count=lock-held-at-fork=32",
+             "--detail-eq=lock-held-at-fork:holder_untracked=6");
+}
+
+/* A recursive mutex locked 20 times and unlocked 19 (held once) at the
+   fork. Seen on 814b094: no lock-held-at-fork: each recursion level was
+   one entry of the 16-entry held stack, so 4 levels were never pushed and
+   19 unlocks popped every entry. Fixed: taking the lock on top of the
+   stack again adds a level to its entry (struct held's depth), and a
+   release takes one off before it pops. test_held_recursive_shallow is
+   the control (3 and 2). */
+static void test_recursive_mutex_deeper_than_stack(void **state)
+{
+    (void)state;
     same_status("recursive-deep");
     au_check("--has=lock-held-at-fork",
              "--detail=lock-held-at-fork:lock_kind~mutex");
 }
 
-/* The same with a read lock taken 20 times and released 19. */
-static void test_break_rdlock_recursion_deeper_than_stack(void **state)
+/* The same with a read lock taken 20 times and released 19. Seen on
+   814b094: not seen; fixed as the recursive mutex. */
+static void test_rdlock_recursion_deeper_than_stack(void **state)
 {
     (void)state;
-    ADV_BREAK("a read lock taken 20 times, held once, is not seen");
     same_status("rdlock-deep");
     au_check("--has=lock-held-at-fork",
              "--detail=lock-held-at-fork:lock_kind~rwlock");
@@ -262,9 +301,12 @@ int main(void)
         cmocka_unit_test(test_cond_signalled_by_sigev_thread_timer),
         cmocka_unit_test(test_robust_eownerdead_held_at_fork),
         cmocka_unit_test(test_pshared_mutex_in_private_memory_reported),
-        cmocka_unit_test(test_break_recursive_mutex_deeper_than_stack),
-        cmocka_unit_test(test_break_rdlock_recursion_deeper_than_stack),
-        cmocka_unit_test(test_break_locks_held_after_fifo_release),
+        cmocka_unit_test(test_recursive_mutex_deeper_than_stack),
+        cmocka_unit_test(test_rdlock_recursion_deeper_than_stack),
+        cmocka_unit_test(test_locks_held_after_fifo_release),
+        cmocka_unit_test(test_locks_held_in_reused_slot),
+        cmocka_unit_test(test_hundred_locks_held_at_fork),
+        cmocka_unit_test(test_locks_past_the_stack_counted),
         cmocka_unit_test(test_trylock_against_rank_order),
         cmocka_unit_test(test_held_lock_against_rank_order_fires),
         cmocka_unit_test(test_held_errno_kept),
