@@ -39,11 +39,19 @@ extern char **environ;
 
 #define KEEP_MAX 4
 
-/* "NAME=value" of each variable to keep, copied by the constructor; our
-   own entry of LD_PRELOAD. A library path longer than self_path, or a
-   value longer than keep_str, is not kept (descendants then go unseen and
-   are not reported: a limit named in docs/audit.md). */
-HOT static char keep_str[KEEP_MAX][600];
+/* "NAME=value" of each variable to keep, copied by the constructor into
+   keep_buf, one after another (keep_str[k] points at keep_buf[0], which
+   stays empty, when variable k is not kept); our own entry of LD_PRELOAD.
+   A library path longer than self_path, or values longer together than
+   keep_buf, are not kept (descendants then go unseen and are not
+   reported: a limit named in docs/audit.md). keep_buf holds the audit's
+   three (the record directory's path, at most 479 bytes, and two numbers)
+   and the run library's two with room to spare; it was four buffers of
+   600 bytes, which made the HOT data two pages instead of one: every
+   program image wrote both, one more page fault per start. */
+#define KEEP_BUF 640
+HOT static char *keep_str[KEEP_MAX];
+HOT static char keep_buf[KEEP_BUF];
 HOT static size_t keep_namelen[KEEP_MAX];
 HOT static int nkeep;
 HOT static char self_path[1024];
@@ -101,18 +109,21 @@ int forksafe__exec_keep_init(const char *const *names, const char *self_base,
     }
     if (!self_path[0])
         return -1;
+    size_t used = 1; /* keep_buf[0] stays '\0' */
     for (nkeep = 0; names[nkeep] && nkeep < KEEP_MAX; nkeep++) {
         const char *v = getenv(names[nkeep]);
         size_t nl = strlen(names[nkeep]);
         keep_namelen[nkeep] = nl;
-        if (!v || nl + strlen(v) + 2 > sizeof keep_str[0]) {
-            keep_str[nkeep][0] = '\0';
+        keep_str[nkeep] = keep_buf;
+        size_t vl = v ? strlen(v) : 0;
+        if (!v || nl + vl + 2 > sizeof keep_buf - used)
             continue;
-        }
-        memcpy(keep_str[nkeep], names[nkeep], nl);
-        keep_str[nkeep][nl] = '=';
-        forksafe__str_copy(keep_str[nkeep] + nl + 1,
-                           sizeof keep_str[0] - nl - 1, v);
+        char *e = keep_buf + used;
+        memcpy(e, names[nkeep], nl);
+        e[nl] = '=';
+        memcpy(e + nl + 1, v, vl + 1);
+        keep_str[nkeep] = e;
+        used += nl + vl + 2;
     }
     keep_ok = 1;
     return 0;

@@ -272,7 +272,9 @@ static inline struct thread_rec *forksafe__self(void)
    fork). p is a struct thread_rec *. */
 void forksafe__thread_release(void *p);
 /* Create the key whose destructor gives a thread's slot back at thread
-   exit. Called once, from the constructor. */
+   exit, where the C library's pthread_key_create may take a lock (not
+   glibc: there the first slot claimed, or the first pthread_create,
+   creates it; threads.c). Called once, from the constructor. */
 void forksafe__thread_key_init(void);
 /* The record of thread tid, or NULL. */
 struct thread_rec *forksafe__thread_by_tid(int tid);

@@ -16,7 +16,8 @@ struct thread_rec forksafe__threads[MAX_THREADS];
 HOT int forksafe__threads_hwm; /* slots [0, hwm) have been used */
 HOT static unsigned next_ident;
 HOT static pthread_key_t rec_key;
-HOT static int rec_key_ok;
+/* 0 not created, 1 being created, 2 created, -1 could not be. */
+HOT static int rec_key_state;
 TLS struct thread_rec *forksafe__self_rec;
 
 void forksafe__thread_release(void *p)
@@ -28,6 +29,31 @@ void forksafe__thread_release(void *p)
     STORE(&r->dropped, 0);
     r->start = NULL;
     STORE(&r->tid, 0);
+}
+
+/* The key whose destructor gives a thread's slot back. glibc's
+   pthread_key_create takes no lock and allocates nothing (a compare and
+   swap on its key table), so there it is created by the first thread
+   that claims a slot, whatever it runs in (a signal handler, a vfork or
+   forked child): a program image that never reaches a hook (most of those
+   an exec-heavy script starts) never creates it, and saves its first
+   touch of the key table and of that code, about 3 us per start
+   (docs/audit.md, Overhead). Other C libraries may take a lock in
+   pthread_key_create (musl does): there the constructor creates it, as
+   before. A thread that finds another creating it (two threads' first
+   hooks at once, neither started through our pthread_create, which
+   creates it before the thread exists) goes without, as when the key
+   could not be created: its slot is then not given back at its exit. */
+static void key_create(void)
+{
+    int expect = 0;
+    if (!__atomic_compare_exchange_n(&rec_key_state, &expect, 1, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;
+    pthread_key_t k;
+    int ok = pthread_key_create(&k, forksafe__thread_release) == 0;
+    rec_key = k;
+    STORE(&rec_key_state, ok ? 2 : -1);
 }
 
 /* The slow half of forksafe__self() (interpose.h): this thread's first
@@ -59,7 +85,9 @@ struct thread_rec *forksafe__self_claim(void)
             forksafe__self_rec = r;
             /* Slots are given back by the key destructor at thread exit;
                keys below 32 never allocate in pthread_setspecific. */
-            if (rec_key_ok)
+            if (LOAD(&rec_key_state) == 0)
+                key_create();
+            if (LOAD(&rec_key_state) == 2)
                 pthread_setspecific(rec_key, r);
             return r;
         }
@@ -69,7 +97,9 @@ struct thread_rec *forksafe__self_claim(void)
 
 void forksafe__thread_key_init(void)
 {
-    rec_key_ok = pthread_key_create(&rec_key, forksafe__thread_release) == 0;
+#ifndef __GLIBC__
+    key_create();
+#endif
 }
 
 struct thread_rec *forksafe__thread_by_tid(int tid)
@@ -136,6 +166,10 @@ EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
         if (me->tid != tid)
             STORE(&me->tid, tid);
     }
+    /* The new thread's slot must be given back at its exit: the key
+       exists before the thread does. */
+    if (UNLIKELY(LOAD(&rec_key_state) == 0))
+        key_create();
     for (int i = 0; i < TRAMPS; i++) {
         int expect = 0;
         if (LOAD(&tramps[i].busy) ||
