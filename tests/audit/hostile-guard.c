@@ -307,6 +307,22 @@ static int child_main(void)
         sem_wait_eintr(&hold_sem);
         return 65;
     }
+    if (mode_is("blocked-periodic")) {
+        /* Must hang without the audit: a periodic ITIMER_REAL (100 ms)
+           whose SIGALRM handler would post, with SIGALRM blocked around
+           the wait (signals blocked around a critical section): the
+           handler cannot run while this, the child's only thread, waits. */
+        catch_sig(SIGALRM, on_sig_post, 0);
+        sigset_t s;
+        sigemptyset(&s);
+        sigaddset(&s, SIGALRM);
+        sigprocmask(SIG_BLOCK, &s, NULL);
+        struct itimerval it = {{0, 100000}, {0, 100000}};
+        if (setitimer(ITIMER_REAL, &it, NULL) != 0)
+            return 72;
+        pthread_mutex_lock(&hold_mu);
+        return 73;
+    }
     if (mode_has("shared-")) {
         /* Correct: the parent's thread releases both 1 s after the fork. */
         int r = pthread_mutex_lock(&g_sh->mu);

@@ -443,6 +443,17 @@ static void test_held_blocked_alarm_ends_child(void **state)
     guard_ends("blocked-alarm", "semaphore");
 }
 
+/* A periodic ITIMER_REAL (100 ms) whose SIGALRM handler would post, with
+   SIGALRM blocked around the wait: the kernel rearms an itimer only when
+   its signal is delivered, so getitimer() says disarmed while the signal
+   is pending, and the child is ended after one grace period (seen: 0.4 s,
+   child-deadlock on the mutex). */
+static void test_held_blocked_periodic_timer_ends_child(void **state)
+{
+    (void)state;
+    guard_ends("blocked-periodic", "mutex");
+}
+
 /* A robust mutex, and a process-shared rwlock and semaphore, in private
    memory (static data), held at the fork by a parent thread: the child's
    copies are never released; each child is ended and each lock is
@@ -505,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_held_posix_timer_handler_posts),
         cmocka_unit_test(test_held_ignored_timer_ends_child),
         cmocka_unit_test(test_held_blocked_alarm_ends_child),
+        cmocka_unit_test(test_held_blocked_periodic_timer_ends_child),
         cmocka_unit_test(test_held_private_pshared_locks_end_child),
         cmocka_unit_test(test_held_shared_memory_locks_released_by_parent),
     };
