@@ -19,6 +19,7 @@
 
 #include <fcntl.h>
 #include <semaphore.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ipc.h>
@@ -99,6 +100,13 @@ static void on_sig_post(int sig)
 static void on_sig_noop(int sig)
 {
     (void)sig;
+}
+
+static sigjmp_buf jb;
+static void on_sig_jump(int sig)
+{
+    (void)sig;
+    siglongjmp(jb, 1);
 }
 
 static void on_thread_post(union sigval v)
@@ -306,6 +314,32 @@ static int child_main(void)
         alarm(1);
         sem_wait_eintr(&hold_sem);
         return 65;
+    }
+    if (mode_has("longjmp-")) {
+        /* Correct: the classic timeout, a SIGALRM handler that jumps out
+           of the blocked call (1 s); then the child gives up on the lock,
+           takes a lock of its own, and exits 0. longjmp-mutex: the wait
+           is pthread_mutex_lock; longjmp-sem: sem_wait. */
+        catch_sig(SIGALRM, on_sig_jump, 0);
+        if (sigsetjmp(jb, 1) == 0) {
+            alarm(1);
+            if (mode_is("longjmp-mutex"))
+                pthread_mutex_lock(&hold_mu);
+            else
+                sem_wait(&hold_sem);
+            return 74; /* cannot be had */
+        }
+        pthread_mutex_t own = PTHREAD_MUTEX_INITIALIZER;
+        if (pthread_mutex_lock(&own) != 0)
+            return 75;
+        pthread_mutex_unlock(&own);
+        /* A second wait on a lock held at the fork, with a second jump. */
+        if (sigsetjmp(jb, 1) == 0) {
+            alarm(1);
+            sem_wait(&hold_sem);
+            return 76;
+        }
+        return 0;
     }
     if (mode_is("blocked-periodic")) {
         /* Must hang without the audit: a periodic ITIMER_REAL (100 ms)

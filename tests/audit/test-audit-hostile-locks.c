@@ -475,6 +475,19 @@ static void test_held_blocked_periodic_timer_ends_child(void **state)
     guard_ends("blocked-periodic", "mutex");
 }
 
+/* The classic timeout: a SIGALRM handler siglongjmps out of a guarded
+   pthread_mutex_lock or sem_wait on a lock held at the fork (1 s); the
+   child takes a lock of its own, jumps out of a second guarded wait, and
+   exits 0, with the audit as without. */
+static void test_held_siglongjmp_out_of_guarded_wait(void **state)
+{
+    (void)state;
+    same_status_of(GUARD, "longjmp-mutex");
+    au_check("--lacks=child-deadlock");
+    same_status_of(GUARD, "longjmp-sem");
+    au_check("--lacks=child-deadlock");
+}
+
 /* A robust mutex, and a process-shared rwlock and semaphore, in private
    memory (static data), held at the fork by a parent thread: the child's
    copies are never released; each child is ended and each lock is
@@ -539,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_held_ignored_timer_ends_child),
         cmocka_unit_test(test_held_blocked_alarm_ends_child),
         cmocka_unit_test(test_held_blocked_periodic_timer_ends_child),
+        cmocka_unit_test(test_held_siglongjmp_out_of_guarded_wait),
         cmocka_unit_test(test_held_private_pshared_locks_end_child),
         cmocka_unit_test(test_held_shared_memory_locks_released_by_parent),
     };
