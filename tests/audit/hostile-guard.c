@@ -29,7 +29,7 @@
 #include <sys/time.h>
 
 static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t robust_mu; /* robust, private memory */
+static pthread_mutex_t robust_mu;   /* robust, private memory */
 static pthread_mutex_t robust_free; /* robust, private, never held */
 static sem_t hold_sem;
 static pthread_rwlock_t priv_rw; /* process-shared, private memory */
@@ -100,6 +100,12 @@ static void on_sig_post(int sig)
 static void on_sig_noop(int sig)
 {
     (void)sig;
+}
+
+static void on_sig_exit(int sig)
+{
+    (void)sig;
+    _exit(0); /* a watchdog: gives up, with the status it chose */
 }
 
 static sigjmp_buf jb;
@@ -340,6 +346,14 @@ static int child_main(void)
             return 76;
         }
         return 0;
+    }
+    if (mode_is("watchdog")) {
+        /* Correct: a watchdog alarm (1 s) whose handler leaves with
+           _exit(0) while the child waits for a mutex it cannot have. */
+        catch_sig(SIGALRM, on_sig_exit, 0);
+        alarm(1);
+        pthread_mutex_lock(&hold_mu);
+        return 77;
     }
     if (mode_is("blocked-periodic")) {
         /* Must hang without the audit: a periodic ITIMER_REAL (100 ms)

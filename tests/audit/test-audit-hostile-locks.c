@@ -475,6 +475,16 @@ static void test_held_blocked_periodic_timer_ends_child(void **state)
     guard_ends("blocked-periodic", "mutex");
 }
 
+/* A watchdog: the child's alarm(1) handler leaves with _exit(0) while the
+   child waits for a mutex held at the fork. Exit 0 with the audit as
+   without (on 814b094 the child was ended with 86 first). */
+static void test_held_watchdog_alarm_exits_child(void **state)
+{
+    (void)state;
+    same_status_of(GUARD, "watchdog");
+    au_check("--lacks=child-deadlock");
+}
+
 /* The classic timeout: a SIGALRM handler siglongjmps out of a guarded
    pthread_mutex_lock or sem_wait on a lock held at the fork (1 s); the
    child takes a lock of its own, jumps out of a second guarded wait, and
@@ -552,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_held_ignored_timer_ends_child),
         cmocka_unit_test(test_held_blocked_alarm_ends_child),
         cmocka_unit_test(test_held_blocked_periodic_timer_ends_child),
+        cmocka_unit_test(test_held_watchdog_alarm_exits_child),
         cmocka_unit_test(test_held_siglongjmp_out_of_guarded_wait),
         cmocka_unit_test(test_held_private_pshared_locks_end_child),
         cmocka_unit_test(test_held_shared_memory_locks_released_by_parent),
