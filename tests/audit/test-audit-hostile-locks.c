@@ -2,7 +2,9 @@
 /*
  * test-audit-hostile-locks.c: attacks on forksafe-audit's lock hooks
  * (src/preload/locks.c) and its child-deadlock guard, with correct
- * programs (tests/audit/hostile-locks.c) that must behave the same with
+ * programs (tests/audit/hostile-locks.c, hostile-order.c, and
+ * hostile-guard.c for the guard's timers, descriptors and process-shared
+ * memory) that must behave the same with
  * and without the audit (docs/audit.md "What changes for the program")
  * and be reported by the rules of "When each finding fires".
  *
