@@ -2,7 +2,9 @@
 /*
  * test-audit-hostile-locks.c: attacks on forksafe-audit's lock hooks
  * (src/preload/locks.c) and its child-deadlock guard, with correct
- * programs (tests/audit/hostile-locks.c) that must behave the same with
+ * programs (tests/audit/hostile-locks.c, hostile-order.c, and
+ * hostile-guard.c for the guard's timers, descriptors and process-shared
+ * memory) that must behave the same with
  * and without the audit (docs/audit.md "What changes for the program")
  * and be reported by the rules of "When each finding fires".
  *
@@ -18,6 +20,7 @@
 
 #define HOSTILE AU_TARGET("hostile-locks")
 #define ORDER   AU_TARGET("hostile-order")
+#define GUARD   AU_TARGET("hostile-guard")
 
 /* A break that is not fixed yet: skipped unless FORKSAFE_ADV=1. */
 #define ADV_BREAK(why)                                                         \
@@ -55,7 +58,171 @@ static void same_status(const char *mode)
     same_status_of(HOSTILE, mode);
 }
 
+/* A hostile-guard mode whose child hangs without the audit (the parent
+   kills it after 10 s and exits 10): under the audit the guard must end
+   the child with status 86 after the grace period and say child-deadlock
+   on a lock of this kind. The parent prints the child's status. */
+static void guard_ends(const char *mode, const char *kind)
+{
+    char *argv[] = {(char *)GUARD, (char *)mode, NULL};
+    const char *opts[] = {"--grace-ms", "300", NULL};
+    int st = au_audit(opts, argv);
+    const char *err = au_slurp(au_err);
+    int ended = strstr(err, "child status 86") != NULL;
+    if (st != 10 || !ended)
+        fprintf(stderr, "audited %s: status %d\n%s\n", mode, st, err);
+    assert_int_equal(st, 10);
+    assert_true(ended);
+    char detail[80];
+    snprintf(detail, sizeof detail, "--detail=child-deadlock:lock_kind~%s",
+             kind);
+    au_check("--has=child-deadlock", detail);
+}
+
 /* ------------------------------------------------------------ breaks */
+
+/* The child arms a one-shot ITIMER_VIRTUAL (50 ms, SIGVTALRM caught by a
+   handler that does nothing) and locks a mutex a thread of the parent
+   held at the fork. ITIMER_VIRTUAL counts the child's CPU time, and a
+   child blocked on a lock uses none: the timer never fires, and the child
+   hangs without the audit. docs/audit.md: such a child is waited on
+   "until the timer has fired and one more grace period has passed", then
+   ended with child-deadlock. Seen on a78c679: the child hangs under the
+   audit too ("child status -1": the parent killed it after 10 s; no
+   child-deadlock, no finding at all): at every grace end getitimer() still
+   says 50 ms to go, and grace_over() waits again. */
+static void test_break_cpu_time_itimer_keeps_child_hanging(void **state)
+{
+    (void)state;
+    ADV_BREAK("a one-shot ITIMER_VIRTUAL never fires in a blocked child: "
+              "the guard waits for it forever");
+    guard_ends("vtimer-mutex", "mutex");
+}
+
+/* The same with a POSIX timer on CLOCK_PROCESS_CPUTIME_ID (SIGUSR1, a
+   handler that does nothing, 50 ms) and a semaphore a parent thread took.
+   Seen on a78c679: the child hangs under the audit ("child status -1"
+   after 10 s, no finding); /proc/self/timers and timer_gettime() say
+   50 ms to go at every grace end. */
+static void test_break_cpu_time_posix_timer_keeps_child_hanging(void **state)
+{
+    (void)state;
+    ADV_BREAK("a CPU-time POSIX timer never fires in a blocked child: the "
+              "guard waits for it forever");
+    guard_ends("cputimer-sem", "semaphore");
+}
+
+/* A correct child: its POSIX timer (CLOCK_MONOTONIC, SIGUSR1 in 1 s) has
+   a handler that posts the semaphore a parent thread held at the fork;
+   the child then uses up its descriptors (RLIMIT_NOFILE 64, opens until
+   EMFILE) and waits (sem_wait, again on EINTR). Without the audit: exit
+   0 after 1 s. Seen on a78c679: status 10, "child status 86",
+   child-deadlock on the semaphore after 300 ms: posix_timer_ms() cannot
+   open /proc/self/timers, so the timer is not seen. The control with
+   descriptors to spare (ptimer, test_held_posix_timer_handler_posts)
+   exits 0. */
+static void test_break_out_of_descriptors_hides_posix_timer(void **state)
+{
+    (void)state;
+    ADV_BREAK("a child out of descriptors is ended though its POSIX timer's "
+              "handler posts the semaphore");
+    same_status_of(GUARD, "emfile-ptimer");
+    au_check("--lacks=child-deadlock");
+}
+
+/* A robust mutex in private memory (static data), held at the fork by a
+   parent thread; the child, out of descriptors, locks it: its copy is
+   never released (without the audit it hangs). Since a78c679 such a
+   mutex is guarded (test_held_robust_private_mutex_ends_child), but only
+   when /proc/self/maps can be read. Seen on a78c679: the child hangs
+   under the audit ("child status -1" after 10 s, no finding):
+   forksafe__maps_shared() fails with EMFILE and shared_in_fact() then
+   keeps glibc's "process-shared" for every robust mutex, so the wait is
+   never cut short. */
+static void test_break_out_of_descriptors_robust_mutex_not_ended(void **state)
+{
+    (void)state;
+    ADV_BREAK("a child out of descriptors hangs on a robust private mutex "
+              "held at the fork");
+    guard_ends("emfile-robust", "mutex");
+}
+
+/* A correct child out of descriptors locks a robust mutex nobody holds,
+   with errno set to 4242 before: glibc's pthread_mutex_lock leaves errno
+   alone (as test_held_errno_kept checks for the parent). Seen on a78c679:
+   "errno 24 after pthread_mutex_lock", child status 51, status 10: the
+   guard's /proc/self/maps read for the robust ("process-shared") mutex
+   failed with EMFILE and left errno at EMFILE. Without the audit: 0. */
+static void test_break_out_of_descriptors_lock_sets_errno(void **state)
+{
+    (void)state;
+    ADV_BREAK("a robust mutex lock in a child out of descriptors sets errno "
+              "to EMFILE");
+    same_status_of(GUARD, "emfile-errno");
+}
+
+/* A correct child on Linux: SIGALRM is caught with SA_RESTART by a
+   handler that posts the semaphore a parent thread held at the fork, and
+   alarm(1); sem_wait() is called once, and any failure is fatal. glibc's
+   sem_wait (a futex wait without a timeout) is restarted after an
+   SA_RESTART handler: plain, it returns 0 after 1 s (exit 0). Seen on
+   a78c679: "sem_wait: Interrupted system call", child status 52, status
+   10: the guard waits with sem_clockwait(), a timed futex wait, which
+   the kernel never restarts after a handler, and since a78c679 that
+   EINTR reaches the caller (FORKSAFE_POLICY_PASS no longer -1). On
+   814b094 the same child was ended with 86. */
+static void test_break_sa_restart_sem_wait_fails_with_eintr(void **state)
+{
+    (void)state;
+    ADV_BREAK("a guarded sem_wait fails with EINTR after an SA_RESTART "
+              "handler; glibc's restarts");
+    same_status_of(GUARD, "sem-restart");
+}
+
+/* A correct child: a SIGEV_THREAD timer's thread posts the semaphore a
+   parent thread held at the fork 1 s later; errno is 4242 before
+   sem_wait() and must be after it returns 0 (glibc's success leaves it).
+   Seen on a78c679: "errno 110 after sem_wait", child status 56, status
+   10: the guard's sem_clockwait() timed out (ETIMEDOUT) at the grace end
+   before it waited on without a deadline. Without the audit: 0. */
+static void test_break_guarded_sem_wait_leaves_etimedout(void **state)
+{
+    (void)state;
+    ADV_BREAK("a guarded sem_wait that succeeds leaves errno ETIMEDOUT");
+    same_status_of(GUARD, "thread-errno");
+}
+
+/* A correct child: its first POSIX timer (SIGUSR1 in 1 s) has a handler
+   that posts the semaphore a parent thread held at the fork; then it
+   creates 150 more timers (unarmed) and waits. Without the audit: exit 0
+   after 1 s. Seen on a78c679: status 10, "child status 86",
+   child-deadlock after 300 ms: posix_timer_ms() reads /proc/self/timers
+   into 4096 bytes once (about 69 bytes a timer, newest first), so the
+   oldest timers, the armed one here, are never looked at. */
+static void test_break_many_timers_hide_the_armed_one(void **state)
+{
+    (void)state;
+    ADV_BREAK("with 150 newer timers the child's armed timer is not seen: "
+              "the child is ended");
+    same_status_of(GUARD, "many-timers");
+    au_check("--lacks=child-deadlock");
+}
+
+/* The child's periodic POSIX timer (100 ms) sends SIGUSR2, ignored
+   (SIG_IGN, installed with SA_SIGINFO in sa_flags): no handler ever runs,
+   so the child blocked on a mutex a parent thread held hangs without the
+   audit and must be ended (as test_held_ignored_timer_ends_child, SIG_IGN
+   without SA_SIGINFO, is). Seen on a78c679: the child hangs under the
+   audit ("child status -1" after 10 s, no finding): catches() takes
+   SA_SIGINFO in sa_flags for a handler whatever sa_sigaction is, and the
+   periodic timer is always armed. */
+static void test_break_ignored_periodic_timer_keeps_child_hanging(void **state)
+{
+    (void)state;
+    ADV_BREAK("SIG_IGN with SA_SIGINFO counts as caught: a periodic timer "
+              "to it keeps the child hanging");
+    guard_ends("ign-periodic", "mutex");
+}
 
 /* A thread takes 20 mutexes and releases the first 16 in the order it
    took them: it holds 4 at the fork. Seen on 814b094: no
@@ -232,6 +399,27 @@ static void test_rdlock_recursion_deeper_than_stack(void **state)
              "--detail=lock-held-at-fork:lock_kind~rwlock");
 }
 
+/* Registered mutexes high (APP+200), low (APP+100), mid (APP+150): the
+   thread locks high, trylocks low (succeeds), then locks mid, blocking,
+   while it holds high. docs/audit.md: lock-order-violation fires when "a
+   thread took a registered lock while holding a registered lock of a
+   higher rank", and mid (150) was taken, with a blocking call, under high
+   (200): a thread that follows the order (mid, then high) deadlocks with
+   this one. Seen on a78c679: no finding at all (exit 0, "0 findings"):
+   the hooks note only the innermost pair, and since a78c679 none for the
+   trylock of low, so the high-over-mid descent is never noted (low to
+   mid ascends). On 814b094 the same program gave lock-order-violation
+   (error) for high over low. */
+static void test_break_trylock_between_hides_order_violation(void **state)
+{
+    (void)state;
+    ADV_BREAK("a trylock between two blocking acquires hides the "
+              "higher-rank-held violation");
+    same_status_of(ORDER, "try-middle");
+    au_check("--has=lock-order-violation",
+             "--severity=lock-order-violation=error");
+}
+
 /* ------------------------------------------------------------ held */
 
 static void test_held_lock_against_rank_order_fires(void **state)
@@ -293,6 +481,98 @@ static void test_held_pshared_mutex_released_by_parent(void **state)
     au_check("--lacks=child-deadlock");
 }
 
+/* The control of test_break_out_of_descriptors_hides_posix_timer: the
+   child's POSIX timer handler posts the semaphore 1 s after the fork;
+   the child is not ended. */
+static void test_held_posix_timer_handler_posts(void **state)
+{
+    (void)state;
+    same_status_of(GUARD, "ptimer");
+    au_check("--lacks=child-deadlock");
+}
+
+/* A timer whose signal the child ignores (SIG_IGN) cannot release
+   anything: the child is ended after the grace period. */
+static void test_held_ignored_timer_ends_child(void **state)
+{
+    (void)state;
+    guard_ends("ign-timer", "semaphore");
+}
+
+/* SIGALRM caught but blocked (sigprocmask): alarm(1) fires, the signal
+   stays pending, the handler never runs; the timer is disarmed once it
+   fired, so the child is ended a grace period later (seen: about 1.3 s). */
+static void test_held_blocked_alarm_ends_child(void **state)
+{
+    (void)state;
+    guard_ends("blocked-alarm", "semaphore");
+}
+
+/* A periodic ITIMER_REAL (100 ms) whose SIGALRM handler would post, with
+   SIGALRM blocked around the wait: the kernel rearms an itimer only when
+   its signal is delivered, so getitimer() says disarmed while the signal
+   is pending, and the child is ended after one grace period (seen: 0.4 s,
+   child-deadlock on the mutex). */
+static void test_held_blocked_periodic_timer_ends_child(void **state)
+{
+    (void)state;
+    guard_ends("blocked-periodic", "mutex");
+}
+
+/* A watchdog: the child's alarm(1) handler leaves with _exit(0) while the
+   child waits for a mutex held at the fork. Exit 0 with the audit as
+   without (on 814b094 the child was ended with 86 first). */
+static void test_held_watchdog_alarm_exits_child(void **state)
+{
+    (void)state;
+    same_status_of(GUARD, "watchdog");
+    au_check("--lacks=child-deadlock");
+}
+
+/* The classic timeout: a SIGALRM handler siglongjmps out of a guarded
+   pthread_mutex_lock or sem_wait on a lock held at the fork (1 s); the
+   child takes a lock of its own, jumps out of a second guarded wait, and
+   exits 0, with the audit as without. */
+static void test_held_siglongjmp_out_of_guarded_wait(void **state)
+{
+    (void)state;
+    same_status_of(GUARD, "longjmp-mutex");
+    au_check("--lacks=child-deadlock");
+    same_status_of(GUARD, "longjmp-sem");
+    au_check("--lacks=child-deadlock");
+}
+
+/* A robust mutex, and a process-shared rwlock and semaphore, in private
+   memory (static data), held at the fork by a parent thread: the child's
+   copies are never released; each child is ended and each lock is
+   reported held at the fork. */
+static void test_held_private_pshared_locks_end_child(void **state)
+{
+    (void)state;
+    guard_ends("robust-held", "mutex");
+    au_check("--has=lock-held-at-fork");
+    guard_ends("private-rwlock", "rwlock");
+    au_check("--has=lock-held-at-fork");
+    guard_ends("private-sem", "semaphore");
+    au_check("--has=lock-held-at-fork");
+}
+
+/* A robust process-shared mutex and a process-shared semaphore in shared
+   memory (MAP_SHARED anonymous, a memfd, a file, System V shm, a mapping
+   mremap'd before the locks were made in it), held by a parent thread at
+   the fork and released 1 s later: the child gets both, is never ended,
+   and neither is reported held at the fork. */
+static void test_held_shared_memory_locks_released_by_parent(void **state)
+{
+    (void)state;
+    const char *modes[] = {"shared-anon", "shared-memfd", "shared-file",
+                           "shared-sysv", "shared-mremap"};
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+        same_status_of(GUARD, modes[i]);
+        au_check("--lacks=child-deadlock", "--lacks=lock-held-at-fork");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +595,24 @@ int main(void)
         cmocka_unit_test(test_held_recursive_shallow),
         cmocka_unit_test(test_held_timed_waits_never_cut),
         cmocka_unit_test(test_held_pshared_mutex_released_by_parent),
+        cmocka_unit_test(test_break_cpu_time_itimer_keeps_child_hanging),
+        cmocka_unit_test(test_break_cpu_time_posix_timer_keeps_child_hanging),
+        cmocka_unit_test(test_break_out_of_descriptors_hides_posix_timer),
+        cmocka_unit_test(test_break_out_of_descriptors_robust_mutex_not_ended),
+        cmocka_unit_test(test_break_out_of_descriptors_lock_sets_errno),
+        cmocka_unit_test(test_break_sa_restart_sem_wait_fails_with_eintr),
+        cmocka_unit_test(test_break_guarded_sem_wait_leaves_etimedout),
+        cmocka_unit_test(test_break_many_timers_hide_the_armed_one),
+        cmocka_unit_test(test_break_ignored_periodic_timer_keeps_child_hanging),
+        cmocka_unit_test(test_break_trylock_between_hides_order_violation),
+        cmocka_unit_test(test_held_posix_timer_handler_posts),
+        cmocka_unit_test(test_held_ignored_timer_ends_child),
+        cmocka_unit_test(test_held_blocked_alarm_ends_child),
+        cmocka_unit_test(test_held_blocked_periodic_timer_ends_child),
+        cmocka_unit_test(test_held_watchdog_alarm_exits_child),
+        cmocka_unit_test(test_held_siglongjmp_out_of_guarded_wait),
+        cmocka_unit_test(test_held_private_pshared_locks_end_child),
+        cmocka_unit_test(test_held_shared_memory_locks_released_by_parent),
     };
     return cmocka_run_group_tests(tests, au_setup, au_teardown);
 }
