@@ -343,84 +343,115 @@ static int child_grew_thread(void)
     return 1;
 }
 
-/* Does the child catch sig (a handler, not SIG_DFL or SIG_IGN)? */
+/* Does the child catch sig (a handler, not SIG_DFL or SIG_IGN)? With
+   SA_SIGINFO the same slot holds sa_sigaction, which may be SIG_IGN too. */
 static int catches(int sig)
 {
     struct sigaction sa;
     if (sig <= 0 || sig >= NSIG || sigaction(sig, NULL, &sa) != 0)
         return 0;
-    return (sa.sa_flags & SA_SIGINFO) ||
-           (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+    return sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN;
 }
 
-static long ms_of(const struct timespec *t)
+/* A timer further off than this is taken for one that may never fire
+   while the child waits: the wait goes on without a deadline. */
+#define TIMER_FAR_MS (24L * 3600 * 1000)
+
+static long ms_of(time_t sec, long nsec)
 {
-    return (long)t->tv_sec * 1000 + t->tv_nsec / 1000000 + 1;
+    if (sec >= TIMER_FAR_MS / 1000)
+        return TIMER_FAR_MS;
+    return (long)sec * 1000 + nsec / 1000000 + 1;
 }
 
-/* The child's POSIX timers (/proc/self/timers, Linux): the longest time
-   until one that sends a signal the child catches fires, or -1. Timers
-   are not inherited: these are the child's own. */
+/* One timer of /proc/self/timers, its lines read so far. */
+struct ptimer {
+    long id;
+    int sig, by_signal;
+};
+
+/* The end of a timer's lines (its "ClockID: c"): the time until it fires,
+   if it sends a signal the child catches on a clock that runs while the
+   child waits (not a CPU-time clock: a blocked child uses none), else -1.
+   A SIGEV_SIGNAL timer's timer_t is its kernel ID (glibc, musl);
+   SIGEV_THREAD timers (notify: thread/) run in a thread, which
+   child_grew_thread() sees. */
+static long ptimer_ms(const struct ptimer *t, long clock)
+{
+    if (t->id < 0 || !t->by_signal || clock < 0 ||
+        clock == CLOCK_PROCESS_CPUTIME_ID || clock == CLOCK_THREAD_CPUTIME_ID ||
+        !catches(t->sig))
+        return -1;
+    struct itimerspec it;
+    if (timer_gettime((timer_t)(intptr_t)t->id, &it) != 0 ||
+        (!it.it_value.tv_sec && !it.it_value.tv_nsec))
+        return -1;
+    return ms_of(it.it_value.tv_sec, it.it_value.tv_nsec);
+}
+
+/* The child's POSIX timers (/proc/self/timers, Linux, read whole): the
+   longest time until one of them (ptimer_ms()) fires, or -1. Timers are
+   not inherited: these are the child's own. */
 static long posix_timer_ms(void)
 {
     int fd = open("/proc/self/timers", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    char buf[4096];
-    ssize_t n;
-    do
-        n = read(fd, buf, sizeof buf - 1);
-    while (n < 0 && errno == EINTR);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
     /* Per timer: "ID: n", "signal: sig/mask", "notify: signal/pid.P" (or
        thread/tid.T, none/...), "ClockID: c". */
-    long best = -1, id = -1;
-    int sig = 0;
-    for (char *line = buf; line && *line;) {
-        char *next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        if (strncmp(line, "ID: ", 4) == 0)
-            id = strtol(line + 4, NULL, 10);
-        else if (strncmp(line, "signal: ", 8) == 0)
-            sig = (int)strtol(line + 8, NULL, 10);
-        else if (strncmp(line, "notify: signal/", 15) == 0 && id >= 0 &&
-                 catches(sig)) {
-            /* A SIGEV_SIGNAL timer's timer_t is its kernel ID (glibc,
-               musl); SIGEV_THREAD timers (notify: thread/) run in a
-               thread, which child_grew_thread() sees. */
-            struct itimerspec it;
-            if (timer_gettime((timer_t)(intptr_t)id, &it) == 0 &&
-                (it.it_value.tv_sec || it.it_value.tv_nsec) &&
-                ms_of(&it.it_value) > best)
-                best = ms_of(&it.it_value);
+    struct ptimer t = {-1, 0, 0};
+    long best = -1;
+    char chunk[1024], line[128];
+    size_t ll = 0;
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++) {
+            if (chunk[i] != '\n') {
+                if (ll + 1 < sizeof line)
+                    line[ll++] = chunk[i];
+                continue;
+            }
+            line[ll] = '\0';
+            ll = 0;
+            if (strncmp(line, "ID: ", 4) == 0) {
+                t.id = strtol(line + 4, NULL, 10);
+                t.sig = t.by_signal = 0;
+            } else if (strncmp(line, "signal: ", 8) == 0) {
+                t.sig = (int)strtol(line + 8, NULL, 10);
+            } else if (strncmp(line, "notify: signal/", 15) == 0) {
+                t.by_signal = 1;
+            } else if (strncmp(line, "ClockID: ", 9) == 0) {
+                long ms = ptimer_ms(&t, strtol(line + 9, NULL, 10));
+                if (ms > best)
+                    best = ms;
+                t.id = -1;
+            }
         }
-        line = next;
     }
+    close(fd);
     return best;
 }
 
 /* At the end of a grace period with no thread grown: a timer of the child
-   armed to send a signal it catches (alarm(), setitimer(), timer_create()
-   with SIGEV_SIGNAL) whose handler may post the semaphore or release the
-   lock. Returns the milliseconds until the latest such timer fires, or -1
-   if there is none. */
+   armed to send a signal it catches (alarm(), setitimer(ITIMER_REAL),
+   timer_create() with SIGEV_SIGNAL on a clock that is not CPU time)
+   whose handler may post the semaphore or release the lock. Returns the
+   milliseconds until the latest such timer fires, or -1 if there is
+   none. ITIMER_VIRTUAL and ITIMER_PROF count CPU time, which a blocked
+   child does not use: they never fire while it waits. */
 static long child_timer_ms(void)
 {
-    static const int which[] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
-    static const int sigs[] = {SIGALRM, SIGVTALRM, SIGPROF};
     long best = posix_timer_ms();
-    for (int i = 0; i < 3; i++) {
-        struct itimerval it;
-        if (getitimer(which[i], &it) != 0 ||
-            (!it.it_value.tv_sec && !it.it_value.tv_usec) || !catches(sigs[i]))
-            continue;
-        struct timespec t = {it.it_value.tv_sec, it.it_value.tv_usec * 1000L};
-        if (ms_of(&t) > best)
-            best = ms_of(&t);
+    struct itimerval it;
+    if (getitimer(ITIMER_REAL, &it) == 0 &&
+        (it.it_value.tv_sec || it.it_value.tv_usec) && catches(SIGALRM)) {
+        long ms = ms_of(it.it_value.tv_sec, it.it_value.tv_usec * 1000L);
+        if (ms > best)
+            best = ms;
     }
     return best;
 }
@@ -436,14 +467,43 @@ enum { GRACE_END, GRACE_FOREVER, GRACE_MORE };
    next grace period decides). */
 static int grace_over(struct timespec *ts, clockid_t clock)
 {
+    int saved = errno;
+    int w = GRACE_MORE;
+    long ms = -1;
     if (child_grew_thread())
-        return GRACE_FOREVER;
-    long ms = child_timer_ms();
-    if (ms < 0)
-        return GRACE_END;
-    grace_deadline(ts, clock);
-    add_ms(ts, ms);
-    return GRACE_MORE;
+        w = GRACE_FOREVER;
+    else if ((ms = child_timer_ms()) < 0)
+        w = GRACE_END;
+    else if (ms >= TIMER_FAR_MS)
+        w = GRACE_FOREVER;
+    if (w == GRACE_MORE) {
+        grace_deadline(ts, clock);
+        add_ms(ts, ms);
+    }
+    errno = saved;
+    return w;
+}
+
+/* A guarded semaphore wait (sem_clockwait, which the kernel never
+   restarts) was interrupted by a signal handler: would the plain
+   sem_wait the program called have been restarted? It is when the
+   handler was installed with SA_RESTART. Which signal it was is not
+   known: restarted when every signal the child catches has SA_RESTART. */
+static int restart_after_handler(void)
+{
+    int saved = errno;
+    int all = 1;
+    for (int sig = 1; sig < NSIG && all; sig++) {
+        struct sigaction sa;
+        if (sig == SIGKILL || sig == SIGSTOP ||
+            sigaction(sig, NULL, &sa) != 0)
+            continue;
+        if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN &&
+            !(sa.sa_flags & SA_RESTART))
+            all = 0;
+    }
+    errno = saved;
+    return all;
 }
 
 /* In a child of a multi-threaded fork, a lock that another thread held at
@@ -493,13 +553,22 @@ static int child_sem_wait(sem_t *s, void *site)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);
+    int saved = errno;
     for (;;) {
         int r = REAL(sem_clockwait)(s, CLOCK_MONOTONIC, &ts);
-        if (r == 0 || errno != ETIMEDOUT)
+        if (r == 0) {
+            errno = saved; /* the timed-out waits before leave no trace */
+            return 0;
+        }
+        if (errno == EINTR && restart_after_handler())
+            continue;
+        if (errno != ETIMEDOUT)
             return r;
         int w = grace_over(&ts, CLOCK_MONOTONIC);
-        if (w == GRACE_FOREVER)
+        if (w == GRACE_FOREVER) {
+            errno = saved;
             return REAL(sem_wait)(s);
+        }
         if (w == GRACE_END)
             deadlock_exit(s, "semaphore", site, holder, holder_site);
     }

@@ -770,8 +770,11 @@ int forksafe__maps_shared(const void *addr)
 {
     char obj[8], share = 0;
     uintptr_t off;
-    if (maps_read((uintptr_t)addr, obj, sizeof obj, &off, NULL, NULL,
-                  &share) != 0)
+    int saved = errno; /* asked from the lock hooks: errno is the caller's */
+    int r = maps_read((uintptr_t)addr, obj, sizeof obj, &off, NULL, NULL,
+                      &share);
+    errno = saved;
+    if (r != 0)
         return -1;
     return share == 's' ? 1 : share == 'p' ? 0 : -1;
 }

@@ -199,7 +199,8 @@ static inline const char *kind_name(int kind)
 struct held {
     void *lock;
     void *site;
-    int kind;
+    unsigned char kind;  /* KIND_* */
+    unsigned char tried; /* taken with a try acquire (KIND_TRY) */
     /* Times the owner took the lock again while it was this entry, on top
        of its stack, beyond the first (a recursive mutex, a read lock): a
        release takes one off before the entry is popped. Never for a

@@ -97,7 +97,7 @@ static int held_grow(struct thread_rec *r)
    first MAX_HELD, then into r->more (mapped the first time); past
    HELD_CAP (or without a mapping) the push is only counted. */
 static void held_push(struct thread_rec *r, int n, void *lock, int kind,
-                      void *site)
+                      int tried, void *site)
 {
     struct held *more = r->more;
     if (n == HELD_CAP || (n == MAX_HELD && !more)) {
@@ -121,7 +121,8 @@ static void held_push(struct thread_rec *r, int n, void *lock, int kind,
     struct held *e = held_entry(r, LOAD(&r->more), n);
     e->lock = lock;
     e->site = site;
-    e->kind = kind;
+    e->kind = (unsigned char)kind;
+    e->tried = (unsigned char)tried;
     e->depth = 0;
     STORE(&r->nheld, n + 1);
 }
@@ -144,8 +145,19 @@ static NOINLINE void note_acquire_slow(void *lock, int kind, const char *fn,
         outer = (uintptr_t)top->lock;
         if (r->held[0].lock)
             outer0 = (uintptr_t)r->held[0].lock;
-        if (top->lock != lock && !try)
-            forksafe__edge_note(top, lock, site, r);
+    }
+    /* A blocking acquire: the pair with the innermost lock held, and,
+       while that one was only tried, with the locks under it down to one
+       taken blocking (a try notes no pair of its own, but must not hide
+       the order of the locks around it). */
+    for (int i = n - 1; i >= 0 && !try; i--) {
+        struct held *h = held_entry(r, r->more, i);
+        if (!h)
+            break;
+        if (h->lock && h->lock != lock)
+            forksafe__edge_note(h, lock, site, r);
+        if (!h->tried)
+            break;
     }
     /* The lock on top taken again (a recursive mutex, a read lock): one
        level more of the same entry, so that recursion takes no room. A
@@ -155,7 +167,7 @@ static NOINLINE void note_acquire_slow(void *lock, int kind, const char *fn,
         kind != KIND_SEMAPHORE && top->depth < UINT_MAX)
         STORE(&top->depth, top->depth + 1);
     else
-        held_push(r, n, lock, kind, site);
+        held_push(r, n, lock, kind, try, site);
     uintptr_t a = (uintptr_t)lock;
     unsigned k = (a >> 4) & (SEEN_CACHE - 1);
     if (r->seen[k].lock != a || r->seen[k].outer != outer ||
@@ -190,6 +202,7 @@ static inline void note_acquire(void *lock, int kind, const char *fn,
         r->held[0].lock = lock;
         r->held[0].site = site;
         r->held[0].kind = kind & KIND_MASK;
+        r->held[0].tried = (kind & KIND_TRY) != 0;
         r->held[0].depth = 0;
         STORE(&r->nheld, 1);
         return;

@@ -90,12 +90,12 @@ static void guard_ends(const char *mode, const char *kind)
    ended with child-deadlock. Seen on a78c679: the child hangs under the
    audit too ("child status -1": the parent killed it after 10 s; no
    child-deadlock, no finding at all): at every grace end getitimer() still
-   says 50 ms to go, and grace_over() waits again. */
-static void test_break_cpu_time_itimer_keeps_child_hanging(void **state)
+   says 50 ms to go, and grace_over() waits again.
+   Fixed: ITIMER_VIRTUAL and ITIMER_PROF are no longer counted (CPU time,
+   which a blocked child does not use). */
+static void test_cpu_time_itimer_ends_child(void **state)
 {
     (void)state;
-    ADV_BREAK("a one-shot ITIMER_VIRTUAL never fires in a blocked child: "
-              "the guard waits for it forever");
     guard_ends("vtimer-mutex", "mutex");
 }
 
@@ -103,12 +103,12 @@ static void test_break_cpu_time_itimer_keeps_child_hanging(void **state)
    handler that does nothing, 50 ms) and a semaphore a parent thread took.
    Seen on a78c679: the child hangs under the audit ("child status -1"
    after 10 s, no finding); /proc/self/timers and timer_gettime() say
-   50 ms to go at every grace end. */
-static void test_break_cpu_time_posix_timer_keeps_child_hanging(void **state)
+   50 ms to go at every grace end.
+   Fixed: POSIX timers on a CPU-time clock (ClockID 2, 3 or negative) are no
+   longer counted. */
+static void test_cpu_time_posix_timer_ends_child(void **state)
 {
     (void)state;
-    ADV_BREAK("a CPU-time POSIX timer never fires in a blocked child: the "
-              "guard waits for it forever");
     guard_ends("cputimer-sem", "semaphore");
 }
 
@@ -152,12 +152,11 @@ static void test_break_out_of_descriptors_robust_mutex_not_ended(void **state)
    alone (as test_held_errno_kept checks for the parent). Seen on a78c679:
    "errno 24 after pthread_mutex_lock", child status 51, status 10: the
    guard's /proc/self/maps read for the robust ("process-shared") mutex
-   failed with EMFILE and left errno at EMFILE. Without the audit: 0. */
-static void test_break_out_of_descriptors_lock_sets_errno(void **state)
+   failed with EMFILE and left errno at EMFILE. Without the audit: 0.
+   Fixed: forksafe__maps_shared() and the guard keep the caller's errno. */
+static void test_out_of_descriptors_lock_keeps_errno(void **state)
 {
     (void)state;
-    ADV_BREAK("a robust mutex lock in a child out of descriptors sets errno "
-              "to EMFILE");
     same_status_of(GUARD, "emfile-errno");
 }
 
@@ -170,12 +169,12 @@ static void test_break_out_of_descriptors_lock_sets_errno(void **state)
    10: the guard waits with sem_clockwait(), a timed futex wait, which
    the kernel never restarts after a handler, and since a78c679 that
    EINTR reaches the caller (FORKSAFE_POLICY_PASS no longer -1). On
-   814b094 the same child was ended with 86. */
-static void test_break_sa_restart_sem_wait_fails_with_eintr(void **state)
+   814b094 the same child was ended with 86.
+   Fixed: an interrupted guarded wait is resumed when every signal the child
+   catches has SA_RESTART, as the kernel would restart the plain sem_wait. */
+static void test_sa_restart_sem_wait_restarts(void **state)
 {
     (void)state;
-    ADV_BREAK("a guarded sem_wait fails with EINTR after an SA_RESTART "
-              "handler; glibc's restarts");
     same_status_of(GUARD, "sem-restart");
 }
 
@@ -184,11 +183,11 @@ static void test_break_sa_restart_sem_wait_fails_with_eintr(void **state)
    sem_wait() and must be after it returns 0 (glibc's success leaves it).
    Seen on a78c679: "errno 110 after sem_wait", child status 56, status
    10: the guard's sem_clockwait() timed out (ETIMEDOUT) at the grace end
-   before it waited on without a deadline. Without the audit: 0. */
-static void test_break_guarded_sem_wait_leaves_etimedout(void **state)
+   before it waited on without a deadline. Without the audit: 0.
+   Fixed: a guarded sem_wait that succeeds restores errno as it was. */
+static void test_guarded_sem_wait_keeps_errno(void **state)
 {
     (void)state;
-    ADV_BREAK("a guarded sem_wait that succeeds leaves errno ETIMEDOUT");
     same_status_of(GUARD, "thread-errno");
 }
 
@@ -198,12 +197,11 @@ static void test_break_guarded_sem_wait_leaves_etimedout(void **state)
    after 1 s. Seen on a78c679: status 10, "child status 86",
    child-deadlock after 300 ms: posix_timer_ms() reads /proc/self/timers
    into 4096 bytes once (about 69 bytes a timer, newest first), so the
-   oldest timers, the armed one here, are never looked at. */
-static void test_break_many_timers_hide_the_armed_one(void **state)
+   oldest timers, the armed one here, are never looked at.
+   Fixed: /proc/self/timers is read whole, line by line. */
+static void test_many_timers_armed_one_seen(void **state)
 {
     (void)state;
-    ADV_BREAK("with 150 newer timers the child's armed timer is not seen: "
-              "the child is ended");
     same_status_of(GUARD, "many-timers");
     au_check("--lacks=child-deadlock");
 }
@@ -215,12 +213,12 @@ static void test_break_many_timers_hide_the_armed_one(void **state)
    without SA_SIGINFO, is). Seen on a78c679: the child hangs under the
    audit ("child status -1" after 10 s, no finding): catches() takes
    SA_SIGINFO in sa_flags for a handler whatever sa_sigaction is, and the
-   periodic timer is always armed. */
-static void test_break_ignored_periodic_timer_keeps_child_hanging(void **state)
+   periodic timer is always armed.
+   Fixed: a handler is SIG_IGN or SIG_DFL in the shared slot whatever
+   SA_SIGINFO says. */
+static void test_ignored_periodic_timer_ends_child(void **state)
 {
     (void)state;
-    ADV_BREAK("SIG_IGN with SA_SIGINFO counts as caught: a periodic timer "
-              "to it keeps the child hanging");
     guard_ends("ign-periodic", "mutex");
 }
 
@@ -409,12 +407,12 @@ static void test_rdlock_recursion_deeper_than_stack(void **state)
    the hooks note only the innermost pair, and since a78c679 none for the
    trylock of low, so the high-over-mid descent is never noted (low to
    mid ascends). On 814b094 the same program gave lock-order-violation
-   (error) for high over low. */
-static void test_break_trylock_between_hides_order_violation(void **state)
+   (error) for high over low.
+   Fixed: a blocking acquire notes its pair with the locks under a tried one
+   down to one taken blocking (struct held's tried). */
+static void test_trylock_between_keeps_order_violation(void **state)
 {
     (void)state;
-    ADV_BREAK("a trylock between two blocking acquires hides the "
-              "higher-rank-held violation");
     same_status_of(ORDER, "try-middle");
     au_check("--has=lock-order-violation",
              "--severity=lock-order-violation=error");
@@ -595,16 +593,16 @@ int main(void)
         cmocka_unit_test(test_held_recursive_shallow),
         cmocka_unit_test(test_held_timed_waits_never_cut),
         cmocka_unit_test(test_held_pshared_mutex_released_by_parent),
-        cmocka_unit_test(test_break_cpu_time_itimer_keeps_child_hanging),
-        cmocka_unit_test(test_break_cpu_time_posix_timer_keeps_child_hanging),
+        cmocka_unit_test(test_cpu_time_itimer_ends_child),
+        cmocka_unit_test(test_cpu_time_posix_timer_ends_child),
         cmocka_unit_test(test_break_out_of_descriptors_hides_posix_timer),
         cmocka_unit_test(test_break_out_of_descriptors_robust_mutex_not_ended),
-        cmocka_unit_test(test_break_out_of_descriptors_lock_sets_errno),
-        cmocka_unit_test(test_break_sa_restart_sem_wait_fails_with_eintr),
-        cmocka_unit_test(test_break_guarded_sem_wait_leaves_etimedout),
-        cmocka_unit_test(test_break_many_timers_hide_the_armed_one),
-        cmocka_unit_test(test_break_ignored_periodic_timer_keeps_child_hanging),
-        cmocka_unit_test(test_break_trylock_between_hides_order_violation),
+        cmocka_unit_test(test_out_of_descriptors_lock_keeps_errno),
+        cmocka_unit_test(test_sa_restart_sem_wait_restarts),
+        cmocka_unit_test(test_guarded_sem_wait_keeps_errno),
+        cmocka_unit_test(test_many_timers_armed_one_seen),
+        cmocka_unit_test(test_ignored_periodic_timer_ends_child),
+        cmocka_unit_test(test_trylock_between_keeps_order_violation),
         cmocka_unit_test(test_held_posix_timer_handler_posts),
         cmocka_unit_test(test_held_ignored_timer_ends_child),
         cmocka_unit_test(test_held_blocked_alarm_ends_child),
