@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -343,14 +344,22 @@ static int child_grew_thread(void)
     return 1;
 }
 
-/* Does the child catch sig (a handler, not SIG_DFL or SIG_IGN)? With
-   SA_SIGINFO the same slot holds sa_sigaction, which may be SIG_IGN too. */
-static int catches(int sig)
+/* The flags of sig's handler (sa_flags, >= 0) if the child catches it
+   (a handler, not SIG_DFL or SIG_IGN), else -1. With SA_SIGINFO the same
+   slot holds sa_sigaction, which may be SIG_IGN too. */
+static int handler_flags(int sig)
 {
     struct sigaction sa;
-    if (sig <= 0 || sig >= NSIG || sigaction(sig, NULL, &sa) != 0)
-        return 0;
-    return sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN;
+    if (sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP ||
+        sigaction(sig, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
+        sa.sa_handler == SIG_IGN)
+        return -1;
+    return sa.sa_flags & INT_MAX;
+}
+
+static int catches(int sig)
+{
+    return handler_flags(sig) >= 0;
 }
 
 /* A timer further off than this is taken for one that may never fire
@@ -368,6 +377,7 @@ static long ms_of(time_t sec, long nsec)
 struct ptimer {
     long id;
     int sig, by_signal;
+    long best; /* the longest time until a timer read so far fires */
 };
 
 /* The end of a timer's lines (its "ClockID: c"): the time until it fires,
@@ -389,51 +399,35 @@ static long ptimer_ms(const struct ptimer *t, long clock)
     return ms_of(it.it_value.tv_sec, it.it_value.tv_nsec);
 }
 
+/* Per timer, /proc/self/timers has "ID: n", "signal: sig/mask", "notify:
+   signal/pid.P" (or thread/tid.T, none/...) and "ClockID: c". */
+static int ptimer_line(char *line, void *arg)
+{
+    struct ptimer *t = arg;
+    if (strncmp(line, "ID: ", 4) == 0) {
+        t->id = strtol(line + 4, NULL, 10);
+        t->sig = t->by_signal = 0;
+    } else if (strncmp(line, "signal: ", 8) == 0) {
+        t->sig = (int)strtol(line + 8, NULL, 10);
+    } else if (strncmp(line, "notify: signal/", 15) == 0) {
+        t->by_signal = 1;
+    } else if (strncmp(line, "ClockID: ", 9) == 0) {
+        long ms = ptimer_ms(t, strtol(line + 9, NULL, 10));
+        if (ms > t->best)
+            t->best = ms;
+        t->id = -1;
+    }
+    return 0;
+}
+
 /* The child's POSIX timers (/proc/self/timers, Linux, read whole): the
    longest time until one of them (ptimer_ms()) fires, or -1. Timers are
    not inherited: these are the child's own. */
 static long posix_timer_ms(void)
 {
-    int fd = open("/proc/self/timers", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    /* Per timer: "ID: n", "signal: sig/mask", "notify: signal/pid.P" (or
-       thread/tid.T, none/...), "ClockID: c". */
-    struct ptimer t = {-1, 0, 0};
-    long best = -1;
-    char chunk[1024], line[128];
-    size_t ll = 0;
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        for (ssize_t i = 0; i < n; i++) {
-            if (chunk[i] != '\n') {
-                if (ll + 1 < sizeof line)
-                    line[ll++] = chunk[i];
-                continue;
-            }
-            line[ll] = '\0';
-            ll = 0;
-            if (strncmp(line, "ID: ", 4) == 0) {
-                t.id = strtol(line + 4, NULL, 10);
-                t.sig = t.by_signal = 0;
-            } else if (strncmp(line, "signal: ", 8) == 0) {
-                t.sig = (int)strtol(line + 8, NULL, 10);
-            } else if (strncmp(line, "notify: signal/", 15) == 0) {
-                t.by_signal = 1;
-            } else if (strncmp(line, "ClockID: ", 9) == 0) {
-                long ms = ptimer_ms(&t, strtol(line + 9, NULL, 10));
-                if (ms > best)
-                    best = ms;
-                t.id = -1;
-            }
-        }
-    }
-    close(fd);
-    return best;
+    struct ptimer t = {-1, 0, 0, -1};
+    forksafe__proc_lines("/proc/self/timers", ptimer_line, &t);
+    return t.best;
 }
 
 /* At the end of a grace period with no thread grown: a timer of the child
@@ -494,12 +488,8 @@ static int restart_after_handler(void)
     int saved = errno;
     int all = 1;
     for (int sig = 1; sig < NSIG && all; sig++) {
-        struct sigaction sa;
-        if (sig == SIGKILL || sig == SIGSTOP ||
-            sigaction(sig, NULL, &sa) != 0)
-            continue;
-        if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN &&
-            !(sa.sa_flags & SA_RESTART))
+        int f = handler_flags(sig);
+        if (f >= 0 && !(f & SA_RESTART))
             all = 0;
     }
     errno = saved;
@@ -512,9 +502,7 @@ static int restart_after_handler(void)
    alone. */
 static int child_mutex_lock(pthread_mutex_t *m, void *site)
 {
-    /* A process-shared mutex, or one the platform cannot describe, may be
-       released by another process: never ended. */
-    if (!guarded() || forksafe__mutex_pshared(m) != 0)
+    if (!guarded())
         return FORKSAFE_POLICY_PASS;
     void *holder_site;
     int holder = snap_holder(m, &holder_site);
@@ -527,7 +515,10 @@ static int child_mutex_lock(pthread_mutex_t *m, void *site)
     int owner = (int)forksafe__mutex_owner(m);
     if (!holder && owner != 0 && owner != (int)forksafe__gettid())
         holder = owner;
-    if (!holder)
+    /* A process-shared mutex, or one the platform cannot describe, may be
+       released by another process: never ended. Asked only of a busy
+       mutex, since the answer may take a read of /proc/self/maps. */
+    if (!holder || forksafe__mutex_pshared(m) != 0)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);
@@ -634,11 +625,11 @@ int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
         return FORKSAFE_POLICY_PASS;
     if (!forksafe__audit_forking)
         forksafe__audit_ran_on();
-    if (!guarded() || forksafe__mutex_pshared(m) != 0)
+    if (!guarded())
         return FORKSAFE_POLICY_PASS;
     void *osite;
     int other = other_user(m, &osite);
-    if (other <= 0)
+    if (other <= 0 || forksafe__mutex_pshared(m) != 0)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);

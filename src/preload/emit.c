@@ -109,9 +109,68 @@ static size_t fmt_hex(char *out, uintptr_t v)
     return len;
 }
 
+/* A process out of descriptors (EMFILE) still gets one when its soft
+   RLIMIT_NOFILE is below the hard limit: the soft limit is raised by one
+   for the open and put back at once. The descriptor has the lowest free
+   number, as any other; it is closed before the caller returns to the
+   program, so the program's table and limit are as they were. Without
+   spare room the open fails with EMFILE, as before. */
+int forksafe__open_spare(const char *path, int flags, mode_t mode)
+{
+    int fd = open(path, flags, mode);
+    if (fd >= 0 || errno != EMFILE)
+        return fd;
+    struct rlimit was;
+    if (getrlimit(RLIMIT_NOFILE, &was) != 0 || was.rlim_cur == RLIM_INFINITY ||
+        was.rlim_cur >= was.rlim_max) {
+        errno = EMFILE;
+        return -1;
+    }
+    struct rlimit more = {was.rlim_cur + 1, was.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &more) != 0) {
+        errno = EMFILE;
+        return -1;
+    }
+    fd = open(path, flags, mode);
+    int err = errno;
+    setrlimit(RLIMIT_NOFILE, &was);
+    errno = err;
+    return fd;
+}
+
+int forksafe__proc_lines(const char *path, int (*fn)(char *line, void *arg),
+                         void *arg)
+{
+    int fd = forksafe__open_spare(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    char chunk[2048], line[FORKSAFE_PROC_LINE];
+    size_t ll = 0;
+    int r = 0;
+    while (!r) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n && !r; i++) {
+            if (chunk[i] != '\n') {
+                if (ll + 1 < sizeof line)
+                    line[ll++] = chunk[i];
+                continue;
+            }
+            line[ll] = '\0';
+            ll = 0;
+            r = fn(line, arg);
+        }
+    }
+    close(fd);
+    return r;
+}
+
 long forksafe__read_small(const char *path, char *buf, size_t len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = forksafe__open_spare(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     ssize_t n;
@@ -303,7 +362,8 @@ static int open_record_file(void)
     char path[sizeof out_dir + 16];
     forksafe__str_copy(path, sizeof path, out_dir);
     forksafe__str_cat(path, sizeof path, "/" FORKSAFE_RECORDS_NAME);
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    return forksafe__open_spare(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                                0600);
 }
 
 /* A record could not be written because of err. Errors that say the
@@ -779,32 +839,23 @@ int forksafe__maps_shared(const void *addr)
     return share == 's' ? 1 : share == 'p' ? 0 : -1;
 }
 
+struct maps_ask {
+    uintptr_t a, *off, *lo, *hi;
+    char *obj, *share;
+    size_t objlen;
+};
+
+static int maps_each(char *line, void *arg)
+{
+    struct maps_ask *q = arg;
+    return maps_line(line, q->a, q->obj, q->objlen, q->off, q->lo, q->hi,
+                     q->share);
+}
+
 static int maps_read(uintptr_t a, char *obj, size_t objlen, uintptr_t *off,
                      uintptr_t *lo, uintptr_t *hi, char *share)
 {
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    char chunk[4096], line[640];
-    size_t ll = 0;
-    int found = 0;
-    while (!found) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        for (ssize_t i = 0; i < n && !found; i++) {
-            if (chunk[i] != '\n') {
-                if (ll + 1 < sizeof line)
-                    line[ll++] = chunk[i];
-                continue;
-            }
-            line[ll] = '\0';
-            found = maps_line(line, a, obj, objlen, off, lo, hi, share);
-            ll = 0;
-        }
-    }
-    close(fd);
-    return found ? 0 : -1;
+    struct maps_ask q = {a, off, lo, hi, obj, share, objlen};
+    return forksafe__proc_lines("/proc/self/maps", maps_each, &q) == 1 ? 0
+                                                                       : -1;
 }

@@ -128,7 +128,7 @@ struct dirent64_raw {
 int forksafe__audit_list_numeric(const char *dir, int *out, int max,
                                  int *dirfd_out)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = forksafe__open_spare(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0)
         return -(errno ? errno : EIO);
     if (dirfd_out)

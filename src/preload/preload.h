@@ -127,6 +127,21 @@ void forksafe__maps_note_unloaded(uintptr_t lo, uintptr_t hi,
 /* Small async-signal-safe helpers. */
 long forksafe__gettid(void);
 long forksafe__getpid(void);
+/* open() that, when the process is out of descriptors (EMFILE), retries
+   with the soft RLIMIT_NOFILE raised by one if the hard limit allows it,
+   and puts the limit back: a child that used every descriptor can still
+   have its /proc files read and its records written. Returns the
+   descriptor or -1 with errno set. */
+int forksafe__open_spare(const char *path, int flags, mode_t mode);
+/* The longest line forksafe__proc_lines() passes whole (longer ones are
+   cut to FORKSAFE_PROC_LINE - 1 bytes). */
+#define FORKSAFE_PROC_LINE 640
+/* Read a file of /proc line by line with raw system calls (no allocation,
+   no lock): fn(line, arg) for each line, NUL-terminated without its
+   newline, until fn returns non-zero. Returns fn's non-zero value, 0 at
+   the end of the file, or -1 if the file cannot be opened. */
+int forksafe__proc_lines(const char *path, int (*fn)(char *line, void *arg),
+                         void *arg);
 /* Read the whole of a small file into buf (NUL-terminated, trailing newline
    dropped). Returns the length or -1. */
 long forksafe__read_small(const char *path, char *buf, size_t len);

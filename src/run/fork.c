@@ -124,7 +124,10 @@ static int in_shared_memory(const struct held *h)
             return 1;
         k = P->mutex_kind(&copy) & FS_MX_PSHARED;
     }
-    return k && forksafe__run_shared_memory(h->lock) != 0;
+    /* Shared with other processes (MAP_SHARED, System V shared memory:
+       one lock in the parent and the child), or /proc/self/maps cannot
+       tell. */
+    return k && forksafe__maps_shared(h->lock) != 0;
 }
 
 /* Everything before the real fork: serialise, wait for lock holders when

@@ -80,62 +80,6 @@ int forksafe__run_forker_holds(const void *lock)
     return 0;
 }
 
-/* ------------------------------------------------------------ memory */
-
-static uintptr_t hex(const char **p)
-{
-    uintptr_t v = 0;
-    for (;; (*p)++) {
-        char c = **p;
-        if (c >= '0' && c <= '9')
-            v = v * 16 + (uintptr_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = v * 16 + (uintptr_t)(c - 'a' + 10);
-        else
-            return v;
-    }
-}
-
-/* /proc/self/maps lines are "lo-hi perms ...", perms like "rw-s". Read
-   with raw system calls (this runs in fork() with other threads held at
-   the gate: nothing that may take a lock). */
-int forksafe__run_shared_memory(const void *addr)
-{
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    uintptr_t a = (uintptr_t)addr;
-    char chunk[2048], line[160];
-    size_t ll = 0;
-    int found = -1;
-    while (found < 0) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        for (ssize_t i = 0; i < n && found < 0; i++) {
-            if (chunk[i] != '\n') {
-                if (ll + 1 < sizeof line)
-                    line[ll++] = chunk[i];
-                continue;
-            }
-            line[ll] = '\0';
-            ll = 0;
-            const char *p = line;
-            uintptr_t lo = hex(&p);
-            if (*p++ != '-')
-                continue;
-            uintptr_t hi = hex(&p);
-            if (a < lo || a >= hi || *p++ != ' ')
-                continue;
-            found = p[0] && p[1] && p[2] && p[3] == 's';
-        }
-    }
-    close(fd);
-    return found;
-}
-
 /* ------------------------------------------------------------ registry */
 
 typedef int (*lookup_fn)(const void *, void *);

@@ -230,11 +230,6 @@ int forksafe__run_holds(struct thread_rec *r, struct run_thread *rt);
 #define RUN_HOLDER_GONE (-100)
 int forksafe__run_held_by(pid_t h, int kind, int tid);
 
-/* 1 if addr lies in memory shared with other processes (a MAP_SHARED
-   mapping: a lock there is one lock in the parent and the child), 0 if
-   not, -1 if /proc/self/maps cannot tell. */
-int forksafe__run_shared_memory(const void *addr);
-
 /* Close the gate and make sure every thread sees it closed (membarrier,
    or the fence mode); open it again and wake the threads waiting at it. */
 void forksafe__run_gate_close(void);

@@ -51,21 +51,6 @@ struct shared {
 };
 static struct shared *g_sh;
 
-static int ready[2], park[2];
-
-static void say_ready(void)
-{
-    if (write(ready[1], "r", 1) != 1)
-        _exit(92);
-}
-
-static void wait_park(void)
-{
-    char c;
-    while (read(park[0], &c, 1) < 0 && errno == EINTR)
-        ;
-}
-
 static void *holder(void *arg)
 {
     (void)arg;
@@ -74,8 +59,8 @@ static void *holder(void *arg)
            1 s after the fork, for the child, which waits for them. */
         if (pthread_mutex_lock(&g_sh->mu) != 0 || sem_wait(&g_sh->sem) != 0)
             _exit(20);
-        say_ready();
-        wait_park();
+        target_say_ready();
+        target_wait_park();
         struct timespec d = {1, 0};
         nanosleep(&d, NULL);
         pthread_mutex_unlock(&g_sh->mu);
@@ -86,8 +71,8 @@ static void *holder(void *arg)
         pthread_mutex_lock(&robust_mu) != 0 ||
         pthread_rwlock_wrlock(&priv_rw) != 0 || sem_wait(&priv_sem) != 0)
         _exit(21);
-    say_ready();
-    wait_park();
+    target_say_ready();
+    target_wait_park();
     return NULL; /* and exits holding them (the parent's copies) */
 }
 
@@ -459,24 +444,7 @@ int main(int argc, char **argv)
     pthread_rwlockattr_init(&ra);
     pthread_rwlockattr_setpshared(&ra, PTHREAD_PROCESS_SHARED);
     pthread_rwlock_init(&priv_rw, &ra);
-    if (pipe(ready) != 0 || pipe(park) != 0)
-        return 13;
-    pthread_t t;
-    if (pthread_create(&t, NULL, holder, NULL) != 0)
-        return 14;
-    char c;
-    if (read(ready[0], &c, 1) != 1)
-        return 15;
-    fflush(NULL);
-    pid_t p = fork();
-    if (p < 0)
-        return 16;
-    if (p == 0)
-        _exit(child_main());
-    if (write(park[1], "p", 1) != 1)
-        return 17;
-    int st = target_wait(p, 10000);
-    pthread_join(t, NULL);
+    int st = target_fork_held(holder, child_main);
     fprintf(stderr, "child status %d\n", st);
     return st == 0 ? 0 : 10;
 }

@@ -25,24 +25,8 @@ static pthread_mutex_t cv_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static volatile int cv_flag;
 
-/* The holder thread: takes what the mode says, says so, and parks until
-   the pipe is written. */
-static int ready[2], park[2];
 static const char *g_mode;
 static pthread_mutex_t *g_shared; /* a process-shared mutex (pshared mode) */
-
-static void say_ready(void)
-{
-    if (write(ready[1], "r", 1) != 1)
-        _exit(92);
-}
-
-static void wait_park(void)
-{
-    char c;
-    while (read(park[0], &c, 1) < 0 && errno == EINTR)
-        ;
-}
 
 static void *dead_owner(void *arg)
 {
@@ -133,17 +117,17 @@ static void *holder(void *arg)
         pthread_rwlock_wrlock(&hold_rw);
     } else if (strcmp(m, "pshared") == 0) {
         pthread_mutex_lock(g_shared);
-        say_ready();
+        target_say_ready();
         /* Released by this thread 1 s after the fork: the child, which
            waits for it, must then get it. */
-        wait_park();
+        target_wait_park();
         struct timespec d = {1, 0};
         nanosleep(&d, NULL);
         pthread_mutex_unlock(g_shared);
         return NULL;
     }
-    say_ready();
-    wait_park();
+    target_say_ready();
+    target_wait_park();
     return NULL;
 }
 
@@ -192,7 +176,7 @@ static void *cond_waiter(void *arg)
     (void)arg;
     pthread_mutex_lock(&cv_mu);
     pthread_cleanup_push(unlock_cleanup, &cv_mu);
-    say_ready();
+    target_say_ready();
     for (;;)
         pthread_cond_wait(&cv, &cv_mu);
     pthread_cleanup_pop(1);
@@ -203,8 +187,8 @@ static int cancel_waiter(void)
 {
     pthread_t w;
     char c;
-    if (pipe(ready) != 0 || pthread_create(&w, NULL, cond_waiter, NULL) != 0 ||
-        read(ready[0], &c, 1) != 1)
+    if (pipe(target_ready) != 0 || pthread_create(&w, NULL, cond_waiter, NULL) != 0 ||
+        read(target_ready[0], &c, 1) != 1)
         return 1;
     /* ready is said with cv_mu held: once cv_mu can be taken, the waiter
        is parked in pthread_cond_wait. */
@@ -212,8 +196,8 @@ static int cancel_waiter(void)
     pthread_mutex_unlock(&cv_mu);
     if (pthread_cancel(w) != 0 || pthread_join(w, NULL) != 0)
         return 1;
-    close(ready[0]);
-    close(ready[1]);
+    close(target_ready[0]);
+    close(target_ready[1]);
     return 0;
 }
 
@@ -369,6 +353,11 @@ static int child_main(const char *m)
     return 0;
 }
 
+static int child_of_mode(void)
+{
+    return child_main(g_mode);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -404,24 +393,7 @@ int main(int argc, char **argv)
         return errno_mode();
     if (strcmp(g_mode, "cancel-cond") == 0 && cancel_waiter() != 0)
         return 18;
-    if (pipe(ready) != 0 || pipe(park) != 0)
-        return 12;
-    pthread_t t;
-    if (pthread_create(&t, NULL, holder, NULL) != 0)
-        return 13;
-    char c;
-    if (read(ready[0], &c, 1) != 1)
-        return 14;
-    fflush(NULL);
-    pid_t p = fork();
-    if (p < 0)
-        return 15;
-    if (p == 0)
-        _exit(child_main(g_mode));
-    if (write(park[1], "p", 1) != 1)
-        return 16;
-    int st = target_wait(p, 10000);
-    pthread_join(t, NULL);
+    int st = target_fork_held(holder, child_of_mode);
     if (st != 0) {
         fprintf(stderr, "hostile-locks %s: child status %d\n", g_mode, st);
         return 10;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -53,6 +54,52 @@ static inline void target_run_on_exit(int status)
     pthread_mutex_lock(&own);
     pthread_mutex_unlock(&own);
     _exit(status);
+}
+
+/* The holder handshake of the hostile targets: a thread takes its locks,
+   calls target_say_ready() and parks in target_wait_park() until the
+   parent has forked (target_fork_held()). */
+static int target_ready[2], target_park[2];
+
+static inline void target_say_ready(void)
+{
+    if (write(target_ready[1], "r", 1) != 1)
+        _exit(92);
+}
+
+static inline void target_wait_park(void)
+{
+    char c;
+    while (read(target_park[0], &c, 1) < 0 && errno == EINTR)
+        ;
+}
+
+static inline int target_wait(pid_t pid, int ms);
+
+/* Start a thread running holder, wait until it says it is ready, and
+   fork: the child exits with child()'s value; the parent lets the holder
+   go on, waits at most 10 s for the child and joins the holder. Returns
+   the child's status as target_wait() gives it, or exits 12 when a step
+   before the fork fails. */
+static inline int target_fork_held(void *(*holder)(void *), int (*child)(void))
+{
+    pthread_t t;
+    char c;
+    if (pipe(target_ready) != 0 || pipe(target_park) != 0 ||
+        pthread_create(&t, NULL, holder, NULL) != 0 ||
+        read(target_ready[0], &c, 1) != 1)
+        exit(12);
+    fflush(NULL);
+    pid_t p = fork();
+    if (p < 0)
+        exit(12);
+    if (p == 0)
+        _exit(child());
+    if (write(target_park[1], "p", 1) != 1)
+        exit(12);
+    int st = target_wait(p, 10000);
+    pthread_join(t, NULL);
+    return st;
 }
 
 /* Wait at most ms for pid; returns its exit status, 128+signal, or -1 if
