@@ -116,9 +116,6 @@ long forksafe__audit_forks(void);
 /* Forks this process made while other threads were alive. */
 long forksafe__audit_forks_mt(void);
 
-/* The number of threads in this process from /proc/self/task's link
-   count (raw clone() threads included), or -1 (fork.c). */
-int forksafe__task_count(void);
 
 /* 1 the first time key is offered (0 when already seen or the set is
    full, so a flood of findings is capped). Lock-free; safe in a signal

@@ -30,10 +30,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -109,31 +112,54 @@ static size_t fmt_hex(char *out, uintptr_t v)
     return len;
 }
 
+/* The census's fast path, one system call and no descriptor: the link
+   count of /proc/self/task is 2 plus the number of threads in the thread
+   group (the kernel's proc_task_getattr), raw clone() threads included.
+   Returns that number, or -1 when the stat fails (the fork census's full
+   listing then decides). Also the child guard's check at the end of a
+   grace period, and forksafe__open_spare()'s. */
+int forksafe__task_count(void)
+{
+    struct stat st;
+    if (stat("/proc/self/task", &st) != 0 || st.st_nlink < 3)
+        return -1;
+    return (int)(st.st_nlink - 2);
+}
+
 /* A process out of descriptors (EMFILE) still gets one when its soft
    RLIMIT_NOFILE is below the hard limit: the soft limit is raised by one
    for the open and put back at once. The descriptor has the lowest free
-   number, as any other; it is closed before the caller returns to the
-   program, so the program's table and limit are as they were. Without
-   spare room the open fails with EMFILE, as before. */
+   number, as any other; the caller closes it before it returns to the
+   program, so the program's table and limit are as they were. Only in a
+   process with one thread (a watched child, a program that never started
+   one), with every signal blocked meanwhile: no other code of the
+   program can open a file, or set the limit, while it is raised. In any
+   other case the open fails with EMFILE, as before. */
 int forksafe__open_spare(const char *path, int flags, mode_t mode)
 {
     int fd = open(path, flags, mode);
     if (fd >= 0 || errno != EMFILE)
         return fd;
     struct rlimit was;
-    if (getrlimit(RLIMIT_NOFILE, &was) != 0 || was.rlim_cur == RLIM_INFINITY ||
-        was.rlim_cur >= was.rlim_max) {
+    sigset_t all, old;
+    sigfillset(&all);
+    if (forksafe__task_count() != 1 ||
+        pthread_sigmask(SIG_SETMASK, &all, &old) != 0) {
         errno = EMFILE;
         return -1;
     }
-    struct rlimit more = {was.rlim_cur + 1, was.rlim_max};
-    if (setrlimit(RLIMIT_NOFILE, &more) != 0) {
-        errno = EMFILE;
-        return -1;
+    fd = -1;
+    int err = EMFILE;
+    if (getrlimit(RLIMIT_NOFILE, &was) == 0 && was.rlim_cur != RLIM_INFINITY &&
+        was.rlim_cur < was.rlim_max) {
+        struct rlimit more = {was.rlim_cur + 1, was.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &more) == 0) {
+            fd = open(path, flags, mode);
+            err = errno;
+            setrlimit(RLIMIT_NOFILE, &was);
+        }
     }
-    fd = open(path, flags, mode);
-    int err = errno;
-    setrlimit(RLIMIT_NOFILE, &was);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = err;
     return fd;
 }

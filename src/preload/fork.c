@@ -525,19 +525,6 @@ struct fork_ctx {
     int window;  /* this fork opened a prepare window */
 };
 
-/* The census's fast path, one system call and no descriptor: the link
-   count of /proc/self/task is 2 plus the number of threads in the thread
-   group (the kernel's proc_task_getattr), raw clone() threads included.
-   Returns that number, or -1 when the stat fails (the full listing then
-   decides). Also the child guard's check at the end of a grace period. */
-int forksafe__task_count(void)
-{
-    struct stat st;
-    if (stat("/proc/self/task", &st) != 0 || st.st_nlink < 3)
-        return -1;
-    return (int)(st.st_nlink - 2);
-}
-
 /* 1 if a fork-with-threads finding is still due for this site: only then
    does the fork need the threads' TIDs, that is the listing of
    /proc/self/task (open, two getdents, close), and not just their

@@ -127,11 +127,15 @@ void forksafe__maps_note_unloaded(uintptr_t lo, uintptr_t hi,
 /* Small async-signal-safe helpers. */
 long forksafe__gettid(void);
 long forksafe__getpid(void);
-/* open() that, when the process is out of descriptors (EMFILE), retries
-   with the soft RLIMIT_NOFILE raised by one if the hard limit allows it,
-   and puts the limit back: a child that used every descriptor can still
-   have its /proc files read and its records written. Returns the
-   descriptor or -1 with errno set. */
+/* The number of threads in this process from /proc/self/task's link
+   count (raw clone() threads included), or -1. One system call, no
+   descriptor. */
+int forksafe__task_count(void);
+/* open() that, when a single-threaded process is out of descriptors
+   (EMFILE), retries with the soft RLIMIT_NOFILE raised by one if the hard
+   limit allows it, and puts the limit back: a child that used every
+   descriptor can still have its /proc files read and its records
+   written. Returns the descriptor or -1 with errno set. */
 int forksafe__open_spare(const char *path, int flags, mode_t mode);
 /* The longest line forksafe__proc_lines() passes whole (longer ones are
    cut to FORKSAFE_PROC_LINE - 1 bytes). */
