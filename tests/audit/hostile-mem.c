@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hostile-mem.c: correct programs (the adversary's) whose lock memory is
+ * made unreadable or left out of the child in ways the interposer does
+ * not hook, and whose exec environment hides the preload from the loader.
+ * Each mode prints "MODE: ok" and exits 0 without the audit; under it
+ * the output and status must be the same (test-audit-hostile-run.c).
+ *
+ *   mprotect       a semaphore and a mutex used by two threads, then their
+ *                  page made PROT_NONE (mprotect); fork, the child runs on
+ *   mapfixed       the same, the page replaced by mmap(MAP_FIXED, PROT_NONE)
+ *                  (no munmap call)
+ *   mprotect-held  a thread holds the semaphore at the fork while its page
+ *                  is PROT_NONE; the child runs on
+ *   dontfork-held  a thread holds a semaphore in a MADV_DONTFORK page at
+ *                  the fork: the child has no such page at all
+ *   wipe-held      the same in a MADV_WIPEONFORK page (zero in the child)
+ *   dupenv PROG    exec PROG with the environment copied and a second,
+ *                  empty "LD_PRELOAD=" appended (the loader takes the last
+ *                  one); prints PROG's status
+ */
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+
+extern char **environ;
+
+static sem_t *sem;
+static pthread_mutex_t *mx;
+static int go[2];
+
+static void *holder(void *a)
+{
+    (void)a;
+    char c;
+    sem_wait(sem);
+    while (read(go[0], &c, 1) < 0)
+        ;
+    return NULL;
+}
+
+static void *user(void *a)
+{
+    (void)a;
+    sem_wait(sem);
+    sem_post(sem);
+    pthread_mutex_lock(mx);
+    pthread_mutex_unlock(mx);
+    return NULL;
+}
+
+static void *sleeper(void *a)
+{
+    (void)a;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/* Fork; the child runs on (stdio, exit); returns its status. */
+static int fork_run_on(void)
+{
+    fflush(stdout);
+    pid_t p = fork();
+    if (p < 0)
+        return -1;
+    if (p == 0) {
+        printf("child ran on\n");
+        exit(0);
+    }
+    int st;
+    if (waitpid(p, &st, 0) != p)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int dupenv(char **argv)
+{
+    int n = 0;
+    while (environ[n])
+        n++;
+    char **e = calloc((size_t)n + 2, sizeof *e);
+    if (!e)
+        return 1;
+    memcpy(e, environ, (size_t)n * sizeof *e);
+    e[n] = "LD_PRELOAD=";
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        execve(argv[0], argv, e);
+        _exit(127);
+    }
+    int st;
+    if (p < 0 || waitpid(p, &st, 0) != p)
+        return 1;
+    printf("status %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    free(e);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    const char *m = argv[1];
+    if (strcmp(m, "dupenv") == 0) {
+        if (argc < 3 || dupenv(argv + 2) != 0)
+            return 1;
+        printf("%s: ok\n", m);
+        return 0;
+    }
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    char *mem = mmap(NULL, pg * 2, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED || pipe(go) != 0)
+        return 1;
+    sem = (sem_t *)mem;
+    mx = (pthread_mutex_t *)(mem + 256);
+    if (sem_init(sem, 0, 1) != 0 || pthread_mutex_init(mx, NULL) != 0)
+        return 1;
+    pthread_t s, t;
+    if (pthread_create(&s, NULL, sleeper, NULL) != 0)
+        return 1;
+    int st;
+    if (strcmp(m, "mprotect") == 0 || strcmp(m, "mapfixed") == 0) {
+        if (pthread_create(&t, NULL, user, NULL) != 0 ||
+            pthread_join(t, NULL) != 0)
+            return 1;
+        user(NULL);
+        if (strcmp(m, "mprotect") == 0
+                ? mprotect(mem, pg, PROT_NONE) != 0
+                : mmap(mem, pg, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+                       0) == MAP_FAILED)
+            return 1;
+        st = fork_run_on();
+    } else if (strcmp(m, "mprotect-held") == 0 ||
+               strcmp(m, "dontfork-held") == 0 ||
+               strcmp(m, "wipe-held") == 0) {
+        if ((strcmp(m, "dontfork-held") == 0 &&
+             madvise(mem, pg, MADV_DONTFORK) != 0) ||
+            (strcmp(m, "wipe-held") == 0 &&
+             madvise(mem, pg, MADV_WIPEONFORK) != 0))
+            return 3;
+        if (pthread_create(&t, NULL, holder, NULL) != 0)
+            return 1;
+        while (sem_trywait(sem) == 0) {
+            sem_post(sem);
+            usleep(1000);
+        }
+        int prot = strcmp(m, "mprotect-held") == 0;
+        if (prot && mprotect(mem, pg, PROT_NONE) != 0)
+            return 1;
+        st = fork_run_on();
+        if (prot && mprotect(mem, pg, PROT_READ | PROT_WRITE) != 0)
+            return 1;
+        if (write(go[1], "x", 1) != 1 || pthread_join(t, NULL) != 0)
+            return 1;
+    } else {
+        return 2;
+    }
+    printf("child status %d\n", st);
+    printf("%s: ok\n", m);
+    return st == 0 ? 0 : 4;
+}

@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-audit-hostile-run.c: attacks on forksafe-audit as a whole run (the
+ * CLI's signals and output, the not-audited count, the JSON dialect) and
+ * on the interposer's memory safety with lock memory it cannot see go
+ * (tests/audit/hostile-mem.c), after docs/audit.md: the program's output,
+ * status and behaviour are its own; every process the audit could not
+ * see is counted; SIGTERM/SIGHUP/SIGQUIT are forwarded, the report is
+ * still written and the temporary files removed; the JSON validates
+ * against docs/forksafe.schema.json.
+ *
+ * Tests named test_break_* fail on the code they were written against
+ * (af93108): real breaks, run only with FORKSAFE_ADV=1 (else skipped, the
+ * reason printed) until they are fixed. test_held_* are attacks that held.
+ */
+#include "audit-util.h"
+
+#include <dirent.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MEM AU_TARGET("hostile-mem")
+
+/* A break that is not fixed yet: skipped unless FORKSAFE_ADV=1. */
+#define ADV_BREAK(why)                                                         \
+    do {                                                                       \
+        const char *adv_ = getenv("FORKSAFE_ADV");                             \
+        if (!adv_ || strcmp(adv_, "1") != 0) {                                 \
+            fprintf(stderr,                                                    \
+                    "skipped (known break, FORKSAFE_ADV=1 runs it): "          \
+                    "%s\n",                                                    \
+                    why);                                                      \
+            skip();                                                            \
+        }                                                                      \
+    } while (0)
+
+static char tmpd[300], tmpenv[320];
+
+/* A fresh, empty TMPDIR for the CLI under au_tmp. */
+static const char *fresh_tmpdir(const char *name)
+{
+    snprintf(tmpd, sizeof tmpd, "%s/%s", au_tmp, name);
+    mkdir(tmpd, 0700);
+    snprintf(tmpenv, sizeof tmpenv, "TMPDIR=%s", tmpd);
+    return tmpenv;
+}
+
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* The program interpreter (PT_INTERP) of a 64-bit ELF file, e.g.
+   /lib64/ld-linux-x86-64.so.2: the dynamic loader itself. */
+static int elf_interp(const char *path, char *out, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    Elf64_Ehdr eh;
+    int r = -1;
+    if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64) {
+        for (int i = 0; i < eh.e_phnum && r < 0; i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph,
+                      (off_t)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize)) !=
+                (ssize_t)sizeof ph)
+                break;
+            if (ph.p_type == PT_INTERP && ph.p_filesz < len &&
+                pread(fd, out, ph.p_filesz, (off_t)ph.p_offset) ==
+                    (ssize_t)ph.p_filesz) {
+                out[ph.p_filesz] = '\0';
+                r = 0;
+            }
+        }
+    }
+    close(fd);
+    return r;
+}
+
+/* ------------------------------------------------------------ breaks */
+
+/* The dynamic loader run as a program, as ldd does and as wrappers that
+   pick a loader or a library path do (`ld.so [--library-path DIR]
+   PROGRAM`): it honours LD_PRELOAD, so PROGRAM is audited. Seen on
+   af93108: `forksafe-audit --fail-on error --
+   /lib64/ld-linux-x86-64.so.2 target-held` reports fork-with-threads and
+   lock-held-at-fork for pid N (exe .../ld-linux-x86-64.so.2) and also
+   "error: not-audited pid N ... it is statically linked" (reason static:
+   the loader has no PT_INTERP), "the report is incomplete", complete
+   false, exit 3 (exit 0 with a plain run, exit 0 expected: the process
+   was audited). `forksafe-audit -- ldd /bin/true` likewise has three
+   not-audited "static" findings for /lib64/ld-linux-x86-64.so.2 (the two
+   "elf-class" ones for the 32-bit loader ldd also tries are right).
+   Expected: no not-audited for a loader that loads the interposer, the
+   fork still reported, complete true. */
+static void test_break_loader_as_program_reported_not_audited(void **state)
+{
+    (void)state;
+    ADV_BREAK("the dynamic loader run as a program (ld.so PROGRAM, ldd) "
+              "is reported not-audited (static) though it is audited");
+    char ld[256];
+    assert_int_equal(elf_interp(AU_TARGET("target-held"), ld, sizeof ld), 0);
+    char *argv[] = {ld, AU_TARGET("target-held"), NULL};
+    assert_int_equal(au_plain(argv), 0);
+    const char *opts[] = {"--fail-on", "error", NULL};
+    int st = au_audit(opts, argv);
+    if (st != 0)
+        fprintf(stderr, "audited: status %d\n%s\n", st, au_slurp(au_err));
+    au_check("--has=fork-with-threads", "--lacks=not-audited",
+             "--top=complete=true");
+    assert_int_equal(st, 0);
+}
+
+/* forksafe-audit's stderr (where the text report goes) is a pipe whose
+   reader has gone, as in `forksafe-audit --json r.json -- PROGRAM 2>&1 |
+   head -c1` once head has its byte. Seen on af93108, with `set -o
+   pipefail`: `target-held 2>&1 | head -c1` gives 0, the same under the
+   audit 141: forksafe-audit is killed by SIGPIPE writing the text report,
+   before it writes the JSON report, which is left empty (0 bytes, not
+   valid JSON). Here deterministically: /bin/true, which writes nothing,
+   with stderr a pipe whose read end is closed: plain status 0; under the
+   audit status 141 (SIGPIPE) and report.json empty. Expected: PROGRAM's
+   status (0), the JSON report written (a write error on stderr is not
+   the program's). */
+static void test_break_closed_stderr_pipe_kills_cli(void **state)
+{
+    (void)state;
+    ADV_BREAK("forksafe-audit dies of SIGPIPE when its stderr's reader has "
+              "gone: status 141, JSON report left empty");
+    unlink(au_json);
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) {
+        int fds[2];
+        if (pipe(fds) != 0)
+            _exit(120);
+        close(fds[0]);
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+            dup2(fds[1], 2) < 0)
+            _exit(120);
+        signal(SIGPIPE, SIG_DFL);
+        execl(au_cli(), au_cli(), "--json", au_json, "--", "/bin/true",
+              (char *)NULL);
+        _exit(121);
+    }
+    int code = -1;
+    enum fs_wait_result w = fs_wait(p, AU_RUN_MS, &code);
+    size_t len = 0;
+    free(au_slurp_alloc(au_json, &len));
+    if (w != FS_EXITED || code != 0)
+        fprintf(stderr, "audited /bin/true: %s %d, report %zu bytes\n",
+                w == FS_SIGNALED ? "killed by signal" : "status", code, len);
+    assert_int_equal(w, FS_EXITED);
+    assert_int_equal(code, 0);
+    assert_int_equal(au_validate(au_json), 0);
+}
+
+/* SIGTERM sent to forksafe-audit just after it started (a CI job's
+   timeout, `systemctl stop`, a supervisor's restart): 200 runs of
+   `TMPDIR=D forksafe-audit --json J -- /bin/sleep 2`, each sent SIGTERM
+   after a random 0 to 2.5 ms. Seen on af93108: 24 record directories
+   D/forksafe-audit.XXXXXX (with their run page) left behind, 34 runs
+   left J empty (0 bytes, not valid JSON); forksafe-audit itself died of
+   the SIGTERM (default action) in 105 of 300 runs: between mkdtemp() and
+   the forwarding handlers (main.c blocks signals only just before its
+   fork), nothing catches it. Expected (docs/audit.md "Signals"): the
+   temporary directory removed; a report written, or no file left. Here
+   150 runs, 0 to 3 ms. */
+static void test_break_early_sigterm_leaves_record_dir(void **state)
+{
+    (void)state;
+    ADV_BREAK("SIGTERM in forksafe-audit's first milliseconds leaves its "
+              "record directory and an empty JSON file behind");
+    const char *env[] = {fresh_tmpdir("early"), NULL};
+    char *argv[] = {(char *)au_cli(), "--json", au_json, "--", "/bin/sleep",
+                    "2", NULL};
+    srandom((unsigned)getpid());
+    int empty = 0, died = 0;
+    for (int i = 0; i < 150; i++) {
+        unlink(au_json);
+        pid_t p = au_start(argv, env, NULL, NULL);
+        struct timespec d = {0, (random() % 3000) * 1000L};
+        nanosleep(&d, NULL);
+        kill(p, SIGTERM);
+        int code = -1;
+        if (fs_wait(p, AU_RUN_MS, &code) == FS_SIGNALED)
+            died++;
+        struct stat sb;
+        if (stat(au_json, &sb) == 0 && sb.st_size == 0)
+            empty++;
+    }
+    int left = dir_entries(tmpd);
+    if (left || empty)
+        fprintf(stderr,
+                "150 early SIGTERMs: %d record directories left, %d empty "
+                "JSON reports, %d deaths by SIGTERM\n",
+                left, empty, died);
+    assert_int_equal(left, 0);
+    assert_int_equal(empty, 0);
+}
+
+/* A signal whose default action ends a process, but that forksafe-audit
+   does not forward: `kill -USR1` (or `timeout -s USR1`, SIGUSR2,
+   SIGALRM) meant for the wrapped program. Seen on af93108:
+   `TMPDIR=D forksafe-audit --json J -- /bin/sleep 3 & sleep 0.5; kill -USR1
+   $!` ends forksafe-audit with status 138 while sleep runs on (orphaned,
+   reparented to init), D/forksafe-audit.XXXXXX stays behind and J is
+   empty; plain `sleep 3` killed with SIGUSR1 is 138 with no process left.
+   Expected: the signal reaches PROGRAM (or, at least, PROGRAM is not left
+   running, the record directory is removed and the report written).
+   docs/audit.md names only SIGTERM, SIGHUP, SIGQUIT and SIGINT as
+   forwarded; this is the case the promise "behaviour identical" leaves
+   open. */
+static void test_break_sigusr1_orphans_program(void **state)
+{
+    (void)state;
+    ADV_BREAK("SIGUSR1 kills forksafe-audit and leaves PROGRAM running, "
+              "its record directory and an empty report behind");
+    const char *env[] = {fresh_tmpdir("usr1"), NULL};
+    char pidf[320], script[400];
+    snprintf(pidf, sizeof pidf, "%s/pid", au_tmp);
+    snprintf(script, sizeof script, "echo $$ > %s; exec /bin/sleep 5", pidf);
+    unlink(pidf);
+    char *argv[] = {(char *)au_cli(), "--json", au_json, "--", "/bin/sh",
+                    "-c", script, NULL};
+    unlink(au_json);
+    pid_t p = au_start(argv, env, au_out, au_err);
+    uint64_t t0 = fs_now_ms();
+    while (au_slurp(pidf)[0] == '\0') {
+        assert_true(fs_now_ms() - t0 < 20000);
+        usleep(5000);
+    }
+    pid_t prog = (pid_t)atol(au_slurp(pidf));
+    usleep(200 * 1000);
+    kill(p, SIGUSR1);
+    int code = -1;
+    enum fs_wait_result w = fs_wait(p, AU_RUN_MS, &code);
+    usleep(100 * 1000);
+    int orphan = prog > 0 && kill(prog, 0) == 0;
+    if (orphan)
+        kill(prog, SIGKILL); /* ours: the program the CLI left behind */
+    int left = dir_entries(tmpd);
+    if (orphan || left || w != FS_EXITED)
+        fprintf(stderr,
+                "SIGUSR1: forksafe-audit %s %d, program %s, %d record "
+                "directories left\n",
+                w == FS_SIGNALED ? "killed by signal" : "status", code,
+                orphan ? "still running" : "gone", left);
+    assert_false(orphan);
+    assert_int_equal(left, 0);
+    assert_int_equal(au_validate(au_json), 0);
+}
+
+/* A holder thread whose name is not UTF-8 (it inherits it from the
+   program's file name, "held\xc0\x80"; pthread_setname_np does the same).
+   Seen on af93108: `forksafe-audit --json r.json -- ./held$'\xc0\x80'`
+   (a copy of target-held) writes, in the lock-held-at-fork finding,
+   "message": "mutex 0x... was held by thread N (held\ufffd\ufffd) at
+   fork ..." and a member "message_hex" that docs/forksafe.schema.json
+   does not allow: check_report.py says "Additional properties are not
+   allowed ('message_hex' was unexpected) at findings/1", the report is
+   not valid. Expected: a report valid against the published schema
+   (message_hex in the schema, or the name's bytes kept in
+   details.holder_name_hex only). */
+static void test_break_non_utf8_holder_name_breaks_schema(void **state)
+{
+    (void)state;
+    ADV_BREAK("a non-UTF-8 holder thread name gives a finding a "
+              "message_hex member the schema does not allow");
+    char exe[300];
+    snprintf(exe, sizeof exe, "%s/held\xc0\x80", au_tmp);
+    char *cp[] = {"/bin/cp", AU_TARGET("target-held"), exe, NULL};
+    assert_int_equal(au_run(cp, NULL, NULL, NULL, AU_RUN_MS), 0);
+    char *argv[] = {exe, NULL};
+    /* au_audit fails the test when the report does not validate. */
+    assert_int_equal(au_audit(NULL, argv), 0);
+    au_check("--has=lock-held-at-fork");
+}
+
+/* ------------------------------------------------------------- held */
+
+/* Lock memory made unreadable or absent in ways the interposer has no
+   hook for: the program must run exactly as without the audit. Held on
+   af93108 (the semaphore under PROT_NONE is then simply not reported as
+   held at the fork). */
+static void same_as_plain(const char *mode)
+{
+    char *argv[] = {MEM, (char *)mode, NULL};
+    assert_int_equal(au_plain(argv), 0);
+    char *plain = strdup(au_slurp(au_out));
+    int st = au_audit(NULL, argv);
+    if (st != 0)
+        fprintf(stderr, "audited %s: status %d\n%s\n", mode, st,
+                au_slurp(au_err));
+    assert_int_equal(st, 0);
+    assert_string_equal(au_slurp(au_out), plain);
+    free(plain);
+    au_check("--has=fork-with-threads", "--top=complete=true");
+}
+
+static void test_held_locks_under_prot_none_at_fork(void **state)
+{
+    (void)state;
+    same_as_plain("mprotect");
+    same_as_plain("mapfixed");
+    same_as_plain("mprotect-held");
+}
+
+static void test_held_semaphore_in_dontfork_and_wipeonfork_pages(void **state)
+{
+    (void)state;
+    same_as_plain("dontfork-held");
+    au_check("--has=lock-held-at-fork");
+    same_as_plain("wipe-held");
+}
+
+/* An environment with the interposer's LD_PRELOAD entry and, after it, an
+   empty one (the loader takes the last): the exec'd program must still
+   be audited (or counted). Held on af93108: target-held's fork is
+   reported. */
+static void test_held_second_empty_ld_preload_entry(void **state)
+{
+    (void)state;
+    char *argv[] = {MEM, "dupenv", AU_TARGET("target-held"), NULL};
+    const char *opts[] = {"--fail-on", "error", NULL};
+    assert_int_equal(au_audit(opts, argv), 0);
+    assert_string_equal(au_slurp(au_out), "status 0\ndupenv: ok\n");
+    au_check("--has=fork-with-threads", "--lacks=not-audited");
+}
+
+/* A #! script whose interpreter is a #! script whose interpreter is a
+   static program (the kernel follows up to four levels): the static
+   program must be counted. Held on af93108. */
+static void test_held_nested_shebang_to_static(void **state)
+{
+    (void)state;
+    char inner[300], outer[300], buf[700];
+    snprintf(inner, sizeof inner, "%s/inner.sh", au_tmp);
+    snprintf(outer, sizeof outer, "%s/outer.sh", au_tmp);
+    FILE *f = fopen(inner, "w");
+    assert_non_null(f);
+    fprintf(f, "#!%s\n", AU_TARGET("target-forker-static"));
+    fclose(f);
+    f = fopen(outer, "w");
+    assert_non_null(f);
+    fprintf(f, "#!%s\n", inner);
+    fclose(f);
+    chmod(inner, 0755);
+    chmod(outer, 0755);
+    snprintf(buf, sizeof buf, "%s; echo status $?", outer);
+    char *argv[] = {"/bin/sh", "-c", buf, NULL};
+    assert_int_equal(au_plain(argv), 0);
+    char *plain = strdup(au_slurp(au_out));
+    const char *opts[] = {"--fail-on", "error", NULL};
+    assert_int_equal(au_audit(opts, argv), 3);
+    assert_string_equal(au_slurp(au_out), plain);
+    free(plain);
+    au_check("--has=not-audited", "--detail=not-audited:reason~static",
+             "--top=complete=false");
+}
+
+int main(void)
+{
+    fs_watchdog(600);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_break_loader_as_program_reported_not_audited),
+        cmocka_unit_test(test_break_closed_stderr_pipe_kills_cli),
+        cmocka_unit_test(test_break_early_sigterm_leaves_record_dir),
+        cmocka_unit_test(test_break_sigusr1_orphans_program),
+        cmocka_unit_test(test_break_non_utf8_holder_name_breaks_schema),
+        cmocka_unit_test(test_held_locks_under_prot_none_at_fork),
+        cmocka_unit_test(test_held_semaphore_in_dontfork_and_wipeonfork_pages),
+        cmocka_unit_test(test_held_second_empty_ld_preload_entry),
+        cmocka_unit_test(test_held_nested_shebang_to_static),
+    };
+    return cmocka_run_group_tests(tests, au_setup, au_teardown);
+}
