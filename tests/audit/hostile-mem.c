@@ -15,17 +15,27 @@
  *   dontfork-held  a thread holds a semaphore in a MADV_DONTFORK page at
  *                  the fork: the child has no such page at all
  *   wipe-held      the same in a MADV_WIPEONFORK page (zero in the child)
+ *   robust-pi      a thread holds a robust priority-inheritance mutex (in
+ *                  private memory) at the fork; the child locks it and
+ *                  blocks; 1 s later the thread unlocks it and exits. The
+ *                  kernel, which tracks a PI mutex's owner by TID, then
+ *                  hands the child's copy to the child with EOWNERDEAD
+ *                  (the owner died): the child makes it consistent and
+ *                  exits 0
  *   dupenv PROG    exec PROG with the environment copied and a second,
  *                  empty "LD_PRELOAD=" appended (the loader takes the last
  *                  one); prints PROG's status
  */
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <errno.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MADV_WIPEONFORK
@@ -83,6 +93,71 @@ static int fork_run_on(void)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+static pthread_mutex_t pim;
+static int pi_held[2], pi_rel[2];
+
+static void *pi_holder(void *a)
+{
+    (void)a;
+    char c;
+    pthread_mutex_lock(&pim);
+    if (write(pi_held[1], "h", 1) != 1)
+        exit(92);
+    while (read(pi_rel[0], &c, 1) < 0)
+        ;
+    pthread_mutex_unlock(&pim);
+    return NULL;
+}
+
+static int robust_pi(void)
+{
+    pthread_mutexattr_t at;
+    if (pipe(pi_held) != 0 || pipe(pi_rel) != 0 ||
+        pthread_mutexattr_init(&at) != 0 ||
+        pthread_mutexattr_setprotocol(&at, PTHREAD_PRIO_INHERIT) != 0 ||
+        pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST) != 0 ||
+        pthread_mutex_init(&pim, &at) != 0)
+        return 1;
+    pthread_t t;
+    char c;
+    if (pthread_create(&t, NULL, pi_holder, NULL) != 0 ||
+        read(pi_held[0], &c, 1) != 1)
+        return 1;
+    fflush(stdout);
+    pid_t p = fork();
+    if (p < 0)
+        return 1;
+    if (p == 0) {
+        int r = pthread_mutex_lock(&pim);
+        if (r == EOWNERDEAD && pthread_mutex_consistent(&pim) == 0 &&
+            pthread_mutex_unlock(&pim) == 0)
+            _exit(0);
+        _exit(r == 0 ? 5 : 6);
+    }
+    struct timespec d = {1, 0};
+    nanosleep(&d, NULL);
+    if (write(pi_rel[1], "x", 1) != 1 || pthread_join(t, NULL) != 0)
+        return 1;
+    int st = -1;
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(p, &st, WNOHANG) == p)
+            break;
+        st = -1;
+        d.tv_sec = 0;
+        d.tv_nsec = 100 * 1000 * 1000;
+        nanosleep(&d, NULL);
+    }
+    if (st == -1) {
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+        printf("child status -1\n");
+        return 4;
+    }
+    st = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    printf("child status %d\n", st);
+    return st == 0 ? 0 : 4;
+}
+
 static int dupenv(char **argv)
 {
     int n = 0;
@@ -117,6 +192,12 @@ int main(int argc, char **argv)
             return 1;
         printf("%s: ok\n", m);
         return 0;
+    }
+    if (strcmp(m, "robust-pi") == 0) {
+        int r = robust_pi();
+        if (r == 0)
+            printf("%s: ok\n", m);
+        return r;
     }
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     char *mem = mmap(NULL, pg * 2, PROT_READ | PROT_WRITE,

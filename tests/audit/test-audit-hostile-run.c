@@ -296,6 +296,40 @@ static void test_break_non_utf8_holder_name_breaks_schema(void **state)
     au_check("--has=lock-held-at-fork");
 }
 
+/* A robust priority-inheritance mutex (PTHREAD_PRIO_INHERIT,
+   PTHREAD_MUTEX_ROBUST, static data) held by a parent thread at the
+   fork; the child locks it and blocks. The kernel tracks a PI mutex's
+   owner by TID (FUTEX_LOCK_PI): when that thread of the parent exits, it
+   hands the child's copy to the child, and glibc returns EOWNERDEAD. So
+   the child goes on once the holder thread is gone (hostile-mem
+   robust-pi: the parent releases and joins it after 1 s). Seen on
+   af93108: plain "child status 0" (the child waited 1000 ms, then
+   EOWNERDEAD, pthread_mutex_consistent, exit 0), exit 0; under
+   `forksafe-audit --grace-ms 300` "child status 86", exit 4, with
+   child-deadlock (error) and lock-held-at-fork raised to warning: the
+   guard ended a child that would have gone on. Expected: the child left
+   to wait (a PI mutex's wait is not for a thread that is gone for good:
+   the kernel ends it when the holder exits), status 0. (A non-robust PI
+   mutex: the child's lock fails and glibc aborts, "The futex facility
+   returned an unexpected error code", status 134, with the audit too.) */
+static void test_break_robust_pi_mutex_child_ended(void **state)
+{
+    (void)state;
+    ADV_BREAK("a child blocked on a robust PI mutex, which the kernel gives "
+              "it when the parent's holder thread exits, is ended (86)");
+    char *argv[] = {MEM, "robust-pi", NULL};
+    assert_int_equal(au_plain(argv), 0);
+    assert_string_equal(au_slurp(au_out), "child status 0\nrobust-pi: ok\n");
+    const char *opts[] = {"--grace-ms", "300", NULL};
+    int st = au_audit(opts, argv);
+    if (st != 0) {
+        fprintf(stderr, "audited: status %d\n%s\n", st, au_slurp(au_out));
+        fprintf(stderr, "%s\n", au_slurp(au_err));
+    }
+    assert_int_equal(st, 0);
+    au_check("--lacks=child-deadlock");
+}
+
 /* ------------------------------------------------------------- held */
 
 /* Lock memory made unreadable or absent in ways the interposer has no
@@ -387,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_break_early_sigterm_leaves_record_dir),
         cmocka_unit_test(test_break_sigusr1_orphans_program),
         cmocka_unit_test(test_break_non_utf8_holder_name_breaks_schema),
+        cmocka_unit_test(test_break_robust_pi_mutex_child_ended),
         cmocka_unit_test(test_held_locks_under_prot_none_at_fork),
         cmocka_unit_test(test_held_semaphore_in_dontfork_and_wipeonfork_pages),
         cmocka_unit_test(test_held_second_empty_ld_preload_entry),
