@@ -22,6 +22,10 @@
  *                  hands the child's copy to the child with EOWNERDEAD
  *                  (the owner died): the child makes it consistent and
  *                  exits 0
+ *   badsym         a thread holds a mutex at the fork, taken in a function
+ *                  whose symbol is not UTF-8 ("hold\xff\xfeer"), and
+ *                  main forks in another ("fork\xc0\x80er"); the child
+ *                  runs on
  *   dupenv PROG    exec PROG with the environment copied and a second,
  *                  empty "LD_PRELOAD=" appended (the loader takes the last
  *                  one); prints PROG's status
@@ -158,6 +162,37 @@ static int robust_pi(void)
     return st == 0 ? 0 : 4;
 }
 
+/* Symbols that are not UTF-8 (an asm label is any bytes the assembler
+   takes): what a frame's function name can be. */
+static pthread_mutex_t bsm = PTHREAD_MUTEX_INITIALIZER;
+void bad_holder(void) __asm__("hold\xff\xfe"
+                              "er");
+void bad_forker(int *st) __asm__("fork\xc0\x80"
+                                 "er");
+
+void bad_holder(void)
+{
+    char c;
+    pthread_mutex_lock(&bsm);
+    if (write(go[1], "h", 1) != 1)
+        exit(92);
+    while (read(go[0], &c, 1) < 0)
+        ;
+    pthread_mutex_unlock(&bsm);
+}
+
+static void *bad_thread(void *a)
+{
+    (void)a;
+    bad_holder();
+    return NULL;
+}
+
+void bad_forker(int *st)
+{
+    *st = fork_run_on();
+}
+
 static int dupenv(char **argv)
 {
     int n = 0;
@@ -198,6 +233,25 @@ int main(int argc, char **argv)
         if (r == 0)
             printf("%s: ok\n", m);
         return r;
+    }
+    if (strcmp(m, "badsym") == 0) {
+        pthread_t t;
+        char c;
+        int held[2];
+        if (pipe(held) != 0 || pipe(go) != 0)
+            return 1;
+        /* bad_holder writes to go[1] and waits on go[0]: swap in held. */
+        int rd = go[0];
+        go[0] = held[0];
+        if (pthread_create(&t, NULL, bad_thread, NULL) != 0 ||
+            read(rd, &c, 1) != 1)
+            return 1;
+        int st = -1;
+        bad_forker(&st);
+        if (write(held[1], "x", 1) != 1 || pthread_join(t, NULL) != 0)
+            return 1;
+        printf("child status %d\n%s: ok\n", st, m);
+        return st == 0 ? 0 : 4;
     }
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     char *mem = mmap(NULL, pg * 2, PROT_READ | PROT_WRITE,

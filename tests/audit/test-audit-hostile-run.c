@@ -330,6 +330,75 @@ static void test_break_robust_pi_mutex_child_ended(void **state)
     au_check("--lacks=child-deadlock");
 }
 
+/* A frame's function whose symbol is not UTF-8 (hostile-mem badsym: the
+   holder thread locks in "hold\xff\xfeer", main forks in
+   "fork\xc0\x80er"; asm labels, gcc and clang take them). The JSON
+   report is valid (function_hex is in its schema). Seen on af93108: the
+   SARIF log of the same run is not valid SARIF 2.1.0: its
+   logicalLocations carry "name": "fork\ufffd\ufffder" and a member
+   "name_hex": "666f726bc0806572", and check_sarif.py says "Additional
+   properties are not allowed ('name_hex' was unexpected) at ['runs', 0,
+   'results', 1, 'relatedLocations', 0, 'logicalLocations', 0]" (and at
+   'locations' for a program built with -g). Expected: a
+   valid SARIF log (SARIF's place for extra data is a "properties"
+   bag). */
+static void test_break_non_utf8_symbol_breaks_sarif(void **state)
+{
+    (void)state;
+    ADV_BREAK("a function name that is not UTF-8 gives SARIF "
+              "logicalLocations a name_hex member SARIF 2.1.0 rejects");
+    char sarif[300];
+    snprintf(sarif, sizeof sarif, "%s/report.sarif", au_tmp);
+    char *argv[] = {MEM, "badsym", NULL};
+    assert_int_equal(au_plain(argv), 0);
+    const char *opts[] = {"--sarif", sarif, NULL};
+    assert_int_equal(au_audit(opts, argv), 0);
+    au_check("--has=lock-held-at-fork", "--hex=function=6572");
+    char *chk[] = {AU_PYTHON, AUDIT_SRC "/check_sarif.py", sarif, NULL};
+    char co[320];
+    snprintf(co, sizeof co, "%s/sarif-check.txt", au_tmp);
+    int st = au_run(chk, NULL, co, co, AU_RUN_MS);
+    if (st != 0)
+        fprintf(stderr, "%s\n", au_slurp(co));
+    assert_int_equal(st, 0);
+}
+
+/* PROGRAM killed by a signal. Seen on af93108: python3's
+   subprocess.run(["sh", "-c", "kill -SEGV $$"]).returncode is -11 (the
+   caller sees WIFSIGNALED, SIGSEGV; a shell prints "Segmentation
+   fault"), but with ["forksafe-audit", "--", "sh", "-c", "kill -SEGV
+   $$"] it is 139: forksafe-audit exits with 128 + N instead of dying of
+   the signal, so every caller that looks at how its child ended (make's
+   "Segmentation fault" vs "Error 139", Python's negative returncode, a
+   test runner's crash detection) sees a different ending. docs/audit.md
+   says "128 + N if it was killed by signal N" under Options and exit
+   status, but "What changes for the program" does not list it. Expected
+   (issue 8): the same ending as without the audit: forksafe-audit,
+   report written, re-raises the signal with its default action (a core
+   file aside). */
+static void test_break_signal_death_becomes_exit_status(void **state)
+{
+    (void)state;
+    ADV_BREAK("PROGRAM killed by signal N: forksafe-audit exits 128 + N "
+              "instead of dying of N, callers see a different ending");
+    char *argv[] = {"/bin/sh", "-c", "kill -TERM $$", NULL};
+    int sig = 0;
+    int st = fs_prog_run(argv, NULL, NULL, NULL, 0, AU_RUN_MS, &sig);
+    assert_int_equal(st, 128 + SIGTERM);
+    assert_true(sig); /* plain: killed by SIGTERM */
+    char *args[] = {(char *)au_cli(), "--json", au_json, "--", "/bin/sh",
+                    "-c", "kill -TERM $$", NULL};
+    int asig = 0;
+    st = fs_prog_run(args, NULL, NULL, au_err, 0, AU_RUN_MS, &asig);
+    assert_int_equal(st, 128 + SIGTERM);
+    au_check("--top=signal=15");
+    if (!asig)
+        fprintf(stderr, "audited: exited with status %d, not killed by "
+                        "the signal\n",
+                st);
+    assert_true(asig);
+}
+
 /* ------------------------------------------------------------- held */
 
 /* Lock memory made unreadable or absent in ways the interposer has no
@@ -422,6 +491,8 @@ int main(void)
         cmocka_unit_test(test_break_sigusr1_orphans_program),
         cmocka_unit_test(test_break_non_utf8_holder_name_breaks_schema),
         cmocka_unit_test(test_break_robust_pi_mutex_child_ended),
+        cmocka_unit_test(test_break_non_utf8_symbol_breaks_sarif),
+        cmocka_unit_test(test_break_signal_death_becomes_exit_status),
         cmocka_unit_test(test_held_locks_under_prot_none_at_fork),
         cmocka_unit_test(test_held_semaphore_in_dontfork_and_wipeonfork_pages),
         cmocka_unit_test(test_held_second_empty_ld_preload_entry),
