@@ -399,6 +399,42 @@ static void test_break_signal_death_becomes_exit_status(void **state)
     assert_true(asig);
 }
 
+/* forksafe-audit started with a long LD_PRELOAD of its own (here 9,000
+   colons, empty entries the loader skips; any value over 8 KiB, e.g. 300
+   library paths). Seen on af93108: `LD_PRELOAD=<9000 colons>
+   forksafe-audit --json r.json --fail-on warning -- target-held` exits 0
+   with "0 findings ... from 0 processes audited", complete true, no
+   not-audited: run_child() joins the old value and the interposer into a
+   PATH_MAX * 2 buffer with snprintf, which cuts the interposer off (with
+   300 copies of "/lib/x86_64-linux-gnu/libm.so.6::" the loader also
+   prints "ERROR: ld.so: object '/lib/x8' from LD_PRELOAD cannot be
+   preloaded (cannot open shared object file): ignored.", which the plain
+   run does not). With 8,000 colons: exit 3, the fork found. Expected:
+   the fork reported (exit 3), or PROGRAM named not-audited (complete
+   false, --fail-on fails), never a silent pass. */
+static void test_break_long_ld_preload_silent_pass(void **state)
+{
+    (void)state;
+    ADV_BREAK("an LD_PRELOAD over 8 KiB cuts the interposer off: 0 processes "
+              "audited, complete, --fail-on passes");
+    static char env[9100];
+    strcpy(env, "LD_PRELOAD=");
+    memset(env + 11, ':', 9000);
+    env[9011] = '\0';
+    const char *envs[] = {env, NULL};
+    char *argv[] = {AU_TARGET("target-held"), NULL};
+    assert_int_equal(au_run(argv, envs, au_out, au_err, AU_RUN_MS), 0);
+    char *args[] = {(char *)au_cli(), "--json", au_json, "--fail-on",
+                    "warning", "--", AU_TARGET("target-held"), NULL};
+    unlink(au_json);
+    int st = au_run(args, envs, au_out, au_err, AU_RUN_MS);
+    assert_int_equal(au_validate(au_json), 0);
+    if (st != 3)
+        fprintf(stderr, "audited: status %d\n%s\n", st, au_slurp(au_err));
+    assert_int_equal(st, 3);
+    au_check("--has=fork-with-threads");
+}
+
 /* ------------------------------------------------------------- held */
 
 /* Lock memory made unreadable or absent in ways the interposer has no
@@ -493,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_break_robust_pi_mutex_child_ended),
         cmocka_unit_test(test_break_non_utf8_symbol_breaks_sarif),
         cmocka_unit_test(test_break_signal_death_becomes_exit_status),
+        cmocka_unit_test(test_break_long_ld_preload_silent_pass),
         cmocka_unit_test(test_held_locks_under_prot_none_at_fork),
         cmocka_unit_test(test_held_semaphore_in_dontfork_and_wipeonfork_pages),
         cmocka_unit_test(test_held_second_empty_ld_preload_entry),
