@@ -435,6 +435,54 @@ static void test_break_long_ld_preload_silent_pass(void **state)
     au_check("--has=fork-with-threads");
 }
 
+/* A program exec'd after a chroot() (chroot(8), build chroots such as
+   sbuild and pbuilder, containers that pivot_root), where the
+   interposer's path does not exist. Seen on af93108 (as root): with a
+   root holding only target-held, libc and the loader, plain `chroot ROOT
+   /bin/target-held` exits 0 and prints nothing; `forksafe-audit --json
+   r.json --fail-on warning -- chroot ROOT /bin/target-held` exits 0,
+   the loader prints "ERROR: ld.so: object '.../libforksafe-audit.so'
+   from LD_PRELOAD cannot be preloaded (cannot open shared object file):
+   ignored." on stderr, and the report says "0 findings ... from 1
+   process audited" (chroot itself): target-held's fork with a thread is
+   not seen and nothing says so (no not-audited, complete true). Expected:
+   the program named not-audited (complete false, --fail-on fails) and,
+   as for another ELF class, no loader error in the program's stderr.
+   Skipped where chroot cannot be run (not root). */
+static void test_break_chroot_without_interposer_silent_pass(void **state)
+{
+    (void)state;
+    ADV_BREAK("a program exec'd in a chroot without the interposer is not "
+              "audited, not counted, and the loader prints an error");
+    char root[300], script[3000];
+    snprintf(root, sizeof root, "%s/root", au_tmp);
+    snprintf(script, sizeof script,
+             "set -e; rm -rf %s; mkdir -p %s/bin; cp %s %s/bin/; "
+             "for f in $(ldd %s | grep -o '/[^ ]*'); do "
+             "mkdir -p %s$(dirname $f); cp -L $f %s$f; done",
+             root, root, AU_TARGET("target-held"), root,
+             AU_TARGET("target-held"), root, root);
+    char *mk[] = {"/bin/sh", "-c", script, NULL};
+    assert_int_equal(au_run(mk, NULL, NULL, NULL, AU_RUN_MS), 0);
+    char *argv[] = {"/usr/sbin/chroot", root, "/bin/target-held", NULL};
+    if (geteuid() != 0 || access(argv[0], X_OK) != 0 || au_plain(argv) != 0) {
+        fprintf(stderr, "skipped: cannot chroot here\n");
+        skip();
+    }
+    char *plain_err = strdup(au_slurp(au_err));
+    const char *opts[] = {"--fail-on", "warning", NULL};
+    int st = au_audit(opts, argv);
+    const char *err = au_slurp(au_err);
+    const char *rep = strstr(err, "forksafe-audit: ");
+    size_t prog_err = rep ? (size_t)(rep - err) : strlen(err);
+    if (st != 3 || prog_err != strlen(plain_err))
+        fprintf(stderr, "audited: status %d\n%s\n", st, err);
+    assert_int_equal(prog_err, strlen(plain_err));
+    free(plain_err);
+    assert_int_equal(st, 3);
+    au_check("--has=not-audited", "--top=complete=false");
+}
+
 /* ------------------------------------------------------------- held */
 
 /* Lock memory made unreadable or absent in ways the interposer has no
@@ -530,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_break_non_utf8_symbol_breaks_sarif),
         cmocka_unit_test(test_break_signal_death_becomes_exit_status),
         cmocka_unit_test(test_break_long_ld_preload_silent_pass),
+        cmocka_unit_test(test_break_chroot_without_interposer_silent_pass),
         cmocka_unit_test(test_held_locks_under_prot_none_at_fork),
         cmocka_unit_test(test_held_semaphore_in_dontfork_and_wipeonfork_pages),
         cmocka_unit_test(test_held_second_empty_ld_preload_entry),
