@@ -26,6 +26,12 @@
  *                  whose symbol is not UTF-8 ("hold\xff\xfeer"), and
  *                  main forks in another ("fork\xc0\x80er"); the child
  *                  runs on
+ *   pshared-cond   a process-shared condition variable in MAP_SHARED memory;
+ *                  a thread used the (private) mutex before the fork; the
+ *                  child waits on the condition with that mutex until a
+ *                  flag in the shared memory is set; the parent sets it and
+ *                  broadcasts the condition every 50 ms from 1 s on, until
+ *                  the child has exited (status 0)
  *   dupenv PROG    exec PROG with the environment copied and a second,
  *                  empty "LD_PRELOAD=" appended (the loader takes the last
  *                  one); prints PROG's status
@@ -193,6 +199,73 @@ void bad_forker(int *st)
     *st = fork_run_on();
 }
 
+struct shcond {
+    pthread_cond_t c;
+    volatile int flag;
+};
+static pthread_mutex_t pcm = PTHREAD_MUTEX_INITIALIZER;
+
+static void *pcm_user(void *a)
+{
+    (void)a;
+    pthread_mutex_lock(&pcm);
+    pthread_mutex_unlock(&pcm);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static int pshared_cond(void)
+{
+    struct shcond *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    pthread_condattr_t ca;
+    pthread_t t;
+    if (s == MAP_FAILED || pthread_condattr_init(&ca) != 0 ||
+        pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED) != 0 ||
+        pthread_cond_init(&s->c, &ca) != 0 ||
+        pthread_create(&t, NULL, pcm_user, NULL) != 0)
+        return 1;
+    struct timespec d = {0, 20 * 1000 * 1000};
+    nanosleep(&d, NULL);
+    pthread_mutex_lock(&pcm);
+    pthread_mutex_unlock(&pcm);
+    fflush(stdout);
+    pid_t p = fork();
+    if (p < 0)
+        return 1;
+    if (p == 0) {
+        pthread_mutex_lock(&pcm);
+        while (!s->flag)
+            pthread_cond_wait(&s->c, &pcm);
+        pthread_mutex_unlock(&pcm);
+        _exit(0);
+    }
+    d.tv_sec = 1;
+    d.tv_nsec = 0;
+    nanosleep(&d, NULL);
+    int st = -1;
+    for (int i = 0; i < 200 && st == -1; i++) {
+        s->flag = 1;
+        pthread_cond_broadcast(&s->c);
+        if (waitpid(p, &st, WNOHANG) != p)
+            st = -1;
+        d.tv_sec = 0;
+        d.tv_nsec = 50 * 1000 * 1000;
+        if (st == -1)
+            nanosleep(&d, NULL);
+    }
+    if (st == -1) {
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+        printf("child status -1\n");
+        return 4;
+    }
+    st = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    printf("child status %d\n", st);
+    return st == 0 ? 0 : 4;
+}
+
 static int dupenv(char **argv)
 {
     int n = 0;
@@ -228,8 +301,8 @@ int main(int argc, char **argv)
         printf("%s: ok\n", m);
         return 0;
     }
-    if (strcmp(m, "robust-pi") == 0) {
-        int r = robust_pi();
+    if (strcmp(m, "robust-pi") == 0 || strcmp(m, "pshared-cond") == 0) {
+        int r = strcmp(m, "robust-pi") == 0 ? robust_pi() : pshared_cond();
         if (r == 0)
             printf("%s: ok\n", m);
         return r;

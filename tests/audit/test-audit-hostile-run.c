@@ -330,6 +330,36 @@ static void test_break_robust_pi_mutex_child_ended(void **state)
     au_check("--lacks=child-deadlock");
 }
 
+/* A process-shared condition variable in MAP_SHARED memory, waited on
+   by the child with a private mutex that a parent thread used before the
+   fork, and broadcast by the parent process (hostile-mem pshared-cond:
+   from 1 s on, every 50 ms, with a flag in the shared memory, until the
+   child has exited; the signaller need not hold the mutex). Seen on
+   af93108: plain "child status 0", exit 0; under `forksafe-audit
+   --grace-ms 300` "child status 86", exit 4, child-deadlock (error) and
+   unsafe-call-in-child: forksafe__policy_cond_wait() asks only whether
+   the mutex is process-shared, not the condition, which another process
+   can signal. Expected: the child left to wait (docs/audit.md: "a
+   process-shared lock in shared memory" is never cut short), status 0. */
+static void test_break_pshared_cond_signalled_by_parent_child_ended(void **state)
+{
+    (void)state;
+    ADV_BREAK("a child waiting on a process-shared condition that the "
+              "parent process broadcasts is ended (86)");
+    char *argv[] = {MEM, "pshared-cond", NULL};
+    assert_int_equal(au_plain(argv), 0);
+    assert_string_equal(au_slurp(au_out),
+                        "child status 0\npshared-cond: ok\n");
+    const char *opts[] = {"--grace-ms", "300", NULL};
+    int st = au_audit(opts, argv);
+    if (st != 0) {
+        fprintf(stderr, "audited: status %d\n%s\n", st, au_slurp(au_out));
+        fprintf(stderr, "%s\n", au_slurp(au_err));
+    }
+    assert_int_equal(st, 0);
+    au_check("--lacks=child-deadlock");
+}
+
 /* A frame's function whose symbol is not UTF-8 (hostile-mem badsym: the
    holder thread locks in "hold\xff\xfeer", main forks in
    "fork\xc0\x80er"; asm labels, gcc and clang take them). The JSON
@@ -575,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_break_sigusr1_orphans_program),
         cmocka_unit_test(test_break_non_utf8_holder_name_breaks_schema),
         cmocka_unit_test(test_break_robust_pi_mutex_child_ended),
+        cmocka_unit_test(test_break_pshared_cond_signalled_by_parent_child_ended),
         cmocka_unit_test(test_break_non_utf8_symbol_breaks_sarif),
         cmocka_unit_test(test_break_signal_death_becomes_exit_status),
         cmocka_unit_test(test_break_long_ld_preload_silent_pass),
