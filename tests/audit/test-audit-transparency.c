@@ -174,6 +174,56 @@ static void test_python_subprocess_empty_env(void **state)
     assert_string_equal(au_slurp(au_out), "[]\n");
 }
 
+/* Attacks that held (adversary round 22, af93108): more real programs,
+   the same output and status with and without the audit. sort forks its
+   --compress-program from a process with sorting threads; sqlite3 runs
+   .shell and .system through system(); tar starts xz -T2 (threads) both
+   ways; perl's ithreads join, then fork; CPython's three start methods,
+   ProcessPoolExecutor, a Queue through a forked Process, a handled
+   signal. */
+static void test_sort_parallel_compress_program(void **state)
+{
+    (void)state;
+    same("sort", "seq 1 300000 | sort -R --random-source=/dev/zero > in && "
+                 "sort -n --parallel=2 -S 200K -T . --compress-program=gzip "
+                 "in | md5sum && ls | wc -l");
+}
+
+static void test_sqlite3_shell_and_system(void **state)
+{
+    (void)state;
+    if (access("/usr/bin/sqlite3", X_OK) != 0)
+        skip();
+    same("sqlite3", "sqlite3 db 'create table t(a); insert into t values(1),"
+                    "(2);' && sqlite3 db 'select sum(a) from t;' "
+                    "'.shell echo shell' '.system echo system; exit 3'; "
+                    "echo status $?");
+}
+
+static void test_tar_through_threaded_xz(void **state)
+{
+    (void)state;
+    same("tar", "seq 1 100000 > f && tar -cf a.txz -I 'xz -T2' f && "
+                "tar -xOf a.txz -I 'xz -T2 -d' f | md5sum");
+}
+
+static void test_perl_threads_then_fork(void **state)
+{
+    (void)state;
+    same("perl threads",
+         "perl -Mthreads -e 'my @t = map { threads->create(sub { my $x = 0; "
+         "$x += $_ for 1..10000; $x }) } 1..3; print join(q( ), map "
+         "{ $_->join } @t), qq(\n); my $p = fork; if (!$p) { print "
+         "qq(kid\n); exit 5 } waitpid($p, 0); print $? >> 8, qq(\n)'");
+}
+
+static void test_python_start_methods_and_pools(void **state)
+{
+    (void)state;
+    same("python mp", AU_PYTHON " " AUDIT_SRC "/py_mp_methods.py");
+    assert_non_null(strstr(au_slurp(au_out), "forkserver 40425\n"));
+}
+
 static void test_env_i_sees_empty_environment(void **state)
 {
     (void)state;
@@ -231,6 +281,11 @@ int main(void)
         cmocka_unit_test(test_perl_system_and_fork),
         cmocka_unit_test(test_python_subprocess_empty_env),
         cmocka_unit_test(test_env_i_sees_empty_environment),
+        cmocka_unit_test(test_sort_parallel_compress_program),
+        cmocka_unit_test(test_sqlite3_shell_and_system),
+        cmocka_unit_test(test_tar_through_threaded_xz),
+        cmocka_unit_test(test_perl_threads_then_fork),
+        cmocka_unit_test(test_python_start_methods_and_pools),
         cmocka_unit_test(test_inherited_signal_state_is_kept),
     };
     return cmocka_run_group_tests(tests, au_setup, au_teardown);
