@@ -14,10 +14,13 @@
  * usage error and PROGRAM is not run.
  *
  * PROGRAM inherits exactly the signal dispositions and mask that
- * forksafe-audit inherited. SIGTERM, SIGHUP, SIGQUIT and SIGINT sent to
+ * forksafe-audit inherited. SIGTERM, SIGHUP, SIGQUIT, SIGINT and the other
+ * signals whose default action ends a process (forwarded[]) sent to
  * forksafe-audit are forwarded to PROGRAM, unless the terminal sent them
  * to the whole process group (PROGRAM then has its own copy); the report
  * of what was seen is still written and the record directory removed.
+ * When PROGRAM is killed by a signal, forksafe-audit, once the reports
+ * are written, dies of the same signal.
  */
 #include "cmd.h"
 #include "cli.h"
@@ -31,6 +34,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -125,8 +129,58 @@ static size_t inherited_fds(struct forksafe_fdid *ids, size_t max)
 /* The signal state forksafe-audit inherited, which PROGRAM gets back. */
 static struct sigaction inherited_act[NSIG];
 static sigset_t inherited_mask;
-static const int forwarded[] = {SIGTERM, SIGHUP, SIGQUIT, SIGINT};
+/* Every signal whose default action ends a process and that someone may
+   send to stop or poke PROGRAM (kill, timeout -s, a supervisor). Signals
+   the kernel raises for forksafe-audit's own faults and limits are not
+   forwarded; SIGPIPE is ignored by forksafe-audit itself (a closed stderr
+   must not cost the JSON report), and PROGRAM gets its inherited action
+   back. */
+static const int forwarded[] = {
+    SIGTERM, SIGHUP,  SIGQUIT,   SIGINT,  SIGUSR1, SIGUSR2,
+    SIGALRM, SIGVTALRM, SIGPROF,
+#ifdef SIGPOLL
+    SIGPOLL,
+#endif
+#ifdef SIGPWR
+    SIGPWR,
+#endif
+};
 #define NFORWARDED (sizeof forwarded / sizeof forwarded[0])
+
+/* From the first file it creates on: the inherited signal state is saved,
+   SIGPIPE ignored and the forwarded signals blocked, so that one sent
+   before PROGRAM runs is held, then forwarded to it once it does, and
+   the record directory is always removed. */
+static void signals_hold(void)
+{
+    sigprocmask(SIG_SETMASK, NULL, &inherited_mask);
+    for (size_t k = 0; k < NFORWARDED; k++)
+        sigaction(forwarded[k], NULL, &inherited_act[forwarded[k]]);
+    sigaction(SIGPIPE, NULL, &inherited_act[SIGPIPE]);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t held;
+    sigemptyset(&held);
+    for (size_t k = 0; k < NFORWARDED; k++)
+        sigaddset(&held, forwarded[k]);
+    sigprocmask(SIG_BLOCK, &held, NULL);
+}
+
+/* PROGRAM was killed by sig: end the same way, so that a caller sees the
+   same ending (WIFSIGNALED, a shell's "Terminated"), without a core file
+   of forksafe-audit's own (PROGRAM's is what matters). Returns only if
+   the signal did not end the process. */
+static void die_of(int sig)
+{
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    fflush(NULL);
+    signal(sig, SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
+    raise(sig);
+}
 
 static pid_t program_pid;
 static volatile sig_atomic_t interrupted;
@@ -151,13 +205,16 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
 static void run_child(char **argv, const char *preload, const char *dir,
                       const char *grace)
 {
-    char buf[PATH_MAX * 2];
     const char *old = getenv("LD_PRELOAD");
+    size_t len = (old ? strlen(old) : 0) + (preload ? strlen(preload) : 0) + 2;
+    char *buf = malloc(len);
+    if (!buf)
+        _exit(127);
     /* Existing preloads stay first: a sanitizer runtime must come first. */
     if (old && *old && preload)
-        snprintf(buf, sizeof buf, "%s:%s", old, preload);
+        snprintf(buf, len, "%s:%s", old, preload);
     else
-        snprintf(buf, sizeof buf, "%s", preload ? preload : old ? old : "");
+        snprintf(buf, len, "%s", preload ? preload : old ? old : "");
     char pid[32];
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     if ((buf[0] && setenv("LD_PRELOAD", buf, 1) != 0) ||
@@ -167,6 +224,7 @@ static void run_child(char **argv, const char *preload, const char *dir,
         _exit(127);
     for (size_t i = 0; i < NFORWARDED; i++)
         sigaction(forwarded[i], &inherited_act[forwarded[i]], NULL);
+    sigaction(SIGPIPE, &inherited_act[SIGPIPE], NULL);
     sigprocmask(SIG_SETMASK, &inherited_mask, NULL);
     execvp(argv[0], argv);
     int e = errno;
@@ -362,6 +420,7 @@ int main(int argc, char **argv)
         }
         run.baseline_path = baseline_path;
     }
+    signals_hold();
     FILE *jf = NULL, *sf = NULL;
     int jf_new = 0, sf_new = 0;
     if (json && !(jf = open_output(json, "JSON", &jf_new))) {
@@ -410,9 +469,6 @@ int main(int argc, char **argv)
     /* The signal state to hand on, and the forwarding handlers, installed
        with every signal blocked so that none is lost between the fork and
        program_pid being known. */
-    sigprocmask(SIG_SETMASK, NULL, &inherited_mask);
-    for (size_t k = 0; k < NFORWARDED; k++)
-        sigaction(forwarded[k], NULL, &inherited_act[forwarded[k]]);
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, NULL);
@@ -519,7 +575,10 @@ int main(int argc, char **argv)
             status = EXIT_HAZARDS;
         }
     }
+    int sig = status == run.status ? run.signal : 0;
     forksafe__run_free(&run);
     forksafe__symbols_free();
+    if (sig)
+        die_of(sig);
     return status;
 }

@@ -109,6 +109,26 @@ static char *uri_path(const char *prefix, const char *path)
 
 static char cwd[4096];
 
+/* A string member of a SARIF object that has no property bag of its own
+   (a logical location's name, a message's text). SARIF 2.1.0 allows no
+   member it does not define: a value that is not UTF-8 is written with
+   U+FFFD, as in the JSON report, and its exact bytes go in the object's
+   property bag as KEY_hex. */
+static void sarif_str(struct forksafe__json *j, const char *key, const char *s)
+{
+    forksafe__json_key(j, key);
+    forksafe__json_string(j, s);
+    if (!s || forksafe__utf8_valid(s))
+        return;
+    char twin[64];
+    snprintf(twin, sizeof twin, "%s_hex", key);
+    forksafe__json_key(j, "properties");
+    forksafe__json_begin_object(j);
+    forksafe__json_key(j, twin);
+    forksafe__json_hex(j, s);
+    forksafe__json_end_object(j);
+}
+
 /* artifactLocation for a path: relative to SRCROOT (the working
    directory) when below it, else a file: URI. */
 static void artifact(struct forksafe__json *j, const char *path)
@@ -180,12 +200,12 @@ static void location(struct forksafe__json *j, const struct forksafe_frame *f,
         forksafe__json_begin_array(j);
         for (size_t i = 0; i < f->ninlined; i++) {
             forksafe__json_begin_object(j);
-            forksafe__json_member_str(j, "name", f->inlined[i].function);
+            sarif_str(j, "name", f->inlined[i].function);
             forksafe__json_member_str(j, "kind", "function");
             forksafe__json_end_object(j);
         }
         forksafe__json_begin_object(j);
-        forksafe__json_member_str(j, "name", f->function);
+        sarif_str(j, "name", f->function);
         forksafe__json_member_str(j, "kind", "function");
         forksafe__json_end_object(j);
         forksafe__json_end_array(j);
@@ -195,7 +215,7 @@ static void location(struct forksafe__json *j, const struct forksafe_frame *f,
         frame_message(f, buf, sizeof buf);
         forksafe__json_key(j, "message");
         forksafe__json_begin_object(j);
-        forksafe__json_member_str(j, "text", buf);
+        sarif_str(j, "text", buf);
         forksafe__json_end_object(j);
     }
     forksafe__json_end_object(j);
@@ -250,7 +270,7 @@ static void result(struct forksafe__json *j, const struct forksafe_finding *f,
     forksafe__json_member_str(j, "level", level(f->sev));
     forksafe__json_key(j, "message");
     forksafe__json_begin_object(j);
-    forksafe__json_member_str(j, "text", f->message);
+    sarif_str(j, "text", f->message);
     forksafe__json_end_object(j);
     forksafe__json_key(j, "locations");
     forksafe__json_begin_array(j);

@@ -517,8 +517,13 @@ static int child_mutex_lock(pthread_mutex_t *m, void *site)
         holder = owner;
     /* A process-shared mutex, or one the platform cannot describe, may be
        released by another process: never ended. Asked only of a busy
-       mutex, since the answer may take a read of /proc/self/maps. */
-    if (!holder || forksafe__mutex_pshared(m) != 0)
+       mutex, since the answer may take a read of /proc/self/maps. Nor is
+       a priority-inheritance mutex: the kernel knows its holder by TID,
+       and when that thread of the parent exits it gives a robust one to
+       the waiting child (EOWNERDEAD); glibc aborts the wait for any
+       other, with the audit as without. */
+    if (!holder || forksafe__mutex_pshared(m) != 0 ||
+        forksafe__mutex_pi(m) != 0)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);
@@ -616,8 +621,8 @@ int forksafe__policy_acquire(void *lock, int op, void *site)
    fork can only end when another thread of this process signals it, and
    the child has no other thread: when another thread of the parent used
    its mutex (the likely signaller), it is waited on for the grace period
-   only. A process-shared mutex (another process may signal) is left
-   alone. */
+   only. A process-shared mutex or a condition in shared memory (another
+   process may signal) is left alone. */
 int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
                                void *site)
 {
@@ -627,9 +632,12 @@ int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
         forksafe__audit_ran_on();
     if (!guarded())
         return FORKSAFE_POLICY_PASS;
+    /* Nor a condition in shared memory (MAP_SHARED, System V), which
+       another process may signal whatever its mutex is. */
     void *osite;
     int other = other_user(m, &osite);
-    if (other <= 0 || forksafe__mutex_pshared(m) != 0)
+    if (other <= 0 || forksafe__mutex_pshared(m) != 0 ||
+        forksafe__maps_shared(c) != 0)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);

@@ -398,6 +398,10 @@ size_t forksafe__file_pending(FILE *f);
    layer (from the constructor; the first query does it otherwise). */
 void forksafe__platform_init(void);
 int forksafe__mutex_pshared(const pthread_mutex_t *m);
+/* 1 if the mutex has the priority-inheritance protocol
+   (PTHREAD_PRIO_INHERIT: the kernel tracks its holder by TID), 0 if not,
+   -1 if the layer cannot tell. */
+int forksafe__mutex_pi(const pthread_mutex_t *m);
 long forksafe__mutex_owner(const pthread_mutex_t *m);
 int forksafe__sem_pshared(const sem_t *s);
 

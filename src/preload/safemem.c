@@ -127,6 +127,12 @@ int forksafe__mutex_pshared(const pthread_mutex_t *m)
                                : shared_in_fact(m, (k & FS_MX_PSHARED) != 0);
 }
 
+int forksafe__mutex_pi(const pthread_mutex_t *m)
+{
+    unsigned k = plat()->mutex_kind(m);
+    return (k & FS_MX_UNKNOWN) ? -1 : (k & FS_MX_PI) != 0;
+}
+
 long forksafe__mutex_owner(const pthread_mutex_t *m)
 {
     pid_t h = plat()->mutex_holder(m);
