@@ -32,6 +32,10 @@
  *                  flag in the shared memory is set; the parent sets it and
  *                  broadcasts the condition every 50 ms from 1 s on, until
  *                  the child has exited (status 0)
+ *   sigfork        for 1 s a 2 ms SIGALRM timer whose handler forks (the
+ *                  child _exits) and posts a semaphore, interrupting the
+ *                  main thread's and a spinning thread's lock calls (fork
+ *                  and sem_post are async-signal-safe)
  *   dupenv PROG    exec PROG with the environment copied and a second,
  *                  empty "LD_PRELOAD=" appended (the loader takes the last
  *                  one); prints PROG's status
@@ -43,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <errno.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -266,6 +271,65 @@ static int pshared_cond(void)
     return st == 0 ? 0 : 4;
 }
 
+static sem_t sfs;
+static volatile sig_atomic_t sf_forks, sf_bad;
+
+static void sf_handler(int sig)
+{
+    (void)sig;
+    int e = errno;
+    pid_t p = fork();
+    if (p == 0)
+        _exit(0);
+    int st;
+    if (p < 0 || waitpid(p, &st, 0) != p || st != 0)
+        sf_bad = 1;
+    else
+        sf_forks++;
+    sem_post(&sfs);
+    errno = e;
+}
+
+static void *sf_spin(void *a)
+{
+    (void)a;
+    for (;;) {
+        pthread_mutex_lock(&pcm);
+        pthread_mutex_unlock(&pcm);
+    }
+    return NULL;
+}
+
+static int sigfork(void)
+{
+    pthread_t t;
+    if (sem_init(&sfs, 0, 0) != 0 ||
+        pthread_create(&t, NULL, sf_spin, NULL) != 0)
+        return 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sf_handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    struct itimerval it = {{0, 2000}, {0, 2000}}, off = {{0, 0}, {0, 0}};
+    if (sigaction(SIGALRM, &sa, NULL) != 0 ||
+        setitimer(ITIMER_REAL, &it, NULL) != 0)
+        return 1;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        pthread_mutex_lock(&pcm);
+        pthread_mutex_unlock(&pcm);
+        while (sem_trywait(&sfs) == 0)
+            ;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+    } while ((t1.tv_sec - t0.tv_sec) * 1000 +
+                 (t1.tv_nsec - t0.tv_nsec) / 1000000 <
+             1000);
+    setitimer(ITIMER_REAL, &off, NULL);
+    return sf_bad || sf_forks < 10 ? 4 : 0;
+}
+
 static int dupenv(char **argv)
 {
     int n = 0;
@@ -301,8 +365,11 @@ int main(int argc, char **argv)
         printf("%s: ok\n", m);
         return 0;
     }
-    if (strcmp(m, "robust-pi") == 0 || strcmp(m, "pshared-cond") == 0) {
-        int r = strcmp(m, "robust-pi") == 0 ? robust_pi() : pshared_cond();
+    if (strcmp(m, "robust-pi") == 0 || strcmp(m, "pshared-cond") == 0 ||
+        strcmp(m, "sigfork") == 0) {
+        int r = strcmp(m, "robust-pi") == 0      ? robust_pi()
+                : strcmp(m, "pshared-cond") == 0 ? pshared_cond()
+                                                 : sigfork();
         if (r == 0)
             printf("%s: ok\n", m);
         return r;

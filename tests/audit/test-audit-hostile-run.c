@@ -532,6 +532,21 @@ static void test_held_semaphore_in_dontfork_and_wipeonfork_pages(void **state)
     same_as_plain("wipe-held");
 }
 
+/* fork() (async-signal-safe) from a SIGALRM handler every 2 ms for 1 s,
+   interrupting the interposer's own lock hooks in the main thread while
+   another thread spins on the same mutex; the handler also posts a
+   semaphore the main thread drains with sem_trywait. Held on af93108: no
+   deadlock, no crash, the same status; the report valid. */
+static void test_held_fork_from_signal_handler_inside_lock_hooks(void **state)
+{
+    (void)state;
+    char *argv[] = {MEM, "sigfork", NULL};
+    assert_int_equal(au_plain(argv), 0);
+    assert_int_equal(au_audit(NULL, argv), 0);
+    assert_string_equal(au_slurp(au_out), "sigfork: ok\n");
+    au_check("--lacks=records-lost", "--top=complete=true");
+}
+
 /* An environment with the interposer's LD_PRELOAD entry and, after it, an
    empty one (the loader takes the last): the exec'd program must still
    be audited (or counted). Held on af93108: target-held's fork is
@@ -595,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_held_locks_under_prot_none_at_fork),
         cmocka_unit_test(test_held_semaphore_in_dontfork_and_wipeonfork_pages),
         cmocka_unit_test(test_held_second_empty_ld_preload_entry),
+        cmocka_unit_test(test_held_fork_from_signal_handler_inside_lock_hooks),
         cmocka_unit_test(test_held_nested_shebang_to_static),
     };
     return cmocka_run_group_tests(tests, au_setup, au_teardown);
