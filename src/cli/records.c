@@ -545,7 +545,7 @@ static void unaudited(struct forksafe_run *run, const struct rec *recs,
             continue;
         const char *reason = get_str(&recs[i], "reason");
         int code = FORKSAFE_EXEC_STATIC;
-        for (int c = FORKSAFE_EXEC_STATIC; c <= FORKSAFE_EXEC_ENVIRON; c++)
+        for (int c = FORKSAFE_EXEC_STATIC; c <= FORKSAFE_EXEC_LAST; c++)
             if (reason && strcmp(reason, forksafe__exec_reason_name(c)) == 0)
                 code = c;
         const char *via = get_str(&recs[i], "via");
@@ -581,6 +581,14 @@ static void run_page(struct forksafe_run *run, const char *dir)
         const struct forksafe_runevent *e = &rp->ev[i];
         if (!e->pid)
             continue;
+        if (e->type == FORKSAFE_RUN_UNAUDITED) {
+            /* Its path is not known: the record that names it could not
+               be written. */
+            add_unaudited(run, e->pid, proc_ppid(run, e->pid),
+                          "(a program exec'd after chroot())", e->err,
+                          "exec after chroot()");
+            continue;
+        }
         struct forksafe_finding f;
         memset(&f, 0, sizeof f);
         f.pid = e->pid;

@@ -305,7 +305,7 @@ static const char *ordinal(const char *n)
 
 static const char *reason_text(const char *name)
 {
-    for (int c = FORKSAFE_EXEC_STATIC; c <= FORKSAFE_EXEC_ENVIRON; c++)
+    for (int c = FORKSAFE_EXEC_STATIC; c <= FORKSAFE_EXEC_LAST; c++)
         if (strcmp(name, forksafe__exec_reason_name(c)) == 0)
             return forksafe__exec_reason_text(c);
     return name;

@@ -23,6 +23,7 @@
 #include "interpose.h"
 
 #include "execcheck.h"
+#include "runpage.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -334,6 +335,18 @@ struct verdict {
     char resolved[PATH_MAX];
 };
 
+/* Set once chroot() succeeded in this program image: the interposer's
+   path may no longer lead to it. */
+HOT static int rooted;
+
+EXPORT int chroot(const char *path)
+{
+    int r = REAL(chroot)(path);
+    if (r == 0)
+        STORE(&rooted, 1);
+    return r;
+}
+
 static char *const *prepare(int dirfd, const char *path, int fd,
                             char *const *env, struct envbuf *b, const char *via,
                             long pid, struct verdict *v)
@@ -343,11 +356,24 @@ static char *const *prepare(int dirfd, const char *path, int fd,
     forksafe__rec_flush();
     v->reason =
         forksafe__exec_check(dirfd, path, fd, v->resolved, sizeof v->resolved);
+    /* After chroot() the loader would not find the interposer (and would
+       say so on the program's stderr): it is taken out of LD_PRELOAD, as
+       for another ELF class, and the program is named not audited. */
+    if (v->reason == FORKSAFE_EXEC_OK && LOAD(&rooted) && self_path[0] &&
+        access(self_path, R_OK) != 0)
+        v->reason = FORKSAFE_EXEC_UNREACHABLE;
     int failed;
-    char *const *e = env_fix(env, b, v->reason == FORKSAFE_EXEC_CLASS, &failed);
+    char *const *e = env_fix(
+        env, b,
+        v->reason == FORKSAFE_EXEC_CLASS || v->reason == FORKSAFE_EXEC_UNREACHABLE,
+        &failed);
     if (failed && v->reason == FORKSAFE_EXEC_OK)
         v->reason = FORKSAFE_EXEC_ENVIRON;
     v->announced = 0;
+    /* The record directory is out of reach too: the run page, mapped
+       before the chroot, carries it. */
+    if (v->reason == FORKSAFE_EXEC_UNREACHABLE && pid >= 0)
+        forksafe__run_event(FORKSAFE_RUN_UNAUDITED, v->reason);
     if (v->reason != FORKSAFE_EXEC_OK && pid >= 0) {
         forksafe__policy_unloadable(v->resolved, v->reason, via, pid);
         v->announced = 1;

@@ -12,7 +12,9 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -110,6 +112,25 @@ static int check_script(const unsigned char *buf, size_t n, char *resolved,
     return r;
 }
 
+/* Is st the dynamic loader of this process (its PT_INTERP)? Run as a
+   program (`ld.so PROGRAM`, ldd), the loader has no PT_INTERP of its own
+   but is no static program: it loads PROGRAM and honours LD_PRELOAD. */
+static int own_loader(const struct stat *st)
+{
+    const phdr_t *ph = (const phdr_t *)(uintptr_t)getauxval(AT_PHDR);
+    size_t n = (size_t)getauxval(AT_PHNUM);
+    uintptr_t bias = 0, interp = 0;
+    for (size_t i = 0; ph && i < n; i++) {
+        if (ph[i].p_type == PT_PHDR)
+            bias = (uintptr_t)ph - (uintptr_t)ph[i].p_vaddr;
+        else if (ph[i].p_type == PT_INTERP)
+            interp = (uintptr_t)ph[i].p_vaddr;
+    }
+    struct stat ls;
+    return interp && stat((const char *)(bias + interp), &ls) == 0 &&
+           ls.st_dev == st->st_dev && ls.st_ino == st->st_ino;
+}
+
 /* The file open at fd; known is what stat() said of its path just before
    it was opened (NULL: ask fstat). That answer is as good as fstat's: the
    exec that follows resolves the path again anyway. The ELF header and,
@@ -152,7 +173,7 @@ static int check_fd(int fd, const struct stat *known, char *resolved,
     if (priv)
         return priv;
     /* No PT_INTERP: the kernel starts the program itself, no loader runs
-       (static and static-pie). */
+       (static and static-pie), unless it is the loader itself. */
     if (eh.e_phentsize != sizeof(phdr_t) || eh.e_phnum == 0)
         return FORKSAFE_EXEC_OK;
     /* Read where they lie (a copy would deepen the stack, and in a
@@ -184,7 +205,8 @@ static int check_fd(int fd, const struct stat *known, char *resolved,
         if (ph.p_type == PT_INTERP)
             return FORKSAFE_EXEC_OK;
     }
-    return eh.e_phnum > 32 ? FORKSAFE_EXEC_OK : FORKSAFE_EXEC_STATIC;
+    return eh.e_phnum > 32 || own_loader(&st) ? FORKSAFE_EXEC_OK
+                                              : FORKSAFE_EXEC_STATIC;
 }
 
 int forksafe__exec_check(int dirfd, const char *path, int fd, char *resolved,
@@ -268,6 +290,8 @@ const char *forksafe__exec_reason_name(int reason)
         return "elf-class";
     case FORKSAFE_EXEC_ENVIRON:
         return "environment";
+    case FORKSAFE_EXEC_UNREACHABLE:
+        return "unreachable";
     default:
         return "ok";
     }
@@ -294,6 +318,9 @@ const char *forksafe__exec_reason_text(int reason)
     case FORKSAFE_EXEC_ENVIRON:
         return "the preload was removed from its environment and could not "
                "be put back";
+    case FORKSAFE_EXEC_UNREACHABLE:
+        return "the interposer's file cannot be reached from it (its "
+               "parent called chroot()), so the loader cannot preload it";
     default:
         return "it can be audited";
     }

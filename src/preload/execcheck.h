@@ -24,7 +24,10 @@ enum {
     FORKSAFE_EXEC_SETGID, /* set-group-ID to another group */
     FORKSAFE_EXEC_CAPS,   /* file capabilities */
     FORKSAFE_EXEC_CLASS,  /* another ELF class or machine (e.g. 32-bit) */
-    FORKSAFE_EXEC_ENVIRON /* the environment could not be rebuilt */
+    FORKSAFE_EXEC_ENVIRON, /* the environment could not be rebuilt */
+    FORKSAFE_EXEC_UNREACHABLE, /* the interposer's file cannot be reached
+                                  from it (after chroot()) */
+    FORKSAFE_EXEC_LAST = FORKSAFE_EXEC_UNREACHABLE
 };
 
 /* Judge the program that exec of path (relative to dirfd, as openat) or,
@@ -42,7 +45,7 @@ int forksafe__exec_search(const char *file, const char *pathenv, char *out,
                           size_t len);
 
 /* Stable short name ("static", "setuid", "setgid", "capabilities",
-   "elf-class", "environment") and a phrase for people. */
+   "elf-class", "environment", "unreachable") and a phrase for people. */
 const char *forksafe__exec_reason_name(int reason);
 const char *forksafe__exec_reason_text(int reason);
 

@@ -21,7 +21,11 @@
 enum {
     FORKSAFE_RUN_LOST = 1,  /* a record could not be written (err: errno,
                                0 when the record buffers were all busy) */
-    FORKSAFE_RUN_CENSUS = 2 /* a fork could not count threads (err) */
+    FORKSAFE_RUN_CENSUS = 2, /* a fork could not count threads (err) */
+    FORKSAFE_RUN_UNAUDITED = 3 /* a program exec'd after chroot() cannot
+                                  load the interposer (err: its
+                                  FORKSAFE_EXEC_* reason); its record
+                                  could not reach the record directory */
 };
 
 struct forksafe_runevent {

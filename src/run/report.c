@@ -602,7 +602,7 @@ int forksafe__rr_text(FILE *out, const struct run_report *rep)
     for (size_t i = 0; i < rep->nuncovered; i++) {
         const struct run_uncovered *u = &rep->uncovered[i];
         int code = FORKSAFE_EXEC_STATIC;
-        for (int c = FORKSAFE_EXEC_STATIC; c <= FORKSAFE_EXEC_ENVIRON; c++)
+        for (int c = FORKSAFE_EXEC_STATIC; c <= FORKSAFE_EXEC_LAST; c++)
             if (strcmp(u->reason, forksafe__exec_reason_name(c)) == 0)
                 code = c;
         fputs("forksafe-run: not covered: ", out);
