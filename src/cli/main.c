@@ -543,7 +543,19 @@ int main(int argc, char **argv)
     if (baseline)
         forksafe__baseline_apply(&run, baseline);
     forksafe__baseline_free(baseline);
-    forksafe__report_text(stderr, &run);
+    /* stderr is unbuffered: the text report is built in memory and
+       written with one call, not one write per character. */
+    char *text = NULL;
+    size_t textlen = 0;
+    FILE *tf = open_memstream(&text, &textlen);
+    if (tf) {
+        forksafe__report_text(tf, &run);
+        if (fclose(tf) == 0 && textlen)
+            fwrite(text, 1, textlen, stderr);
+        free(text);
+    } else {
+        forksafe__report_text(stderr, &run);
+    }
     int status = run.status;
     FILE *outs[2] = {jf, sf};
     const char *names[2] = {json, sarif};
