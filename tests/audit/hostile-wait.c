@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hostile-wait.c: the adversary's (round 23) programs for the child guard
+ * after its last changes (a condition in shared memory is never cut short;
+ * whether a lock is process-shared is asked only of a busy one) and for
+ * the spare descriptor of a child out of descriptors. Each mode prints
+ * what its child did ("child status N", -1 when it still waited after
+ * 3 s and was killed) and "MODE: done".
+ *
+ *   privcond-shared  a condition variable with the default (private)
+ *                    attribute in MAP_SHARED memory, a private mutex a
+ *                    thread used before the fork; the child waits on the
+ *                    condition. A private condition's futex is keyed by
+ *                    the waiter's mm: no other process can wake it (the
+ *                    parent broadcasts it every 50 ms from 1 s on, to
+ *                    show it). The child hangs for good.
+ *   emfile-cond      a private condition and mutex in static memory, the
+ *                    mutex used by a thread before the fork; the child
+ *                    sets soft = hard RLIMIT_NOFILE, uses every
+ *                    descriptor, and waits on the condition: it hangs for
+ *                    good.
+ *   emfile-mutex     the same, but a thread holds the mutex at the fork
+ *                    and the child locks it: it hangs for good.
+ *   emfile-spare     soft RLIMIT_NOFILE below the hard one; a thread runs
+ *                    at the fork (it used the mutex); the child uses every
+ *                    descriptor, sets errno to 4242 and locks and unlocks
+ *                    the mutex (the audit records an unsafe call in the
+ *                    child through a spare descriptor), then checks that
+ *                    errno, the limit, the lowest free descriptor are as
+ *                    before: prints "spare: errno ..." and exits 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+static int go[2];
+
+static void *user(void *a)
+{
+    (void)a;
+    pthread_mutex_lock(&m);
+    pthread_mutex_unlock(&m);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static void *holder(void *a)
+{
+    (void)a;
+    pthread_mutex_lock(&m);
+    if (write(go[1], "x", 1) != 1)
+        _exit(1);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&d, NULL);
+}
+
+/* Use every descriptor, with soft = hard when equal is set. */
+static void fill_fds(int equal)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 64;
+    if (equal)
+        rl.rlim_max = 64;
+    else if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max <= 64)
+        _exit(3);
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        _exit(3);
+    while (open("/dev/null", O_RDONLY) >= 0)
+        ;
+    if (errno != EMFILE)
+        _exit(3);
+}
+
+/* Wait up to 3 s for the child, broadcasting *bc every 50 ms from 1 s on
+   when bc is not NULL; kill it if it still waits. */
+static int reap(pid_t p, pthread_cond_t *bc)
+{
+    int st = -1;
+    for (int i = 0; i < 60 && st == -1; i++) {
+        if (bc && i >= 20)
+            pthread_cond_broadcast(bc);
+        if (waitpid(p, &st, WNOHANG) != p)
+            st = -1;
+        if (st == -1)
+            nap_ms(50);
+    }
+    if (st == -1) {
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+        return -1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int spare(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, user, NULL) != 0)
+        return 1;
+    nap_ms(20);
+    fflush(stdout);
+    pid_t p = fork();
+    if (p < 0)
+        return 1;
+    if (p == 0) {
+        fill_fds(0);
+        struct rlimit before, after;
+        getrlimit(RLIMIT_NOFILE, &before);
+        errno = 4242;
+        pthread_mutex_lock(&m);
+        int e1 = errno;
+        errno = 4242;
+        pthread_mutex_unlock(&m);
+        int e2 = errno;
+        getrlimit(RLIMIT_NOFILE, &after);
+        int nx = open("/dev/null", O_RDONLY);
+        int ne = errno;
+        close(63);
+        int n63 = open("/dev/null", O_RDONLY);
+        char out[160];
+        int len = snprintf(out, sizeof out,
+                           "spare: errno %d %d soft %ld->%ld hard %s next %d "
+                           "(%s) reopen %d\n",
+                           e1, e2, (long)before.rlim_cur, (long)after.rlim_cur,
+                           before.rlim_max == after.rlim_max ? "same" : "moved",
+                           nx, nx < 0 && ne == EMFILE ? "EMFILE" : "?", n63);
+        if (write(1, out, (size_t)len) != len)
+            _exit(1);
+        _exit(0);
+    }
+    return reap(p, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    const char *mode = argv[1];
+    pthread_t t;
+    pthread_cond_t *bc = NULL;
+    int st;
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (strcmp(mode, "emfile-spare") == 0) {
+        st = spare();
+    } else if (strcmp(mode, "privcond-shared") == 0) {
+        pthread_cond_t *sc = mmap(NULL, sizeof *sc, PROT_READ | PROT_WRITE,
+                                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (sc == MAP_FAILED || pthread_cond_init(sc, NULL) != 0 ||
+            pthread_create(&t, NULL, user, NULL) != 0)
+            return 1;
+        nap_ms(20);
+        pid_t p = fork();
+        if (p < 0)
+            return 1;
+        if (p == 0) {
+            pthread_mutex_lock(&m);
+            pthread_cond_wait(sc, &m);
+            pthread_mutex_unlock(&m);
+            _exit(0);
+        }
+        bc = sc;
+        st = reap(p, bc);
+    } else if (strcmp(mode, "emfile-cond") == 0 ||
+               strcmp(mode, "emfile-mutex") == 0) {
+        int cond = strcmp(mode, "emfile-cond") == 0;
+        char x;
+        if (pipe(go) != 0 ||
+            pthread_create(&t, NULL, cond ? user : holder, NULL) != 0)
+            return 1;
+        if (cond)
+            nap_ms(20);
+        else if (read(go[0], &x, 1) != 1)
+            return 1;
+        pid_t p = fork();
+        if (p < 0)
+            return 1;
+        if (p == 0) {
+            fill_fds(1);
+            pthread_mutex_lock(&m);
+            if (cond)
+                pthread_cond_wait(&c, &m);
+            _exit(0);
+        }
+        st = reap(p, NULL);
+    } else {
+        return 2;
+    }
+    printf("child status %d\n%s: done\n", st, mode);
+    return 0;
+}
