@@ -28,6 +28,10 @@
  *                    child through a spare descriptor), then checks that
  *                    errno, the limit, the lowest free descriptor are as
  *                    before: prints "spare: errno ..." and exits 0.
+ *   count-term       no fork: counts the SIGTERMs it is sent (a handler),
+ *                    from the first on for 500 ms, prints "SIGTERM xN"
+ *                    and exits 0 (a program whose second SIGTERM means
+ *                    "stop now" tells them apart)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -112,6 +116,29 @@ static int reap(pid_t p, pthread_cond_t *bc)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+static volatile sig_atomic_t terms;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    terms++;
+}
+
+static int count_term(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    while (terms == 0)
+        pause();
+    struct timespec d = {0, 500 * 1000 * 1000L};
+    while (nanosleep(&d, &d) != 0)
+        ;
+    printf("SIGTERM x%d\n", (int)terms);
+    return 0;
+}
+
 static int spare(void)
 {
     pthread_t t;
@@ -160,6 +187,8 @@ int main(int argc, char **argv)
     pthread_cond_t *bc = NULL;
     int st;
     setvbuf(stdout, NULL, _IONBF, 0);
+    if (strcmp(mode, "count-term") == 0)
+        return count_term();
     if (strcmp(mode, "emfile-spare") == 0) {
         st = spare();
     } else if (strcmp(mode, "privcond-shared") == 0) {
