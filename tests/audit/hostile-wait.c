@@ -32,6 +32,7 @@
  *                    from the first on for 500 ms, prints "SIGTERM xN"
  *                    and exits 0 (a program whose second SIGTERM means
  *                    "stop now" tells them apart)
+ *   tick             no fork: prints "tick" every 50 ms, 30 times
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -189,6 +190,13 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IONBF, 0);
     if (strcmp(mode, "count-term") == 0)
         return count_term();
+    if (strcmp(mode, "tick") == 0) {
+        for (int i = 0; i < 30; i++) {
+            printf("tick\n");
+            nap_ms(50);
+        }
+        return 0;
+    }
     if (strcmp(mode, "emfile-spare") == 0) {
         st = spare();
     } else if (strcmp(mode, "privcond-shared") == 0) {
