@@ -33,6 +33,15 @@
  *                    and exits 0 (a program whose second SIGTERM means
  *                    "stop now" tells them apart)
  *   tick             no fork: prints "tick" every 50 ms, 30 times
+ *   pi-held          a thread holds a (non-robust) priority-inheritance
+ *                    mutex at the fork; the child locks it. With "exits"
+ *                    the thread unlocks it and exits 1 s later, else it
+ *                    keeps it
+ *   ranon HOW        a thread holds a mutex at the fork; the child runs on
+ *                    (takes a lock of its own, writes "x" to stdout), then
+ *                    ends: HOW "exit" _exit(0), "abort" abort(), "kill"
+ *                    raise(SIGKILL) (as a parent or a watchdog kills a
+ *                    child that hung); prints "child status N"
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -140,6 +149,74 @@ static int count_term(void)
     return 0;
 }
 
+static pthread_mutex_t pim;
+static int pi_exits;
+
+static void *pi_holder(void *a)
+{
+    (void)a;
+    pthread_mutex_lock(&pim);
+    if (write(go[1], "x", 1) != 1)
+        _exit(1);
+    if (!pi_exits)
+        for (;;)
+            pause();
+    nap_ms(1000);
+    pthread_mutex_unlock(&pim);
+    return NULL;
+}
+
+static int pi_held(int exits)
+{
+    pthread_mutexattr_t ma;
+    pthread_t t;
+    char x;
+    pi_exits = exits;
+    if (pipe(go) != 0 || pthread_mutexattr_init(&ma) != 0 ||
+        pthread_mutexattr_setprotocol(&ma, PTHREAD_PRIO_INHERIT) != 0 ||
+        pthread_mutex_init(&pim, &ma) != 0 ||
+        pthread_create(&t, NULL, pi_holder, NULL) != 0 ||
+        read(go[0], &x, 1) != 1)
+        return 1;
+    pid_t p = fork();
+    if (p < 0)
+        return 1;
+    if (p == 0) {
+        pthread_mutex_lock(&pim);
+        _exit(0);
+    }
+    return reap(p, NULL);
+}
+
+static int ranon(const char *how)
+{
+    pthread_t t;
+    char x;
+    if (pipe(go) != 0 || pthread_create(&t, NULL, holder, NULL) != 0 ||
+        read(go[0], &x, 1) != 1)
+        return 1;
+    pid_t p = fork();
+    if (p < 0)
+        return 1;
+    if (p == 0) {
+        static pthread_mutex_t own = PTHREAD_MUTEX_INITIALIZER;
+        pthread_mutex_lock(&own);
+        pthread_mutex_unlock(&own);
+        if (write(1, "x", 1) != 1)
+            _exit(1);
+        if (strcmp(how, "abort") == 0) {
+            signal(SIGABRT, SIG_DFL);
+            abort();
+        }
+        if (strcmp(how, "kill") == 0)
+            raise(SIGKILL);
+        _exit(0);
+    }
+    int st = reap(p, NULL);
+    printf("\n");
+    return st;
+}
+
 static int spare(void)
 {
     pthread_t t;
@@ -199,6 +276,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "emfile-spare") == 0) {
         st = spare();
+    } else if (strcmp(mode, "ranon") == 0) {
+        st = ranon(argc > 2 ? argv[2] : "exit");
+    } else if (strcmp(mode, "pi-held") == 0) {
+        st = pi_held(argc > 2 && strcmp(argv[2], "exits") == 0);
     } else if (strcmp(mode, "privcond-shared") == 0) {
         pthread_cond_t *sc = mmap(NULL, sizeof *sc, PROT_READ | PROT_WRITE,
                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -116,6 +116,40 @@ static void test_break_emfile_private_cond_not_ended(void **state)
               "child status 86\nemfile-cond: done\n", 1);
 }
 
+/* A multi-threaded fork (a thread holds a mutex at the fork) whose child
+   runs on - takes a lock of its own, writes to stdout - and then dies of
+   a signal: abort() (glibc's "malloc(): corrupted" in a child of such a
+   fork is the classic ending), or SIGKILL (a parent or watchdog killing
+   a child that hung). hostile-wait ranon exit|abort|kill. Seen on
+   0d195b9: with _exit(0), fork-with-threads (warning) and
+   lock-held-at-fork; with abort or SIGKILL, "0 findings ... from 2
+   processes audited", complete true: the child's "ranon" record is
+   batched (rec_end_batched in forksafe__audit_ran_on) and dies with it,
+   and the parent's fork-with-threads and lock-held-at-fork, which wait
+   for a child that ran on, go with it. docs/audit.md's Limits say only
+   that such a child "loses its batched unsafe-call-in-child records".
+   Expected: fork-with-threads whatever way the child ended (the ranon
+   record written at once: one write per child), or the Limits say the
+   fork itself goes unreported. */
+static void test_break_child_killed_hides_fork_with_threads(void **state)
+{
+    (void)state;
+    ADV_BREAK("a child that ran on and died of a signal hides the fork");
+    const char *hows[] = {"exit", "abort", "kill"};
+    const char *outs[] = {"x\nchild status 0\nranon: done\n",
+                          "x\nchild status 134\nranon: done\n",
+                          "x\nchild status 137\nranon: done\n"};
+    for (int i = 0; i < 3; i++) {
+        char *argv[] = {WAIT, "ranon", (char *)hows[i], NULL};
+        assert_int_equal(au_plain(argv), 0);
+        assert_string_equal(au_slurp(au_out), outs[i]);
+        assert_int_equal(au_audit(NULL, argv), 0);
+        assert_string_equal(au_slurp(au_out), outs[i]);
+        fprintf(stderr, "child ends by %s:\n", hows[i]);
+        au_check("--has=fork-with-threads", "--has=lock-held-at-fork");
+    }
+}
+
 /* Is the pid free (no process, not even a zombie)? */
 static int pid_gone(pid_t p)
 {
@@ -603,6 +637,29 @@ static void test_held_emfile_mutex_soft_equals_hard(void **state)
               "child status 86\nemfile-mutex: done\n", 1);
 }
 
+/* A non-robust priority-inheritance mutex held by a parent thread at the
+   fork, locked by the child (hostile-wait pi-held, the holder keeping it
+   or releasing it and exiting after 1 s): glibc aborts the child at once
+   ("The futex facility returned an unexpected error code.", status 134),
+   with the audit as without; the guard (which leaves PI mutexes alone
+   since 6e3f488) does not turn it into 86. Held on 0d195b9. */
+static void test_held_pi_mutex_child_ends_as_plain(void **state)
+{
+    (void)state;
+    const char *modes[] = {"keeps", "exits"};
+    for (int i = 0; i < 2; i++) {
+        char *argv[] = {WAIT, "pi-held", (char *)modes[i], NULL};
+        assert_int_equal(au_plain(argv), 0);
+        char *plain = strdup(au_slurp(au_out));
+        assert_string_equal(plain, "child status 134\npi-held: done\n");
+        const char *opts[] = {"--grace-ms", "300", NULL};
+        assert_int_equal(au_audit(opts, argv), 0);
+        assert_string_equal(au_slurp(au_out), plain);
+        free(plain);
+        au_check("--lacks=child-deadlock");
+    }
+}
+
 /* The child of a multi-threaded fork out of descriptors with soft (64) <
    hard RLIMIT_NOFILE takes a mutex another thread used (an
    unsafe-call-in-child, written through the spare descriptor): errno
@@ -697,6 +754,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_break_private_cond_in_shared_memory_not_ended),
         cmocka_unit_test(test_break_emfile_private_cond_not_ended),
+        cmocka_unit_test(test_break_child_killed_hides_fork_with_threads),
         cmocka_unit_test(test_break_sigterm_after_reap_kills_reused_pid),
         cmocka_unit_test(test_break_group_sigterm_delivered_twice),
         cmocka_unit_test(test_break_terminal_ctrl_c_before_program_lost),
@@ -709,6 +767,7 @@ int main(void)
             test_break_bind_mounted_interposer_records_lost_silently),
         cmocka_unit_test(test_held_emfile_mutex_soft_equals_hard),
         cmocka_unit_test(test_held_emfile_spare_transparent),
+        cmocka_unit_test(test_held_pi_mutex_child_ends_as_plain),
         cmocka_unit_test(test_held_chroot_lib_not_audited),
         cmocka_unit_test(test_held_chroot_escape_audited),
         cmocka_unit_test(test_held_loader_by_other_paths),
