@@ -42,6 +42,9 @@
  *                    ends: HOW "exit" _exit(0), "abort" abort(), "kill"
  *                    raise(SIGKILL) (as a parent or a watchdog kills a
  *                    child that hung); prints "child status N"
+ *   unblock-term     no fork: unblocks SIGTERM (a program that sets its
+ *                    own mask, as daemons and shells do), sleeps 2 s,
+ *                    prints "ran to end"
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -267,6 +270,15 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IONBF, 0);
     if (strcmp(mode, "count-term") == 0)
         return count_term();
+    if (strcmp(mode, "unblock-term") == 0) {
+        sigset_t term;
+        sigemptyset(&term);
+        sigaddset(&term, SIGTERM);
+        sigprocmask(SIG_UNBLOCK, &term, NULL);
+        nap_ms(2000);
+        printf("ran to end\n");
+        return 0;
+    }
     if (strcmp(mode, "tick") == 0) {
         for (int i = 0; i < 30; i++) {
             printf("tick\n");

@@ -371,6 +371,48 @@ static void test_break_terminal_ctrl_c_before_program_lost(void **state)
     assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT);
 }
 
+/* forksafe-audit started with SIGTERM blocked (a supervisor or a
+   signalfd user that leaks its mask into what it starts; Python's
+   signal.pthread_sigmask before subprocess.Popen), PROGRAM unblocking it
+   (hostile-wait unblock-term; daemons and shells set their own mask),
+   SIGTERM sent to the command 500 ms in (Popen.terminate()). Plain:
+   PROGRAM dies of SIGTERM at once. Seen on 0d195b9: forksafe-audit
+   restores the inherited mask in itself too, so SIGTERM stays pending in
+   it and is never forwarded: PROGRAM prints "ran to end" after 2 s, exit
+   0. Expected: the forwarded signals unblocked in forksafe-audit itself
+   (PROGRAM still gets the inherited mask), so that PROGRAM gets the
+   SIGTERM and dies of it, as without the audit. */
+static void test_break_inherited_blocked_sigterm_never_forwarded(void **state)
+{
+    (void)state;
+    ADV_BREAK("SIGTERM blocked in forksafe-audit's inherited mask is never "
+              "forwarded");
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    int sts[2];
+    for (int audited = 0; audited < 2; audited++) {
+        char *plain[] = {WAIT, "unblock-term", NULL};
+        char *aud[] = {(char *)au_cli(), "--json", au_json, "--", WAIT,
+                       "unblock-term", NULL};
+        sigprocmask(SIG_BLOCK, &term, &old);
+        pid_t p = au_start(audited ? aud : plain, NULL, au_out, au_err);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        nap_ms(500);
+        kill(p, SIGTERM);
+        int st;
+        assert_int_equal(waitpid(p, &st, 0), p);
+        sts[audited] = st;
+        fprintf(stderr, "%s: %s %d, stdout \"%s\"\n",
+                audited ? "audited" : "plain",
+                WIFSIGNALED(st) ? "killed by signal" : "exit status",
+                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
+                au_slurp(au_out));
+    }
+    assert_true(WIFSIGNALED(sts[0]) && WTERMSIG(sts[0]) == SIGTERM);
+    assert_true(WIFSIGNALED(sts[1]) && WTERMSIG(sts[1]) == SIGTERM);
+}
+
 /* Lines in a file. */
 static int count_lines(const char *path)
 {
@@ -758,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_break_sigterm_after_reap_kills_reused_pid),
         cmocka_unit_test(test_break_group_sigterm_delivered_twice),
         cmocka_unit_test(test_break_terminal_ctrl_c_before_program_lost),
+        cmocka_unit_test(test_break_inherited_blocked_sigterm_never_forwarded),
         cmocka_unit_test(test_break_sigtstp_not_forwarded),
         cmocka_unit_test(test_break_posix_spawn_after_chroot_silent_pass),
         cmocka_unit_test(test_break_system_after_chroot_silent_pass),
