@@ -45,11 +45,17 @@
  *   unblock-term     no fork: unblocks SIGTERM (a program that sets its
  *                    own mask, as daemons and shells do), sleeps 2 s,
  *                    prints "ran to end"
+ *   emfile-spawn PROG [mt]  (with "mt" a thread runs) soft RLIMIT_NOFILE
+ *                    64 below the hard limit, every descriptor used
+ *                    (close-on-exec), then posix_spawn(PROG) and
+ *                    vfork()+execv(PROG), each waited for; prints their
+ *                    exit statuses. PROG static: it needs no descriptor
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +226,48 @@ static int ranon(const char *how)
     return st;
 }
 
+extern char **environ;
+
+static void *idle(void *a)
+{
+    (void)a;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static int emfile_spawn(char *prog, int mt)
+{
+    pthread_t t;
+    if (mt && pthread_create(&t, NULL, idle, NULL) != 0)
+        return 1;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max <= 64)
+        return 1;
+    rl.rlim_cur = 64;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1;
+    while (open("/dev/null", O_RDONLY | O_CLOEXEC) >= 0)
+        ;
+    char *av[] = {prog, NULL};
+    pid_t p;
+    int st;
+    if (posix_spawn(&p, prog, NULL, NULL, av, environ) != 0 ||
+        waitpid(p, &st, 0) != p)
+        return 1;
+    printf("spawned exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    p = vfork();
+    if (p == 0) {
+        execv(prog, av);
+        _exit(127);
+    }
+    if (p < 0 || waitpid(p, &st, 0) != p)
+        return 1;
+    printf("vforked exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    return 0;
+}
+
 static int spare(void)
 {
     pthread_t t;
@@ -270,6 +318,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IONBF, 0);
     if (strcmp(mode, "count-term") == 0)
         return count_term();
+    if (strcmp(mode, "emfile-spawn") == 0 && argc > 2)
+        return emfile_spawn(argv[2], argc > 3 && strcmp(argv[3], "mt") == 0);
     if (strcmp(mode, "unblock-term") == 0) {
         sigset_t term;
         sigemptyset(&term);

@@ -150,6 +150,42 @@ static void test_break_child_killed_hides_fork_with_threads(void **state)
     }
 }
 
+/* A program out of descriptors (soft RLIMIT_NOFILE 64 < hard, all used)
+   starts a static program (target-forker-static, which forks) with
+   posix_spawn() and with vfork()+execv() (hostile-wait emfile-spawn PROG,
+   single-threaded, and with "mt", a thread running). A static program
+   needs no descriptor to start: it runs and forks in both runs. Seen on
+   0d195b9: "0 findings ... from 1 process audited", complete true, no
+   not-audited, no records-lost, in both cases; with descriptors to spare
+   the same program gets two not-audited "static" findings.
+   forksafe__exec_check() opens the target with a plain openat(), which
+   fails with EMFILE, and a target it could not look at is taken as
+   loadable. Expected: the two static programs named not-audited
+   (forksafe__open_spare() where there is one thread), or, where the file
+   cannot be opened, the program counted as not audited ("could not be
+   checked"), never a silent pass. */
+static void test_break_emfile_spawn_static_silent_pass(void **state)
+{
+    (void)state;
+    ADV_BREAK("a static program started by a process out of descriptors "
+              "is not named not-audited");
+    const char *mts[] = {"st", "mt"};
+    for (int i = 0; i < 2; i++) {
+        char *argv[] = {WAIT, "emfile-spawn",
+                        AU_TARGET("target-forker-static"), (char *)mts[i],
+                        NULL};
+        assert_int_equal(au_plain(argv), 0);
+        char *plain = strdup(au_slurp(au_out));
+        assert_non_null(strstr(plain, "spawned exit 0\n"));
+        assert_non_null(strstr(plain, "vforked exit 0\n"));
+        assert_int_equal(au_audit(NULL, argv), 0);
+        assert_string_equal(au_slurp(au_out), plain);
+        free(plain);
+        fprintf(stderr, "%s:\n", mts[i]);
+        au_check("--has=not-audited", "--top=complete=false");
+    }
+}
+
 /* Is the pid free (no process, not even a zombie)? */
 static int pid_gone(pid_t p)
 {
@@ -797,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_break_private_cond_in_shared_memory_not_ended),
         cmocka_unit_test(test_break_emfile_private_cond_not_ended),
         cmocka_unit_test(test_break_child_killed_hides_fork_with_threads),
+        cmocka_unit_test(test_break_emfile_spawn_static_silent_pass),
         cmocka_unit_test(test_break_sigterm_after_reap_kills_reused_pid),
         cmocka_unit_test(test_break_group_sigterm_delivered_twice),
         cmocka_unit_test(test_break_terminal_ctrl_c_before_program_lost),
