@@ -449,6 +449,45 @@ static void test_break_inherited_blocked_sigterm_never_forwarded(void **state)
     assert_true(WIFSIGNALED(sts[1]) && WTERMSIG(sts[1]) == SIGTERM);
 }
 
+/* forksafe-audit started with SIGCHLD ignored (a parent's `$SIG{CHLD} =
+   'IGNORE'` in Perl, or signal(SIGCHLD, SIG_IGN) before exec, which exec
+   keeps): the kernel reaps its children itself, so waitpid(PROGRAM)
+   fails with ECHILD and the status stays 0. Here `perl -e '$SIG{CHLD} =
+   "IGNORE"; exec @ARGV' forksafe-audit --json r.json -- /bin/sh -c 'exit
+   3'` (and `... -c 'kill -TERM $$'`). Seen on 0d195b9: plain (the same
+   perl wrapper around /bin/sh) exit 3 and death by SIGTERM; audited,
+   exit 0 both times, "program exited with status 0", exit_status 0 in
+   the JSON: a failing PROGRAM passes. Expected: PROGRAM's own status
+   (forksafe-audit sets SIGCHLD to SIG_DFL for itself and gives PROGRAM
+   the inherited action back, as for SIGPIPE). Skipped without perl. */
+static void test_break_ignored_sigchld_status_becomes_zero(void **state)
+{
+    (void)state;
+    ADV_BREAK("with SIGCHLD ignored, PROGRAM's status is lost: exit 0");
+    if (access("/usr/bin/perl", X_OK) != 0) {
+        fprintf(stderr, "skipped: no perl\n");
+        skip();
+    }
+    const char *progs[] = {"exit 3", "kill -TERM $$"};
+    int want[] = {3, 128 + SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        char *plain[] = {"/usr/bin/perl", "-e",
+                         "$SIG{CHLD} = 'IGNORE'; exec @ARGV", "/bin/sh", "-c",
+                         (char *)progs[i], NULL};
+        assert_int_equal(au_run(plain, NULL, au_out, au_err, AU_RUN_MS),
+                         want[i]);
+        char *aud[] = {"/usr/bin/perl", "-e",
+                       "$SIG{CHLD} = 'IGNORE'; exec @ARGV", (char *)au_cli(),
+                       "--json", au_json, "--", "/bin/sh", "-c",
+                       (char *)progs[i], NULL};
+        int st = au_run(aud, NULL, au_out, au_err, AU_RUN_MS);
+        if (st != want[i])
+            fprintf(stderr, "audited '%s': status %d\n%s\n", progs[i], st,
+                    au_slurp(au_err));
+        assert_int_equal(st, want[i]);
+    }
+}
+
 /* Lines in a file. */
 static int count_lines(const char *path)
 {
@@ -838,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_break_group_sigterm_delivered_twice),
         cmocka_unit_test(test_break_terminal_ctrl_c_before_program_lost),
         cmocka_unit_test(test_break_inherited_blocked_sigterm_never_forwarded),
+        cmocka_unit_test(test_break_ignored_sigchld_status_becomes_zero),
         cmocka_unit_test(test_break_sigtstp_not_forwarded),
         cmocka_unit_test(test_break_posix_spawn_after_chroot_silent_pass),
         cmocka_unit_test(test_break_system_after_chroot_silent_pass),
