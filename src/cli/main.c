@@ -158,6 +158,11 @@ static void signals_hold(void)
         sigaction(forwarded[k], NULL, &inherited_act[forwarded[k]]);
     sigaction(SIGPIPE, NULL, &inherited_act[SIGPIPE]);
     signal(SIGPIPE, SIG_IGN);
+    /* Started with SIGCHLD ignored, children would be reaped by the
+       kernel and PROGRAM's status lost: forksafe-audit takes the default,
+       PROGRAM gets the inherited action back. */
+    sigaction(SIGCHLD, NULL, &inherited_act[SIGCHLD]);
+    signal(SIGCHLD, SIG_DFL);
     sigset_t held;
     sigemptyset(&held);
     for (size_t k = 0; k < NFORWARDED; k++)
@@ -185,17 +190,29 @@ static void die_of(int sig)
 static pid_t program_pid;
 static volatile sig_atomic_t interrupted;
 
-/* SIGTERM, SIGHUP, SIGQUIT, SIGINT: pass them on to PROGRAM, unless the
-   kernel sent them on behalf of the terminal (SI_KERNEL: ^C, ^\, hangup),
-   which delivers them to the whole foreground process group, PROGRAM
-   included. */
+/* Sent by the kernel on behalf of the terminal (SI_KERNEL: ^C, ^\,
+   hangup), which delivers it to the whole foreground process group,
+   PROGRAM included. A timer's SIGALRM (an alarm() inherited across exec)
+   is the kernel's too, and is meant for PROGRAM. */
+static int from_terminal(int sig, const siginfo_t *si)
+{
+    return si->si_code == SI_KERNEL &&
+           (sig == SIGINT || sig == SIGQUIT || sig == SIGHUP);
+}
+
+/* The forwarded signals: pass them on to PROGRAM, unless the terminal
+   sent them to the whole group; once PROGRAM has been reaped, nothing is
+   forwarded (its pid may be another process's by then). */
 static void on_signal(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
     int saved = errno;
-    interrupted = sig;
-    if (program_pid > 0 && si->si_code != SI_KERNEL)
-        kill(program_pid, sig);
+    pid_t p = program_pid;
+    if (p > 0) {
+        interrupted = sig;
+        if (!from_terminal(sig, si))
+            kill(p, sig);
+    }
     errno = saved;
 }
 
@@ -225,6 +242,7 @@ static void run_child(char **argv, const char *preload, const char *dir,
     for (size_t i = 0; i < NFORWARDED; i++)
         sigaction(forwarded[i], &inherited_act[forwarded[i]], NULL);
     sigaction(SIGPIPE, &inherited_act[SIGPIPE], NULL);
+    sigaction(SIGCHLD, &inherited_act[SIGCHLD], NULL);
     sigprocmask(SIG_SETMASK, &inherited_mask, NULL);
     execvp(argv[0], argv);
     int e = errno;
@@ -472,6 +490,28 @@ int main(int argc, char **argv)
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, NULL);
+    /* Signals held since signals_hold(): one the terminal sent came before
+       PROGRAM existed, so PROGRAM never got its copy: forksafe-audit ends
+       of it, as PROGRAM would have, without starting it. Others are
+       forwarded once PROGRAM runs. */
+    sigset_t fwd;
+    sigemptyset(&fwd);
+    for (size_t k = 0; k < NFORWARDED; k++)
+        sigaddset(&fwd, forwarded[k]);
+    int early[NSIG] = {0};
+    siginfo_t si;
+    struct timespec zero = {0, 0};
+    int esig;
+    while ((esig = sigtimedwait(&fwd, &si, &zero)) > 0) {
+        if (from_terminal(esig, &si) && !sigismember(&inherited_mask, esig)) {
+            forksafe__cmd_remove_dir(dir);
+            drop_output(jf, json, jf_new);
+            drop_output(sf, sarif, sf_new);
+            die_of(esig);
+            return 128 + esig;
+        }
+        early[esig] = 1;
+    }
     pid_t child = fork();
     if (child < 0) {
         fprintf(stderr, "forksafe-audit: fork: %s\n", strerror(errno));
@@ -496,10 +536,21 @@ int main(int argc, char **argv)
         sigfillset(&sa.sa_mask);
         sigaction(forwarded[k], &sa, NULL);
     }
-    sigprocmask(SIG_SETMASK, &inherited_mask, NULL);
+    for (int k = 1; k < NSIG; k++)
+        if (early[k]) {
+            interrupted = k;
+            kill(child, k);
+        }
+    /* forksafe-audit itself takes every forwarded signal, even one it was
+       started with blocked: PROGRAM gets that mask and decides. */
+    sigset_t mine = inherited_mask;
+    for (size_t k = 0; k < NFORWARDED; k++)
+        sigdelset(&mine, forwarded[k]);
+    sigprocmask(SIG_SETMASK, &mine, NULL);
     int st = 0;
     while (waitpid(child, &st, 0) < 0 && errno == EINTR)
         ;
+    program_pid = 0; /* reaped: its pid may be given to another process */
     long long end = forksafe__cmd_now_ms() + LINGER_MS;
     for (;;) {
         int other;
@@ -513,7 +564,6 @@ int main(int argc, char **argv)
         struct timespec d = {0, 5 * 1000 * 1000};
         nanosleep(&d, NULL);
     }
-    program_pid = 0;
     /* Daemons that outlive PROGRAM may still write: move the directory
        away first, so that their next record finds no directory and they
        stop recording (see emit.c), and nothing is recreated after the

@@ -632,12 +632,14 @@ int forksafe__policy_cond_wait(pthread_cond_t *c, pthread_mutex_t *m,
         forksafe__audit_ran_on();
     if (!guarded())
         return FORKSAFE_POLICY_PASS;
-    /* Nor a condition in shared memory (MAP_SHARED, System V), which
-       another process may signal whatever its mutex is. */
+    /* Nor a condition /proc/self/maps says is in shared memory
+       (MAP_SHARED, System V), which another process may signal whatever
+       its mutex is; when maps cannot be read, the wait is guarded as
+       before. */
     void *osite;
     int other = other_user(m, &osite);
     if (other <= 0 || forksafe__mutex_pshared(m) != 0 ||
-        forksafe__maps_shared(c) != 0)
+        forksafe__maps_shared(c) == 1)
         return FORKSAFE_POLICY_PASS;
     struct timespec ts;
     grace_deadline(&ts, CLOCK_MONOTONIC);

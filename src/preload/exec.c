@@ -347,6 +347,12 @@ EXPORT int chroot(const char *path)
     return r;
 }
 
+/* After chroot(): can the loader still find the interposer? */
+static int unreachable(void)
+{
+    return LOAD(&rooted) && self_path[0] && access(self_path, R_OK) != 0;
+}
+
 static char *const *prepare(int dirfd, const char *path, int fd,
                             char *const *env, struct envbuf *b, const char *via,
                             long pid, struct verdict *v)
@@ -359,8 +365,7 @@ static char *const *prepare(int dirfd, const char *path, int fd,
     /* After chroot() the loader would not find the interposer (and would
        say so on the program's stderr): it is taken out of LD_PRELOAD, as
        for another ELF class, and the program is named not audited. */
-    if (v->reason == FORKSAFE_EXEC_OK && LOAD(&rooted) && self_path[0] &&
-        access(self_path, R_OK) != 0)
+    if (v->reason == FORKSAFE_EXEC_OK && unreachable())
         v->reason = FORKSAFE_EXEC_UNREACHABLE;
     int failed;
     char *const *e = env_fix(
@@ -372,7 +377,7 @@ static char *const *prepare(int dirfd, const char *path, int fd,
     v->announced = 0;
     /* The record directory is out of reach too: the run page, mapped
        before the chroot, carries it. */
-    if (v->reason == FORKSAFE_EXEC_UNREACHABLE && pid >= 0)
+    if (v->reason == FORKSAFE_EXEC_UNREACHABLE)
         forksafe__run_event(FORKSAFE_RUN_UNAUDITED, v->reason);
     if (v->reason != FORKSAFE_EXEC_OK && pid >= 0) {
         forksafe__policy_unloadable(v->resolved, v->reason, via, pid);
@@ -616,6 +621,17 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file,
    loses its change; a program that cleared its environment and calls
    system() while another thread edits the environment is already outside
    what POSIX allows (setenv is not thread-safe). */
+/* The shell system() and popen() start after chroot() cannot load the
+   interposer: it is named not audited (through the run page) and left
+   out of the shell's LD_PRELOAD, so its loader prints no error. */
+static int shell_unreachable(void)
+{
+    if (!unreachable())
+        return 0;
+    forksafe__run_event(FORKSAFE_RUN_UNAUDITED, FORKSAFE_EXEC_UNREACHABLE);
+    return 1;
+}
+
 EXPORT int system(const char *cmd)
 {
     int (*real)(const char *) = REAL(system);
@@ -624,7 +640,7 @@ EXPORT int system(const char *cmd)
     struct envbuf b;
     int failed;
     char **saved_env = environ;
-    char *const *e = env_fix(environ, &b, 0, &failed);
+    char *const *e = env_fix(environ, &b, shell_unreachable(), &failed);
     if (e == (char *const *)saved_env)
         return real(cmd);
     environ = (char **)e;
@@ -644,7 +660,7 @@ EXPORT FILE *popen(const char *cmd, const char *mode)
     struct envbuf b;
     int failed;
     char **saved_env = environ;
-    char *const *e = env_fix(environ, &b, 0, &failed);
+    char *const *e = env_fix(environ, &b, shell_unreachable(), &failed);
     if (e == (char *const *)saved_env)
         return REAL(popen)(cmd, mode);
     environ = (char **)e;

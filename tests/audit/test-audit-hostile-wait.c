@@ -107,11 +107,9 @@ static void test_break_private_cond_in_shared_memory_not_ended(void **state)
    process-shared lock" for this case. Expected: "child status 86", a
    child-deadlock (or the Limits say so). The same child blocked on a
    private mutex is ended (test_held_emfile_mutex_soft_equals_hard). */
-static void test_break_emfile_private_cond_not_ended(void **state)
+static void test_fixed_emfile_private_cond_not_ended(void **state)
 {
     (void)state;
-    ADV_BREAK("a private condition in a child out of descriptors (soft == "
-              "hard) is never cut short");
     wait_mode("emfile-cond", "child status -1\nemfile-cond: done\n",
               "child status 86\nemfile-cond: done\n", 1);
 }
@@ -207,11 +205,9 @@ static int pid_gone(pid_t p)
    no signal sent to a pid after it was reaped (program_pid cleared as
    soon as waitpid() returned it); the victim lives. Skipped where
    ns_last_pid cannot be written or the pid could not be handed out. */
-static void test_break_sigterm_after_reap_kills_reused_pid(void **state)
+static void test_fixed_sigterm_after_reap_kills_reused_pid(void **state)
 {
     (void)state;
-    ADV_BREAK("a signal after PROGRAM is reaped is forwarded to its pid, "
-              "which another process may have");
     char pidf[300], script[400];
     snprintf(pidf, sizeof pidf, "%s/prog.pid", au_tmp);
     unlink(pidf);
@@ -341,10 +337,9 @@ static void test_break_group_sigterm_delivered_twice(void **state)
    forwarded it to the program" (it was not), interrupted_by 2. Expected:
    the ^C ends the run as it ends a plain command: forksafe-audit dies of
    SIGINT, PROGRAM not run to its end. Skipped without a pty. */
-static void test_break_terminal_ctrl_c_before_program_lost(void **state)
+static void test_fixed_terminal_ctrl_c_before_program_lost(void **state)
 {
     (void)state;
-    ADV_BREAK("a terminal ^C before PROGRAM starts is held, then dropped");
     char fifo[300];
     snprintf(fifo, sizeof fifo, "%s/j.fifo", au_tmp);
     unlink(fifo);
@@ -421,11 +416,9 @@ static void test_break_terminal_ctrl_c_before_program_lost(void **state)
    0. Expected: the forwarded signals unblocked in forksafe-audit itself
    (PROGRAM still gets the inherited mask), so that PROGRAM gets the
    SIGTERM and dies of it, as without the audit. */
-static void test_break_inherited_blocked_sigterm_never_forwarded(void **state)
+static void test_fixed_inherited_blocked_sigterm_never_forwarded(void **state)
 {
     (void)state;
-    ADV_BREAK("SIGTERM blocked in forksafe-audit's inherited mask is never "
-              "forwarded");
     sigset_t term, old;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
@@ -463,10 +456,9 @@ static void test_break_inherited_blocked_sigterm_never_forwarded(void **state)
    the JSON: a failing PROGRAM passes. Expected: PROGRAM's own status
    (forksafe-audit sets SIGCHLD to SIG_DFL for itself and gives PROGRAM
    the inherited action back, as for SIGPIPE). Skipped without perl. */
-static void test_break_ignored_sigchld_status_becomes_zero(void **state)
+static void test_fixed_ignored_sigchld_status_becomes_zero(void **state)
 {
     (void)state;
-    ADV_BREAK("with SIGCHLD ignored, PROGRAM's status is lost: exit 0");
     if (access("/usr/bin/perl", X_OK) != 0) {
         fprintf(stderr, "skipped: no perl\n");
         skip();
@@ -505,11 +497,9 @@ static void test_break_ignored_sigchld_status_becomes_zero(void **state)
    142, as without the audit (SI_KERNEL is the terminal's only for INT,
    QUIT, TSTP and HUP, and PROGRAM then has its own copy only if it is
    in the foreground group). Skipped without perl. */
-static void test_break_inherited_alarm_not_forwarded(void **state)
+static void test_fixed_inherited_alarm_not_forwarded(void **state)
 {
     (void)state;
-    ADV_BREAK("an alarm() inherited across exec fires in forksafe-audit and "
-              "is not forwarded");
     if (access("/usr/bin/perl", X_OK) != 0) {
         fprintf(stderr, "skipped: no perl\n");
         skip();
@@ -654,10 +644,9 @@ static void rooted_not_audited(const char *how)
    of the spawned program's LD_PRELOAD, so no loader error). Expected:
    as for execv (test_held_chroot_lib_not_audited): not-audited
    (unreachable), complete false, exit 3. */
-static void test_break_posix_spawn_after_chroot_silent_pass(void **state)
+static void test_fixed_posix_spawn_after_chroot_silent_pass(void **state)
 {
     (void)state;
-    ADV_BREAK("posix_spawn() after chroot() is not named not-audited");
     rooted_not_audited("spawn");
 }
 
@@ -672,10 +661,9 @@ static void test_break_posix_spawn_after_chroot_silent_pass(void **state)
    ignored." twice (sh, then target-held) into the program's stderr; the
    plain run prints nothing. popen() goes the same way. Expected: no
    loader error, the shell named not-audited (unreachable), exit 3. */
-static void test_break_system_after_chroot_silent_pass(void **state)
+static void test_fixed_system_after_chroot_silent_pass(void **state)
 {
     (void)state;
-    ADV_BREAK("system() after chroot() passes silently, with loader errors");
     rooted_not_audited("system");
 }
 
@@ -929,18 +917,18 @@ int main(void)
     fs_watchdog(600);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_break_private_cond_in_shared_memory_not_ended),
-        cmocka_unit_test(test_break_emfile_private_cond_not_ended),
+        cmocka_unit_test(test_fixed_emfile_private_cond_not_ended),
         cmocka_unit_test(test_break_child_killed_hides_fork_with_threads),
         cmocka_unit_test(test_break_emfile_spawn_static_silent_pass),
-        cmocka_unit_test(test_break_sigterm_after_reap_kills_reused_pid),
+        cmocka_unit_test(test_fixed_sigterm_after_reap_kills_reused_pid),
         cmocka_unit_test(test_break_group_sigterm_delivered_twice),
-        cmocka_unit_test(test_break_terminal_ctrl_c_before_program_lost),
-        cmocka_unit_test(test_break_inherited_blocked_sigterm_never_forwarded),
-        cmocka_unit_test(test_break_ignored_sigchld_status_becomes_zero),
-        cmocka_unit_test(test_break_inherited_alarm_not_forwarded),
+        cmocka_unit_test(test_fixed_terminal_ctrl_c_before_program_lost),
+        cmocka_unit_test(test_fixed_inherited_blocked_sigterm_never_forwarded),
+        cmocka_unit_test(test_fixed_ignored_sigchld_status_becomes_zero),
+        cmocka_unit_test(test_fixed_inherited_alarm_not_forwarded),
         cmocka_unit_test(test_break_sigtstp_not_forwarded),
-        cmocka_unit_test(test_break_posix_spawn_after_chroot_silent_pass),
-        cmocka_unit_test(test_break_system_after_chroot_silent_pass),
+        cmocka_unit_test(test_fixed_posix_spawn_after_chroot_silent_pass),
+        cmocka_unit_test(test_fixed_system_after_chroot_silent_pass),
         cmocka_unit_test(test_break_raw_chroot_syscall_silent_pass),
         cmocka_unit_test(test_break_other_file_at_interposer_path_silent_pass),
         cmocka_unit_test(
