@@ -85,7 +85,14 @@ void forksafe__audit_ran_on(void)
         forksafe__rec_bool(r, "mt", LOAD(&fk.child_mt));
         forksafe__rec_bool(r, "forksafe", LOAD(&fk.coordinated));
         fork_frame(r);
-        forksafe__rec_end_batched(r);
+        /* A child of a multi-threaded fork writes it at once: the
+           parent's findings about the fork count only children that ran
+           on, and one that then dies of a signal (abort, SIGKILL) would
+           take a batched record with it. */
+        if (LOAD(&fk.child_mt))
+            forksafe__rec_end(r);
+        else
+            forksafe__rec_end_batched(r);
     }
     report_libs();
     if (errno != saved)
