@@ -335,22 +335,13 @@ struct verdict {
     char resolved[PATH_MAX];
 };
 
-/* Set once chroot() succeeded in this program image: the interposer's
-   path may no longer lead to it. */
-HOT static int rooted;
-
-EXPORT int chroot(const char *path)
-{
-    int r = REAL(chroot)(path);
-    if (r == 0)
-        STORE(&rooted, 1);
-    return r;
-}
-
-/* After chroot(): can the loader still find the interposer? */
+/* Can the loader still find the interposer? Not after a chroot() (or a
+   raw chroot system call, a mount namespace entered) into a root without
+   it, nor after a change of user that may not read it. One access() per
+   exec, about a microsecond. */
 static int unreachable(void)
 {
-    return LOAD(&rooted) && self_path[0] && access(self_path, R_OK) != 0;
+    return self_path[0] && access(self_path, R_OK) != 0;
 }
 
 static char *const *prepare(int dirfd, const char *path, int fd,
@@ -362,9 +353,9 @@ static char *const *prepare(int dirfd, const char *path, int fd,
     forksafe__rec_flush();
     v->reason =
         forksafe__exec_check(dirfd, path, fd, v->resolved, sizeof v->resolved);
-    /* After chroot() the loader would not find the interposer (and would
-       say so on the program's stderr): it is taken out of LD_PRELOAD, as
-       for another ELF class, and the program is named not audited. */
+    /* Where the loader would not find the interposer (and would say so on
+       the program's stderr): it is taken out of LD_PRELOAD, as for another
+       ELF class, and the program is named not audited. */
     if (v->reason == FORKSAFE_EXEC_OK && unreachable())
         v->reason = FORKSAFE_EXEC_UNREACHABLE;
     int failed;
@@ -621,8 +612,9 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file,
    loses its change; a program that cleared its environment and calls
    system() while another thread edits the environment is already outside
    what POSIX allows (setenv is not thread-safe). */
-/* The shell system() and popen() start after chroot() cannot load the
-   interposer: it is named not audited (through the run page) and left
+/* The shell system() and popen() start where the interposer cannot be
+   reached (after chroot()) cannot load it: it is named not audited
+   (through the run page) and left
    out of the shell's LD_PRELOAD, so its loader prints no error. */
 static int shell_unreachable(void)
 {

@@ -26,7 +26,7 @@ enum {
     FORKSAFE_EXEC_CLASS,  /* another ELF class or machine (e.g. 32-bit) */
     FORKSAFE_EXEC_ENVIRON, /* the environment could not be rebuilt */
     FORKSAFE_EXEC_UNREACHABLE, /* the interposer's file cannot be reached
-                                  from it (after chroot()) */
+                                  from it (chroot(), a mount namespace) */
     FORKSAFE_EXEC_LAST = FORKSAFE_EXEC_UNREACHABLE
 };
 

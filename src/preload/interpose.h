@@ -115,7 +115,6 @@
     X(pid_t, _Fork, (void))                                                    \
     X(int, __register_atfork,                                                  \
       (void (*)(void), void (*)(void), void (*)(void), void *))                \
-    X(int, chroot, (const char *))                                             \
     X(int, execve, (const char *, char *const[], char *const[]))               \
     X(int, execvpe, (const char *, char *const[], char *const[]))              \
     X(int, fexecve, (int, char *const[], char *const[]))                       \
