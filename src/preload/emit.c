@@ -311,6 +311,14 @@ long forksafe__out_image_pid(void)
     return __atomic_load_n(&image_pid, __ATOMIC_ACQUIRE);
 }
 
+int forksafe__out_reachable(void)
+{
+    int saved = errno;
+    int ok = !out_dir[0] || access(out_dir, W_OK | X_OK) == 0;
+    errno = saved;
+    return ok;
+}
+
 int forksafe__out_enabled(void)
 {
     forksafe__out_init();

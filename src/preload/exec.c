@@ -337,11 +337,14 @@ struct verdict {
 
 /* Can the loader still find the interposer? Not after a chroot() (or a
    raw chroot system call, a mount namespace entered) into a root without
-   it, nor after a change of user that may not read it. One access() per
-   exec, about a microsecond. */
+   it, nor after a change of user that may not read it; and where the
+   record directory cannot be reached, the program would be audited for
+   nothing: its records would be lost without a trace. Two access() calls
+   per exec, about a microsecond each. */
 static int unreachable(void)
 {
-    return self_path[0] && access(self_path, R_OK) != 0;
+    return (self_path[0] && access(self_path, R_OK) != 0) ||
+           !forksafe__out_reachable();
 }
 
 static char *const *prepare(int dirfd, const char *path, int fd,

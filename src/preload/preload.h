@@ -97,6 +97,10 @@ void forksafe__out_init(void);
 void forksafe__out_use_variable(const char *name);
 /* 1 if records are being collected (a usable directory was given). */
 int forksafe__out_enabled(void);
+/* 0 if records are collected but their directory cannot be reached from
+   here (after chroot(), in another mount namespace, once forksafe-audit
+   has ended), else 1. One access(). */
+int forksafe__out_reachable(void);
 /* The pid this program image started in (read by forksafe__out_init(),
    so without a system call of its own). */
 long forksafe__out_image_pid(void);
