@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-audit-hostile-sig.c: the adversary's round 24, against the CLI's
+ * signal handling of 6e3f488 and b4c838d (src/cli/main.c): signals held
+ * from the start, a terminal's signal before PROGRAM ending the CLI, the
+ * forwarded signals, SIGCHLD and SIGPIPE given back to PROGRAM.
+ *
+ * Tests named test_break_* fail on the code they were written against
+ * (b4c838d): real breaks, run only with FORKSAFE_ADV=1 (else skipped, the
+ * reason printed) until they are fixed. test_held_* are attacks that held.
+ */
+#include "audit-util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A break that is not fixed yet: skipped unless FORKSAFE_ADV=1. */
+#define ADV_BREAK(why)                                                         \
+    do {                                                                       \
+        const char *adv_ = getenv("FORKSAFE_ADV");                             \
+        if (!adv_ || strcmp(adv_, "1") != 0) {                                 \
+            fprintf(stderr,                                                    \
+                    "skipped (known break, FORKSAFE_ADV=1 runs it): "          \
+                    "%s\n",                                                    \
+                    why);                                                      \
+            skip();                                                            \
+        }                                                                      \
+    } while (0)
+
+static void nap_ms(long ms)
+{
+    struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&d, NULL);
+}
+
+static long long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* A pty master, its slave's name in slave; -1 (the test skipped) without
+   one. */
+static int open_pty(char *slave, size_t len)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0 || !ptsname(m)) {
+        fprintf(stderr, "skipped: no pty\n");
+        skip();
+    }
+    snprintf(slave, len, "%s", ptsname(m));
+    return m;
+}
+
+/* In a forked child: a new session with slave as its controlling
+   terminal, on 0, 1 and 2. */
+static void take_pty(const char *slave, int m)
+{
+    setsid();
+    int s = open(slave, O_RDWR);
+    if (s < 0)
+        _exit(120);
+    ioctl(s, TIOCSCTTY, 0);
+    dup2(s, 0);
+    dup2(s, 1);
+    dup2(s, 2);
+    if (s > 2)
+        close(s);
+    close(m);
+}
+
+/* Everything the master reads until the slave side is gone. */
+static char *drain_pty(int m)
+{
+    static char out[65536];
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(m, out + len, sizeof out - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+static void show(const char *what, int st)
+{
+    fprintf(stderr, "%s: %s %d\n", what,
+            WIFSIGNALED(st) ? "killed by signal" : "exit status",
+            WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+/* ------------------------------------------------------------ breaks */
+
+/* ^C at the terminal while forksafe-audit, started with SIGINT ignored
+   (a background job of a non-interactive shell: `sh -c 'forksafe-audit
+   ... -- prog &'` run from a terminal, whose job stays in the foreground
+   group with SIGINT and SIGQUIT set to SIG_IGN), is still opening its
+   outputs. signals_hold() blocks SIGINT, and a blocked signal is queued
+   even when ignored (the kernel cannot know the action at delivery);
+   the sigtimedwait() loop of b4c838d then takes it for a terminal's
+   signal and dies of it (die_of() sets SIG_DFL first), without checking
+   that it was inherited ignored. Reproduced on a pty: SIGINT ignored,
+   `forksafe-audit --json FIFO -- /bin/sh -c 'sleep 1; echo
+   PROGRAM-ran-to-end'`, ^C after 500 ms, the FIFO opened 300 ms later.
+   Plain (the same sh, SIGINT ignored): "PROGRAM-ran-to-end", exit 0.
+   Seen on b4c838d: forksafe-audit killed by SIGINT, PROGRAM never
+   started. Expected: a signal inherited ignored stays ignored (as the
+   docs promise for `nohup` and a background job's SIGINT): PROGRAM runs
+   to its end, exit 0. The same holds for `nohup` and a hangup. */
+static void test_break_ignored_sigint_from_terminal_ends_cli(void **state)
+{
+    (void)state;
+    ADV_BREAK("a terminal's ^C before PROGRAM starts kills forksafe-audit "
+              "even when SIGINT was inherited ignored");
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/ign.fifo", au_tmp);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    char slave[200];
+    int m = open_pty(slave, sizeof slave);
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) {
+        take_pty(slave, m);
+        signal(SIGINT, SIG_IGN);
+        execl(au_cli(), au_cli(), "--json", fifo, "--", "/bin/sh", "-c",
+              "sleep 1; echo PROGRAM-ran-to-end", (char *)NULL);
+        _exit(121);
+    }
+    nap_ms(500);
+    assert_int_equal(write(m, "\003", 1), 1);
+    nap_ms(300);
+    int r = open(fifo, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    assert_true(r >= 0);
+    fcntl(r, F_SETFL, 0);
+    char buf[4096];
+    while (read(r, buf, sizeof buf) > 0)
+        ;
+    close(r);
+    const char *out = drain_pty(m);
+    close(m);
+    int st;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    if (!WIFEXITED(st) || !strstr(out, "PROGRAM-ran-to-end")) {
+        show("audited", st);
+        fprintf(stderr, "%s\n", out);
+    }
+    assert_non_null(strstr(out, "PROGRAM-ran-to-end"));
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* forksafe-audit as the controlling process of its terminal (the session
+   leader: `ssh -t host forksafe-audit -- CMD`, whose shell execs the last
+   command; `script -c`, `setsid -c`, a terminal emulator or tmux window
+   running it directly). When the terminal hangs up, the kernel sends
+   SIGHUP (SI_KERNEL) to the session leader only; the foreground group
+   gets its SIGHUP only when the session leader exits. from_terminal()
+   takes the leader's SIGHUP for one the whole group got and does not
+   forward it, so PROGRAM never gets one while forksafe-audit waits for
+   it. Reproduced on a pty: a new session, the pty its controlling
+   terminal, `sleep 3` (plain) or `forksafe-audit --json r.json -- sleep
+   3`, the master closed after 500 ms. Plain: killed by SIGHUP at once.
+   Seen on b4c838d: sleep runs its 3 s, exit 0, 2.5 s after the hangup.
+   Expected: killed by SIGHUP at once (a SIGHUP to the session leader
+   forwarded; only PROGRAM's own group gets the terminal's copy). */
+static void test_break_session_leader_hangup_not_forwarded(void **state)
+{
+    (void)state;
+    ADV_BREAK("a hangup sent to forksafe-audit as session leader is not "
+              "forwarded");
+    int sts[2];
+    long long took[2];
+    for (int audited = 0; audited < 2; audited++) {
+        char slave[200];
+        int m = open_pty(slave, sizeof slave);
+        pid_t p = fork();
+        assert_true(p >= 0);
+        if (p == 0) {
+            take_pty(slave, m);
+            if (audited)
+                execl(au_cli(), au_cli(), "--json", au_json, "--",
+                      "/bin/sleep", "3", (char *)NULL);
+            else
+                execl("/bin/sleep", "/bin/sleep", "3", (char *)NULL);
+            _exit(121);
+        }
+        nap_ms(500);
+        long long t = now_ms();
+        close(m);
+        assert_int_equal(waitpid(p, &sts[audited], 0), p);
+        took[audited] = now_ms() - t;
+        show(audited ? "audited" : "plain", sts[audited]);
+        fprintf(stderr, "  %lld ms after the hangup\n", took[audited]);
+    }
+    assert_true(WIFSIGNALED(sts[0]) && WTERMSIG(sts[0]) == SIGHUP);
+    assert_true(WIFSIGNALED(sts[1]) && WTERMSIG(sts[1]) == SIGHUP);
+    assert_true(took[1] < 1500);
+}
+
+/* An alarm() inherited across exec (`perl -e 'alarm 1; exec @ARGV'
+   CMD`), and CMD replacing or cancelling it (alarm(0), a new alarm(N):
+   any program that sets its own alarm). Plain, the timer is CMD's own and
+   alarm(0) cancels it. Under forksafe-audit the inherited timer stays the
+   CLI's (fork does not pass timers on; PROGRAM's alarm() returns 0 and
+   cancels nothing) and b4c838d forwards its SIGALRM. Here CMD is `perl -e
+   'alarm 0; sleep 2; exit 7'`. Plain: exit 7 after 2 s. Seen on b4c838d:
+   killed by SIGALRM (142) after 1 s. Expected: exit 7 (the CLI hands the
+   remaining time to PROGRAM, getitimer() before the fork and setitimer()
+   in the child, and cancels its own). Skipped without perl. */
+static void test_break_program_cannot_cancel_inherited_alarm(void **state)
+{
+    (void)state;
+    ADV_BREAK("PROGRAM's alarm(0) does not cancel an alarm inherited by "
+              "forksafe-audit");
+    if (access("/usr/bin/perl", X_OK) != 0) {
+        fprintf(stderr, "skipped: no perl\n");
+        skip();
+    }
+    char *plain[] = {"/usr/bin/perl", "-e", "alarm 1; exec @ARGV",
+                     "/usr/bin/perl", "-e", "alarm 0; sleep 2; exit 7", NULL};
+    assert_int_equal(au_run(plain, NULL, au_out, au_err, AU_RUN_MS), 7);
+    char *aud[] = {"/usr/bin/perl", "-e", "alarm 1; exec @ARGV",
+                   (char *)au_cli(), "--json", au_json, "--", "/usr/bin/perl",
+                   "-e", "alarm 0; sleep 2; exit 7", NULL};
+    int st = au_run(aud, NULL, au_out, au_err, AU_RUN_MS);
+    if (st != 7)
+        fprintf(stderr, "audited: status %d\n", st);
+    assert_int_equal(st, 7);
+}
+
+/* -------------------------------------------------------------- held */
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_break_ignored_sigint_from_terminal_ends_cli),
+        cmocka_unit_test(test_break_session_leader_hangup_not_forwarded),
+        cmocka_unit_test(test_break_program_cannot_cancel_inherited_alarm),
+    };
+    return cmocka_run_group_tests(tests, au_setup, au_teardown);
+}
