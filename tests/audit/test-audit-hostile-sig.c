@@ -243,6 +243,69 @@ static void test_break_program_cannot_cancel_inherited_alarm(void **state)
     assert_int_equal(st, 7);
 }
 
+/* SIGKILL sent to forksafe-audit (Python's Popen.kill(), a supervisor's
+   last resort, `kill -9 PID`, systemd's final SIGKILL to the main pid):
+   it cannot be caught, so nothing is forwarded and the CLI cannot clean
+   up. Here `forksafe-audit --json r.json -- /bin/sleep 3` with TMPDIR a
+   fresh directory, SIGKILL to the command 300 ms in. Plain: sleep dies at
+   once. Seen on b4c838d: the CLI dies, sleep runs on orphaned for its 3 s
+   (Popen.communicate() on its stdout waits the 3 s too: 0.0 s plain,
+   5.0 s audited with a 5 s child), and TMPDIR/forksafe-audit.XXXXXX
+   (with its run page) is left behind. Expected: PROGRAM ends when the
+   command is killed (e.g. PR_SET_PDEATHSIG, or a PROGRAM that is the
+   command's own process with the CLI watching from a child), and no
+   record directory left behind; or docs/audit.md says SIGKILL is not
+   passed on. */
+static void test_break_sigkill_leaves_program_and_directory(void **state)
+{
+    (void)state;
+    ADV_BREAK("SIGKILL to forksafe-audit leaves PROGRAM running and the "
+              "record directory behind");
+    char tmpdir[300], env[320];
+    snprintf(tmpdir, sizeof tmpdir, "%s/kill-tmp", au_tmp);
+    mkdir(tmpdir, 0700);
+    snprintf(env, sizeof env, "TMPDIR=%s", tmpdir);
+    const char *envs[] = {env, NULL};
+    char *args[] = {(char *)au_cli(), "--json", au_json, "--", "/bin/sleep",
+                    "3", NULL};
+    pid_t cli = au_start(args, envs, au_out, au_err);
+    long prog = 0;
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%ld/task/%ld/children", (long)cli,
+             (long)cli);
+    for (int i = 0; i < 200 && prog <= 0; i++) {
+        nap_ms(10);
+        FILE *f = fopen(path, "r");
+        if (!f || fscanf(f, "%ld", &prog) != 1)
+            prog = 0;
+        if (f)
+            fclose(f);
+    }
+    assert_true(prog > 0);
+    nap_ms(300);
+    kill(cli, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(cli, &st, 0), cli);
+    nap_ms(300);
+    char pp[64];
+    snprintf(pp, sizeof pp, "/proc/%ld/cmdline", prog);
+    const char *cmd = access(pp, F_OK) == 0 ? au_slurp(pp) : "";
+    int alive = strcmp(cmd, "/bin/sleep") == 0;
+    if (alive)
+        kill((pid_t)prog, SIGKILL);
+    char cmdline[400];
+    snprintf(cmdline, sizeof cmdline, "ls -A %s | grep -q .", tmpdir);
+    int left = system(cmdline) == 0;
+    snprintf(cmdline, sizeof cmdline, "rm -rf %s", tmpdir);
+    if (system(cmdline) != 0)
+        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    fprintf(stderr, "PROGRAM %s after the CLI's SIGKILL; record directory "
+            "%s\n", alive ? "still running" : "gone",
+            left ? "left behind" : "removed");
+    assert_false(alive);
+    assert_false(left);
+}
+
 /* -------------------------------------------------------------- held */
 
 int main(void)
@@ -251,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_break_ignored_sigint_from_terminal_ends_cli),
         cmocka_unit_test(test_break_session_leader_hangup_not_forwarded),
         cmocka_unit_test(test_break_program_cannot_cancel_inherited_alarm),
+        cmocka_unit_test(test_break_sigkill_leaves_program_and_directory),
     };
     return cmocka_run_group_tests(tests, au_setup, au_teardown);
 }
