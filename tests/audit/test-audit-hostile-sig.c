@@ -361,6 +361,59 @@ static void test_break_core_dumped_flag_lost(void **state)
     assert_int_equal(sts[1], sts[0]);
 }
 
+/* A signal forksafe-audit was started with ignored, sent before PROGRAM
+   starts (here SIGUSR1, a Python parent's signal.signal(SIGUSR1,
+   SIG_IGN) before exec; `nohup` and SIGHUP are the same): held by
+   signals_hold() (a blocked signal is queued even when ignored), taken by
+   the sigtimedwait() loop into early[] and "forwarded" to a PROGRAM that
+   ignores it. The same signal after PROGRAM started is ignored by the CLI
+   as well (no handler) and not mentioned. Reproduced with --json on a
+   FIFO: `forksafe-audit --json FIFO -- /bin/sh -c 'sleep 0.3; echo ran'`,
+   SIGUSR1 400 ms in, the FIFO read 200 ms later. Seen on b4c838d:
+   PROGRAM runs to its end, exit 0, but the report says "received signal
+   10 (User defined signal 1), forwarded it to the program", "the report
+   is incomplete: the audit was interrupted", interrupted_by 10,
+   complete false. Expected: an ignored signal is not a signal the run
+   got: interrupted_by null, complete true (as when it comes after the
+   start). */
+static void test_break_ignored_early_signal_marks_report_interrupted(
+    void **state)
+{
+    (void)state;
+    ADV_BREAK("an ignored signal sent before PROGRAM starts marks the "
+              "report interrupted");
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/usr1.fifo", au_tmp);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *wrap = "import os, signal, sys\n"
+                       "signal.signal(signal.SIGUSR1, signal.SIG_IGN)\n"
+                       "os.execv(sys.argv[1], sys.argv[1:])\n";
+    char *argv[] = {AU_PYTHON, "-c", (char *)wrap, (char *)au_cli(), "--json",
+                    fifo, "--", "/bin/sh", "-c", "sleep 0.3; echo ran", NULL};
+    pid_t p = au_start(argv, NULL, au_out, au_err);
+    nap_ms(400);
+    kill(p, SIGUSR1);
+    nap_ms(200);
+    int r = open(fifo, O_RDONLY | O_CLOEXEC);
+    assert_true(r >= 0);
+    FILE *j = fopen(au_json, "w");
+    assert_non_null(j);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(r, buf, sizeof buf)) > 0)
+        fwrite(buf, 1, (size_t)n, j);
+    fclose(j);
+    close(r);
+    int st;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_string_equal(au_slurp(au_out), "ran\n");
+    if (strstr(au_slurp(au_err), "interrupted"))
+        fprintf(stderr, "%s\n", au_slurp(au_err));
+    au_check("--top=interrupted_by=null", "--top=complete=true");
+}
+
 /* -------------------------------------------------------------- held */
 
 /* PROGRAM started with SIGCHLD, SIGUSR1 and SIGPIPE ignored and SIGTERM,
@@ -429,6 +482,8 @@ int main(void)
         cmocka_unit_test(test_break_program_cannot_cancel_inherited_alarm),
         cmocka_unit_test(test_break_sigkill_leaves_program_and_directory),
         cmocka_unit_test(test_break_core_dumped_flag_lost),
+        cmocka_unit_test(
+            test_break_ignored_early_signal_marks_report_interrupted),
         cmocka_unit_test(test_held_signal_state_handed_to_program),
         cmocka_unit_test(test_held_sigpipe_in_program),
     };
