@@ -414,6 +414,91 @@ static void test_break_ignored_early_signal_marks_report_interrupted(
     au_check("--top=interrupted_by=null", "--top=complete=true");
 }
 
+/* A Python PROGRAM that catches sig (exit 4 in the handler; else it
+   sleeps 3 s and exits 0), sent sig once it said "ready"; TMPDIR a fresh
+   directory. Returns the command's status (128 + N if killed by N);
+   *left is set when a record directory was left in TMPDIR. */
+static int catch_one(int sig, int audited, int *left)
+{
+    char tmpdir[300], env[320];
+    snprintf(tmpdir, sizeof tmpdir, "%s/sig-tmp", au_tmp);
+    mkdir(tmpdir, 0700);
+    snprintf(env, sizeof env, "TMPDIR=%s", tmpdir);
+    const char *envs[] = {env, NULL};
+    char code[400];
+    snprintf(code, sizeof code,
+             "import signal, sys, time\n"
+             "signal.signal(%d, lambda n, f: (print('got', n, flush=True), "
+             "sys.exit(4)))\n"
+             "print('ready', flush=True)\n"
+             "time.sleep(3)\n",
+             sig);
+    char *plain[] = {AU_PYTHON, "-c", code, NULL};
+    char *aud[] = {(char *)au_cli(), "--json", au_json, "--", AU_PYTHON, "-c",
+                   code, NULL};
+    unlink(au_out); /* no "ready" of the run before */
+    pid_t p = au_start(audited ? aud : plain, envs, au_out, au_err);
+    for (int i = 0; i < 1000 && !strstr(au_slurp(au_out), "ready"); i++)
+        nap_ms(10);
+    kill(p, sig);
+    int st;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    nap_ms(100);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls -A %s | grep -q .", tmpdir);
+    *left = system(cmd) == 0;
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    int r = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+    fprintf(stderr, "signal %d, %s: status %d, stdout \"%s\"%s\n", sig,
+            audited ? "audited" : "plain", r, au_slurp(au_out),
+            *left ? ", record directory left behind" : "");
+    return r;
+}
+
+/* SIGWINCH sent to the command by pid (`kill -WINCH PID`: Apache httpd's
+   graceful-stop, nginx's "stop the workers"; also SIGURG and SIGCONT, any
+   signal whose default action is to ignore or continue): not in
+   forwarded[], so forksafe-audit takes its default (ignore) and PROGRAM,
+   which catches it, never hears of it. Seen on b4c838d: plain, the
+   handler runs, exit 4 at once; audited, PROGRAM sleeps its 3 s, exit 0.
+   Expected: exit 4 at once (a signal PROGRAM may catch forwarded, or
+   docs/audit.md saying which are not). */
+static void test_break_sigwinch_not_forwarded(void **state)
+{
+    (void)state;
+    ADV_BREAK("SIGWINCH (graceful-stop of httpd) sent to forksafe-audit is "
+              "not forwarded");
+    int left;
+    assert_int_equal(catch_one(SIGWINCH, 0, &left), 4);
+    assert_int_equal(catch_one(SIGWINCH, 1, &left), 4);
+    assert_false(left);
+}
+
+/* A real-time signal sent to the command (`kill -s RTMIN+1 PID`:
+   status-bar and logger refreshes, a supervisor's custom control signal;
+   default action: terminate). forwarded[] claims "every signal whose
+   default action ends a process" but lists none of SIGRTMIN..SIGRTMAX,
+   and signals_hold() does not hold them: forksafe-audit dies of it at
+   once, without its reports. Seen on b4c838d: plain, PROGRAM's handler
+   runs, exit 4; audited, the command is killed by signal 35 (163),
+   PROGRAM runs on orphaned for its 3 s holding the caller's pipe, and
+   TMPDIR/forksafe-audit.XXXXXX is left behind. Expected: exit 4, no
+   record directory left (real-time signals held and forwarded like the
+   others). */
+static void test_break_realtime_signal_kills_cli(void **state)
+{
+    (void)state;
+    ADV_BREAK("a real-time signal kills forksafe-audit: not forwarded, "
+              "record directory left behind");
+    int left;
+    assert_int_equal(catch_one(SIGRTMIN + 1, 0, &left), 4);
+    int st = catch_one(SIGRTMIN + 1, 1, &left);
+    assert_false(left);
+    assert_int_equal(st, 4);
+}
+
 /* -------------------------------------------------------------- held */
 
 /* PROGRAM started with SIGCHLD, SIGUSR1 and SIGPIPE ignored and SIGTERM,
@@ -484,6 +569,8 @@ int main(void)
         cmocka_unit_test(test_break_core_dumped_flag_lost),
         cmocka_unit_test(
             test_break_ignored_early_signal_marks_report_interrupted),
+        cmocka_unit_test(test_break_sigwinch_not_forwarded),
+        cmocka_unit_test(test_break_realtime_signal_kills_cli),
         cmocka_unit_test(test_held_signal_state_handed_to_program),
         cmocka_unit_test(test_held_sigpipe_in_program),
     };
