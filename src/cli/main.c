@@ -39,6 +39,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,15 +130,17 @@ static size_t inherited_fds(struct forksafe_fdid *ids, size_t max)
 /* The signal state forksafe-audit inherited, which PROGRAM gets back. */
 static struct sigaction inherited_act[NSIG];
 static sigset_t inherited_mask;
-/* Every signal whose default action ends a process and that someone may
-   send to stop or poke PROGRAM (kill, timeout -s, a supervisor). Signals
-   the kernel raises for forksafe-audit's own faults and limits are not
-   forwarded; SIGPIPE is ignored by forksafe-audit itself (a closed stderr
-   must not cost the JSON report), and PROGRAM gets its inherited action
-   back. */
-static const int forwarded[] = {
-    SIGTERM, SIGHUP,  SIGQUIT,   SIGINT,  SIGUSR1, SIGUSR2,
-    SIGALRM, SIGVTALRM, SIGPROF,
+/* Every signal that someone may send to stop or poke PROGRAM (kill,
+   timeout -s, a supervisor): those whose default action ends a process,
+   the real-time signals, and SIGWINCH and SIGURG, which a program may
+   catch. Signals the kernel raises for forksafe-audit's own faults and
+   limits are not forwarded, nor job control (SIGTSTP, SIGCONT); SIGPIPE
+   is ignored by forksafe-audit itself (a closed stderr must not cost the
+   JSON report), and PROGRAM gets its inherited action back. Filled by
+   signals_hold(). */
+static const int forwarded_base[] = {
+    SIGTERM, SIGHUP,    SIGQUIT, SIGINT,  SIGUSR1, SIGUSR2,
+    SIGALRM, SIGVTALRM, SIGPROF, SIGWINCH, SIGURG,
 #ifdef SIGPOLL
     SIGPOLL,
 #endif
@@ -145,7 +148,12 @@ static const int forwarded[] = {
     SIGPWR,
 #endif
 };
-#define NFORWARDED (sizeof forwarded / sizeof forwarded[0])
+static int forwarded[NSIG];
+static size_t nforwarded;
+#define NFORWARDED nforwarded
+/* The real timer forksafe-audit was started with (an alarm() before the
+   exec): PROGRAM's, handed on to it and cancelled here. */
+static struct itimerval inherited_timer;
 
 /* From the first file it creates on: the inherited signal state is saved,
    SIGPIPE ignored and the forwarded signals blocked, so that one sent
@@ -153,6 +161,15 @@ static const int forwarded[] = {
    the record directory is always removed. */
 static void signals_hold(void)
 {
+    for (size_t k = 0; k < sizeof forwarded_base / sizeof forwarded_base[0];
+         k++)
+        forwarded[nforwarded++] = forwarded_base[k];
+#ifdef SIGRTMIN
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX && nforwarded < NSIG; sig++)
+        forwarded[nforwarded++] = sig;
+#endif
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, &inherited_timer);
     sigprocmask(SIG_SETMASK, NULL, &inherited_mask);
     for (size_t k = 0; k < NFORWARDED; k++)
         sigaction(forwarded[k], NULL, &inherited_act[forwarded[k]]);
@@ -194,10 +211,17 @@ static volatile sig_atomic_t interrupted;
    hangup), which delivers it to the whole foreground process group,
    PROGRAM included. A timer's SIGALRM (an alarm() inherited across exec)
    is the kernel's too, and is meant for PROGRAM. */
+static int session_leader;
+
 static int from_terminal(int sig, const siginfo_t *si)
 {
+    /* A hangup goes to the session leader only: as one, forksafe-audit
+       passes it on. */
+    if (sig == SIGHUP && session_leader)
+        return 0;
     return si->si_code == SI_KERNEL &&
-           (sig == SIGINT || sig == SIGQUIT || sig == SIGHUP);
+           (sig == SIGINT || sig == SIGQUIT || sig == SIGHUP ||
+            sig == SIGWINCH);
 }
 
 /* The forwarded signals: pass them on to PROGRAM, unless the terminal
@@ -243,6 +267,8 @@ static void run_child(char **argv, const char *preload, const char *dir,
         sigaction(forwarded[i], &inherited_act[forwarded[i]], NULL);
     sigaction(SIGPIPE, &inherited_act[SIGPIPE], NULL);
     sigaction(SIGCHLD, &inherited_act[SIGCHLD], NULL);
+    if (inherited_timer.it_value.tv_sec || inherited_timer.it_value.tv_usec)
+        setitimer(ITIMER_REAL, &inherited_timer, NULL);
     sigprocmask(SIG_SETMASK, &inherited_mask, NULL);
     execvp(argv[0], argv);
     int e = errno;
@@ -502,7 +528,14 @@ int main(int argc, char **argv)
     siginfo_t si;
     struct timespec zero = {0, 0};
     int esig;
+    session_leader = getsid(0) == getpid();
     while ((esig = sigtimedwait(&fwd, &si, &zero)) > 0) {
+        /* Ignored (inherited SIG_IGN), it was discarded for PROGRAM too;
+           blocked, it was queued all the same. */
+        if (inherited_act[esig].sa_handler == SIG_IGN)
+            continue;
+        if (from_terminal(esig, &si) && esig == SIGWINCH)
+            continue; /* a resize before PROGRAM existed: nothing to do */
         if (from_terminal(esig, &si) && !sigismember(&inherited_mask, esig)) {
             forksafe__cmd_remove_dir(dir);
             drop_output(jf, json, jf_new);

@@ -123,11 +123,9 @@ static void show(const char *what, int st)
    started. Expected: a signal inherited ignored stays ignored (as the
    docs promise for `nohup` and a background job's SIGINT): PROGRAM runs
    to its end, exit 0. The same holds for `nohup` and a hangup. */
-static void test_break_ignored_sigint_from_terminal_ends_cli(void **state)
+static void test_fixed_ignored_sigint_from_terminal_ends_cli(void **state)
 {
     (void)state;
-    ADV_BREAK("a terminal's ^C before PROGRAM starts kills forksafe-audit "
-              "even when SIGINT was inherited ignored");
     char fifo[300];
     snprintf(fifo, sizeof fifo, "%s/ign.fifo", au_tmp);
     unlink(fifo);
@@ -179,11 +177,9 @@ static void test_break_ignored_sigint_from_terminal_ends_cli(void **state)
    Seen on b4c838d: sleep runs its 3 s, exit 0, 2.5 s after the hangup.
    Expected: killed by SIGHUP at once (a SIGHUP to the session leader
    forwarded; only PROGRAM's own group gets the terminal's copy). */
-static void test_break_session_leader_hangup_not_forwarded(void **state)
+static void test_fixed_session_leader_hangup_not_forwarded(void **state)
 {
     (void)state;
-    ADV_BREAK("a hangup sent to forksafe-audit as session leader is not "
-              "forwarded");
     int sts[2];
     long long took[2];
     for (int audited = 0; audited < 2; audited++) {
@@ -223,11 +219,9 @@ static void test_break_session_leader_hangup_not_forwarded(void **state)
    killed by SIGALRM (142) after 1 s. Expected: exit 7 (the CLI hands the
    remaining time to PROGRAM, getitimer() before the fork and setitimer()
    in the child, and cancels its own). Skipped without perl. */
-static void test_break_program_cannot_cancel_inherited_alarm(void **state)
+static void test_fixed_program_cannot_cancel_inherited_alarm(void **state)
 {
     (void)state;
-    ADV_BREAK("PROGRAM's alarm(0) does not cancel an alarm inherited by "
-              "forksafe-audit");
     if (access("/usr/bin/perl", X_OK) != 0) {
         fprintf(stderr, "skipped: no perl\n");
         skip();
@@ -376,12 +370,10 @@ static void test_break_core_dumped_flag_lost(void **state)
    complete false. Expected: an ignored signal is not a signal the run
    got: interrupted_by null, complete true (as when it comes after the
    start). */
-static void test_break_ignored_early_signal_marks_report_interrupted(
+static void test_fixed_ignored_early_signal_marks_report_interrupted(
     void **state)
 {
     (void)state;
-    ADV_BREAK("an ignored signal sent before PROGRAM starts marks the "
-              "report interrupted");
     char fifo[300];
     snprintf(fifo, sizeof fifo, "%s/usr1.fifo", au_tmp);
     unlink(fifo);
@@ -465,11 +457,9 @@ static int catch_one(int sig, int audited, int *left)
    handler runs, exit 4 at once; audited, PROGRAM sleeps its 3 s, exit 0.
    Expected: exit 4 at once (a signal PROGRAM may catch forwarded, or
    docs/audit.md saying which are not). */
-static void test_break_sigwinch_not_forwarded(void **state)
+static void test_fixed_sigwinch_not_forwarded(void **state)
 {
     (void)state;
-    ADV_BREAK("SIGWINCH (graceful-stop of httpd) sent to forksafe-audit is "
-              "not forwarded");
     int left;
     assert_int_equal(catch_one(SIGWINCH, 0, &left), 4);
     assert_int_equal(catch_one(SIGWINCH, 1, &left), 4);
@@ -487,11 +477,9 @@ static void test_break_sigwinch_not_forwarded(void **state)
    TMPDIR/forksafe-audit.XXXXXX is left behind. Expected: exit 4, no
    record directory left (real-time signals held and forwarded like the
    others). */
-static void test_break_realtime_signal_kills_cli(void **state)
+static void test_fixed_realtime_signal_kills_cli(void **state)
 {
     (void)state;
-    ADV_BREAK("a real-time signal kills forksafe-audit: not forwarded, "
-              "record directory left behind");
     int left;
     assert_int_equal(catch_one(SIGRTMIN + 1, 0, &left), 4);
     int st = catch_one(SIGRTMIN + 1, 1, &left);
@@ -562,15 +550,15 @@ static void test_held_sigpipe_in_program(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_break_ignored_sigint_from_terminal_ends_cli),
-        cmocka_unit_test(test_break_session_leader_hangup_not_forwarded),
-        cmocka_unit_test(test_break_program_cannot_cancel_inherited_alarm),
+        cmocka_unit_test(test_fixed_ignored_sigint_from_terminal_ends_cli),
+        cmocka_unit_test(test_fixed_session_leader_hangup_not_forwarded),
+        cmocka_unit_test(test_fixed_program_cannot_cancel_inherited_alarm),
         cmocka_unit_test(test_break_sigkill_leaves_program_and_directory),
         cmocka_unit_test(test_break_core_dumped_flag_lost),
         cmocka_unit_test(
-            test_break_ignored_early_signal_marks_report_interrupted),
-        cmocka_unit_test(test_break_sigwinch_not_forwarded),
-        cmocka_unit_test(test_break_realtime_signal_kills_cli),
+            test_fixed_ignored_early_signal_marks_report_interrupted),
+        cmocka_unit_test(test_fixed_sigwinch_not_forwarded),
+        cmocka_unit_test(test_fixed_realtime_signal_kills_cli),
         cmocka_unit_test(test_held_signal_state_handed_to_program),
         cmocka_unit_test(test_held_sigpipe_in_program),
     };
