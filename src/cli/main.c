@@ -14,10 +14,10 @@
  * usage error and PROGRAM is not run.
  *
  * PROGRAM inherits exactly the signal dispositions and mask that
- * forksafe-audit inherited. SIGTERM, SIGHUP, SIGQUIT, SIGINT and the other
- * signals whose default action ends a process (forwarded[]) sent to
- * forksafe-audit are forwarded to PROGRAM, unless the terminal sent them
- * to the whole process group (PROGRAM then has its own copy); the report
+ * forksafe-audit inherited. SIGTERM, SIGHUP, SIGQUIT, SIGINT, the other
+ * signals whose default action ends a process, SIGWINCH and SIGURG
+ * (forwarded[]) sent to forksafe-audit are forwarded to PROGRAM, unless
+ * the terminal sent them to the whole process group (PROGRAM then has its own copy); the report
  * of what was seen is still written and the record directory removed.
  * When PROGRAM is killed by a signal, forksafe-audit, once the reports
  * are written, dies of the same signal.
@@ -34,10 +34,10 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -208,9 +208,9 @@ static pid_t program_pid;
 static volatile sig_atomic_t interrupted;
 
 /* Sent by the kernel on behalf of the terminal (SI_KERNEL: ^C, ^\,
-   hangup), which delivers it to the whole foreground process group,
-   PROGRAM included. A timer's SIGALRM (an alarm() inherited across exec)
-   is the kernel's too, and is meant for PROGRAM. */
+   hangup, a window size change), which delivers it to the whole
+   foreground process group, PROGRAM included. Other kernel-sent signals
+   (a timer's SIGALRM) are meant for PROGRAM. */
 static int session_leader;
 
 static int from_terminal(int sig, const siginfo_t *si)
@@ -517,7 +517,7 @@ int main(int argc, char **argv)
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, NULL);
     /* Signals held since signals_hold(): one the terminal sent came before
-       PROGRAM existed, so PROGRAM never got its copy: forksafe-audit ends
+       PROGRAM existed, so PROGRAM never got its copy: forksafe-audit dies
        of it, as PROGRAM would have, without starting it. Others are
        forwarded once PROGRAM runs. */
     sigset_t fwd;
