@@ -17,8 +17,9 @@
  * forksafe-audit inherited. SIGTERM, SIGHUP, SIGQUIT, SIGINT, the other
  * signals whose default action ends a process, SIGWINCH and SIGURG
  * (forwarded[]) sent to forksafe-audit are forwarded to PROGRAM, unless
- * the terminal sent them to the whole process group (PROGRAM then has its own copy); the report
- * of what was seen is still written and the record directory removed.
+ * the terminal sent them to the whole process group (PROGRAM then has
+ * its own copy); the report of what was seen is still written and the
+ * record directory removed.
  * When PROGRAM is killed by a signal, forksafe-audit, once the reports
  * are written, dies of the same signal.
  */
