@@ -585,8 +585,8 @@ static void run_page(struct forksafe_run *run, const char *dir)
             /* Its path is not known: the record that names it could not
                be written. */
             add_unaudited(run, e->pid, proc_ppid(run, e->pid),
-                          "(a program exec'd after chroot())", e->err,
-                          "exec after chroot()");
+                          "(a program started out of the audit's reach)",
+                          e->err, "exec or shell after chroot()");
             continue;
         }
         struct forksafe_finding f;

@@ -369,9 +369,10 @@ static char *const *prepare(int dirfd, const char *path, int fd,
     if (failed && v->reason == FORKSAFE_EXEC_OK)
         v->reason = FORKSAFE_EXEC_ENVIRON;
     v->announced = 0;
-    /* The record directory is out of reach too: the run page, mapped
-       before the chroot, carries it. */
-    if (v->reason == FORKSAFE_EXEC_UNREACHABLE)
+    /* When the record directory is out of reach too, the run page (mapped
+       at start, before any chroot) carries the finding instead of the
+       record below. */
+    if (v->reason == FORKSAFE_EXEC_UNREACHABLE && !forksafe__out_reachable())
         forksafe__run_event(FORKSAFE_RUN_UNAUDITED, v->reason);
     if (v->reason != FORKSAFE_EXEC_OK && pid >= 0) {
         forksafe__policy_unloadable(v->resolved, v->reason, via, pid);
@@ -615,10 +616,10 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file,
    loses its change; a program that cleared its environment and calls
    system() while another thread edits the environment is already outside
    what POSIX allows (setenv is not thread-safe). */
-/* The shell system() and popen() start where the interposer cannot be
-   reached (after chroot()) cannot load it: it is named not audited
-   (through the run page) and left
-   out of the shell's LD_PRELOAD, so its loader prints no error. */
+/* The shell that system() and popen() start where the interposer cannot
+   be reached (after chroot()) cannot load it: it is named not audited
+   (through the run page) and left out of the shell's LD_PRELOAD, so its
+   loader prints no error. */
 static int shell_unreachable(void)
 {
     if (!unreachable())

@@ -319,9 +319,9 @@ const char *forksafe__exec_reason_text(int reason)
         return "the preload was removed from its environment and could not "
                "be put back";
     case FORKSAFE_EXEC_UNREACHABLE:
-        return "the interposer's file cannot be reached from it (after "
-               "chroot(), in another mount namespace, or as a user who "
-               "cannot read it), so the loader cannot preload it";
+        return "the interposer or the record directory cannot be reached "
+               "from it (after chroot(), in another mount namespace, or as "
+               "a user who cannot read them), so it cannot be audited";
     default:
         return "it can be audited";
     }

@@ -22,10 +22,10 @@ enum {
     FORKSAFE_RUN_LOST = 1,  /* a record could not be written (err: errno,
                                0 when the record buffers were all busy) */
     FORKSAFE_RUN_CENSUS = 2, /* a fork could not count threads (err) */
-    FORKSAFE_RUN_UNAUDITED = 3 /* a program exec'd after chroot() cannot
-                                  load the interposer (err: its
-                                  FORKSAFE_EXEC_* reason); its record
-                                  could not reach the record directory */
+    FORKSAFE_RUN_UNAUDITED = 3 /* a program started where the interposer
+                                  or the record directory cannot be
+                                  reached (err: its FORKSAFE_EXEC_*
+                                  reason); no record could name it */
 };
 
 struct forksafe_runevent {
