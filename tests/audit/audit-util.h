@@ -66,4 +66,18 @@ void au_check_args(const char *first, ...);
    report) against the schema; 0 when valid. */
 int au_validate(const char *path);
 
+/* A known break, not fixed yet: the test is skipped unless FORKSAFE_ADV=1
+   (the adversary suites, tests/audit/test-audit-hostile-*.c). */
+#define ADV_BREAK(why)                                                         \
+    do {                                                                       \
+        const char *adv_ = getenv("FORKSAFE_ADV");                             \
+        if (!adv_ || strcmp(adv_, "1") != 0) {                                 \
+            fprintf(stderr,                                                    \
+                    "skipped (known break, FORKSAFE_ADV=1 runs it): "          \
+                    "%s\n",                                                    \
+                    why);                                                      \
+            skip();                                                            \
+        }                                                                      \
+    } while (0)
+
 #endif

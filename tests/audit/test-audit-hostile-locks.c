@@ -22,19 +22,6 @@
 #define ORDER   AU_TARGET("hostile-order")
 #define GUARD   AU_TARGET("hostile-guard")
 
-/* A break that is not fixed yet: skipped unless FORKSAFE_ADV=1. */
-#define ADV_BREAK(why)                                                         \
-    do {                                                                       \
-        const char *adv_ = getenv("FORKSAFE_ADV");                             \
-        if (!adv_ || strcmp(adv_, "1") != 0) {                                 \
-            fprintf(stderr,                                                    \
-                    "skipped (known break, FORKSAFE_ADV=1 runs it): "          \
-                    "%s\n",                                                    \
-                    why);                                                      \
-            skip();                                                            \
-        }                                                                      \
-    } while (0)
-
 /* The mode without the audit must exit 0 (the program is correct), and
    with it too: the same status. */
 static void same_status_of(const char *target, const char *mode)

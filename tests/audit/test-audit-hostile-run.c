@@ -29,19 +29,6 @@
 
 #define MEM AU_TARGET("hostile-mem")
 
-/* A break that is not fixed yet: skipped unless FORKSAFE_ADV=1. */
-#define ADV_BREAK(why)                                                         \
-    do {                                                                       \
-        const char *adv_ = getenv("FORKSAFE_ADV");                             \
-        if (!adv_ || strcmp(adv_, "1") != 0) {                                 \
-            fprintf(stderr,                                                    \
-                    "skipped (known break, FORKSAFE_ADV=1 runs it): "          \
-                    "%s\n",                                                    \
-                    why);                                                      \
-            skip();                                                            \
-        }                                                                      \
-    } while (0)
-
 static char tmpd[300], tmpenv[320];
 
 /* A fresh, empty TMPDIR for the CLI under au_tmp. */

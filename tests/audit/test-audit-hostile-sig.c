@@ -25,19 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A break that is not fixed yet: skipped unless FORKSAFE_ADV=1. */
-#define ADV_BREAK(why)                                                         \
-    do {                                                                       \
-        const char *adv_ = getenv("FORKSAFE_ADV");                             \
-        if (!adv_ || strcmp(adv_, "1") != 0) {                                 \
-            fprintf(stderr,                                                    \
-                    "skipped (known break, FORKSAFE_ADV=1 runs it): "          \
-                    "%s\n",                                                    \
-                    why);                                                      \
-            skip();                                                            \
-        }                                                                      \
-    } while (0)
-
 static void nap_ms(long ms)
 {
     struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};

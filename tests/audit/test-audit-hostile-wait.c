@@ -29,19 +29,6 @@
 #define WAIT AU_TARGET("hostile-wait")
 #define ROOTER AU_TARGET("hostile-root")
 
-/* A break that is not fixed yet: skipped unless FORKSAFE_ADV=1. */
-#define ADV_BREAK(why)                                                         \
-    do {                                                                       \
-        const char *adv_ = getenv("FORKSAFE_ADV");                             \
-        if (!adv_ || strcmp(adv_, "1") != 0) {                                 \
-            fprintf(stderr,                                                    \
-                    "skipped (known break, FORKSAFE_ADV=1 runs it): "          \
-                    "%s\n",                                                    \
-                    why);                                                      \
-            skip();                                                            \
-        }                                                                      \
-    } while (0)
-
 static void nap_ms(long ms)
 {
     struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
